@@ -1,0 +1,125 @@
+"""Decoding videos into sampled RGB frames with PyAV (FFmpeg in-process: no shell, no ffmpeg binary).
+
+Frames are sampled by presentation time: the first decoded frame, then the first frame at or after each further
+multiple of 1/fps seconds (as the YouTube-8M extractor samples at 1 fps). A video whose own frame rate is below
+`fps` gives each frame once; nothing is duplicated. Only sampled frames are converted to RGB and resized (in
+FFmpeg's swscale), and frames are yielded one at a time, so memory does not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Optional
+
+import av
+import numpy as np
+import tensorflow as tf
+
+
+class DecodeError(Exception):
+    """A video could not be opened or yielded no frame; the message says why, for failures.jsonl."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """How frames are sampled and sized.
+
+    fps: frames sampled per second of video.
+    max_frames: stop after this many sampled frames (None: no limit).
+    image_size: frames are resized to image_size x image_size RGB (aspect ratio not kept, like Keras'
+      image_dataset_from_directory; InceptionV3 expects 299).
+    """
+
+    fps: float = 1.0
+    max_frames: Optional[int] = None
+    image_size: int = 299
+
+    def __post_init__(self):
+        if not self.fps > 0:
+            raise ValueError(f"--fps must be > 0, got {self.fps}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"--max_frames must be >= 1, got {self.max_frames}")
+        if self.image_size < 1:
+            raise ValueError(f"--image_size must be >= 1, got {self.image_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One sampled frame: its index among the sampled frames, its time in seconds, and RGB pixels [S, S, 3]."""
+
+    index: int
+    timestamp: float
+    rgb: np.ndarray
+
+
+@dataclasses.dataclass
+class DecodeReport:
+    """Filled in while `decode_frames` runs: what a caller should know once the generator is exhausted."""
+
+    frames: int = 0
+    warning: Optional[str] = None
+
+
+def _open(path: str):
+    # Local files are opened by name (seekable, fastest); remote ones (gs://...) through a gfile object.
+    if "://" in path:
+        return av.open(tf.io.gfile.GFile(path, "rb"), mode="r")
+    return av.open(path, mode="r")
+
+
+def _describe(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return f"{type(e).__name__}: {text}"
+
+
+def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:
+    """Yields the sampled frames of the video at `path`.
+
+    Damage after at least one good frame ends the video early: the frames before it are kept and
+    `report.warning` says what happened (the caller records it in the summary).
+
+    Raises:
+      DecodeError: the file cannot be opened as a video, has no video stream, or yields no frame.
+    """
+    report = report if report is not None else DecodeReport()
+    if tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length == 0:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        container = _open(path)
+    except Exception as e:  # PyAV raises a family of FFmpeg errors; all mean "not a readable video"
+        raise DecodeError(f"cannot open as a video: {_describe(e)}") from None
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame-parallel decoding in FFmpeg's own threads
+        interval = 1.0 / settings.fps
+        start: Optional[float] = None
+        next_time = 0.0
+        try:
+            for frame in container.decode(stream):
+                t = frame.time
+                if t is None:  # no timestamp at all: fall back to the frame counter and the nominal rate
+                    rate = float(stream.average_rate or stream.guessed_rate or 25)
+                    t = frame.index / rate
+                if start is None:
+                    start = t
+                t -= start
+                if t + 1e-6 < next_time:
+                    continue
+                rgb = frame.to_ndarray(
+                    width=settings.image_size, height=settings.image_size, format="rgb24", interpolation="AREA"
+                )
+                yield Frame(index=report.frames, timestamp=float(t), rgb=rgb)
+                report.frames += 1
+                if settings.max_frames is not None and report.frames >= settings.max_frames:
+                    break
+                # Next sampling instant strictly after this frame: a stutter never produces two frames for one slot.
+                next_time = (np.floor(t / interval + 1e-6) + 1) * interval
+        except (av.FFmpegError, ValueError, OSError) as e:
+            if report.frames == 0:
+                raise DecodeError(f"no decodable frame: {_describe(e)}") from None
+            report.warning = f"decoding stopped early after {report.frames} frame(s): {_describe(e)}"
+    if report.frames == 0:
+        raise DecodeError("no decodable frame (the video stream is empty)")

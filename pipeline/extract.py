@@ -1,0 +1,100 @@
+r"""Extract frames and InceptionV3 features from videos into split, sharded, TFDS-loadable TFRecords.
+
+Locally (DirectRunner), on the embedded sample videos:
+
+    python -m pipeline.samples --output_dir=/tmp/videos
+    python -m pipeline.extract --input_dir=/tmp/videos --output_dir=/tmp/extracted \
+        --group_regex='^([^/]+/s\d+)_' --weights=imagenet
+
+Any flag this module does not define goes to Beam's PipelineOptions, e.g. two local worker processes:
+
+    python -m pipeline.extract ... --direct_num_workers=2 --direct_running_mode=multi_processing
+
+or Dataflow (see BUILD_NOTES.md, "Running at scale"):
+
+    python -m pipeline.extract --input_dir=gs://b/videos --output_dir=gs://b/out ... \
+        --runner=DataflowRunner --project=P --region=R --temp_location=gs://b/tmp --setup_file=./setup.py
+
+Exit status: 0 when at least one video was extracted (failures are listed in OUTPUT_DIR/failures.jsonl);
+1 when the input is missing or empty, the flags are wrong, or no video could be extracted.
+"""
+
+import json
+import logging
+import sys
+
+from absl import app, flags
+
+from pipeline.extraction import ExtractConfig, ExtractionError, run_extraction
+from pipeline.shards import DEFAULT_SHARD_BYTES
+from pipeline.sources import InputError
+from pipeline.splits import DEFAULT_SPLITS
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_dir", None, "Folder with one subfolder per class (like Keras' "
+                    "image_dataset_from_directory); every file below a class folder is an input.")
+flags.DEFINE_string("manifest", None, "CSV with header 'path,label[,group]'; relative paths are relative to "
+                    "the manifest's folder. Use instead of --input_dir.")
+flags.DEFINE_string("group_regex", None, "Regex searched in each video's path relative to the input root; its "
+                    "first capture group (or whole match) is the recording group, e.g. '_g(\\d+)_' for UCF101. "
+                    "Default: each video is its own group.")
+flags.DEFINE_string("output_dir", None, "Where frames/, sequences/, splits.csv, failures.jsonl and summary.json "
+                    "go (local or gs://).")
+flags.DEFINE_float("fps", 1.0, "Frames sampled per second of video (YouTube-8M uses 1).")
+flags.DEFINE_integer("max_frames", None, "Keep at most this many sampled frames per video (default: all).")
+flags.DEFINE_integer("image_size", 299, "Frames are resized to this square size (InceptionV3: 299; >= 75).")
+flags.DEFINE_enum("features", "inception_v3", ["inception_v3"], "Frame feature extractor.")
+flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded once by Keras), 'none' (random, for tests) "
+                    "or the path of an InceptionV3 no-top weights file (.h5 / .weights.h5) for offline machines.")
+flags.DEFINE_enum("feature_dtype", "float32", ["float32", "float16"], "Storage dtype of the features; float16 "
+                  "halves the size of sequences/.")
+flags.DEFINE_integer("feature_batch_size", 32, "Frames per InceptionV3 forward pass.")
+flags.DEFINE_string("splits", DEFAULT_SPLITS, "Split names and fractions of recording groups.")
+flags.DEFINE_string("split_salt", "", "Salt of the group hash: another salt draws another split.")
+flags.DEFINE_integer("shard_bytes", DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.")
+flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the frames in frames/.")
+
+
+def parse_flags(argv):
+    """absl parses the flags defined here; every other argument is left for Beam's PipelineOptions."""
+    return FLAGS(argv, known_only=True)
+
+
+def main(argv):
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.INFO)
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    config = ExtractConfig(
+        output_dir=FLAGS.output_dir.rstrip("/"),
+        input_dir=FLAGS.input_dir,
+        manifest=FLAGS.manifest,
+        group_regex=FLAGS.group_regex,
+        fps=FLAGS.fps,
+        max_frames=FLAGS.max_frames,
+        image_size=FLAGS.image_size,
+        features=FLAGS.features,
+        weights=FLAGS.weights,
+        feature_dtype=FLAGS.feature_dtype,
+        feature_batch_size=FLAGS.feature_batch_size,
+        splits=FLAGS.splits,
+        split_salt=FLAGS.split_salt,
+        shard_bytes=FLAGS.shard_bytes,
+        jpeg_quality=FLAGS.jpeg_quality,
+    )
+    try:
+        summary = run_extraction(config, beam_args=argv[1:])
+    except (ExtractionError, InputError, ValueError) as e:
+        print(f"extract: error: {e}", file=sys.stderr)
+        return 1
+    shown = {k: v for k, v in summary.items() if k not in ("config", "hidden_files_ignored")}
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    if summary["failed"]:
+        print(f"extract: {summary['failed']} input(s) could not be extracted; see "
+              f"{config.output_dir}/failures.jsonl", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

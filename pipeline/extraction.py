@@ -1,0 +1,200 @@
+"""The extraction job as a library: `run_extraction(ExtractConfig(...), beam_args)`.
+
+Order of work: list the inputs and validate them (fast, in the launcher, so errors come before any heavy work),
+assign splits, write the plan, run the Beam pipeline, then summarise from the files the pipeline wrote.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import json
+import logging
+import time
+from typing import Optional, Sequence
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import schema, transforms
+from pipeline.atomic_files import remove_stale_temporaries, temporary_name, write_atomically
+from pipeline.decode import DecodeSettings
+from pipeline.features import MIN_IMAGE_SIZE
+from pipeline.shards import DEFAULT_SHARD_BYTES
+from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
+from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
+
+SPLITS_CSV = "splits.csv"
+FAILURES_JSONL = "failures.jsonl"
+WARNINGS_JSONL = "warnings.jsonl"
+SUMMARY_JSON = "summary.json"
+
+
+class ExtractionError(RuntimeError):
+    """The job cannot run or produced nothing usable; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of one extraction; `pipeline/extract.py` documents each as a flag."""
+
+    output_dir: str
+    input_dir: Optional[str] = None
+    manifest: Optional[str] = None
+    group_regex: Optional[str] = None
+    fps: float = 1.0
+    max_frames: Optional[int] = None
+    image_size: int = 299
+    features: str = "inception_v3"
+    weights: str = "imagenet"
+    feature_dtype: str = "float32"
+    feature_batch_size: int = 32
+    splits: str = DEFAULT_SPLITS
+    split_salt: str = ""
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    jpeg_quality: int = 90
+
+    def validate(self) -> None:
+        if bool(self.input_dir) == bool(self.manifest):
+            raise ExtractionError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
+        if self.features != "inception_v3":
+            raise ExtractionError(f"--features={self.features}: only 'inception_v3' is available")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ExtractionError(f"--image_size={self.image_size}: InceptionV3 needs at least {MIN_IMAGE_SIZE}")
+        if self.feature_dtype not in schema.FEATURE_DTYPES:
+            raise ExtractionError(f"--feature_dtype must be one of {sorted(schema.FEATURE_DTYPES)}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ExtractionError(f"--jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.shard_bytes < 1:
+            raise ExtractionError(f"--shard_bytes must be positive, got {self.shard_bytes}")
+
+
+def list_inputs(config: ExtractConfig) -> Listing:
+    """The input videos of `config`, validated (see `pipeline.sources`)."""
+    if config.input_dir:
+        return list_videos_in_dir(config.input_dir, config.group_regex)
+    return Listing(read_manifest(config.manifest, config.group_regex), [], [])
+
+
+def build_pipeline(p: beam.Pipeline, config: ExtractConfig, plan_path: str, total_videos: int,
+                   spec: schema.DatasetSpec, listing_problems: Sequence[dict]) -> None:
+    """Adds the extraction stages to `p` (see the diagram in `pipeline.transforms`)."""
+    out = config.output_dir
+    settings = DecodeSettings(fps=config.fps, max_frames=config.max_frames, image_size=config.image_size)
+    records = (
+        p
+        | "ReadPlan" >> beam.io.ReadFromText(plan_path)
+        | "ParsePlan" >> beam.Map(json.loads)
+        # Spread videos over workers before the expensive stages; without it a runner may fuse everything
+        # into the single bundle that read the (one) plan file.
+        | "Reshuffle" >> beam.Reshuffle()
+    )
+    decoded = records | "DecodeFrames" >> transforms.DecodeFrames(settings, total_videos, config.jpeg_quality)
+    featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
+        spec, config.weights, config.image_size, config.feature_batch_size)
+    _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
+        f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
+    _ = (
+        featurized.features
+        | "BuildSequences" >> transforms.BuildSequences(spec)
+        | "WriteSequences" >> transforms.WriteShards(f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec,
+                                                      config.shard_bytes)
+    )
+    problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
+    _ = ((decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
+         | "WriteFailures" >> transforms.failures_report(f"{out}/{FAILURES_JSONL}"))
+    _ = decoded[transforms.VIDEOS] | "WriteSplitsCsv" >> transforms.splits_report(f"{out}/{SPLITS_CSV}")
+    _ = decoded[transforms.VIDEOS] | "WriteWarnings" >> transforms.warnings_report(f"{out}/{WARNINGS_JSONL}")
+
+
+def _read_lines(path: str) -> list[str]:
+    with tf.io.gfile.GFile(path, "r") as f:
+        return f.read().splitlines()
+
+
+def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec, split_warnings: Sequence[str],
+              wall_seconds: float) -> dict:
+    """Builds summary.json from the files the pipeline wrote (so it is right on any runner)."""
+    out = config.output_dir
+    rows = list(csv.DictReader(_read_lines(f"{out}/{SPLITS_CSV}")))
+    failures = [json.loads(line) for line in _read_lines(f"{out}/{FAILURES_JSONL}") if line]
+    warnings = [json.loads(line) for line in _read_lines(f"{out}/{WARNINGS_JSONL}") if line]
+    splits: dict = {}
+    groups = collections.defaultdict(set)
+    for row in rows:
+        if row["status"] == "failed":
+            continue
+        s = splits.setdefault(row["split"], {"videos": 0, "frames": 0, "groups": 0, "classes": {}})
+        c = s["classes"].setdefault(row["label"], {"videos": 0, "frames": 0})
+        for d in (s, c):
+            d["videos"] += 1
+            d["frames"] += int(row["frames"])
+        groups[row["split"]].add(row["group"])
+    for split, s in splits.items():
+        s["groups"] = len(groups[split])
+    extracted = sum(s["videos"] for s in splits.values())
+    frames = sum(s["frames"] for s in splits.values())
+    return {
+        "inputs": len(listing.records) + len(listing.problems),
+        "extracted": extracted,
+        "failed": len(failures),
+        "kept_with_warning": len(warnings),
+        "frames": frames,
+        "splits": dict(sorted(splits.items())),
+        "class_names": list(spec.class_names),
+        "split_warnings": list(split_warnings),
+        "warnings": warnings,
+        "hidden_files_ignored": listing.hidden,
+        "wall_seconds": round(wall_seconds, 3),
+        "frames_per_second": round(frames / wall_seconds, 3) if wall_seconds > 0 else None,
+        "format_version": schema.FORMAT_VERSION,
+        "config": dataclasses.asdict(config),
+    }
+
+
+def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Runs one extraction end to end and returns its summary (also written to summary.json).
+
+    Args:
+      config: what to extract and how.
+      beam_args: Beam pipeline options (e.g. ['--runner=DataflowRunner', '--project=...']); defaults to the
+        local DirectRunner.
+
+    Raises:
+      ExtractionError: bad settings, missing or empty input, or no video could be extracted.
+      pipeline.sources.InputError: a manifest or folder problem, listing every bad line.
+    """
+    config.validate()
+    fractions = parse_split_fractions(config.splits)
+    start = time.time()
+    listing = list_inputs(config)
+    spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
+    assignment = assign_splits(listing.records, fractions, config.split_salt)
+    for w in assignment.warnings:
+        logging.warning("[extract] %s", w)
+    logging.info("[extract] %d videos in %d classes, %d groups -> %s", len(listing.records),
+                 len(spec.class_names), len(assignment.split_of_group), config.output_dir)
+
+    out = config.output_dir
+    for d in (out, f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
+        tf.io.gfile.makedirs(d)
+        for stale in remove_stale_temporaries(d):
+            logging.info("[extract] removed a temporary file left by an interrupted run: %s", stale)
+    plan_path = temporary_name(f"{out}/plan.jsonl")
+    plan = [dict(dataclasses.asdict(r), split=assignment.split_of_video[r.video_id]) for r in listing.records]
+    write_atomically(plan_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plan))
+    try:
+        options = PipelineOptions(list(beam_args))
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, config, plan_path, len(plan), spec, listing.problems)
+    finally:
+        tf.io.gfile.remove(plan_path)
+    summary = summarize(config, listing, spec, assignment.warnings, time.time() - start)
+    write_atomically(f"{out}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if summary["extracted"] == 0:
+        raise ExtractionError(
+            f"none of the {summary['inputs']} input files could be extracted; the reasons are in "
+            f"{out}/{FAILURES_JSONL}")
+    return summary

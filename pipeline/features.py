@@ -1,0 +1,124 @@
+"""InceptionV3 frame features: one 2048-d vector per frame (Keras applications, include_top=False, pooling='avg').
+
+Every forward pass runs on a batch of exactly `batch_size` images; a short batch is padded with zeros. This is
+not only about avoiding re-tracing: TensorFlow's CPU kernels pick their algorithm by shape, so one image's
+features differ in the last bits between a batch of 1 and a batch of 32, while within one batch shape an image's
+output does not depend on its position or its neighbours (tests/pipeline/test_features.py checks both). A fixed
+shape therefore makes the features of a frame independent of how Beam happened to group frames into batches,
+which is what lets two runs with different numbers of workers write byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional
+
+import numpy as np
+
+MIN_IMAGE_SIZE = 75  # InceptionV3's smallest accepted input
+
+
+def _local_copy(path: str) -> str:
+    """Keras loads weights from a local file: copy gs://... (or any remote path) to a temporary file first."""
+    import tensorflow as tf
+
+    if "://" not in path:
+        return path
+    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+    fd, local = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    tf.io.gfile.copy(path, local, overwrite=True)
+    return local
+
+
+def load_inception_v3(weights: str, image_size: int):
+    """Builds InceptionV3 without its classifier, average-pooled to 2048 features.
+
+    Args:
+      weights: 'imagenet' (Keras downloads the no-top ImageNet weights once into ~/.keras/models), 'none'
+        (random initialisation: for tests and offline machines; the features are then tiny, about 1e-4), or a
+        path to a weights file: the official `inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`
+        (legacy HDF5) or a Keras 3 `.weights.h5`, for machines without internet access.
+      image_size: input height and width, at least 75.
+
+    Raises:
+      ValueError: unknown weights value, missing weights file, or image_size below 75.
+    """
+    import keras
+
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"--image_size={image_size}: InceptionV3 needs at least {MIN_IMAGE_SIZE} pixels")
+    if weights == "none":
+        keras_weights = None
+    elif weights == "imagenet":
+        keras_weights = "imagenet"
+    else:
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(weights):
+            raise ValueError(
+                f"--weights={weights}: no such file. Use 'imagenet', 'none', or the path of an InceptionV3 no-top "
+                "weights file (.h5 or .weights.h5)."
+            )
+        keras_weights = _local_copy(weights)
+    # Random initialisation must not depend on what ran before in this process: a fixed seed makes
+    # --weights=none reproducible across workers and runs.
+    if keras_weights is None:
+        keras.utils.set_random_seed(0)
+    return keras.applications.InceptionV3(
+        include_top=False, weights=keras_weights, pooling="avg", input_shape=(image_size, image_size, 3)
+    )
+
+
+class InceptionV3Featurizer:
+    """Turns uint8 RGB frames [N, S, S, 3] into float32 features [N, 2048], in fixed-size batches."""
+
+    def __init__(self, weights: str, image_size: int, batch_size: int = 32, model=None):
+        import tensorflow as tf
+
+        if batch_size < 1:
+            raise ValueError(f"--feature_batch_size must be >= 1, got {batch_size}")
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.model = model if model is not None else load_inception_v3(weights, image_size)
+        spec = tf.TensorSpec([batch_size, image_size, image_size, 3], tf.uint8)
+        self._forward = tf.function(self._forward_batch, input_signature=[spec])
+
+    def _forward_batch(self, images):
+        import keras
+        import tensorflow as tf
+
+        x = keras.applications.inception_v3.preprocess_input(tf.cast(images, tf.float32))
+        return self.model(x, training=False)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Features of `images` (any count); padded internally to whole batches."""
+        n = len(images)
+        out = np.empty((n, self.model.output_shape[-1]), np.float32)
+        for start in range(0, n, self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            if len(chunk) < self.batch_size:
+                pad = np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            out[start:start + self.batch_size] = self._forward(chunk).numpy()[: min(self.batch_size, n - start)]
+        return out
+
+
+def cast_features(features: np.ndarray, dtype: str, context: Optional[str] = None) -> np.ndarray:
+    """Casts float32 features to the storage dtype, refusing values float16 cannot hold.
+
+    float16 keeps about 3 significant digits at any magnitude from 6e-5 to 65504 (and fewer below 6e-5, down to
+    6e-8): fine for InceptionV3 features, whether ImageNet-trained (0 to ~10) or random (~1e-4). Values above
+    65504 would become inf, so they raise instead of corrupting the data silently.
+    """
+    if dtype == "float32":
+        return features.astype(np.float32, copy=False)
+    if dtype == "float16":
+        biggest = float(np.max(np.abs(features))) if features.size else 0.0
+        if biggest > np.finfo(np.float16).max:
+            raise ValueError(
+                f"{context or 'features'}: magnitude {biggest:g} overflows float16; use --feature_dtype=float32"
+            )
+        return features.astype(np.float16)
+    raise ValueError(f"unknown feature dtype {dtype!r}")

@@ -1,0 +1,157 @@
+r"""Writes the embedded sample dataset: small labelled H.264 videos in a class-per-folder layout.
+
+    python -m pipeline.samples --output_dir=/tmp/videos [--seed=0]
+
+gives /tmp/videos/<class>/s<session>_c<clip>.mp4, e.g. circle/s03_c02.mp4. The same seed gives the same pixels.
+
+What makes it a useful test bed:
+- each class is a shape (circle, square, triangle, ...) with its own motion (horizontal, vertical, orbit, ...), so
+  the class is learnable from one frame (shape) and from a sequence (motion);
+- a recording session is one background (a colour gradient with a fixed texture) and lighting, shared by the
+  clips of that session only, so a model *could* learn background -> class on the training sessions and fail on
+  new ones: split by session with `--group_regex='^([^/]+/s\d+)_'`, which keeps every session on one side;
+- the shape's colour, size, phase and speed vary per clip, and every frame has sensor-like noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+import av
+import numpy as np
+from absl import app, flags
+
+from pipeline.atomic_files import TMP_MARKER
+
+CLASSES = ("circle", "square", "triangle", "cross")
+SESSION_GROUP_REGEX = r"^([^/]+/s\d+)_"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", None, "Where to write <class>/s<session>_c<clip>.mp4.")
+flags.DEFINE_integer("seed", 0, "Seed of every random choice; the same seed gives the same videos.")
+flags.DEFINE_integer("num_classes", 3, f"How many classes, from {', '.join(CLASSES)}.")
+flags.DEFINE_integer("sessions", 6, "Recording sessions (backgrounds) per class.")
+flags.DEFINE_integer("clips", 2, "Clips per session.")
+flags.DEFINE_float("seconds", 4.0, "Length of each clip.")
+flags.DEFINE_integer("video_fps", 12, "Frame rate of the encoded videos.")
+flags.DEFINE_integer("width", 128, "Frame width (even).")
+flags.DEFINE_integer("height", 96, "Frame height (even).")
+
+
+def _rng(seed: int, *parts) -> np.random.Generator:
+    digest = hashlib.sha256(repr((seed,) + parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    a, b = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1) / 2
+    image = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
+    texture = rng.normal(0, 12, (height // 8 + 1, width // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)
+    return image + texture[:height, :width] * rng.uniform(0.3, 1.0)
+
+
+def _shape_mask(kind: str, height: int, width: int, cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    dx, dy = xx - cx, yy - cy
+    if kind == "circle":
+        return dx**2 + dy**2 <= r**2
+    if kind == "square":
+        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
+    if kind == "triangle":  # pointing up
+        return (dy <= r * 0.8) & (dy >= -r + 1.8 * np.abs(dx))
+    if kind == "cross":
+        return ((np.abs(dx) <= r * 0.3) & (np.abs(dy) <= r)) | ((np.abs(dy) <= r * 0.3) & (np.abs(dx) <= r))
+    raise ValueError(f"unknown shape {kind!r}")
+
+
+def _position(kind_index: int, t: float, phase: float, speed: float, width: int, height: int):
+    """Class-specific motion: horizontal, vertical, orbit, diagonal."""
+    s = np.sin(2 * np.pi * speed * t + phase)
+    c = np.cos(2 * np.pi * speed * t + phase)
+    ax, ay = width * 0.3, height * 0.28
+    motion = kind_index % 4
+    if motion == 0:
+        return width / 2 + ax * s, height / 2
+    if motion == 1:
+        return width / 2, height / 2 + ay * s
+    if motion == 2:
+        return width / 2 + ax * c, height / 2 + ay * s
+    return width / 2 + ax * s, height / 2 + ay * s
+
+
+def render_clip(seed: int, class_index: int, session: int, clip: int, *, seconds: float, fps: int,
+                width: int, height: int):
+    """Yields the RGB frames (uint8 [H, W, 3]) of one clip."""
+    kind = CLASSES[class_index]
+    session_rng = _rng(seed, "session", kind, session)
+    background = _background(session_rng, height, width) * session_rng.uniform(0.7, 1.2)
+    clip_rng = _rng(seed, "clip", kind, session, clip)
+    colour = clip_rng.uniform(0, 255, 3)
+    radius = min(width, height) * clip_rng.uniform(0.18, 0.26)
+    phase, speed = clip_rng.uniform(0, 2 * np.pi), clip_rng.uniform(0.35, 0.6)
+    for i in range(int(round(seconds * fps))):
+        cx, cy = _position(class_index, i / fps, phase, speed, width, height)
+        image = background.copy()
+        image[_shape_mask(kind, height, width, cx, cy, radius)] = colour
+        image += clip_rng.normal(0, 4, image.shape)
+        yield np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
+    """Encodes RGB frames as H.264 (yuv420p) in an MP4 file, atomically (temporary name, then rename)."""
+    tmp = f"{path}{TMP_MARKER}{os.getpid()}"
+    with av.open(tmp, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1  # x264 output is then the same bytes on every machine size
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+
+
+def write_samples(output_dir: str, *, seed: int = 0, num_classes: int = 3, sessions: int = 6, clips: int = 2,
+                  seconds: float = 4.0, video_fps: int = 12, width: int = 128, height: int = 96) -> list[str]:
+    """Writes the sample dataset and returns the written paths, sorted."""
+    if not 1 <= num_classes <= len(CLASSES):
+        raise ValueError(f"--num_classes must be in 1..{len(CLASSES)}")
+    if width % 2 or height % 2:
+        raise ValueError("--width and --height must be even (H.264 with 4:2:0 chroma)")
+    paths = []
+    for class_index in range(num_classes):
+        class_dir = os.path.join(output_dir, CLASSES[class_index])
+        os.makedirs(class_dir, exist_ok=True)
+        for session in range(1, sessions + 1):
+            for clip in range(1, clips + 1):
+                path = os.path.join(class_dir, f"s{session:02d}_c{clip:02d}.mp4")
+                frames = render_clip(seed, class_index, session, clip, seconds=seconds, fps=video_fps,
+                                     width=width, height=height)
+                write_video(path, frames, video_fps, width, height)
+                paths.append(path)
+    return sorted(paths)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    paths = write_samples(
+        FLAGS.output_dir, seed=FLAGS.seed, num_classes=FLAGS.num_classes, sessions=FLAGS.sessions,
+        clips=FLAGS.clips, seconds=FLAGS.seconds, video_fps=FLAGS.video_fps, width=FLAGS.width,
+        height=FLAGS.height,
+    )
+    print(f"wrote {len(paths)} videos ({FLAGS.num_classes} classes x {FLAGS.sessions} sessions x {FLAGS.clips} "
+          f"clips, {FLAGS.seconds:g} s at {FLAGS.video_fps} fps) to {FLAGS.output_dir}; group them by session "
+          f"with --group_regex='{SESSION_GROUP_REGEX}'", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,140 @@
+"""The on-disk format of an extraction output: the one place that declares it.
+
+An extraction writes two TFDS folder datasets next to each other:
+
+    OUTPUT_DIR/frames/     one example per sampled frame   (for the CNN)
+    OUTPUT_DIR/sequences/  one example per video           (for the LSTM)
+
+Both are loadable with TFDS alone, no project code needed:
+
+    tfds.builder_from_directory(OUTPUT_DIR + '/sequences').as_dataset(split='train')
+
+The Beam writer (`pipeline.transforms`), the TFDS metadata (`pipeline.shards`) and the tf.data reader
+(`training`) all build their `tfds.features.FeaturesDict` with the functions below, so the writer and the
+readers cannot drift apart. Changing a name, dtype or shape here changes the public contract: bump
+`FORMAT_VERSION` and say so in README.md ("Output format").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+import tensorflow_datasets as tfds
+
+# Version of the layout below; written as the TFDS dataset version of both folder datasets.
+FORMAT_VERSION = "1.0.0"
+
+FRAMES = "frames"
+SEQUENCES = "sequences"
+DATASET_NAMES = (FRAMES, SEQUENCES)
+
+# TFDS' default naming, which `tfds.builder_from_directory` expects: frames-train.tfrecord-00000-of-00004.
+FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+FILE_FORMAT = "tfrecord"
+
+# InceptionV3 with include_top=False, pooling='avg' gives one 2048-d vector per frame.
+FEATURE_DIM = 2048
+FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+# Keys of the examples. Readers should use these constants rather than string literals.
+IMAGE = "image"
+LABEL = "label"
+VIDEO_ID = "video_id"
+GROUP = "group"
+FRAME_INDEX = "frame_index"
+TIMESTAMP = "timestamp"
+FEATURES = "features"
+NUM_FRAMES = "num_frames"
+TIMESTAMPS = "timestamps"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What varies between extractions and shapes the schema: the class names and the feature dtype."""
+
+    class_names: tuple[str, ...]
+    feature_dtype: str = "float32"
+    feature_dim: int = FEATURE_DIM
+
+    def __post_init__(self):
+        if self.feature_dtype not in FEATURE_DTYPES:
+            raise ValueError(
+                f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {self.feature_dtype!r}"
+            )
+        if not self.class_names:
+            raise ValueError("a dataset needs at least one class name")
+
+
+def frames_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
+    """Schema of `frames/`: one JPEG frame of a video with its label and where it came from.
+
+    Keys: image (uint8 [H, W, 3], stored as JPEG), label (ClassLabel), video_id (path relative to the input
+    root), group (recording group used for splitting), frame_index (index among the *sampled* frames of the
+    video, 0-based), timestamp (seconds from the start of the video stream).
+    """
+    return tfds.features.FeaturesDict(
+        {
+            IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            LABEL: tfds.features.ClassLabel(names=list(spec.class_names)),
+            VIDEO_ID: tfds.features.Text(),
+            GROUP: tfds.features.Text(),
+            FRAME_INDEX: tfds.features.Scalar(dtype=np.int32),
+            TIMESTAMP: tfds.features.Scalar(dtype=np.float32),
+        }
+    )
+
+
+def sequences_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
+    """Schema of `sequences/`: all sampled frames of one video as a [T, 2048] feature matrix.
+
+    `features` is stored as raw little-endian bytes (TFDS `Encoding.BYTES`), so float16 really takes two
+    bytes per value on disk; TFDS' default encoding would widen it to a float32 list.
+    """
+    return tfds.features.FeaturesDict(
+        {
+            FEATURES: tfds.features.Tensor(
+                shape=(None, spec.feature_dim),
+                dtype=FEATURE_DTYPES[spec.feature_dtype],
+                encoding=tfds.features.Encoding.BYTES,
+            ),
+            LABEL: tfds.features.ClassLabel(names=list(spec.class_names)),
+            VIDEO_ID: tfds.features.Text(),
+            GROUP: tfds.features.Text(),
+            NUM_FRAMES: tfds.features.Scalar(dtype=np.int32),
+            TIMESTAMPS: tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        }
+    )
+
+
+def features_for(name: str, spec: DatasetSpec) -> tfds.features.FeaturesDict:
+    """The FeaturesDict of dataset `name` (`frames` or `sequences`)."""
+    if name == FRAMES:
+        return frames_features(spec)
+    if name == SEQUENCES:
+        return sequences_features(spec)
+    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASET_NAMES}")
+
+
+def description_for(name: str) -> str:
+    """The human description stored in dataset_info.json."""
+    if name == FRAMES:
+        return "One example per sampled video frame (JPEG), written by pipeline.extract."
+    return "One example per video: InceptionV3 pooled features [T, 2048] per sampled frame, written by pipeline.extract."
+
+
+def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
+    """File name of one shard, following `FILENAME_TEMPLATE` (TFDS' default)."""
+    return f"{name}-{split}.{FILE_FORMAT}-{index:05d}-of-{num_shards:05d}"
+
+
+def read_spec(data_dir: str) -> DatasetSpec:
+    """Reads the class names and feature dtype back from an extraction output's `sequences/` metadata."""
+    builder = tfds.builder_from_directory(f"{data_dir.rstrip('/')}/{SEQUENCES}")
+    features = builder.info.features
+    dtype = np.dtype(features[FEATURES].np_dtype).name
+    return DatasetSpec(
+        class_names=tuple(features[LABEL].names),
+        feature_dtype=dtype,
+        feature_dim=int(features[FEATURES].shape[-1]),
+    )
+

@@ -1,0 +1,121 @@
+"""Deterministic TFRecord shards and their TFDS metadata.
+
+Order within and across shards is decided by content, never by scheduling: every example carries a sort key (a
+SHA-256 of its video id and frame index), the number of shards of a split follows from its total size, an
+example's shard from its key, and a shard's records are written in key order. The same examples therefore give
+byte-identical files however many Beam workers produced them and in whatever order they finished. Hashed keys also
+spread the frames of one video across shards and positions, so a reader that shuffles with a small buffer does not
+see long runs of one video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from typing import Iterable, Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import dataset_info as tfds_dataset_info
+
+from pipeline import schema
+from pipeline.atomic_files import TMP_MARKER, temporary_name, write_atomically
+
+DEFAULT_SHARD_BYTES = 128 * 2**20  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
+
+
+def sort_key(video_id: str, frame_index: int | None = None) -> str:
+    """The content-derived position of an example; frames of a video get unrelated keys."""
+    text = video_id if frame_index is None else f"{video_id}\x00{frame_index}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def num_shards_for(total_bytes: int, shard_bytes: int) -> int:
+    """Shards a split of `total_bytes` gets: enough that none exceeds about `shard_bytes`."""
+    return max(1, math.ceil(total_bytes / shard_bytes))
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """Which shard the example with sort key `key` goes to."""
+    return int(key[:15], 16) % num_shards
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """What was written to one shard file."""
+
+    split: str
+    index: int
+    num_shards: int
+    num_examples: int
+    num_bytes: int
+
+
+def write_shard(directory: str, name: str, split: str, index: int, num_shards: int,
+                records: Iterable[tuple[str, bytes]]) -> ShardInfo:
+    """Writes one shard: the serialized examples sorted by key, via a temporary file and a rename."""
+    path = tf.io.gfile.join(directory, schema.shard_file_name(name, split, index, num_shards))
+    tmp = temporary_name(path)
+    count = size = 0
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for _, data in sorted(records, key=lambda kv: kv[0]):
+            writer.write(data)
+            count += 1
+            size += len(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return ShardInfo(split, index, num_shards, count, size)
+
+
+def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo]) -> None:
+    """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json and features.json, and removes
+    shard files of an earlier run that the new metadata does not name.
+
+    A split's shard can be empty when hashing sends no example to it; an empty file is written for it so that
+    every file the metadata promises exists.
+    """
+    by_split: dict[str, dict[int, ShardInfo]] = {}
+    for s in shards:
+        by_split.setdefault(s.split, {})[s.index] = s
+    expected_files = set()
+    split_infos = []
+    for split in sorted(by_split):
+        infos = by_split[split]
+        n = next(iter(infos.values())).num_shards
+        for index in range(n):
+            if index not in infos:
+                infos[index] = write_shard(directory, name, split, index, n, [])
+            expected_files.add(schema.shard_file_name(name, split, index, n))
+        template = tfds.core.ShardedFileTemplate(
+            data_dir=directory, template=schema.FILENAME_TEMPLATE, dataset_name=name, split=split,
+            filetype_suffix=schema.FILE_FORMAT,
+        )
+        split_infos.append(
+            tfds.core.SplitInfo(
+                name=split,
+                shard_lengths=[infos[i].num_examples for i in range(n)],
+                num_bytes=sum(i.num_bytes for i in infos.values()),
+                filename_template=template,
+            )
+        )
+    identity = tfds_dataset_info.DatasetIdentity(
+        name=name, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
+    )
+    info = tfds.core.DatasetInfo(
+        builder=identity, features=schema.features_for(name, spec), description=schema.description_for(name)
+    )
+    info.set_file_format(schema.FILE_FORMAT)
+    info.set_splits(tfds.core.SplitDict(split_infos, dataset_name=name))
+    # DatasetInfo writes several files; write them to a scratch folder and move each into place atomically.
+    scratch = temporary_name(tf.io.gfile.join(directory, "metadata"))
+    tf.io.gfile.makedirs(scratch)
+    info.write_to_directory(scratch)
+    for file_name in sorted(tf.io.gfile.listdir(scratch)):
+        with tf.io.gfile.GFile(tf.io.gfile.join(scratch, file_name), "rb") as f:
+            write_atomically(tf.io.gfile.join(directory, file_name), f.read())
+    tf.io.gfile.rmtree(scratch)
+    prefix = f"{name}-"
+    for file_name in tf.io.gfile.listdir(directory):
+        is_shard = file_name.startswith(prefix) and f".{schema.FILE_FORMAT}-" in file_name
+        if is_shard and TMP_MARKER not in file_name and file_name not in expected_files:
+            tf.io.gfile.remove(tf.io.gfile.join(directory, file_name))

@@ -1,0 +1,290 @@
+"""The Beam stages of an extraction, one composite PTransform each.
+
+    plan records ─ DecodeFrames ─┬─ frames ─ FeaturizeFrames ─┬─ frame examples ──────────────── WriteShards(frames)
+                                 │                             └─ per-frame features ─ BuildSequences ─ WriteShards(sequences)
+                                 ├─ failures ─────────────────────────────────────────────── failures.jsonl
+                                 └─ video rows (frames, status, warning) ──────────────────── splits.csv, warnings.jsonl
+
+A plan record is a dict {video_id, path, label, group, split}. Heavy state (the InceptionV3 model, the TFDS
+feature encoders) is created once per worker in `DoFn.setup()`. Bad videos never raise: they leave through the
+`failures` output and a Beam counter.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+from typing import Iterable
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from pipeline import schema, shards
+from pipeline.atomic_files import write_atomically
+from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
+
+FAILURES = "failures"
+VIDEOS = "videos"
+
+SPLITS_CSV_COLUMNS = ("video_id", "group", "label", "split", "frames", "status")
+
+
+class _DecodeFramesFn(beam.DoFn):
+    """Decodes one video into sampled frames (main output), plus one row per video and failures."""
+
+    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int):
+        self._settings = settings
+        self._total = total_videos
+        self._quality = jpeg_quality
+        self._decoded = Metrics.counter("extract", "videos_decoded")
+        self._failed = Metrics.counter("extract", "videos_failed")
+        self._partial = Metrics.counter("extract", "videos_partial")
+        self._frames = Metrics.counter("extract", "frames_decoded")
+
+    def setup(self):
+        self._done = 0
+
+    def process(self, record: dict):
+        import tensorflow as tf
+
+        report = DecodeReport()
+        try:
+            for frame in decode_frames(record["path"], self._settings, report):
+                jpeg = tf.io.encode_jpeg(frame.rgb, quality=self._quality).numpy()
+                yield {"video": record, "index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb,
+                       "jpeg": jpeg}
+        except DecodeError as e:
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(FAILURES, {"path": record["path"], "video_id": record["video_id"],
+                                                      "error": str(e)})
+            yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, 0, "failed"), warning=None))
+            self._log_progress(record, "FAILED: " + str(e))
+            return
+        status = "partial" if report.warning else "ok"
+        if report.warning:
+            self._partial.inc()
+        self._decoded.inc()
+        self._frames.inc(report.frames)
+        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, report.frames, status),
+                                                    warning=report.warning))
+        self._log_progress(record, f"{report.frames} frames" + (f" (warning: {report.warning})" if report.warning else ""))
+
+    def _log_progress(self, record, what):
+        self._done += 1
+        # Each worker counts its own videos: with several workers the numbers interleave but still add up.
+        logging.info("[extract] decoded %d/%d (this worker): %s: %s", self._done, self._total,
+                     record["video_id"], what)
+
+
+def _video_row(record: dict, frames: int, status: str) -> dict:
+    row = {k: record[k] for k in ("video_id", "group", "label", "split")}
+    row.update(frames=frames, status=status)
+    return row
+
+
+class DecodeFrames(beam.PTransform):
+    """plan records -> frames (dicts with video, index, timestamp, rgb, jpeg); tagged `failures` and `videos`."""
+
+    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int = 90):
+        super().__init__()
+        self._fn = _DecodeFramesFn(settings, total_videos, jpeg_quality)
+
+    def expand(self, records):
+        return records | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
+
+
+_MODEL_LOCK = threading.Lock()
+
+
+class _FeaturizeFn(beam.DoFn):
+    """Runs InceptionV3 on a batch of frames; emits frame examples and per-frame features."""
+
+    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int):
+        self._spec = spec
+        self._weights = weights
+        self._image_size = image_size
+        self._batch_size = batch_size
+        self._images = Metrics.counter("extract", "frames_featurized")
+
+    def setup(self):
+        from pipeline.features import InceptionV3Featurizer
+
+        with _MODEL_LOCK:  # Keras model construction is not thread-safe; workers may call setup() concurrently.
+            self._featurizer = InceptionV3Featurizer(self._weights, self._image_size, self._batch_size)
+        self._frame_features = schema.frames_features(self._spec)
+        self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
+
+    def process(self, batch: list[dict]):
+        features = self._featurizer(np.stack([f["rgb"] for f in batch]))
+        self._images.inc(len(batch))
+        for frame, vector in zip(batch, features):
+            video = frame["video"]
+            example = self._frame_features.serialize_example({
+                schema.IMAGE: io.BytesIO(frame["jpeg"]),
+                schema.LABEL: self._labels[video["label"]],
+                schema.VIDEO_ID: video["video_id"],
+                schema.GROUP: video["group"],
+                schema.FRAME_INDEX: frame["index"],
+                schema.TIMESTAMP: frame["timestamp"],
+            })
+            yield beam.pvalue.TaggedOutput(
+                schema.FRAMES, (video["split"], shards.sort_key(video["video_id"], frame["index"]), example))
+            yield video["video_id"], (frame["index"], frame["timestamp"], vector, video)
+
+
+class FeaturizeFrames(beam.PTransform):
+    """frames -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
+
+    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int):
+        super().__init__()
+        self._fn = _FeaturizeFn(spec, weights, image_size, batch_size)
+        self._batch_size = batch_size
+
+    def expand(self, frames):
+        # Batches follow bundle boundaries and so vary between runs; the featurizer pads every batch to the same
+        # shape, which keeps each frame's features bit-identical whatever batch it lands in.
+        return (
+            frames
+            | "Batch" >> beam.BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
+            | "InceptionV3" >> beam.ParDo(self._fn).with_outputs(schema.FRAMES, main="features")
+        )
+
+
+class _BuildSequenceFn(beam.DoFn):
+    def __init__(self, spec: schema.DatasetSpec):
+        self._spec = spec
+
+    def setup(self):
+        self._sequence_features = schema.sequences_features(self._spec)
+        self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
+
+    def process(self, element):
+        from pipeline.features import cast_features
+
+        video_id, parts = element
+        parts = sorted(parts, key=lambda p: p[0])
+        video = parts[0][3]
+        matrix = cast_features(np.stack([p[2] for p in parts]), self._spec.feature_dtype, video["path"])
+        example = self._sequence_features.serialize_example({
+            schema.FEATURES: matrix,
+            schema.LABEL: self._labels[video["label"]],
+            schema.VIDEO_ID: video_id,
+            schema.GROUP: video["group"],
+            schema.NUM_FRAMES: len(parts),
+            schema.TIMESTAMPS: np.array([p[1] for p in parts], np.float32),
+        })
+        yield video["split"], shards.sort_key(video_id), example
+
+
+class BuildSequences(beam.PTransform):
+    """(video_id, per-frame features) -> (split, key, sequence example): all frames of a video, in order."""
+
+    def __init__(self, spec: schema.DatasetSpec):
+        super().__init__()
+        self._spec = spec
+
+    def expand(self, features):
+        return features | "GroupByVideo" >> beam.GroupByKey() | "Encode" >> beam.ParDo(_BuildSequenceFn(self._spec))
+
+
+def _assign_shard(element, num_shards: dict):
+    split, key, data = element
+    n = num_shards[split]
+    return (split, shards.shard_of(key, n), n), (key, data)
+
+
+def _write_one_shard(element, directory: str, name: str):
+    (split, index, n), records = element
+    return shards.write_shard(directory, name, split, index, n, records)
+
+
+class WriteShards(beam.PTransform):
+    """(split, sort_key, serialized example) -> a TFDS folder dataset in `directory`, shards sized by bytes."""
+
+    def __init__(self, directory: str, name: str, spec: schema.DatasetSpec, shard_bytes: int):
+        super().__init__()
+        self._directory = directory
+        self._name = name
+        self._spec = spec
+        self._shard_bytes = shard_bytes
+
+    def expand(self, examples):
+        shard_bytes = self._shard_bytes
+        num_shards = (
+            examples
+            | "Bytes" >> beam.Map(lambda e: (e[0], len(e[2])))
+            | "BytesPerSplit" >> beam.CombinePerKey(sum)
+            | "NumShards" >> beam.MapTuple(lambda split, size: (split, shards.num_shards_for(size, shard_bytes)))
+        )
+        written = (
+            examples
+            | "AssignShard" >> beam.Map(_assign_shard, num_shards=beam.pvalue.AsDict(num_shards))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_one_shard, directory=self._directory, name=self._name)
+        )
+        return (
+            written
+            | "AllShards" >> beam.combiners.ToList()
+            | "WriteMetadata" >> beam.Map(
+                lambda infos: shards.write_metadata(self._directory, self._name, self._spec, infos))
+        )
+
+
+def _jsonl(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+
+
+def _splits_csv(rows: Iterable[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=SPLITS_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+class WriteReport(beam.PTransform):
+    """Collects small per-video rows into one file, sorted so reruns give identical bytes.
+
+    `render` turns the sorted list of rows into the file's text. The rows of a whole dataset are held by one
+    worker: a few hundred bytes per video (or per failure), fine up to millions of videos.
+    """
+
+    def __init__(self, path: str, render, sort_by: str = "video_id", keep=None):
+        super().__init__()
+        self._path = path
+        self._render = render
+        self._sort_by = sort_by
+        self._keep = keep
+
+    def expand(self, rows):
+        path, render, sort_by, keep = self._path, self._render, self._sort_by, self._keep
+        if keep is not None:
+            rows = rows | "Keep" >> beam.Filter(keep)
+        return (
+            rows
+            | "Collect" >> beam.combiners.ToList()
+            | "Write" >> beam.Map(lambda rs: write_atomically(path, render(sorted(rs, key=lambda r: r[sort_by]))))
+        )
+
+
+def failures_report(path: str) -> WriteReport:
+    """failures.jsonl: one JSON object per failed input with `path`, `video_id` and `error`."""
+    return WriteReport(path, _jsonl, sort_by="path")
+
+
+def warnings_report(path: str) -> WriteReport:
+    """warnings.jsonl: videos kept with a warning (e.g. decoding stopped early)."""
+    return WriteReport(
+        path,
+        lambda rows: _jsonl({"video_id": r["video_id"], "warning": r["warning"]} for r in rows),
+        keep=lambda r: bool(r.get("warning")),
+    )
+
+
+def splits_report(path: str) -> WriteReport:
+    """splits.csv: every input video with its group, label, split, sampled frames and status."""
+    return WriteReport(path, _splits_csv)

@@ -1,0 +1,34 @@
+"""Packaging for the video-classification pipeline.
+
+`pip install .` gives the CPU build; `pip install .[gpu]` adds the CUDA libraries TensorFlow needs on a GPU
+machine; `pip install .[gcp]` adds what the DataflowRunner and gs:// paths need. The same file is the
+`--setup_file` that Beam ships to remote workers (see BUILD_NOTES.md, "Running at scale").
+"""
+import setuptools
+
+REQUIRED = [
+    # `tensorflow`, not `tensorflow-cpu`: see BUILD_NOTES.md ("Why tensorflow and not tensorflow-cpu").
+    "tensorflow==2.21.*",
+    "apache-beam==2.77.*",
+    # Beam's TFRecord IO computes CRC32C with google-crc32c or crcmod; google-crc32c is the fast C one.
+    "google-crc32c>=1.5",
+    "tensorflow-datasets==4.9.*",
+    "absl-py>=2.0",
+    "numpy>=1.26",
+    "av>=12.0",  # PyAV: in-process FFmpeg decoding and encoding (no shell, no ffmpeg binary)
+]
+
+setuptools.setup(
+    name="video-pipeline",
+    version="0.1.0",
+    description="Videos to frames and InceptionV3 features as TFDS-loadable TFRecords (Apache Beam), "
+    "and tf.data training pipelines over them.",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "training", "training.*"]),
+    install_requires=REQUIRED,
+    extras_require={
+        "gpu": ["tensorflow[and-cuda]==2.21.*"],
+        "gcp": ["apache-beam[gcp]==2.77.*"],
+        "test": ["pytest>=8", "scipy>=1.11", "matplotlib>=3.8"],
+    },
+)
