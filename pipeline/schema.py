@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 
 # Version of the layout below; written as the TFDS dataset version of both folder datasets.
 FORMAT_VERSION = "1.0.0"
@@ -120,6 +121,23 @@ def description_for(name: str) -> str:
     if name == FRAMES:
         return "One example per sampled video frame (JPEG), written by pipeline.extract."
     return "One example per video: InceptionV3 pooled features [T, 2048] per sampled frame, written by pipeline.extract."
+
+
+class ExampleEncoder:
+    """Encodes an example dict with TFDS' feature connectors into `tf.train.Example` bytes, deterministically.
+
+    TFDS' own `serialize_example` leaves the order of the Example's feature map to protobuf, which differs
+    between runs; shards must be byte-identical, so this serializes with `deterministic=True`. The bytes decode
+    with the same `FeaturesDict` as any TFDS-written example.
+    """
+
+    def __init__(self, features: tfds.features.FeaturesDict):
+        self._features = features
+        self._serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+
+    def __call__(self, example: dict) -> bytes:
+        proto = self._serializer.get_tf_example(self._features.encode_example(example))
+        return proto.SerializeToString(deterministic=True)
 
 
 def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:

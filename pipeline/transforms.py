@@ -115,7 +115,7 @@ class _FeaturizeFn(beam.DoFn):
 
         with _MODEL_LOCK:  # Keras model construction is not thread-safe; workers may call setup() concurrently.
             self._featurizer = InceptionV3Featurizer(self._weights, self._image_size, self._batch_size)
-        self._frame_features = schema.frames_features(self._spec)
+        self._encode = schema.ExampleEncoder(schema.frames_features(self._spec))
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
     def process(self, batch: list[dict]):
@@ -123,7 +123,7 @@ class _FeaturizeFn(beam.DoFn):
         self._images.inc(len(batch))
         for frame, vector in zip(batch, features):
             video = frame["video"]
-            example = self._frame_features.serialize_example({
+            example = self._encode({
                 schema.IMAGE: io.BytesIO(frame["jpeg"]),
                 schema.LABEL: self._labels[video["label"]],
                 schema.VIDEO_ID: video["video_id"],
@@ -159,7 +159,7 @@ class _BuildSequenceFn(beam.DoFn):
         self._spec = spec
 
     def setup(self):
-        self._sequence_features = schema.sequences_features(self._spec)
+        self._encode = schema.ExampleEncoder(schema.sequences_features(self._spec))
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
     def process(self, element):
@@ -169,7 +169,7 @@ class _BuildSequenceFn(beam.DoFn):
         parts = sorted(parts, key=lambda p: p[0])
         video = parts[0][3]
         matrix = cast_features(np.stack([p[2] for p in parts]), self._spec.feature_dtype, video["path"])
-        example = self._sequence_features.serialize_example({
+        example = self._encode({
             schema.FEATURES: matrix,
             schema.LABEL: self._labels[video["label"]],
             schema.VIDEO_ID: video_id,

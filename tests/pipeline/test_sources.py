@@ -1,0 +1,86 @@
+import pytest
+
+from pipeline.sources import InputError, list_videos_in_dir, read_manifest
+
+
+def touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_class_folders_give_labels_ids_and_groups(tmp_path):
+    touch(tmp_path / "dog" / "v_g01_c01.mp4")
+    touch(tmp_path / "dog" / "nested" / "v_g02_c01.mp4")
+    touch(tmp_path / "cat" / "v_g01_c02.mp4")
+    touch(tmp_path / "cat" / ".DS_Store")
+    touch(tmp_path / "stray.mp4")
+    listing = list_videos_in_dir(str(tmp_path), group_regex=r"_g(\d+)_")
+    assert [(r.video_id, r.label, r.group) for r in listing.records] == [
+        ("cat/v_g01_c02.mp4", "cat", "01"),
+        ("dog/nested/v_g02_c01.mp4", "dog", "02"),
+        ("dog/v_g01_c01.mp4", "dog", "01"),
+    ]
+    assert [p["video_id"] for p in listing.problems] == ["stray.mp4"]
+    assert "class folder" in listing.problems[0]["error"]
+    assert listing.hidden == [str(tmp_path / "cat" / ".DS_Store")]
+
+
+def test_default_group_is_the_video_itself(tmp_path):
+    touch(tmp_path / "a" / "x.mp4")
+    (record,) = list_videos_in_dir(str(tmp_path)).records
+    assert record.group == "a/x.mp4"
+
+
+def test_group_regex_that_misses_a_video_is_an_error_naming_it(tmp_path):
+    touch(tmp_path / "a" / "s01_c01.mp4")
+    touch(tmp_path / "a" / "oddname.mp4")
+    with pytest.raises(InputError, match="a/oddname.mp4"):
+        list_videos_in_dir(str(tmp_path), group_regex=r"(s\d+)_")
+
+
+def test_missing_or_empty_input_dir(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        list_videos_in_dir(str(tmp_path / "nope"))
+    with pytest.raises(InputError, match="no files in class folders"):
+        list_videos_in_dir(str(tmp_path))
+
+
+def test_invalid_regex_is_reported(tmp_path):
+    touch(tmp_path / "a" / "x.mp4")
+    with pytest.raises(InputError, match="not a valid regular expression"):
+        list_videos_in_dir(str(tmp_path), group_regex="(")
+
+
+def test_manifest_resolves_relative_paths_and_group_column(tmp_path):
+    touch(tmp_path / "clips" / "one.mp4")
+    touch(tmp_path / "clips" / "two.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,group\nclips/one.mp4,walk,alice\nclips/two.mp4,run,\n")
+    records = read_manifest(str(manifest))
+    assert [(r.video_id, r.label, r.group) for r in records] == [
+        ("clips/one.mp4", "walk", "alice"),
+        ("clips/two.mp4", "run", "clips/two.mp4"),
+    ]
+    assert records[0].path == str(tmp_path / "clips" / "one.mp4")
+
+
+def test_manifest_errors_name_every_bad_line(tmp_path):
+    touch(tmp_path / "ok.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nok.mp4,a\nmissing.mp4,a\nok.mp4,b\n,a\nok2.mp4,\nok.mp4,a,extra\n")
+    with pytest.raises(InputError) as e:
+        read_manifest(str(manifest))
+    text = str(e.value)
+    assert f"{manifest}:3: file not found" in text
+    assert f"{manifest}:4: duplicate path ok.mp4 (first on line 2)" in text
+    assert f"{manifest}:5: empty path" in text
+    assert f"{manifest}:6: empty label" in text
+    assert f"{manifest}:7:" in text and "more cell" in text
+
+
+def test_manifest_header_problems(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file,label,colour\nx.mp4,a,red\n")
+    with pytest.raises(InputError, match=r"m.csv:1: .*missing column\(s\) \['path'\].*unknown column\(s\) \['file', 'colour'\]"):
+        read_manifest(str(manifest))
