@@ -1,0 +1,150 @@
+"""End to end: `python -m pipeline.extract` on generated H.264 videos, read back with TFDS alone."""
+
+import csv
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from pipeline.samples import SESSION_GROUP_REGEX
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMON = ["--weights=none", "--image_size=75", "--fps=2", f"--group_regex={SESSION_GROUP_REGEX}"]
+
+
+def extract(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline.extract", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def inputs(sample_videos, tmp_path_factory):
+    """The sample videos plus a corrupt file and an empty file, each in a class folder."""
+    root = tmp_path_factory.mktemp("inputs")
+    shutil.copytree(sample_videos, root, dirs_exist_ok=True)
+    # Inside existing sessions, so the split of sessions is the same as without them.
+    (root / "circle" / "s01_c09.mp4").write_bytes(np.random.default_rng(0).bytes(20000))  # corrupt
+    (root / "square" / "s02_c09.mp4").write_bytes(b"")  # zero bytes
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = extract(f"--input_dir={inputs}", f"--output_dir={out}", *COMMON)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_bad_files_are_quarantined_and_the_job_succeeds(run):
+    out, result = run
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert sorted(f["video_id"] for f in failures) == ["circle/s01_c09.mp4", "square/s02_c09.mp4"]
+    assert all(f["path"] and f["error"] for f in failures)
+    assert "2 input(s) could not be extracted" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == 20 and summary["extracted"] == 18 and summary["failed"] == 2
+    assert summary["inputs"] == summary["extracted"] + summary["failed"]
+
+
+def test_tfds_alone_reads_every_sequence_as_T_by_2048(run):
+    out, _ = run
+    rows = {r["video_id"]: r for r in read_csv(out / "splits.csv") if r["status"] == "ok"}
+    builder = tfds.builder_from_directory(str(out / "sequences"))
+    seen = {}
+    for split in builder.info.splits:
+        for ex in builder.as_dataset(split=split):
+            video_id = ex["video_id"].numpy().decode()
+            features = ex["features"].numpy()
+            assert features.shape == (int(rows[video_id]["frames"]), 2048)
+            assert features.shape[0] == ex["num_frames"].numpy() == 4  # 2 s at 2 fps
+            assert np.all(np.isfinite(features)) and np.abs(features).max() > 0
+            seen[video_id] = split
+    assert seen == {v: r["split"] for v, r in rows.items()}
+
+
+def test_frames_dataset_has_every_sampled_frame(run):
+    out, _ = run
+    builder = tfds.builder_from_directory(str(out / "frames"))
+    summary = json.loads((out / "summary.json").read_text())
+    for split, counts in summary["splits"].items():
+        assert builder.info.splits[split].num_examples == counts["frames"]
+    ex = next(iter(builder.as_dataset(split="train")))
+    assert ex["image"].shape == (75, 75, 3)
+    assert builder.info.features["label"].names == ["circle", "square", "triangle"]
+
+
+def test_splits_are_by_session_and_stratified(run):
+    out, _ = run
+    rows = [r for r in read_csv(out / "splits.csv") if r["status"] == "ok"]
+    split_of_group = {}
+    for r in rows:
+        assert split_of_group.setdefault(r["group"], r["split"]) == r["split"], r["group"]
+    for label in ("circle", "square", "triangle"):
+        # 6 sessions of one clip per class: 70/15/15 rounds to 4/1/1 sessions.
+        assert sorted(r["split"] for r in rows if r["label"] == label) == ["test"] + ["train"] * 4 + ["valid"]
+
+
+def test_rerun_and_two_workers_give_byte_identical_output(run, inputs, tmp_path):
+    out, _ = run
+    again = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path / 'again'}", *COMMON)
+    workers = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path / 'workers'}", *COMMON,
+                      "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+    assert again.returncode == 0 and workers.returncode == 0, (again.stderr[-2000:], workers.stderr[-2000:])
+    for other in (tmp_path / "again", tmp_path / "workers"):
+        for sub in ("frames", "sequences", "."):
+            names = sorted(n for n in os.listdir(out / sub) if os.path.isfile(out / sub / n) and n != "summary.json")
+            assert sorted(n for n in os.listdir(other / sub) if os.path.isfile(other / sub / n) and n != "summary.json") == names
+            match, mismatch, errors = filecmp.cmpfiles(out / sub, other / sub, names, shallow=False)
+            assert not mismatch and not errors, (other, sub, mismatch, errors)
+
+
+def test_float16_halves_the_sequences_and_keeps_the_values(run, inputs, tmp_path):
+    out, _ = run
+    half = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--feature_dtype=float16")
+    assert half.returncode == 0, half.stderr[-2000:]
+
+    def total(d):
+        return sum(os.path.getsize(d / n) for n in os.listdir(d) if ".tfrecord-" in n)
+
+    assert 0.45 < total(tmp_path / "sequences") / total(out / "sequences") < 0.55
+    full = {ex["video_id"].numpy(): ex["features"].numpy()
+            for ex in tfds.builder_from_directory(str(out / "sequences")).as_dataset(split="train")}
+    for ex in tfds.builder_from_directory(str(tmp_path / "sequences")).as_dataset(split="train"):
+        f32 = full[ex["video_id"].numpy()]
+        f16 = ex["features"].numpy().astype(np.float32)
+        assert np.linalg.norm(f16 - f32) / np.linalg.norm(f32) < 1e-3
+
+
+def test_nothing_extractable_exits_non_zero_with_a_message(tmp_path):
+    bad = tmp_path / "in" / "circle"
+    bad.mkdir(parents=True)
+    (bad / "a.mp4").write_bytes(b"")
+    result = extract(f"--input_dir={tmp_path / 'in'}", f"--output_dir={tmp_path / 'out'}", *COMMON[:2])
+    assert result.returncode != 0
+    assert "none of the 1 input files could be extracted" in result.stderr
+    assert (tmp_path / "out" / "failures.jsonl").read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input_dir=/no/such/dir"], "does not exist"),
+    ([], "exactly one of --input_dir"),
+    (["--input_dir=.", "--splits=train=0.9"], "sum to 1"),
+])
+def test_bad_invocations_fail_fast_with_a_message(tmp_path, args, message):
+    result = extract(*args, f"--output_dir={tmp_path}", "--weights=none")
+    assert result.returncode != 0
+    assert message in result.stderr

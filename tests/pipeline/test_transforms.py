@@ -1,0 +1,78 @@
+"""The Beam stages on real (tiny) inputs, with TestPipeline and assert_that."""
+
+import apache_beam as beam
+import numpy as np
+import tensorflow_datasets as tfds
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline import schema, transforms
+from pipeline.decode import DecodeSettings
+
+SPEC = schema.DatasetSpec(class_names=("circle", "square", "triangle"))
+
+
+def plan_record(path, video_id, label="circle", split="train"):
+    return {"video_id": video_id, "path": str(path), "label": label, "group": video_id, "split": split}
+
+
+def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
+    good = sample_videos / "circle" / "s01_c01.mp4"
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    noise = tmp_path / "noise.avi"
+    noise.write_bytes(np.random.default_rng(1).bytes(4096))
+    records = [plan_record(good, "circle/s01_c01.mp4"), plan_record(empty, "circle/empty.mp4"),
+               plan_record(noise, "circle/noise.avi")]
+    with TestPipeline() as p:
+        out = (p | beam.Create(records)
+               | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), total_videos=3))
+        assert_that(out.frames | "Idx" >> beam.Map(lambda f: (f["video"]["video_id"], f["index"], f["rgb"].shape)),
+                    equal_to([("circle/s01_c01.mp4", i, (32, 32, 3)) for i in range(4)]), label="frames")
+        assert_that(out[transforms.FAILURES] | "Fail" >> beam.Map(lambda f: (f["video_id"], f["error"].split(":")[0])),
+                    equal_to([("circle/empty.mp4", "empty file (0 bytes)"),
+                              ("circle/noise.avi", "cannot open as a video")]), label="failures")
+        assert_that(out[transforms.VIDEOS] | "Rows" >> beam.Map(lambda r: (r["video_id"], r["frames"], r["status"])),
+                    equal_to([("circle/s01_c01.mp4", 4, "ok"), ("circle/empty.mp4", 0, "failed"),
+                              ("circle/noise.avi", 0, "failed")]), label="videos")
+
+
+def test_build_sequences_orders_frames_and_encodes_with_the_schema():
+    video = {"video_id": "square/a.mp4", "label": "square", "group": "g1", "split": "valid", "path": "/x"}
+    parts = [(i, i * 0.5, np.full(2048, i + 1, np.float32), video) for i in (2, 0, 1)]  # arrive out of order
+    decode = schema.sequences_features(SPEC)
+    with TestPipeline() as p:
+        out = (p | beam.Create([("square/a.mp4", part) for part in parts])
+               | transforms.BuildSequences(SPEC)
+               | beam.MapTuple(lambda split, key, data: (split, decode.deserialize_example_np(data))))
+
+        def check(rows):
+            ((split, ex),) = rows
+            assert split == "valid"
+            assert ex[schema.LABEL] == 1 and ex[schema.NUM_FRAMES] == 3 and ex[schema.GROUP] == b"g1"
+            np.testing.assert_array_equal(ex[schema.FEATURES][:, 0], [1, 2, 3])
+            np.testing.assert_allclose(ex[schema.TIMESTAMPS], [0, 0.5, 1.0])
+
+        assert_that(out, check)
+
+
+def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
+    encode = schema.ExampleEncoder(schema.sequences_features(SPEC))
+
+    def example(i):
+        return encode({schema.FEATURES: np.full((3, 2048), i, np.float32), schema.LABEL: i % 3,
+                       schema.VIDEO_ID: f"v{i:02d}", schema.GROUP: f"g{i}", schema.NUM_FRAMES: 3,
+                       schema.TIMESTAMPS: np.arange(3, dtype=np.float32)})
+
+    from pipeline.shards import sort_key
+    rows = [("train" if i % 4 else "test", sort_key(f"v{i:02d}"), example(i)) for i in range(40)]
+    one_example = len(rows[0][2])
+    with TestPipeline() as p:
+        _ = p | beam.Create(rows) | transforms.WriteShards(str(tmp_path), schema.SEQUENCES, SPEC,
+                                                           shard_bytes=one_example * 8)
+    builder = tfds.builder_from_directory(str(tmp_path))
+    assert builder.info.splits["train"].num_examples == 30
+    assert builder.info.splits["train"].num_shards == 4  # ceil(30 / 8)
+    assert builder.info.splits["test"].num_shards == 2
+    ids = sorted(ex["video_id"].numpy().decode() for ex in builder.as_dataset(split="train+test"))
+    assert ids == [f"v{i:02d}" for i in range(40)]
