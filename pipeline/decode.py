@@ -108,9 +108,10 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
                 t -= start
                 if t + 1e-6 < next_time:
                     continue
-                rgb = frame.to_ndarray(
-                    width=settings.image_size, height=settings.image_size, format="rgb24", interpolation="AREA"
-                )
+                # One swscale thread, so the pixels cannot depend on how a frame is sliced across threads (shards
+                # must be byte-identical). Frames here are small; decoding itself stays multi-threaded.
+                rgb = frame.to_ndarray(width=settings.image_size, height=settings.image_size, format="rgb24",
+                                       interpolation="AREA", threads=1)
                 yield Frame(index=report.frames, timestamp=float(t), rgb=rgb)
                 report.frames += 1
                 if settings.max_frames is not None and report.frames >= settings.max_frames:

@@ -85,7 +85,7 @@ def main(argv):
     )
     try:
         summary = run_extraction(config, beam_args=argv[1:])
-    except (ExtractionError, InputError, ValueError) as e:
+    except (ExtractionError, InputError) as e:
         print(f"extract: error: {e}", file=sys.stderr)
         return 1
     shown = {k: v for k, v in summary.items() if k not in ("config", "hidden_files_ignored")}

@@ -78,11 +78,10 @@ def list_inputs(config: ExtractConfig) -> Listing:
     return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
 
-def build_pipeline(p: beam.Pipeline, config: ExtractConfig, plan_path: str, total_videos: int,
-                   spec: schema.DatasetSpec, listing_problems: Sequence[dict]) -> None:
+def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSettings, plan_path: str,
+                   total_videos: int, spec: schema.DatasetSpec, listing_problems: Sequence[dict]) -> None:
     """Adds the extraction stages to `p` (see the diagram in `pipeline.transforms`)."""
     out = config.output_dir
-    settings = DecodeSettings(fps=config.fps, max_frames=config.max_frames, image_size=config.image_size)
     records = (
         p
         | "ReadPlan" >> beam.io.ReadFromText(plan_path)
@@ -167,7 +166,11 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
       pipeline.sources.InputError: a manifest or folder problem, listing every bad line.
     """
     config.validate()
-    fractions = parse_split_fractions(config.splits)
+    try:
+        fractions = parse_split_fractions(config.splits)
+        settings = DecodeSettings(fps=config.fps, max_frames=config.max_frames, image_size=config.image_size)
+    except ValueError as e:
+        raise ExtractionError(str(e)) from None
     start = time.time()
     listing = list_inputs(config)
     spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
@@ -188,7 +191,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
     try:
         options = PipelineOptions(list(beam_args))
         with beam.Pipeline(options=options) as p:
-            build_pipeline(p, config, plan_path, len(plan), spec, listing.problems)
+            build_pipeline(p, config, settings, plan_path, len(plan), spec, listing.problems)
     finally:
         tf.io.gfile.remove(plan_path)
     summary = summarize(config, listing, spec, assignment.warnings, time.time() - start)

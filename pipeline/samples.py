@@ -102,16 +102,35 @@ def render_clip(seed: int, class_index: int, session: int, clip: int, *, seconds
         yield np.clip(image, 0, 255).astype(np.uint8)
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range RGB -> planar YUV 4:2:0, as PyAV's yuv420p ndarray layout [H * 3 / 2, W].
+
+    Done in numpy rather than by FFmpeg's swscale so that the encoder's input is fixed by construction: the
+    samples must be the same bytes for the same seed.
+    """
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    h, w = y.shape
+    planes = [y] + [c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for c in (u, v)]
+    flat = [np.clip(np.rint(p), 0, 255).astype(np.uint8).reshape(-1) for p in planes]
+    return np.concatenate(flat).reshape(h * 3 // 2, w)
+
+
 def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
     """Encodes RGB frames as H.264 (yuv420p) in an MP4 file, atomically (temporary name, then rename)."""
     tmp = f"{path}{TMP_MARKER}{os.getpid()}"
     with av.open(tmp, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.thread_count = 1  # x264 output is then the same bytes on every machine size
-        stream.options = {"crf": "20", "preset": "veryfast"}
+        # Same seed, same bytes: with its SIMD code on, x264 gave a different bitstream for identical frames in
+        # about 1 encode in 20 here (even with one thread), so the samples are encoded single-threaded without
+        # asm. B-frames stay on: the decoder must handle reordered frames, as in real videos.
+        stream.options = {"crf": "20", "preset": "veryfast", "x264-params": "threads=1:sync-lookahead=0:asm=0"}
         for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
