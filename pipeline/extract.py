@@ -19,13 +19,12 @@ Exit status: 0 when at least one video was extracted (failures are listed in OUT
 1 when the input is missing or empty, the flags are wrong, or no video could be extracted.
 """
 
-import json
 import logging
 import sys
 
 from absl import app, flags
 
-from pipeline.extraction import ExtractConfig, ExtractionError, run_extraction
+from pipeline.extraction import ExtractConfig, ExtractionError, format_summary, run_extraction
 from pipeline.shards import DEFAULT_SHARD_BYTES
 from pipeline.sources import InputError
 from pipeline.splits import DEFAULT_SPLITS
@@ -88,8 +87,9 @@ def main(argv):
     except (ExtractionError, InputError) as e:
         print(f"extract: error: {e}", file=sys.stderr)
         return 1
-    shown = {k: v for k, v in summary.items() if k not in ("config", "hidden_files_ignored")}
-    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    print(format_summary(summary))
+    print(f"outputs in {config.output_dir}: frames/, sequences/ (TFDS folder datasets), splits.csv, "
+          "failures.jsonl, warnings.jsonl, summary.json")
     if summary["failed"]:
         print(f"extract: {summary['failed']} input(s) could not be extracted; see "
               f"{config.output_dir}/failures.jsonl", file=sys.stderr)

@@ -153,6 +153,25 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
     }
 
 
+def format_summary(summary: dict) -> str:
+    """A short table of videos/frames per split and class, for the end of a run."""
+    classes = summary["class_names"]
+    header = ["split", "videos", "frames", "groups"] + [f"{c} (videos)" for c in classes]
+    rows = [header]
+    for split, s in summary["splits"].items():
+        rows.append([split, s["videos"], s["frames"], s["groups"]]
+                    + [s["classes"].get(c, {}).get("videos", 0) for c in classes])
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.append(
+        f"inputs {summary['inputs']} = extracted {summary['extracted']} + failed {summary['failed']}; "
+        f"kept with a warning {summary['kept_with_warning']}; {summary['frames']} frames in "
+        f"{summary['wall_seconds']:.1f} s ({summary['frames_per_second']} frames/s end to end)")
+    lines += [f"warning: {w}" for w in summary["split_warnings"]]
+    return "\n".join(lines)
+
+
 def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs one extraction end to end and returns its summary (also written to summary.json).
 
