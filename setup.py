@@ -16,6 +16,8 @@ REQUIRED = [
     "absl-py>=2.0",
     "numpy>=1.26",
     "av>=12.0",  # PyAV: in-process FFmpeg decoding and encoding (no shell, no ffmpeg binary)
+    "tensorboard>=2.20",  # training logs; TensorFlow 2.21 no longer pulls it in
+    "matplotlib>=3.8",  # history.png
 ]
 
 setuptools.setup(
@@ -29,6 +31,6 @@ setuptools.setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
         "gcp": ["apache-beam[gcp]==2.77.*"],
-        "test": ["pytest>=8", "scipy>=1.11", "matplotlib>=3.8"],
+        "test": ["pytest>=8", "scipy>=1.11"],
     },
 )

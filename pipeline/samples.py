@@ -5,12 +5,12 @@ r"""Writes the embedded sample dataset: small labelled H.264 videos in a class-p
 gives /tmp/videos/<class>/s<session>_c<clip>.mp4, e.g. circle/s03_c02.mp4. The same seed gives the same pixels.
 
 What makes it a useful test bed:
-- each class is a shape (circle, square, triangle, ...) with its own motion (horizontal, vertical, orbit, ...), so
-  the class is learnable from one frame (shape) and from a sequence (motion);
+- each class is a shape (circle, square, triangle, ...) with its own hue and its own motion (horizontal,
+  vertical, orbit, ...), so the class is learnable from one frame (shape, colour) and from a sequence (motion);
 - a recording session is one background (a colour gradient with a fixed texture) and lighting, shared by the
   clips of that session only, so a model *could* learn background -> class on the training sessions and fail on
   new ones: split by session with `--group_regex='^([^/]+/s\d+)_'`, which keeps every session on one side;
-- the shape's colour, size, phase and speed vary per clip, and every frame has sensor-like noise.
+- the shape's exact colour, size, phase and speed vary per clip, and every frame has sensor-like noise.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from absl import app, flags
 from pipeline.atomic_files import TMP_MARKER
 
 CLASSES = ("circle", "square", "triangle", "cross")
+# Each class's shape has its own hue (jittered per clip): learnable even by random-weight features, which see
+# colour statistics far better than outlines.
+CLASS_COLOURS = ((215, 55, 50), (50, 190, 70), (60, 90, 225), (225, 195, 40))
 SESSION_GROUP_REGEX = r"^([^/]+/s\d+)_"
 
 FLAGS = flags.FLAGS
@@ -46,7 +49,9 @@ def _rng(seed: int, *parts) -> np.random.Generator:
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    a, b = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    # Low-saturation gradients (grey levels with a slight tint): sessions differ, but not in the shapes' hues.
+    a = rng.uniform(40, 200) + rng.uniform(-15, 15, 3)
+    b = rng.uniform(40, 200) + rng.uniform(-15, 15, 3)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1) / 2
@@ -91,8 +96,8 @@ def render_clip(seed: int, class_index: int, session: int, clip: int, *, seconds
     session_rng = _rng(seed, "session", kind, session)
     background = _background(session_rng, height, width) * session_rng.uniform(0.7, 1.2)
     clip_rng = _rng(seed, "clip", kind, session, clip)
-    colour = clip_rng.uniform(0, 255, 3)
-    radius = min(width, height) * clip_rng.uniform(0.18, 0.26)
+    colour = np.clip(np.array(CLASS_COLOURS[class_index], np.float64) + clip_rng.normal(0, 10, 3), 0, 255)
+    radius = min(width, height) * clip_rng.uniform(0.22, 0.30)
     phase, speed = clip_rng.uniform(0, 2 * np.pi), clip_rng.uniform(0.35, 0.6)
     for i in range(int(round(seconds * fps))):
         cx, cy = _position(class_index, i / fps, phase, speed, width, height)

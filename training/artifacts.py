@@ -1,0 +1,137 @@
+"""What a training run leaves in its workdir besides checkpoints: metrics.json, history.csv and its plot.
+
+metrics.json is the record two runs are compared by: test/valid accuracy and loss, per-class accuracy, confusion
+matrix, the flags, library versions, a fingerprint of the data and `weights_sha256`, a hash of the evaluated
+model's weight bytes (equal hashes = bit-identical models).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.atomic_files import write_atomically
+
+HISTORY_CSV = "history.csv"
+HISTORY_PNG = "history.png"
+METRICS_JSON = "metrics.json"
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 over every weight array's dtype, shape and bytes, in the model's weight order."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        w = np.ascontiguousarray(w)
+        digest.update(f"{w.dtype.str}{w.shape}".encode())
+        digest.update(w.tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(data_dir: str, kind: str) -> str:
+    """SHA-256 of the dataset's metadata (shard names, lengths, bytes, schema) and splits.csv if present."""
+    digest = hashlib.sha256()
+    for name in (f"{kind}/dataset_info.json", f"{kind}/features.json", "splits.csv"):
+        path = f"{data_dir.rstrip('/')}/{name}"
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
+def _predictions(probabilities: np.ndarray) -> np.ndarray:
+    if probabilities.shape[-1] == 1:
+        return (probabilities[:, 0] >= 0.5).astype(np.int64)
+    return probabilities.argmax(axis=-1)
+
+
+def _cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    p = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
+    if p.shape[-1] == 1:
+        return float(-np.mean(labels * np.log(p[:, 0]) + (1 - labels) * np.log(1 - p[:, 0])))
+    return float(-np.mean(np.log(p[np.arange(len(labels)), labels])))
+
+
+def read_history(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, HISTORY_CSV)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _versions() -> dict:
+    import apache_beam
+    import keras
+    import tensorflow_datasets as tfds
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "tensorflow_datasets": tfds.__version__, "apache_beam": apache_beam.__version__,
+            "numpy": np.__version__}
+
+
+def metrics_record(*, config, flags, labels, probabilities, class_names, val_loss, val_accuracy, epochs_run,
+                   model, precision, splits_read, data_fingerprint) -> dict:
+    """The metrics.json content; test loss and accuracy are computed from the one pass of predictions."""
+    predictions = _predictions(probabilities)
+    k = len(class_names)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+                 for i, name in enumerate(class_names)}
+    return {
+        "test_accuracy": float(np.mean(predictions == labels)),
+        "test_loss": _cross_entropy(labels, probabilities),
+        "val_accuracy": float(val_accuracy),
+        "val_loss": float(val_loss),
+        "num_classes": k,
+        "class_names": list(class_names),
+        "test_examples": int(len(labels)),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "epochs_run": epochs_run,
+        "seed": config.seed,
+        "weights_sha256": weights_sha256(model),
+        "data_fingerprint": data_fingerprint,
+        "precision": precision,
+        "splits_read": splits_read,
+        "config": dataclasses.asdict(config),
+        "flags": flags or {},
+        "versions": _versions(),
+    }
+
+
+def write_metrics(workdir: str, metrics: dict) -> None:
+    write_atomically(os.path.join(workdir, METRICS_JSON), json.dumps(metrics, indent=2, default=str) + "\n")
+
+
+def plot_history(workdir: str) -> None:
+    """history.png: loss and accuracy per epoch, train and valid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_history(workdir)
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + key in rows[0]:
+                ax.plot(epochs, [float(r[prefix + key]) for r in rows], style, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    tmp = os.path.join(workdir, f".{HISTORY_PNG}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tf.io.gfile.rename(tmp, os.path.join(workdir, HISTORY_PNG), overwrite=True)

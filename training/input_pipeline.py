@@ -1,0 +1,328 @@
+"""tf.data readers of an extraction output: `make_dataset(data_dir, split, InputConfig(...))`.
+
+No Python generator anywhere: shard files -> parallel interleave -> parse -> (cache) -> per-epoch order
+(shuffle / draws) -> batch -> map (decode, augment) -> prefetch. Other teams can call `make_dataset` on any
+directory written by `pipeline.extract`; the parsing derives from `pipeline.schema`, the same declaration the
+writer used.
+
+Every epoch's order is a pure function of (seed, epoch): the stream is built as `range(start_epoch, ...)
+.flat_map(one_epoch)`. That makes two runs with one seed see the same batches, lets a resumed run continue with
+exactly the epochs it had not seen, and gives all sampling modes one mechanism (how many times each example is
+drawn in an epoch, then a shuffle).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from pipeline import schema
+
+ORDERS = ("fixed", "reshuffle")
+SAMPLINGS = ("epoch", "replacement")
+BALANCES = ("none", "oversample")
+AUGMENTATIONS = ("zoom", "flip_h", "flip_v")
+MAX_DEFAULT_SEQ_LEN = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """How one split is read. Defaults are the fast, reproducible choices.
+
+    kind: 'sequences' (features [T, 2048] per video) or 'frames' (one JPEG frame per example).
+    batch_size: examples per batch; the last batch of an epoch may be smaller.
+    order: 'fixed' = one seeded order repeated every epoch; 'reshuffle' = a new seeded order each epoch.
+    sampling: 'epoch' = every example exactly once per epoch; 'replacement' = N i.i.d. uniform draws with
+      replacement per epoch (N = split size), like story 000's random.choice generator.
+    balance: 'oversample' draws N examples per epoch with equal probability per class (with replacement).
+    shuffle: False reads in file order (evaluation).
+    shuffle_buffer: examples permuted together (consecutive windows of this size are each shuffled uniformly);
+      None = the whole split if it fits `shuffle_memory_mb` (an exact uniform shuffle), otherwise as many as
+      fit, plus a seeded shuffle of the shard file order.
+    cache: '' (none), 'memory', or a file path prefix for tf.data's on-disk cache.
+    deterministic: tf.data keeps element order across parallel stages (off = faster, order not reproducible).
+    seq_len: sequences are truncated/zero-padded to this many frames; None = the longest in the split (capped at
+      300). Padding rows are all zero, so a Masking layer can skip them.
+    image_size: frames are resized to image_size x image_size.
+    augment: subset of ('zoom', 'flip_h', 'flip_v'), applied in the graph (training only: leave empty otherwise).
+    zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
+    """
+
+    kind: str = schema.SEQUENCES
+    batch_size: int = 32
+    order: str = "reshuffle"
+    sampling: str = "epoch"
+    balance: str = "none"
+    shuffle: bool = True
+    shuffle_buffer: Optional[int] = None
+    shuffle_memory_mb: int = 2048
+    cache: str = ""
+    deterministic: bool = True
+    seed: int = 0
+    seq_len: Optional[int] = None
+    image_size: int = 64
+    augment: tuple[str, ...] = ()
+    zoom_range: float = 0.2
+    with_metadata: bool = False
+
+    def __post_init__(self):
+        for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
+                                     ("balance", self.balance, BALANCES),
+                                     ("kind", self.kind, schema.DATASET_NAMES)):
+            if value not in allowed:
+                raise ValueError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
+        unknown = set(self.augment) - set(AUGMENTATIONS)
+        if unknown:
+            raise ValueError(f"--augment: unknown {sorted(unknown)}; expected a subset of {AUGMENTATIONS}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+    """What the reader knows about one split before reading it."""
+
+    filepaths: tuple[str, ...]
+    num_examples: int
+    num_bytes: int
+    spec: schema.DatasetSpec
+
+
+def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
+    """Files, size and schema of `split` of dataset `kind` under `data_dir`, from its TFDS metadata."""
+    builder = tfds.builder_from_directory(f"{data_dir.rstrip('/')}/{kind}")
+    if split not in builder.info.splits:
+        raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(builder.info.splits)}")
+    info = builder.info.splits[split]
+    return SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes,
+                     schema.read_spec(data_dir))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Batches in one epoch: every epoch yields N examples, the last batch possibly short."""
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def longest_sequence(data_dir: str, split: str) -> Optional[int]:
+    """The most frames of any video of `split`, from splits.csv (None when the file is absent)."""
+    path = f"{data_dir.rstrip('/')}/splits.csv"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        frames = [int(r["frames"]) for r in csv.DictReader(f) if r["split"] == split and r["status"] != "failed"]
+    return max(frames) if frames else None
+
+
+def _parser(kind: str, spec: schema.DatasetSpec):
+    features = schema.features_for(kind, spec)
+    # JPEG stays encoded until after batching: the cache and the shuffle buffer then hold compressed bytes.
+    decoders = {schema.IMAGE: tfds.decode.SkipDecoding()} if kind == schema.FRAMES else None
+
+    def parse(serialized):
+        ex = features.deserialize_example(serialized, decoders=decoders)
+        out = {schema.LABEL: ex[schema.LABEL], schema.VIDEO_ID: ex[schema.VIDEO_ID], schema.GROUP: ex[schema.GROUP]}
+        if kind == schema.FRAMES:
+            out[schema.IMAGE] = ex[schema.IMAGE]
+            out[schema.FRAME_INDEX] = ex[schema.FRAME_INDEX]
+        else:
+            out[schema.FEATURES] = ex[schema.FEATURES]
+        return out
+
+    return parse
+
+
+def _epoch_seed(seed: int, epoch, order: str):
+    # 'fixed' ignores the epoch: the same permutation (and the same draws) every epoch.
+    if order == "fixed":
+        return tf.constant([seed, 0], tf.int64)
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64) + 1])
+
+
+def _draw_counts(n: int, seed, labels: Optional[tf.Tensor]):
+    """How many times each of the n examples is drawn in one epoch of n draws (multinomial)."""
+    if labels is None:
+        draws = tf.random.stateless_uniform([n], seed=seed, maxval=n, dtype=tf.int64)
+    else:  # class-balanced: each class gets 1/K of the probability mass, shared by its examples
+        per_class = tf.math.bincount(tf.cast(labels, tf.int32))
+        weights = 1.0 / tf.cast(tf.gather(per_class, labels), tf.float32)
+        draws = tf.random.stateless_categorical(tf.math.log(weights)[None], n, seed=seed, dtype=tf.int64)[0]
+    return tf.math.bincount(tf.cast(draws, tf.int32), minlength=n, maxlength=n)
+
+
+def _zoom(images, factors, seed):
+    """ImageDataGenerator-style zoom: factor > 1 shows a smaller central area, < 1 a larger one (padded)."""
+    batch = tf.shape(images)[0]
+    size = tf.shape(images)[1:3]
+    half = 0.5 / factors
+    offsets = tf.random.stateless_uniform([batch, 2], seed=seed, minval=-1.0, maxval=1.0) * tf.maximum(0.5 - half, 0.0)[:, None]
+    centre = 0.5 + offsets
+    boxes = tf.concat([centre - half[:, None], centre + half[:, None]], axis=1)
+    return tf.image.crop_and_resize(images, boxes, tf.range(batch), size, extrapolation_value=0.0)
+
+
+def _augment_frames(images, config: InputConfig, seed):
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    if "flip_h" in config.augment:
+        flip = tf.random.stateless_uniform([batch, 1, 1, 1], seed=seeds[0]) < 0.5
+        images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    if "flip_v" in config.augment:
+        flip = tf.random.stateless_uniform([batch, 1, 1, 1], seed=seeds[1]) < 0.5
+        images = tf.where(flip, tf.reverse(images, axis=[1]), images)
+    if "zoom" in config.augment and config.zoom_range > 0:
+        factors = tf.random.stateless_uniform([batch], seed=seeds[2], minval=1 - config.zoom_range,
+                                              maxval=1 + config.zoom_range)
+        images = _zoom(images, factors, seeds[3])
+    return images
+
+
+def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: int = 0,
+                 num_epochs: Optional[int] = None) -> tf.data.Dataset:
+    """The batches of `split` for training or evaluation.
+
+    Args:
+      data_dir: an extraction output (the folder holding frames/ and sequences/; local or gs://).
+      split: 'train', 'valid', 'test' or any split the extraction wrote.
+      config: ordering, sampling, batching and decoding settings.
+      start_epoch: first epoch to produce (a resumed run passes the epoch it stopped at).
+      num_epochs: how many epochs; None = endless (Keras' steps_per_epoch then delimits epochs).
+
+    Returns:
+      A dataset of (inputs, label) batches: inputs float32 [B, seq_len, 2048] for sequences (zero rows are
+      padding) or float32 [B, S, S, 3] in [0, 255] for frames; label int64 [B]. With `with_metadata`, dicts
+      that also carry video_id, group (and frame_index for frames), for inspection tools.
+    """
+    info = split_info(data_dir, config.kind, split)
+    n = info.num_examples
+    if n == 0:
+        raise ValueError(f"{data_dir}/{config.kind} split {split!r} is empty")
+    det = config.deterministic
+
+    seq_len = None
+    if config.kind == schema.SEQUENCES:
+        seq_len = config.seq_len or min(longest_sequence(data_dir, split) or MAX_DEFAULT_SEQ_LEN,
+                                        MAX_DEFAULT_SEQ_LEN)
+    window, shuffle_files = _shuffle_window(info, config)
+    ds = _read(tf.data.Dataset.from_tensor_slices(list(info.filepaths)), info, config, seq_len)
+    # Cache after parsing (and truncating) and before any randomness: every epoch re-reads the cache, never the
+    # files, and the cache holds no epoch-specific order.
+    if config.cache == "memory":
+        ds = ds.cache()
+    elif config.cache:
+        ds = ds.cache(config.cache)
+
+    labels = None
+    if config.balance == "oversample":
+        labels = tf.constant(list(ds.map(lambda ex: ex[schema.LABEL]).as_numpy_iterator()), tf.int64)
+
+    def one_epoch(epoch):
+        seed = _epoch_seed(config.seed, epoch, config.order)
+        epoch_ds = ds
+        if shuffle_files:
+            # The split exceeds the shuffle budget: also vary which shard files meet in a window. (Records are
+            # already in hashed order within shards, so frames of one video are not adjacent to begin with.)
+            names = tf.random.experimental.stateless_shuffle(tf.constant(list(info.filepaths)),
+                                                             seed=_fold(seed, 1))
+            epoch_ds = _read(tf.data.Dataset.from_tensor_slices(names), info, config, seq_len)
+        if config.sampling == "replacement" or config.balance == "oversample":
+            counts = _draw_counts(n, _fold(seed, 2), labels)
+            epoch_ds = epoch_ds.enumerate().flat_map(
+                lambda i, ex: tf.data.Dataset.from_tensors(ex).repeat(tf.gather(counts, i)))
+        if config.shuffle:
+            # Shuffle inside the epoch, before batching: every epoch is a complete pass (or N draws) and no batch
+            # mixes two epochs. The permutation is a stateless function of (seed, epoch), so it survives restarts.
+            epoch_ds = _shuffle_in_windows(epoch_ds, window, _fold(seed, 3), seq_len)
+        return _batch(epoch_ds, config, seq_len)
+
+    last = 2**62 if num_epochs is None else start_epoch + num_epochs
+    out = tf.data.Dataset.range(start_epoch, last).flat_map(one_epoch)
+    # Per-batch work (JPEG decoding, augmentation) after batching: one vectorised call per batch. The random
+    # seed of a batch is its global position, so augmentation is reproducible too.
+    out = out.enumerate(start=start_epoch * steps_per_epoch(n, config.batch_size)).map(
+        lambda i, batch: _finish_batch(batch, config, tf.stack([tf.constant(config.seed, tf.int64), i])),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=det,
+    )
+    options = tf.data.Options()
+    options.deterministic = det
+    out = out.with_options(options)
+    # Prefetch last: overlap producing the next batches with the training step.
+    return out.prefetch(tf.data.AUTOTUNE)
+
+
+def _read(files: tf.data.Dataset, info: SplitInfo, config: InputConfig, seq_len: Optional[int]) -> tf.data.Dataset:
+    """Shard files -> parsed examples. `deterministic` decides whether the parallel interleave may hand out
+    records in completion order (faster) or must keep the file order (reproducible)."""
+    det = config.deterministic
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(info.filepaths), 8),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
+    ds = ds.map(_parser(config.kind, info.spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
+    if seq_len is not None:
+        ds = ds.map(lambda ex: dict(ex, **{schema.FEATURES: ex[schema.FEATURES][:seq_len]}),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
+    return ds
+
+
+def _fold(seed, salt: int):
+    return tf.random.experimental.stateless_fold_in(seed, salt)
+
+
+def _shuffle_in_windows(ds: tf.data.Dataset, window: int, seed, seq_len: Optional[int]) -> tf.data.Dataset:
+    """Uniformly permutes each run of `window` examples with a stateless seed (a window as large as the split
+    is an exact uniform shuffle). tf.data's own shuffle cannot take a seed computed from the epoch tensor."""
+    if seq_len is None:
+        windows = ds.batch(window)
+    else:
+        windows = ds.padded_batch(window, padded_shapes={k: ([seq_len, None] if k == schema.FEATURES else [])
+                                                         for k in ds.element_spec})
+
+    def permute(index, batch):
+        size = tf.shape(batch[schema.LABEL])[0]
+        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=_fold(seed, index))
+        return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda t: tf.gather(t, order), batch))
+
+    return windows.enumerate().flat_map(permute)
+
+
+def _shuffle_window(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
+    if config.shuffle_buffer:
+        return config.shuffle_buffer, config.shuffle_buffer < info.num_examples and not config.cache
+    per_example = max(1, info.num_bytes // max(1, info.num_examples))
+    fits = max(1, (config.shuffle_memory_mb * 2**20) // per_example)
+    if fits >= info.num_examples:
+        return info.num_examples, False
+    logging.warning(
+        "[input] split of %d examples (%.0f MB) exceeds the %d MB shuffle budget: buffer of %d examples plus a "
+        "seeded shuffle of %d shard files per epoch (raise --shuffle_memory_mb for a uniform shuffle)",
+        info.num_examples, info.num_bytes / 2**20, config.shuffle_memory_mb, fits, len(info.filepaths))
+    return int(fits), not config.cache
+
+
+def _batch(ds: tf.data.Dataset, config: InputConfig, seq_len: Optional[int]) -> tf.data.Dataset:
+    if seq_len is None:
+        return ds.batch(config.batch_size)
+    shapes = {k: ([seq_len, None] if k == schema.FEATURES else []) for k in ds.element_spec}
+    return ds.padded_batch(config.batch_size, padded_shapes=shapes)
+
+
+def _finish_batch(batch: dict, config: InputConfig, seed):
+    if config.kind == schema.FRAMES:
+        size = (config.image_size, config.image_size)
+
+        def decode(jpeg):
+            return tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3), size)
+
+        images = tf.map_fn(decode, batch[schema.IMAGE], fn_output_signature=tf.TensorSpec(size + (3,), tf.float32))
+        if config.augment:
+            images = _augment_frames(images, config, seed)
+        inputs = images
+    else:
+        inputs = tf.cast(batch[schema.FEATURES], tf.float32)
+    if config.with_metadata:
+        return dict({k: v for k, v in batch.items() if k not in (schema.IMAGE, schema.FEATURES)}, inputs=inputs)
+    return inputs, batch[schema.LABEL]

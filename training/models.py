@@ -1,0 +1,86 @@
+"""The two models: an LSTM over InceptionV3 feature sequences and a CNN over frames.
+
+Both end in a float32 output layer (sigmoid for two classes, softmax otherwise), so under a mixed-precision
+policy the loss is computed in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import layers
+
+CNN_ARCHITECTURES = ("small", "story002")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture settings; see training/main.py for the flags.
+
+    lstm_units, dense_units, dropout: LSTM -> Dense(relu) -> Dropout -> output (story 000:
+      2048, 512, 0.5).
+    cnn: 'small' (three conv blocks and global pooling) or 'story002' (story 002's network).
+    """
+
+    lstm_units: int = 256
+    dense_units: int = 128
+    dropout: float = 0.5
+    cnn: str = "small"
+
+
+def output_layer(num_classes: int) -> layers.Layer:
+    # dtype float32 whatever the global policy: softmax/sigmoid and the loss are unstable in float16.
+    if num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", dtype="float32", name="output")
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")
+
+
+def build_lstm(num_classes: int, seq_len: Optional[int], feature_dim: int, mean: np.ndarray, variance: np.ndarray,
+               config: ModelConfig) -> keras.Model:
+    """LSTM classifier over [T, feature_dim] sequences whose all-zero rows are padding.
+
+    The features are standardized inside the model with statistics of the train split (raw InceptionV3
+    features can be ~1e-4 with random weights, or 0..10 with ImageNet weights), so the saved model carries them.
+    The LSTM keeps Keras' defaults (tanh, sigmoid, no recurrent dropout) and so stays eligible for cuDNN.
+    """
+    inputs = keras.Input((seq_len, feature_dim), name="features")
+    x = layers.Masking(mask_value=0.0, name="padding")(inputs)
+    x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+    x = layers.LSTM(config.lstm_units, name="lstm")(x)
+    x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    return keras.Model(inputs, output_layer(num_classes)(x), name="lstm_classifier")
+
+
+def build_cnn(num_classes: int, image_size: int, config: ModelConfig) -> keras.Model:
+    """CNN over RGB frames with values in [0, 255]."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    if config.cnn == "story002":
+        # Story 002: Conv(16, 11) / Conv(32, 5) / Conv(32, 3), each with ReLU, MaxPool(3, stride 2), BatchNorm;
+        # then Dense 512 and 256 with BatchNorm and Dropout 0.3.
+        for filters, kernel in ((16, 11), (32, 5), (32, 3)):
+            x = layers.Conv2D(filters, kernel, activation="relu")(x)
+            x = layers.MaxPooling2D(pool_size=3, strides=2)(x)
+            x = layers.BatchNormalization()(x)
+        x = layers.Flatten()(x)
+        for units in (512, 256):
+            x = layers.Dense(units, activation="relu")(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Dropout(0.3)(x)
+    elif config.cnn == "small":
+        for filters in (32, 64, 128):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            # momentum 0.9: the moving statistics used at evaluation catch up within tens of steps; Keras' 0.99
+            # lags for hundreds, which makes validation of short runs on small data meaningless.
+            x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.Activation("relu")(x)
+            x = layers.MaxPooling2D()(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Dropout(config.dropout)(x)
+    else:
+        raise ValueError(f"--cnn={config.cnn!r}: expected one of {CNN_ARCHITECTURES}")
+    return keras.Model(inputs, output_layer(num_classes)(x), name=f"cnn_{config.cnn}")

@@ -1,0 +1,199 @@
+"""Training as a library: `train_and_evaluate(TrainConfig(...), workdir)` returns the metrics it writes.
+
+Model selection (best checkpoint, early stopping, plateau) sees the valid split only; the test split is opened
+once, after training, for the final evaluation, and `metrics.json` records the order in which splits were read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline import schema
+from training import artifacts
+from training.input_pipeline import InputConfig, make_dataset, split_info, steps_per_epoch
+from training.models import ModelConfig, build_cnn, build_lstm
+from training.schedules import CyclicLearningRate
+
+BEST = "best.keras"
+BACKUP = "backup"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on; training/main.py documents each field as a flag."""
+
+    data_dir: str
+    model: str = "lstm"
+    epochs: int = 20
+    seed: int = 0
+    input: InputConfig = InputConfig()
+    arch: ModelConfig = ModelConfig()
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.0
+    lr_schedule: str = "constant"
+    cyclic_max_lr: float = 6e-3
+    cyclic_step_size: int = 0  # 0: two epochs' worth of steps, Smith's suggestion of 2-10 epochs per half cycle
+    cyclic_mode: str = "triangular"
+    cyclic_gamma: float = 1.0
+    plateau_factor: float = 0.2
+    plateau_patience: int = 5
+    early_stopping_patience: int = 0  # 0: off
+    mixed_precision: str = "auto"
+
+
+def choose_precision(requested: str) -> tuple[str, str]:
+    """The Keras dtype policy for `--mixed_precision` and a sentence saying why."""
+    if requested == "off":
+        return "float32", "mixed precision off (--mixed_precision=off)"
+    if requested == "float16":
+        return "mixed_float16", "float16 compute with dynamic loss scaling (--mixed_precision=float16)"
+    if requested == "bfloat16":
+        return "mixed_bfloat16", "bfloat16 compute (--mixed_precision=bfloat16)"
+    if requested != "auto":
+        raise ValueError(f"--mixed_precision={requested!r}: expected auto, off, float16 or bfloat16")
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "float32", "auto: no GPU, and float16/bfloat16 compute is slower than float32 on CPUs"
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+    if capability >= (8, 0):
+        return "mixed_bfloat16", f"auto: GPU compute capability {capability} has bfloat16 tensor cores (no loss scaling needed)"
+    if capability >= (7, 0):
+        return "mixed_float16", f"auto: GPU compute capability {capability} has float16 tensor cores"
+    return "float32", f"auto: GPU compute capability {capability} has no tensor cores"
+
+
+def feature_statistics(data_dir: str, config: InputConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and variance of the train split's frame features, ignoring padding rows."""
+    stats_config = dataclasses.replace(config, shuffle=False, sampling="epoch", balance="none", cache="",
+                                       with_metadata=False, batch_size=64)
+    total = total_sq = None
+    count = 0
+    for inputs, _ in make_dataset(data_dir, "train", stats_config, num_epochs=1).as_numpy_iterator():
+        rows = inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
+        rows = rows[np.any(rows != 0, axis=1)]
+        total = rows.sum(0) if total is None else total + rows.sum(0)
+        total_sq = (rows**2).sum(0) if total_sq is None else total_sq + (rows**2).sum(0)
+        count += len(rows)
+    mean = total / count
+    variance = np.maximum(total_sq / count - mean**2, 1e-12 * np.maximum(mean**2, 1e-30))
+    return mean.astype(np.float32), variance.astype(np.float32)
+
+
+def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    if config.lr_schedule == "cyclic":
+        step_size = config.cyclic_step_size or 2 * steps
+        lr = CyclicLearningRate(config.learning_rate, config.cyclic_max_lr, step_size, config.cyclic_mode,
+                                config.cyclic_gamma)
+    elif config.lr_schedule in ("constant", "plateau"):
+        lr = config.learning_rate
+    else:
+        raise ValueError(f"--lr_schedule={config.lr_schedule!r}: expected constant, cyclic or plateau")
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=config.momentum)
+    raise ValueError(f"--optimizer={config.optimizer!r}: expected adam or sgd")
+
+
+def _for_keras(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+    if num_classes == 2:  # sigmoid output [B, 1] wants float labels of the same shape
+        return ds.map(lambda x, y: (x, tf.cast(y, tf.float32)[:, None]))
+    return ds
+
+
+def _resume_epoch(workdir: str) -> int:
+    """The epoch a previous, interrupted run of this workdir had completed (0 for a fresh run)."""
+    path = os.path.join(workdir, BACKUP, "training_metadata.json")
+    if not tf.io.gfile.exists(path):
+        return 0
+    with tf.io.gfile.GFile(path) as f:
+        return int(json.load(f).get("epoch", -1)) + 1
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
+    """Trains `config.model` on the train split, selects on valid, evaluates once on test.
+
+    Rerunning with the same workdir after a kill resumes from the last completed epoch.
+
+    Returns:
+      The metrics also written to WORKDIR/metrics.json.
+    """
+    tf.io.gfile.makedirs(workdir)
+    keras.utils.set_random_seed(config.seed)
+    if config.input.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy, why = choose_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    logging.info("[train] precision: %s (%s)", policy, why)
+
+    kind = schema.SEQUENCES if config.model == "lstm" else schema.FRAMES
+    if config.model not in ("lstm", "cnn"):
+        raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
+    input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed)
+    train_info = split_info(config.data_dir, kind, "train")
+    num_classes = len(train_info.spec.class_names)
+    steps = steps_per_epoch(train_info.num_examples, input_config.batch_size)
+    splits_read = [{"split": "train", "phase": "fit"}, {"split": "valid", "phase": "model selection"}]
+
+    if config.model == "lstm":
+        mean, variance = feature_statistics(config.data_dir, input_config)
+        seq_len = next(iter(make_dataset(config.data_dir, "train", dataclasses.replace(
+            input_config, shuffle=False), num_epochs=1).take(1)))[0].shape[1]
+        model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
+    else:
+        model = build_cnn(num_classes, input_config.image_size, config.arch)
+    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+
+    start_epoch = _resume_epoch(workdir)
+    if start_epoch:
+        logging.info("[train] resuming %s after epoch %d", workdir, start_epoch)
+    train_ds = _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch),
+                          num_classes)
+    eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
+                                      augment=(), cache="memory")
+    valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config, num_epochs=1), num_classes)
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(workdir, BACKUP)),
+        keras.callbacks.ModelCheckpoint(os.path.join(workdir, BEST), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(os.path.join(workdir, artifacts.HISTORY_CSV), append=True),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=config.plateau_factor,
+                                                           patience=config.plateau_patience))
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience))
+    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=valid_ds,
+                        callbacks=callbacks, verbose=2)
+
+    best_path = os.path.join(workdir, BEST)
+    if tf.io.gfile.exists(best_path):
+        model = keras.models.load_model(best_path, safe_mode=True)
+    val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
+    # The first and only time the test split is read.
+    splits_read.append({"split": "test", "phase": "final evaluation"})
+    test_ds = make_dataset(config.data_dir, "test", eval_config, num_epochs=1)
+    labels = np.concatenate([y for _, y in test_ds.as_numpy_iterator()])
+    probabilities = model.predict(test_ds.map(lambda x, y: x), verbose=0)
+
+    metrics = artifacts.metrics_record(
+        config=config, flags=flags, labels=labels, probabilities=probabilities,
+        class_names=train_info.spec.class_names, val_loss=val_loss, val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)),
+        model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
+        data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
+    )
+    artifacts.write_metrics(workdir, metrics)
+    artifacts.plot_history(workdir)
+    return metrics
