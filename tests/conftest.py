@@ -18,3 +18,18 @@ def sample_videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
     write_samples(str(root), seed=0, **TINY)
     return root
+
+
+@pytest.fixture(scope="session")
+def extracted_samples(tmp_path_factory):
+    """A real extraction output of 90 sample videos (3 classes x 6 sessions x 5 clips, 2 s, 4 frames each at
+    2 fps; random InceptionV3 at 75 px): 60/15/15 videos, 240/60/60 frames."""
+    from pipeline.extraction import ExtractConfig, run_extraction
+    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+
+    videos = tmp_path_factory.mktemp("train_videos")
+    write_samples(str(videos), seed=0, **dict(TINY, clips=5))
+    out = tmp_path_factory.mktemp("extracted")
+    run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(videos), group_regex=SESSION_GROUP_REGEX,
+                                 fps=2, image_size=75, weights="none"))
+    return str(out)

@@ -233,7 +233,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
         if config.sampling == "replacement" or config.balance == "oversample":
             counts = _draw_counts(n, _fold(seed, 2), labels)
             epoch_ds = epoch_ds.enumerate().flat_map(
-                lambda i, ex: tf.data.Dataset.from_tensors(ex).repeat(tf.gather(counts, i)))
+                lambda i, ex: tf.data.Dataset.from_tensors(ex).repeat(tf.cast(tf.gather(counts, i), tf.int64)))
         if config.shuffle:
             # Shuffle inside the epoch, before batching: every epoch is a complete pass (or N draws) and no batch
             # mixes two epochs. The permutation is a stateless function of (seed, epoch), so it survives restarts.

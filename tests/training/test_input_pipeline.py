@@ -1,0 +1,118 @@
+"""Each ordering and sampling mode's defining property, measured on real extracted records."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from training.input_pipeline import InputConfig, make_dataset, steps_per_epoch
+
+
+def epoch_ids(data_dir, config, epochs=3, split="train", start_epoch=0):
+    """The (video_id, frame_index) order of each epoch."""
+    ds = make_dataset(data_dir, split, InputConfig(**dict(config, with_metadata=True)),
+                      start_epoch=start_epoch, num_epochs=epochs)
+    ids = [(v.decode(), int(f)) for b in ds.as_numpy_iterator() for v, f in zip(b["video_id"], b["frame_index"])]
+    n = len(ids) // epochs
+    return [ids[i * n:(i + 1) * n] for i in range(epochs)]
+
+
+FRAMES = dict(kind="frames", batch_size=16, image_size=32)
+
+
+def test_epoch_sampling_sees_every_example_exactly_once(extracted_samples):
+    for epoch in epoch_ids(extracted_samples, FRAMES):
+        assert len(epoch) == 240 and len(set(epoch)) == 240
+
+
+def test_fixed_order_repeats_and_reshuffle_changes_per_epoch(extracted_samples):
+    fixed = epoch_ids(extracted_samples, dict(FRAMES, order="fixed"))
+    assert fixed[0] == fixed[1] == fixed[2]
+    reshuffled = epoch_ids(extracted_samples, dict(FRAMES, order="reshuffle"))
+    assert reshuffled[0] != reshuffled[1] != reshuffled[2]
+    assert sorted(reshuffled[0]) == sorted(reshuffled[1])
+
+
+def test_orders_are_reproducible_by_seed_and_resumable_by_epoch(extracted_samples):
+    a = epoch_ids(extracted_samples, dict(FRAMES, seed=7))
+    assert epoch_ids(extracted_samples, dict(FRAMES, seed=7)) == a
+    assert epoch_ids(extracted_samples, dict(FRAMES, seed=8)) != a
+    # A run resumed at epoch 2 sees exactly what an uninterrupted run saw in epoch 2.
+    assert epoch_ids(extracted_samples, dict(FRAMES, seed=7), epochs=1, start_epoch=2)[0] == a[2]
+
+
+def test_replacement_draws_iid_about_63_percent_distinct(extracted_samples):
+    epochs = epoch_ids(extracted_samples, dict(FRAMES, sampling="replacement"), epochs=6)
+    distinct = [len(set(e)) / len(e) for e in epochs]
+    assert all(len(e) == 240 for e in epochs)  # epoch length is still the split size
+    assert all(max(collections.Counter(e).values()) >= 2 for e in epochs)  # duplicates present
+    # 1 - (1 - 1/N)^N = 0.633 for N = 240; the standard deviation of one epoch's fraction is about 0.02.
+    assert abs(np.mean(distinct) - 0.633) < 0.03, distinct
+    assert epochs[0] != epochs[1]
+
+
+def test_small_shuffle_window_still_gives_each_example_once(extracted_samples):
+    epochs = epoch_ids(extracted_samples, dict(FRAMES, shuffle_buffer=50), epochs=2)
+    assert all(sorted(e) == sorted(set(e)) and len(e) == 240 for e in epochs)
+    assert epochs[0] != epochs[1]
+
+
+def write_frames(data_dir, labels):
+    """A frames/ dataset with one tiny JPEG per label, written by the project's own shard writer."""
+    import io
+
+    import tensorflow as tf
+
+    from pipeline import schema, shards
+
+    spec = schema.DatasetSpec(class_names=("common", "rare"))
+    encode = schema.ExampleEncoder(schema.frames_features(spec))
+    jpeg = tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy()
+    records = [(shards.sort_key(f"v{i}", 0), encode({
+        schema.IMAGE: io.BytesIO(jpeg), schema.LABEL: label, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
+        schema.FRAME_INDEX: 0, schema.TIMESTAMP: 0.0})) for i, label in enumerate(labels)]
+    directory = f"{data_dir}/{schema.FRAMES}"
+    tf.io.gfile.makedirs(directory)
+    info = shards.write_shard(directory, schema.FRAMES, "train", 0, 1, records)
+    shards.write_metadata(directory, schema.FRAMES, spec, [info])
+    # read_spec reads the class names from sequences/: give it the same metadata.
+    tf.io.gfile.makedirs(f"{data_dir}/{schema.SEQUENCES}")
+    shards.write_metadata(f"{data_dir}/{schema.SEQUENCES}", schema.SEQUENCES, spec, [])
+
+
+def test_oversampling_balances_classes(tmp_path):
+    write_frames(str(tmp_path), [0] * 90 + [1] * 10)
+    config = InputConfig(kind="frames", batch_size=10, image_size=8)
+    plain = np.concatenate([y for _, y in make_dataset(str(tmp_path), "train", config, num_epochs=5).as_numpy_iterator()])
+    assert abs(plain.mean() - 0.1) < 1e-9
+    balanced = InputConfig(kind="frames", batch_size=10, image_size=8, balance="oversample")
+    labels = np.concatenate([y for _, y in make_dataset(str(tmp_path), "train", balanced, num_epochs=20).as_numpy_iterator()])
+    assert len(labels) == 2000  # epochs keep the split's length
+    assert abs(labels.mean() - 0.5) < 0.05, labels.mean()
+
+
+def test_sequences_are_padded_with_zero_rows_and_labelled(extracted_samples):
+    config = InputConfig(kind="sequences", batch_size=8, seq_len=6)
+    inputs, labels = next(iter(make_dataset(extracted_samples, "train", config)))
+    assert inputs.shape == (8, 6, 2048) and inputs.dtype.name == "float32"
+    assert np.all(inputs.numpy()[:, 4:] == 0)  # 4 real frames, 2 padding rows
+    assert np.all(np.any(inputs.numpy()[:, :4] != 0, axis=-1))
+    assert set(labels.numpy()) <= {0, 1, 2}
+    assert steps_per_epoch(60, 8) == 8
+
+
+def test_augmentation_changes_training_frames_reproducibly(extracted_samples):
+    plain = InputConfig(**FRAMES, order="fixed", seed=3)
+    augmented = InputConfig(**FRAMES, order="fixed", seed=3, augment=("zoom", "flip_h", "flip_v"))
+    x0 = next(iter(make_dataset(extracted_samples, "train", plain)))[0].numpy()
+    x1 = next(iter(make_dataset(extracted_samples, "train", augmented)))[0].numpy()
+    x2 = next(iter(make_dataset(extracted_samples, "train", augmented)))[0].numpy()
+    assert x0.shape == x1.shape == (16, 32, 32, 3)
+    assert not np.allclose(x0, x1)
+    np.testing.assert_array_equal(x1, x2)
+
+
+@pytest.mark.parametrize("bad", [dict(order="random"), dict(sampling="bootstrap"), dict(augment=("rotate",))])
+def test_bad_settings_are_named(bad):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+        InputConfig(**bad)

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from training.schedules import CyclicLearningRate
+
+
+def values(schedule, steps):
+    return np.array([float(schedule(s)) for s in steps])
+
+
+def test_triangular_matches_hand_computed_values():
+    # Smith (2017)'s setting: base 0.001, max 0.006, half cycle 2000 steps.
+    lr = CyclicLearningRate(0.001, 0.006, 2000)
+    np.testing.assert_allclose(values(lr, [0, 500, 1000, 2000, 3000, 4000, 5000, 6000]),
+                               [0.001, 0.00225, 0.0035, 0.006, 0.0035, 0.001, 0.0035, 0.006], rtol=1e-5)
+
+
+def test_triangular2_halves_the_amplitude_each_cycle():
+    lr = CyclicLearningRate(0.001, 0.006, 2000, mode="triangular2")
+    np.testing.assert_allclose(values(lr, [2000, 6000, 10000, 4000]), [0.006, 0.0035, 0.00225, 0.001], rtol=1e-5)
+
+
+def test_exp_range_scales_by_gamma_to_the_step():
+    lr = CyclicLearningRate(0.001, 0.006, 2000, mode="exp_range", gamma=0.9999)
+    np.testing.assert_allclose(values(lr, [2000, 6000]), [0.001 + 0.005 * 0.9999**2000, 0.001 + 0.005 * 0.9999**6000],
+                               rtol=1e-4)
+
+
+def test_round_trips_through_keras_config():
+    lr = CyclicLearningRate(0.001, 0.006, 100, mode="triangular2")
+    again = CyclicLearningRate.from_config(lr.get_config())
+    np.testing.assert_allclose(values(again, range(0, 500, 37)), values(lr, range(0, 500, 37)))
+
+
+@pytest.mark.parametrize("args", [(0.01, 0.001, 10), (0.001, 0.01, 0), (0.0, 0.01, 10)])
+def test_invalid_settings(args):
+    with pytest.raises(ValueError):
+        CyclicLearningRate(*args)
