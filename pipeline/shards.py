@@ -105,7 +105,7 @@ def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: 
         builder=identity, features=schema.features_for(name, spec), description=schema.description_for(name)
     )
     info.set_file_format(schema.FILE_FORMAT)
-    info.set_splits(tfds.core.SplitDict(split_infos, dataset_name=name))
+    info.set_splits(tfds.core.SplitDict(split_infos))
     # DatasetInfo writes several files; write them to a scratch folder and move each into place atomically.
     scratch = temporary_name(tf.io.gfile.join(directory, "metadata"))
     tf.io.gfile.makedirs(scratch)

@@ -3,6 +3,10 @@ r"""Side-by-side benchmarks: the project against the baselines, measured in one 
     .venv/bin/python scripts/bench.py [--quick] [--json=PATH]
 
 Sections so far:
+  sequence_input: N sequences of (100, 2048) float32 features, written both as the project's sequences/ shards
+    and as one .npy per sequence. Baseline: story 000's generator (np.load per sample, random.choice, np.array
+    batch of 32). Project: training.input_pipeline.make_dataset, batch 32, order=reshuffle, deterministic,
+    streaming from disk (no cache) and with a memory cache. Also `cat` of the shards as the page-cache limit.
   extraction: end-to-end `pipeline.extract` frames/s on sample videos (decode + resize + InceptionV3 + JPEG +
     TFRecord writing, DirectRunner, one process) versus InceptionV3's forward pass alone on the same number of
     frames at the same batch size (the CPU limit), versus a batch-1 predict loop per frame (how the YouTube-8M
@@ -45,6 +49,95 @@ def machine() -> dict:
 
     return {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "apache_beam": apache_beam.__version__}
+
+
+def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048) -> tuple[str, list[str]]:
+    """The same n random sequences as sequences/ shards (via the project's writer) and as .npy files."""
+    import tensorflow as tf
+
+    from pipeline import schema, shards
+
+    spec = schema.DatasetSpec(class_names=("a", "b"))
+    encode = schema.ExampleEncoder(schema.sequences_features(spec))
+    rng = np.random.default_rng(0)
+    records, npy = [], []
+    for i in range(n):
+        x = rng.normal(size=(seq_len, dim)).astype(np.float32)
+        path = os.path.join(root, "npy", f"sample_{i}.npy")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.save(path, x)
+        npy.append(path)
+        records.append((shards.sort_key(f"v{i}"), encode({
+            schema.FEATURES: x, schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
+            schema.NUM_FRAMES: seq_len, schema.TIMESTAMPS: np.arange(seq_len, dtype=np.float32)})))
+    data_dir = os.path.join(root, "data")
+    for name in schema.DATASET_NAMES:
+        directory = os.path.join(data_dir, name)
+        tf.io.gfile.makedirs(directory)
+        num = 4 if name == schema.SEQUENCES else 0
+        infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
+        shards.write_metadata(directory, name, spec, infos)
+    return data_dir, npy
+
+
+def _story000_generator(npy: list[str], labels: np.ndarray, batch_size: int):
+    """Story 000's frame_generator, verbatim in behaviour: random.choice per sample, np.load, np.array batch."""
+    import random
+
+    sample_list = list(range(len(labels)))
+    while True:
+        x, y = [], []
+        for _ in range(batch_size):
+            i = random.choice(sample_list)
+            x.append(np.load(npy[i]))
+            y.append(labels[i])
+        yield np.array(x), np.array(y)
+
+
+def _rate(batches, count: int) -> float:
+    start = time.perf_counter()
+    seen = 0
+    for batch in batches:
+        seen += len(batch[0])
+        if seen >= count:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def bench_sequence_input(quick: bool) -> dict:
+    """Sequences/s delivered by story 000's generator vs the project's tf.data reader."""
+    from training.input_pipeline import InputConfig, make_dataset
+
+    n = 200 if quick else 600
+    work = tempfile.mkdtemp(prefix="bench-seq-")
+    data_dir, npy = _write_sequence_data(work, n)
+    shard_files = sorted(os.path.join(data_dir, "sequences", f) for f in os.listdir(os.path.join(data_dir, "sequences"))
+                         if ".tfrecord-" in f)
+    start = time.perf_counter()
+    size = 0
+    for f in shard_files:  # page-cache read limit (like `cat`)
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                size += len(chunk)
+    cat_bytes_per_s = size / (time.perf_counter() - start)
+    epochs = 2 if quick else 3
+    labels = np.arange(n) % 2
+    baseline = _rate(_story000_generator(npy, labels, 32), n * epochs)
+    results = {"sequences": n, "shape": [100, 2048], "epochs_timed": epochs, "seed_generator_seq_per_s": round(baseline, 1)}
+    for name, cache in (("streaming", ""), ("cached", "memory")):
+        config = InputConfig(kind="sequences", batch_size=32, order="reshuffle", deterministic=True, cache=cache,
+                             seq_len=100)
+        ds = make_dataset(data_dir, "train", config)
+        it = iter(ds)
+        if cache:  # fill the cache once, as the first training epoch would
+            _rate(it, n)
+        results[f"project_{name}_seq_per_s"] = round(_rate(it, n * epochs), 1)
+    results["cat_bytes_per_s"] = round(cat_bytes_per_s)
+    results["ratios"] = {
+        "sequence_input_vs_seed_generator": round(results["project_streaming_seq_per_s"] / baseline, 2),
+        "sequence_input_cached_vs_seed_generator": round(results["project_cached_seq_per_s"] / baseline, 2),
+    }
+    return results
 
 
 def bench_extraction(quick: bool, image_size: int, batch_size: int) -> dict:
@@ -107,10 +200,15 @@ def main():
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--image_size", type=int, default=299)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
-    results = {"machine": machine(), "quick": args.quick}
-    results["extraction"] = bench_extraction(args.quick, args.image_size, args.batch_size)
-    results["ratios"] = dict(results["extraction"]["ratios"])
+    sections = {"sequence_input": lambda: bench_sequence_input(args.quick),
+                "extraction": lambda: bench_extraction(args.quick, args.image_size, args.batch_size)}
+    chosen = [s for s in args.only.split(",") if s] or list(sections)
+    results = {"machine": machine(), "quick": args.quick, "ratios": {}}
+    for name in chosen:
+        results[name] = sections[name]()
+        results["ratios"].update(results[name]["ratios"])
     print(json.dumps(results, indent=2))
     if args.json:
         with open(args.json, "w") as f:
