@@ -18,6 +18,8 @@ readers cannot drift apart. Changing a name, dtype or shape here changes the pub
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
+
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
@@ -138,6 +140,34 @@ class ExampleEncoder:
     def __call__(self, example: dict) -> bytes:
         proto = self._serializer.get_tf_example(self._features.encode_example(example))
         return proto.SerializeToString(deterministic=True)
+
+
+def batch_parser(name: str, spec: DatasetSpec, keys: Sequence[str]):
+    """A function parsing a *batch* of serialized examples of dataset `name` into {key: tensor [B]}.
+
+    One `tf.io.parse_example` call per batch is much cheaper than one per example. Only scalar features can be
+    parsed this way (every training key is one: `features` is stored as a single bytes value); integers come
+    back in their declared dtype, `features` as raw bytes for `tf.io.decode_raw`.
+    """
+    import tensorflow as tf
+
+    info = features_for(name, spec).get_serialized_info()
+    specs, casts = {}, {}
+    for key in keys:
+        tensor_info = info[key]
+        if tuple(tensor_info.shape) != ():
+            raise ValueError(f"{name}/{key} has shape {tensor_info.shape}; batch parsing takes scalar features")
+        dtype = tf.as_dtype(tensor_info.dtype)
+        wire = tf.int64 if dtype.is_integer else (tf.float32 if dtype.is_floating else tf.string)
+        specs[key] = tf.io.FixedLenFeature([], wire)
+        if wire != dtype:
+            casts[key] = dtype
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, specs)
+        return {k: (tf.cast(v, casts[k]) if k in casts else v) for k, v in parsed.items()}
+
+    return parse
 
 
 def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:

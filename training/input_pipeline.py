@@ -1,20 +1,22 @@
 """tf.data readers of an extraction output: `make_dataset(data_dir, split, InputConfig(...))`.
 
-No Python generator anywhere: shard files -> parallel interleave -> parse -> (cache) -> per-epoch order
-(shuffle / draws) -> batch -> map (decode, augment) -> prefetch. Other teams can call `make_dataset` on any
+No Python generator anywhere: shard files -> parallel interleave -> parse in batches -> (cache) -> per-epoch
+draws and shuffle -> batch -> map (decode, augment) -> prefetch. Other teams can call `make_dataset` on any
 directory written by `pipeline.extract`; the parsing derives from `pipeline.schema`, the same declaration the
 writer used.
 
-Every epoch's order is a pure function of (seed, epoch): the stream is built as `range(start_epoch, ...)
-.flat_map(one_epoch)`. That makes two runs with one seed see the same batches, lets a resumed run continue with
-exactly the epochs it had not seen, and gives all sampling modes one mechanism (how many times each example is
-drawn in an epoch, then a shuffle).
+Every epoch's order is a function of (seed, epoch) only: epochs are built one by one with their own shuffle
+seed and concatenated. Two runs with one seed see the same batches, a resumed run continues with exactly the
+epochs it had not seen, and all sampling modes share one mechanism (how many times each example is drawn in an
+epoch, then a shuffle). tf.data combines an op's seed with TensorFlow's global seed, so callers that compare
+orders across processes set the global seed first, as `training.train` does (`keras.utils.set_random_seed`).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import logging
 import math
 from typing import Optional
@@ -29,6 +31,9 @@ SAMPLINGS = ("epoch", "replacement")
 BALANCES = ("none", "oversample")
 AUGMENTATIONS = ("zoom", "flip_h", "flip_v")
 MAX_DEFAULT_SEQ_LEN = 300
+PARSE_BATCH = 64
+# Records are up to ~1 MB (100 x 2048 float32); TFRecordDataset's 256 KB default buffer reads them in slivers.
+READ_BUFFER_BYTES = 8 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +47,8 @@ class InputConfig:
       replacement per epoch (N = split size), like story 000's random.choice generator.
     balance: 'oversample' draws N examples per epoch with equal probability per class (with replacement).
     shuffle: False reads in file order (evaluation).
-    shuffle_buffer: examples permuted together (consecutive windows of this size are each shuffled uniformly);
-      None = the whole split if it fits `shuffle_memory_mb` (an exact uniform shuffle), otherwise as many as
-      fit, plus a seeded shuffle of the shard file order.
+    shuffle_buffer: examples in the shuffle buffer; None = the whole split if it fits `shuffle_memory_mb` (a
+      uniform shuffle), otherwise as many as fit, plus a seeded shuffle of the shard file order.
     cache: '' (none), 'memory', or a file path prefix for tf.data's on-disk cache.
     deterministic: tf.data keeps element order across parallel stages (off = faster, order not reproducible).
     seq_len: sequences are truncated/zero-padded to this many frames; None = the longest in the split (capped at
@@ -119,31 +123,6 @@ def longest_sequence(data_dir: str, split: str) -> Optional[int]:
     return max(frames) if frames else None
 
 
-def _parser(kind: str, spec: schema.DatasetSpec):
-    features = schema.features_for(kind, spec)
-    # JPEG stays encoded until after batching: the cache and the shuffle buffer then hold compressed bytes.
-    decoders = {schema.IMAGE: tfds.decode.SkipDecoding()} if kind == schema.FRAMES else None
-
-    def parse(serialized):
-        ex = features.deserialize_example(serialized, decoders=decoders)
-        out = {schema.LABEL: ex[schema.LABEL], schema.VIDEO_ID: ex[schema.VIDEO_ID], schema.GROUP: ex[schema.GROUP]}
-        if kind == schema.FRAMES:
-            out[schema.IMAGE] = ex[schema.IMAGE]
-            out[schema.FRAME_INDEX] = ex[schema.FRAME_INDEX]
-        else:
-            out[schema.FEATURES] = ex[schema.FEATURES]
-        return out
-
-    return parse
-
-
-def _epoch_seed(seed: int, epoch, order: str):
-    # 'fixed' ignores the epoch: the same permutation (and the same draws) every epoch.
-    if order == "fixed":
-        return tf.constant([seed, 0], tf.int64)
-    return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64) + 1])
-
-
 def _draw_counts(n: int, seed, labels: Optional[tf.Tensor]):
     """How many times each of the n examples is drawn in one epoch of n draws (multinomial)."""
     if labels is None:
@@ -182,8 +161,42 @@ def _augment_frames(images, config: InputConfig, seed):
     return images
 
 
+def _epoch_seed(seed: int, epoch: int, order: str) -> int:
+    """The shuffle seed of one epoch; 'fixed' ignores the epoch (the same permutation every epoch)."""
+    return (seed * 1_000_003 + (0 if order == "fixed" else epoch + 1)) % (2**31 - 1)
+
+
+def _read(files: tf.data.Dataset, info: SplitInfo, config: InputConfig, seq_len: Optional[int]) -> tf.data.Dataset:
+    """Shard files -> parsed examples, PARSE_BATCH records per parse call.
+
+    `deterministic` decides whether the parallel interleave and parse may hand out results in completion order
+    (faster) or must keep the file order (reproducible). Sequences come out zero-padded or truncated to seq_len
+    by `decode_raw(fixed_length=...)` in the same batched call. JPEG frames stay encoded: the cache and the
+    shuffle buffer hold compressed bytes, decoded per batch at the end.
+    """
+    det = config.deterministic
+    keys = [schema.LABEL, schema.VIDEO_ID, schema.GROUP]
+    keys += [schema.IMAGE, schema.FRAME_INDEX] if config.kind == schema.FRAMES else [schema.FEATURES]
+    parse = schema.batch_parser(config.kind, info.spec, keys)
+    dtype = tf.as_dtype(schema.FEATURE_DTYPES[info.spec.feature_dtype])
+    dim = info.spec.feature_dim
+
+    def parse_batch(serialized):
+        ex = parse(serialized)
+        if seq_len is not None:
+            raw = tf.io.decode_raw(ex[schema.FEATURES], dtype, fixed_length=seq_len * dim * dtype.size)
+            ex[schema.FEATURES] = tf.reshape(raw, [-1, seq_len, dim])
+        return ex
+
+    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER_BYTES),
+                          cycle_length=min(len(info.filepaths), 8), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=det)
+    ds = ds.batch(PARSE_BATCH).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
+    return ds.unbatch()
+
+
 def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: int = 0,
-                 num_epochs: Optional[int] = None) -> tf.data.Dataset:
+                 num_epochs: int = 1) -> tf.data.Dataset:
     """The batches of `split` for training or evaluation.
 
     Args:
@@ -191,10 +204,10 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
       split: 'train', 'valid', 'test' or any split the extraction wrote.
       config: ordering, sampling, batching and decoding settings.
       start_epoch: first epoch to produce (a resumed run passes the epoch it stopped at).
-      num_epochs: how many epochs; None = endless (Keras' steps_per_epoch then delimits epochs).
+      num_epochs: how many epochs to produce, each `steps_per_epoch(N, batch_size)` batches.
 
     Returns:
-      A dataset of (inputs, label) batches: inputs float32 [B, seq_len, 2048] for sequences (zero rows are
+      A dataset of (inputs, label) batches: inputs float32 [B, seq_len, 2048] for sequences (all-zero rows are
       padding) or float32 [B, S, S, 3] in [0, 255] for frames; label int64 [B]. With `with_metadata`, dicts
       that also carry video_id, group (and frame_index for frames), for inspection tools.
     """
@@ -203,93 +216,56 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     if n == 0:
         raise ValueError(f"{data_dir}/{config.kind} split {split!r} is empty")
     det = config.deterministic
-
     seq_len = None
     if config.kind == schema.SEQUENCES:
         seq_len = config.seq_len or min(longest_sequence(data_dir, split) or MAX_DEFAULT_SEQ_LEN,
                                         MAX_DEFAULT_SEQ_LEN)
-    window, shuffle_files = _shuffle_window(info, config)
-    ds = _read(tf.data.Dataset.from_tensor_slices(list(info.filepaths)), info, config, seq_len)
-    # Cache after parsing (and truncating) and before any randomness: every epoch re-reads the cache, never the
+    buffer, shuffle_files = _shuffle_buffer(info, config)
+    files = tf.data.Dataset.from_tensor_slices(list(info.filepaths))
+    ds = _read(files, info, config, seq_len)
+    # Cache after parsing (and padding) and before any randomness: later epochs re-read the cache, never the
     # files, and the cache holds no epoch-specific order.
     if config.cache == "memory":
         ds = ds.cache()
     elif config.cache:
         ds = ds.cache(config.cache)
-
     labels = None
     if config.balance == "oversample":
         labels = tf.constant(list(ds.map(lambda ex: ex[schema.LABEL]).as_numpy_iterator()), tf.int64)
 
-    def one_epoch(epoch):
+    def one_epoch(epoch: int) -> tf.data.Dataset:
         seed = _epoch_seed(config.seed, epoch, config.order)
         epoch_ds = ds
         if shuffle_files:
-            # The split exceeds the shuffle budget: also vary which shard files meet in a window. (Records are
+            # The split exceeds the shuffle budget: also vary which shard files meet in the buffer. (Records are
             # already in hashed order within shards, so frames of one video are not adjacent to begin with.)
-            names = tf.random.experimental.stateless_shuffle(tf.constant(list(info.filepaths)),
-                                                             seed=_fold(seed, 1))
-            epoch_ds = _read(tf.data.Dataset.from_tensor_slices(names), info, config, seq_len)
+            epoch_ds = _read(files.shuffle(len(info.filepaths), seed=seed), info, config, seq_len)
         if config.sampling == "replacement" or config.balance == "oversample":
-            counts = _draw_counts(n, _fold(seed, 2), labels)
+            counts = _draw_counts(n, tf.constant([config.seed, seed], tf.int64), labels)
             epoch_ds = epoch_ds.enumerate().flat_map(
                 lambda i, ex: tf.data.Dataset.from_tensors(ex).repeat(tf.cast(tf.gather(counts, i), tf.int64)))
         if config.shuffle:
-            # Shuffle inside the epoch, before batching: every epoch is a complete pass (or N draws) and no batch
-            # mixes two epochs. The permutation is a stateless function of (seed, epoch), so it survives restarts.
-            epoch_ds = _shuffle_in_windows(epoch_ds, window, _fold(seed, 3), seq_len)
-        return _batch(epoch_ds, config, seq_len)
+            # Shuffle inside the epoch, before batching: each epoch is a complete pass (or N draws) and no batch
+            # mixes two epochs. A seed per (seed, epoch) makes the order reproducible and resumable by epoch.
+            epoch_ds = epoch_ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        return epoch_ds.batch(config.batch_size)
 
-    last = 2**62 if num_epochs is None else start_epoch + num_epochs
-    out = tf.data.Dataset.range(start_epoch, last).flat_map(one_epoch)
-    # Per-batch work (JPEG decoding, augmentation) after batching: one vectorised call per batch. The random
-    # seed of a batch is its global position, so augmentation is reproducible too.
+    # Each epoch gets a plain integer seed, so epochs are built in Python and concatenated.
+    out = functools.reduce(tf.data.Dataset.concatenate,
+                           [one_epoch(e) for e in range(start_epoch, start_epoch + num_epochs)])
+    # Per-batch work (JPEG decoding, augmentation, the cast to float32) after batching: one vectorised call per
+    # batch. A batch's augmentation seed is its global position, so augmentation is reproducible too.
     out = out.enumerate(start=start_epoch * steps_per_epoch(n, config.batch_size)).map(
         lambda i, batch: _finish_batch(batch, config, tf.stack([tf.constant(config.seed, tf.int64), i])),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=det,
     )
     options = tf.data.Options()
     options.deterministic = det
-    out = out.with_options(options)
     # Prefetch last: overlap producing the next batches with the training step.
-    return out.prefetch(tf.data.AUTOTUNE)
+    return out.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _read(files: tf.data.Dataset, info: SplitInfo, config: InputConfig, seq_len: Optional[int]) -> tf.data.Dataset:
-    """Shard files -> parsed examples. `deterministic` decides whether the parallel interleave may hand out
-    records in completion order (faster) or must keep the file order (reproducible)."""
-    det = config.deterministic
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(info.filepaths), 8),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
-    ds = ds.map(_parser(config.kind, info.spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
-    if seq_len is not None:
-        ds = ds.map(lambda ex: dict(ex, **{schema.FEATURES: ex[schema.FEATURES][:seq_len]}),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
-    return ds
-
-
-def _fold(seed, salt: int):
-    return tf.random.experimental.stateless_fold_in(seed, salt)
-
-
-def _shuffle_in_windows(ds: tf.data.Dataset, window: int, seed, seq_len: Optional[int]) -> tf.data.Dataset:
-    """Uniformly permutes each run of `window` examples with a stateless seed (a window as large as the split
-    is an exact uniform shuffle). tf.data's own shuffle cannot take a seed computed from the epoch tensor."""
-    if seq_len is None:
-        windows = ds.batch(window)
-    else:
-        windows = ds.padded_batch(window, padded_shapes={k: ([seq_len, None] if k == schema.FEATURES else [])
-                                                         for k in ds.element_spec})
-
-    def permute(index, batch):
-        size = tf.shape(batch[schema.LABEL])[0]
-        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=_fold(seed, index))
-        return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda t: tf.gather(t, order), batch))
-
-    return windows.enumerate().flat_map(permute)
-
-
-def _shuffle_window(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
+def _shuffle_buffer(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
     if config.shuffle_buffer:
         return config.shuffle_buffer, config.shuffle_buffer < info.num_examples and not config.cache
     per_example = max(1, info.num_bytes // max(1, info.num_examples))
@@ -301,13 +277,6 @@ def _shuffle_window(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
         "seeded shuffle of %d shard files per epoch (raise --shuffle_memory_mb for a uniform shuffle)",
         info.num_examples, info.num_bytes / 2**20, config.shuffle_memory_mb, fits, len(info.filepaths))
     return int(fits), not config.cache
-
-
-def _batch(ds: tf.data.Dataset, config: InputConfig, seq_len: Optional[int]) -> tf.data.Dataset:
-    if seq_len is None:
-        return ds.batch(config.batch_size)
-    shapes = {k: ([seq_len, None] if k == schema.FEATURES else []) for k in ds.element_spec}
-    return ds.padded_batch(config.batch_size, padded_shapes=shapes)
 
 
 def _finish_batch(batch: dict, config: InputConfig, seed):

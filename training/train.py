@@ -77,7 +77,7 @@ def feature_statistics(data_dir: str, config: InputConfig) -> tuple[np.ndarray, 
                                        with_metadata=False, batch_size=64)
     total = total_sq = None
     count = 0
-    for inputs, _ in make_dataset(data_dir, "train", stats_config, num_epochs=1).as_numpy_iterator():
+    for inputs, _ in make_dataset(data_dir, "train", stats_config).as_numpy_iterator():
         rows = inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
         rows = rows[np.any(rows != 0, axis=1)]
         total = rows.sum(0) if total is None else total + rows.sum(0)
@@ -147,7 +147,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     if config.model == "lstm":
         mean, variance = feature_statistics(config.data_dir, input_config)
         seq_len = next(iter(make_dataset(config.data_dir, "train", dataclasses.replace(
-            input_config, shuffle=False), num_epochs=1).take(1)))[0].shape[1]
+            input_config, shuffle=False)).take(1)))[0].shape[1]
         model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
     else:
         model = build_cnn(num_classes, input_config.image_size, config.arch)
@@ -157,11 +157,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     start_epoch = _resume_epoch(workdir)
     if start_epoch:
         logging.info("[train] resuming %s after epoch %d", workdir, start_epoch)
-    train_ds = _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch),
-                          num_classes)
+    train_ds = _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch,
+                                       num_epochs=max(1, config.epochs - start_epoch)), num_classes)
     eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
                                       augment=(), cache="memory")
-    valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config, num_epochs=1), num_classes)
+    valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config), num_classes)
 
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(workdir, BACKUP)),
@@ -184,7 +184,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
     # The first and only time the test split is read.
     splits_read.append({"split": "test", "phase": "final evaluation"})
-    test_ds = make_dataset(config.data_dir, "test", eval_config, num_epochs=1)
+    test_ds = make_dataset(config.data_dir, "test", eval_config)
     labels = np.concatenate([y for _, y in test_ds.as_numpy_iterator()])
     probabilities = model.predict(test_ds.map(lambda x, y: x), verbose=0)
 
