@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from pipeline.atomic_files import write_atomically
 
+DIFFICULTY_RECORDS_CSV = "difficulty_records.csv"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 METRICS_JSON = "metrics.json"
@@ -105,6 +106,20 @@ def metrics_record(*, config, flags, labels, probabilities, class_names, val_los
         "flags": flags or {},
         "versions": _versions(),
     }
+
+
+def write_difficulty_records(workdir: str, records) -> None:
+    """Per-epoch confidence of every train/valid example in its true label (see training.diagnostics)."""
+    lines = ["split,video_id,frame_index,epoch,label,confidence"]
+    lines += [f"{s},{csv_field(v)},{f},{e},{label},{c:.6f}" for s, v, f, e, label, c in records]
+    write_atomically(os.path.join(workdir, DIFFICULTY_RECORDS_CSV), "\n".join(lines) + "\n")
+
+
+def csv_field(text: str) -> str:
+    """A CSV cell: quoted when it holds a comma, quote or newline."""
+    if any(c in text for c in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def write_metrics(workdir: str, metrics: dict) -> None:

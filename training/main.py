@@ -63,6 +63,11 @@ flags.DEFINE_float("cyclic_gamma", 1.0, "Decay per step for --cyclic_mode=exp_ra
 flags.DEFINE_float("plateau_factor", 0.2, "Factor of ReduceLROnPlateau.")
 flags.DEFINE_integer("plateau_patience", 5, "Patience of ReduceLROnPlateau, in epochs.")
 flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a better val_loss (0: off).")
+# Diagnostics.
+flags.DEFINE_integer("collapse_patience", 3, "Flag the run as collapsed after this many consecutive epochs in "
+                     "which >= 95% of valid predictions are one class (or outputs barely vary).")
+flags.DEFINE_bool("track_difficulty", False, "Record every train/valid example's confidence in its true label "
+                  "each epoch (difficulty_records.csv; costs one forward pass over train per epoch).")
 
 
 def config_from_flags() -> TrainConfig:
@@ -85,6 +90,8 @@ def config_from_flags() -> TrainConfig:
         cyclic_mode=FLAGS.cyclic_mode, cyclic_gamma=FLAGS.cyclic_gamma, plateau_factor=FLAGS.plateau_factor,
         plateau_patience=FLAGS.plateau_patience, early_stopping_patience=FLAGS.early_stopping_patience,
         mixed_precision=FLAGS.mixed_precision,
+        collapse_patience=FLAGS.collapse_patience,
+        track_difficulty=FLAGS.track_difficulty,
     )
 
 
@@ -100,7 +107,7 @@ def main(argv):
         print(f"train: error: {e}", file=sys.stderr)
         return 1
     shown = {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs_run",
-                                     "per_class_accuracy", "weights_sha256")}
+                                     "per_class_accuracy", "collapsed", "weights_sha256")}
     print(json.dumps(shown, indent=2))
     return 0
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from pipeline import schema
 from training import artifacts
+from training.diagnostics import CollapseDetector, DifficultyRecorder
 from training.input_pipeline import InputConfig, make_dataset, split_info, steps_per_epoch
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.schedules import CyclicLearningRate
@@ -48,6 +49,8 @@ class TrainConfig:
     plateau_patience: int = 5
     early_stopping_patience: int = 0  # 0: off
     mixed_precision: str = "auto"
+    collapse_patience: int = 3
+    track_difficulty: bool = False
 
 
 def choose_precision(requested: str) -> tuple[str, str]:
@@ -108,6 +111,18 @@ def _for_keras(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
     if num_classes == 2:  # sigmoid output [B, 1] wants float labels of the same shape
         return ds.map(lambda x, y: (x, tf.cast(y, tf.float32)[:, None]))
     return ds
+
+
+def _inputs_and_ids(data_dir: str, split: str, eval_config: InputConfig):
+    """A split's inputs in a fixed order, and the ids and labels of its examples in that order."""
+    with_ids = dataclasses.replace(eval_config, with_metadata=True)
+    ids = {schema.VIDEO_ID: [], schema.FRAME_INDEX: [], schema.LABEL: []}
+    for batch in make_dataset(data_dir, split, with_ids).as_numpy_iterator():
+        ids[schema.VIDEO_ID] += [v.decode() for v in batch[schema.VIDEO_ID]]
+        ids[schema.FRAME_INDEX] += list(batch.get(schema.FRAME_INDEX, np.full(len(batch[schema.LABEL]), -1)))
+        ids[schema.LABEL] += list(batch[schema.LABEL])
+    ids[schema.LABEL] = np.array(ids[schema.LABEL])
+    return make_dataset(data_dir, split, eval_config).map(lambda x, y: x), ids
 
 
 def _resume_epoch(workdir: str) -> int:
@@ -175,6 +190,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
                                                            patience=config.plateau_patience))
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience))
+    collapse = CollapseDetector(valid_ds.map(lambda x, y: x), patience=config.collapse_patience)
+    callbacks.append(collapse)
+    difficulty = None
+    if config.track_difficulty:
+        difficulty = DifficultyRecorder({s: _inputs_and_ids(config.data_dir, s, eval_config)
+                                         for s in ("train", "valid")})
+        callbacks.append(difficulty)
     model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=valid_ds,
                         callbacks=callbacks, verbose=2)
 
@@ -194,6 +216,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
         data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
     )
+    metrics.update(collapsed=collapse.collapsed, collapse_epoch=collapse.collapse_epoch,
+                   collapse_history=collapse.history)
+    if difficulty is not None:
+        artifacts.write_difficulty_records(workdir, difficulty.records)
     artifacts.write_metrics(workdir, metrics)
     artifacts.plot_history(workdir)
     return metrics

@@ -1,0 +1,167 @@
+r"""Run a grid of training configurations x seeds and compare them against seed noise.
+
+Story 000's question, sampling with vs without replacement, in one command:
+
+    python -m training.experiment --workdir=/tmp/exp000 --seeds=10 --vary=sampling=epoch,replacement \
+        --data_dir=/tmp/extracted --model=lstm --epochs=15
+
+Every flag that is not the experiment's own goes to `training.main` for every run; `--vary=FLAG=V1,V2` (any
+training flag, repeatable) spans the grid. Each run lives in WORKDIR/<configuration>/seed_<n>, is a separate
+process, and is skipped when its metrics.json exists, so rerunning the command resumes the experiment.
+Report: WORKDIR/experiment.json, WORKDIR/report.md (also printed) and WORKDIR/experiment.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+from absl import app, flags
+
+from pipeline.atomic_files import write_atomically
+from training import stats
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Folder of the experiment; one subfolder per configuration and seed.")
+flags.DEFINE_multi_string("vary", [], "FLAG=V1,V2,...: a training flag and the values to compare (repeatable; "
+                          "several --vary span their cartesian product).")
+flags.DEFINE_integer("seeds", 5, "Seeds per configuration.")
+flags.DEFINE_integer("first_seed", 0, "Seeds are first_seed .. first_seed + seeds - 1.")
+flags.DEFINE_string("metric", "test_accuracy", "The metrics.json value to compare.")
+
+
+def parse_vary(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """['sampling=epoch,replacement'] -> [('sampling', ['epoch', 'replacement'])]."""
+    out = []
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"--vary={spec!r}: expected FLAG=VALUE1,VALUE2,...")
+        out.append((name.lstrip("-"), values.split(",")))
+    return out
+
+
+def configurations(vary: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
+    """The grid: one {flag: value} per configuration, in the order given."""
+    if not vary:
+        return [{}]
+    names = [name for name, _ in vary]
+    return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in vary))]
+
+
+def config_name(config: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in config.items()) or "baseline"
+
+
+def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) -> dict:
+    """Trains one configuration with one seed in its own process (or reuses a finished run)."""
+    run_dir = os.path.join(workdir, config_name(config).replace("/", "_"), f"seed_{seed}")
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(metrics_path):
+        args = [sys.executable, "-m", "training.main", *common, *(f"--{k}={v}" for k, v in config.items()),
+                f"--seed={seed}", f"--workdir={run_dir}"]
+        print(f"[experiment] {config_name(config)} seed {seed}: training", flush=True)
+        result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"run {run_dir} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    with open(metrics_path) as f:
+        return json.load(f)
+
+
+def build_report(results: dict[str, list[dict]], metric: str) -> dict:
+    """Per-configuration summaries, pairwise comparisons and collapse counts."""
+    values = {name: [r[metric] for r in runs] for name, runs in results.items()}
+    report = {"metric": metric, "configurations": {}, "comparisons": []}
+    for name, runs in results.items():
+        summary = stats.summarize(values[name])
+        report["configurations"][name] = dict(
+            dataclasses.asdict(summary), seeds=[r["seed"] for r in runs], values=values[name],
+            collapsed_runs=sum(bool(r.get("collapsed")) for r in runs))
+    for a, b in itertools.combinations(values, 2):
+        if len(values[a]) > 1 and len(values[b]) > 1:
+            report["comparisons"].append(dict(dataclasses.asdict(stats.compare(values[a], values[b])), a=a, b=b))
+    return report
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def render_markdown(report: dict) -> str:
+    metric = report["metric"]
+    lines = [f"| configuration | seeds | mean {metric} | std | 95% CI | min | max | collapsed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, c in report["configurations"].items():
+        lines.append(f"| {name} | {c['n']} | {c['mean']:.4f} | {c['std']:.4f} | [{c['ci_low']:.4f}, "
+                     f"{c['ci_high']:.4f}] | {c['minimum']:.4f} | {c['maximum']:.4f} | "
+                     f"{c['collapsed_runs']} |")
+    for cmp in report["comparisons"]:
+        verdict = ("distinguishable from seed noise" if cmp["distinguishable"]
+                   else "NOT distinguishable from seed noise")
+        if cmp["seeds_needed"] == float("inf"):
+            need = "The means are equal: no number of seeds would show a difference."
+        else:
+            need = (f"Detecting a difference of this size with 80% power would take about "
+                    f"{cmp['seeds_needed']:.0f} seeds per configuration.")
+        lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_points(cmp['difference'])} points "
+                  f"(95% CI {_points(cmp['ci_low'])} to {_points(cmp['ci_high'])}), Welch t-test "
+                  f"p = {cmp['p_value']:.3g}: {verdict}. {need}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict, path: str) -> None:
+    """Box plot of the metric per configuration with every seed as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["configurations"])
+    data = [report["configurations"][n]["values"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(4, 2 * len(names)), 4))
+    ax.boxplot(data)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    for i, values in enumerate(data, start=1):
+        jitter = [i + 0.08 * ((k % 5) - 2) for k in range(len(values))]
+        ax.plot(jitter, values, "o", alpha=0.6)
+    ax.set_ylabel(report["metric"])
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=80)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int],
+                   metric: str = "test_accuracy") -> dict:
+    """Runs (or resumes) the grid and writes experiment.json, report.md and experiment.png."""
+    os.makedirs(workdir, exist_ok=True)
+    results = {}
+    for config in configurations(vary):
+        results[config_name(config)] = [run_one(workdir, common, config, seed) for seed in seeds]
+    report = build_report(results, metric)
+    report["command"] = {"common_flags": common, "vary": vary, "seeds": seeds}
+    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2) + "\n")
+    markdown = render_markdown(report)
+    write_atomically(os.path.join(workdir, "report.md"), markdown)
+    plot_report(report, os.path.join(workdir, "experiment.png"))
+    return report
+
+
+def main(argv):
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required")
+    try:
+        vary = parse_vary(FLAGS.vary)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
+    report = run_experiment(FLAGS.workdir, argv[1:], vary, seeds, FLAGS.metric)
+    print(render_markdown(report))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=lambda argv: FLAGS(argv, known_only=True))
