@@ -59,6 +59,7 @@ class CollapseDetector(keras.callbacks.Callback):
     def observe(self, epoch: int, probabilities: np.ndarray) -> None:
         """Records one epoch's predictions (also callable directly, for tests and offline analysis)."""
         collapsed, why = is_collapsed(probabilities, self.majority_share, self.min_std)
+        collapsed = bool(collapsed)
         self.history.append({"epoch": epoch, "collapsed": collapsed, "detail": why})
         if not collapsed:
             self._streak_start = None

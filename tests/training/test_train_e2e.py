@@ -58,3 +58,35 @@ def test_cyclic_schedule_and_sgd_run(extracted_samples, tmp_path):
                     "--dense_units=16", "--lr_schedule=cyclic", "--optimizer=sgd", "--momentum=0.9",
                     "--learning_rate=0.001", "--cyclic_max_lr=0.05", "--sampling=replacement")
     assert metrics["epochs_run"] == 4 and metrics["config"]["lr_schedule"] == "cyclic"
+
+
+def test_a_run_stuck_on_one_class_is_flagged_collapsed(extracted_samples, tmp_path):
+    # SGD with a learning rate of 100 saturates the LSTM: from the second epoch on it answers one class for
+    # everything, and accuracy sits at that class's share (story 001's "stuck at 50%", with 3 classes).
+    metrics = train(extracted_samples, tmp_path, "--model=lstm", "--epochs=5", "--optimizer=sgd",
+                    "--learning_rate=100", "--lstm_units=16", "--dense_units=8", "--collapse_patience=2")
+    assert metrics["collapsed"] is True, metrics["collapse_history"]
+    assert metrics["collapse_epoch"] in (0, 1, 2)
+    assert metrics["test_accuracy"] < 0.5
+
+
+def test_experiment_reports_seed_noise(extracted_samples, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "training.experiment", f"--workdir={tmp_path}", "--seeds=2",
+         "--vary=sampling=epoch,replacement", f"--data_dir={extracted_samples}", "--model=lstm", "--epochs=2",
+         "--lstm_units=16", "--dense_units=8", "--metric=test_loss"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "experiment.json") as f:
+        report = json.load(f)
+    assert set(report["configurations"]) == {"sampling=epoch", "sampling=replacement"}
+    assert all(c["n"] == 2 and c["collapsed_runs"] >= 0 for c in report["configurations"].values())
+    (cmp,) = report["comparisons"]
+    assert cmp["ci_low"] <= cmp["difference"] <= cmp["ci_high"]
+    assert "sampling=epoch vs sampling=replacement" in result.stdout
+    assert (tmp_path / "experiment.png").exists() and (tmp_path / "report.md").exists()
+    # Resuming: a second invocation trains nothing and reports the same numbers.
+    again = subprocess.run(result.args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "[experiment]" not in again.stdout
+    with open(tmp_path / "experiment.json") as f:
+        assert json.load(f)["configurations"] == report["configurations"]

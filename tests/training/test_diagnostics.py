@@ -1,0 +1,38 @@
+import numpy as np
+
+from training.diagnostics import CollapseDetector, class_probabilities, is_collapsed
+
+
+def healthy(n=30, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(k), size=n)
+    p[np.arange(n), np.arange(n) % k] += 2  # predictions spread over every class
+    return p / p.sum(1, keepdims=True)
+
+
+def collapsed(n=30, k=3):
+    p = np.full((n, k), 0.1)
+    p[:, 1] = 0.8  # the same class for everything: accuracy stuck at that class's share
+    return p + np.random.default_rng(1).normal(0, 1e-5, p.shape)
+
+
+def test_planted_collapse_is_flagged_with_its_first_epoch():
+    detector = CollapseDetector(inputs=None, patience=3)
+    for epoch, p in enumerate([healthy(), collapsed(), collapsed(), collapsed(), collapsed()]):
+        detector.observe(epoch, p)
+    assert detector.collapsed and detector.collapse_epoch == 1
+    assert [h["collapsed"] for h in detector.history] == [False, True, True, True, True]
+
+
+def test_a_short_dip_is_not_a_collapse():
+    detector = CollapseDetector(inputs=None, patience=3)
+    for epoch, p in enumerate([healthy(), collapsed(), collapsed(), healthy(seed=2), collapsed()]):
+        detector.observe(epoch, p)
+    assert not detector.collapsed and detector.collapse_epoch is None
+
+
+def test_constant_outputs_count_as_collapsed_even_if_split_between_classes():
+    # A sigmoid stuck at 0.5 for every input: argmax ties, outputs do not vary.
+    flat = class_probabilities(np.full((20, 1), 0.5))
+    assert is_collapsed(flat)[0]
+    assert not is_collapsed(healthy())[0]
