@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from pipeline.features import MIN_IMAGE_SIZE
 from pipeline.shards import DEFAULT_SHARD_BYTES
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
 from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
+from pipeline.splits import frame_split as frame_split_of
 
 SPLITS_CSV = "splits.csv"
 FAILURES_JSONL = "failures.jsonl"
@@ -53,6 +55,7 @@ class ExtractConfig:
     feature_batch_size: int = 32
     splits: str = DEFAULT_SPLITS
     split_salt: str = ""
+    split_by: str = "group"
     shard_bytes: int = DEFAULT_SHARD_BYTES
     jpeg_quality: int = 90
 
@@ -67,6 +70,8 @@ class ExtractConfig:
             raise ExtractionError(f"--feature_dtype must be one of {sorted(schema.FEATURE_DTYPES)}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ExtractionError(f"--jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.split_by not in ("group", "frame"):
+            raise ExtractionError(f"--split_by must be 'group' or 'frame', got {self.split_by!r}")
         if self.shard_bytes < 1:
             raise ExtractionError(f"--shard_bytes must be positive, got {self.shard_bytes}")
 
@@ -91,8 +96,12 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         | "Reshuffle" >> beam.Reshuffle()
     )
     decoded = records | "DecodeFrames" >> transforms.DecodeFrames(settings, total_videos, config.jpeg_quality)
+    frame_split = None
+    if config.split_by == "frame":
+        frame_split = functools.partial(frame_split_of, fractions=parse_split_fractions(config.splits),
+                                        salt=config.split_salt)
     featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
-        spec, config.weights, config.image_size, config.feature_batch_size)
+        spec, config.weights, config.image_size, config.feature_batch_size, frame_split)
     _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
         f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
     _ = (
@@ -135,6 +144,12 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
         s["groups"] = len(groups[split])
     extracted = sum(s["videos"] for s in splits.values())
     frames = sum(s["frames"] for s in splits.values())
+    if config.split_by == "frame":  # frames/ is split frame by frame: count it from its own metadata
+        import tensorflow_datasets as tfds
+
+        frame_splits = tfds.builder_from_directory(f"{out}/{schema.FRAMES}").info.splits
+        for split, s in splits.items():
+            s["frames"] = frame_splits[split].num_examples if split in frame_splits else 0
     return {
         "inputs": len(listing.records) + len(listing.problems),
         "extracted": extracted,
@@ -148,6 +163,7 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
         "hidden_files_ignored": listing.hidden,
         "wall_seconds": round(wall_seconds, 3),
         "frames_per_second": round(frames / wall_seconds, 3) if wall_seconds > 0 else None,
+        "split_by": config.split_by,
         "format_version": schema.FORMAT_VERSION,
         "config": dataclasses.asdict(config),
     }
@@ -193,11 +209,18 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
     start = time.time()
     listing = list_inputs(config)
     spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
-    assignment = assign_splits(listing.records, fractions, config.split_salt)
+    by_group = listing.records
+    if config.split_by == "frame":
+        logging.warning("[extract] --split_by=frame is LEAKY: neighbouring frames of one video land in different "
+                        "splits of frames/, so validation accuracy is inflated. Use it only to demonstrate the "
+                        "effect; sequences/ is split by video.")
+        # sequences/ is split by video: each video is its own unit of assignment (the written group is kept).
+        by_group = [dataclasses.replace(r, group=r.video_id) for r in by_group]
+    assignment = assign_splits(by_group, fractions, config.split_salt)
     for w in assignment.warnings:
         logging.warning("[extract] %s", w)
     logging.info("[extract] %d videos in %d classes, %d groups -> %s", len(listing.records),
-                 len(spec.class_names), len(assignment.split_of_group), config.output_dir)
+                 len(spec.class_names), len({r.group for r in listing.records}), config.output_dir)
 
     out = config.output_dir
     for d in (out, f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):

@@ -186,3 +186,22 @@ def read_spec(data_dir: str) -> DatasetSpec:
         feature_dim=int(features[FEATURES].shape[-1]),
     )
 
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+    """What the reader knows about one split before reading it."""
+
+    filepaths: tuple[str, ...]
+    num_examples: int
+    num_bytes: int
+    spec: DatasetSpec
+
+
+def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
+    """Files, size and schema of `split` of dataset `kind` under `data_dir`, from its TFDS metadata."""
+    builder = tfds.builder_from_directory(f"{data_dir.rstrip('/')}/{kind}")
+    if split not in builder.info.splits:
+        raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(builder.info.splits)}")
+    info = builder.info.splits[split]
+    return SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes,
+                     read_spec(data_dir))

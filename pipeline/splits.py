@@ -145,3 +145,16 @@ def assign_splits(
         warnings.append(f"split(s) {', '.join(empty)} received no group at all and will be empty.")
     split_of_video = {r.video_id: split_of_group[r.group] for r in records}
     return SplitAssignment(split_of_video, split_of_group, tuple(warnings))
+
+
+def frame_split(video_id: str, frame_index: int, fractions: dict[str, float], salt: str = "") -> str:
+    """LEAKY, for demonstration only (`--split_by=frame`): the split of one frame, by a salted hash of the video
+    and frame index, ignoring which video or group the frame belongs to. Neighbouring frames of one video then
+    land on both sides of the split, as in story 002."""
+    u = int(_hash_key(salt, f"{video_id}\x00{frame_index}")[:15], 16) / 16**15
+    total = 0.0
+    for name, fraction in fractions.items():
+        total += fraction
+        if u < total:
+            return name
+    return next(reversed(fractions))

@@ -103,8 +103,10 @@ _MODEL_LOCK = threading.Lock()
 class _FeaturizeFn(beam.DoFn):
     """Runs InceptionV3 on a batch of frames; emits frame examples and per-frame features."""
 
-    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int):
+    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
+                 frame_split=None):
         self._spec = spec
+        self._frame_split = frame_split
         self._weights = weights
         self._image_size = image_size
         self._batch_size = batch_size
@@ -131,17 +133,20 @@ class _FeaturizeFn(beam.DoFn):
                 schema.FRAME_INDEX: frame["index"],
                 schema.TIMESTAMP: frame["timestamp"],
             })
+            split = self._frame_split(video["video_id"], frame["index"]) if self._frame_split else video["split"]
             yield beam.pvalue.TaggedOutput(
-                schema.FRAMES, (video["split"], shards.sort_key(video["video_id"], frame["index"]), example))
+                schema.FRAMES, (split, shards.sort_key(video["video_id"], frame["index"]), example))
             yield video["video_id"], (frame["index"], frame["timestamp"], vector, video)
 
 
 class FeaturizeFrames(beam.PTransform):
     """frames -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
 
-    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int):
+    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
+                 frame_split=None):
+        """frame_split: None, or a function (video_id, frame_index) -> split for the leaky --split_by=frame."""
         super().__init__()
-        self._fn = _FeaturizeFn(spec, weights, image_size, batch_size)
+        self._fn = _FeaturizeFn(spec, weights, image_size, batch_size, frame_split)
         self._batch_size = batch_size
 
     def expand(self, frames):

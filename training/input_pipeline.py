@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipeline import schema
+from pipeline.schema import SplitInfo, split_info
 
 ORDERS = ("fixed", "reshuffle")
 SAMPLINGS = ("epoch", "replacement")
@@ -86,26 +87,6 @@ class InputConfig:
             raise ValueError(f"--augment: unknown {sorted(unknown)}; expected a subset of {AUGMENTATIONS}")
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitInfo:
-    """What the reader knows about one split before reading it."""
-
-    filepaths: tuple[str, ...]
-    num_examples: int
-    num_bytes: int
-    spec: schema.DatasetSpec
-
-
-def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
-    """Files, size and schema of `split` of dataset `kind` under `data_dir`, from its TFDS metadata."""
-    builder = tfds.builder_from_directory(f"{data_dir.rstrip('/')}/{kind}")
-    if split not in builder.info.splits:
-        raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(builder.info.splits)}")
-    info = builder.info.splits[split]
-    return SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes,
-                     schema.read_spec(data_dir))
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

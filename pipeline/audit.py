@@ -1,0 +1,161 @@
+r"""Leakage audit of an extraction output: is the validation/test data really unseen?
+
+    python -m pipeline.audit --data_dir=/tmp/extracted [--json=audit.json] [--max_distance=4]
+
+Checks, per split: no video and no recording group in two splits; the class balance; and near-duplicate frames
+across splits: every valid/test frame's 64-bit difference hash (dHash) is compared with every train frame's, and
+a frame within --max_distance bits of a train frame counts as a near-duplicate (with examples, and whether the
+two frames come from the same video). Exit status 1 when a video or group is in two splits, else 0.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from pipeline import schema
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "An output folder of pipeline.extract.")
+flags.DEFINE_string("json", None, "Also write the report as JSON here.")
+flags.DEFINE_integer("max_distance", 4, "Hamming distance (of 64 bits) at or below which two frames are "
+                     "near-duplicates.")
+flags.DEFINE_integer("examples", 5, "Examples of near-duplicates shown per split.")
+
+TRAIN = "train"
+
+
+def _read_split(data_dir: str, kind: str, split: str, keys: list[str]) -> dict[str, np.ndarray]:
+    info = schema.split_info(data_dir, kind, split)
+    parse = schema.batch_parser(kind, info.spec, keys)
+
+    def prepare(serialized):
+        ex = parse(serialized)
+        if schema.IMAGE in ex:  # dHash input: 9 x 8 grayscale, area-averaged
+            ex[schema.IMAGE] = tf.map_fn(
+                lambda jpeg: tf.image.resize(tf.io.decode_jpeg(jpeg, channels=1), (8, 9), method="area")[..., 0],
+                ex[schema.IMAGE], fn_output_signature=tf.TensorSpec((8, 9), tf.float32))
+        return ex
+
+    ds = tf.data.TFRecordDataset(list(info.filepaths)).batch(256).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    parts = collections.defaultdict(list)
+    for batch in ds.as_numpy_iterator():
+        for k, v in batch.items():
+            parts[k].append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def dhash(small_gray: np.ndarray) -> np.ndarray:
+    """64-bit difference hashes of [N, 8, 9] grayscale thumbnails: bit = left pixel brighter than its right."""
+    bits = (small_gray[:, :, :-1] > small_gray[:, :, 1:]).reshape(len(small_gray), 64)
+    return np.packbits(bits, axis=1).view(">u8")[:, 0].astype(np.uint64)
+
+
+def nearest(queries: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each query hash, the smallest Hamming distance to a pool hash and that pool index."""
+    best = np.full(len(queries), 65, np.int64)
+    where = np.zeros(len(queries), np.int64)
+    for start in range(0, len(pool), chunk):
+        distance = np.bitwise_count(queries[:, None] ^ pool[None, start:start + chunk]).astype(np.int64)
+        idx = distance.argmin(axis=1)
+        d = distance[np.arange(len(queries)), idx]
+        better = d < best
+        best[better], where[better] = d[better], idx[better] + start
+    return best, where
+
+
+def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
+    """The audit report as a dict (see the module docstring)."""
+    spec = schema.read_spec(data_dir)
+    names = spec.class_names
+    report: dict = {"data_dir": data_dir, "max_distance": max_distance, "splits": {}, "near_duplicates": {}}
+    frames, splits_of_video, splits_of_group = {}, collections.defaultdict(set), collections.defaultdict(set)
+    for kind in (schema.FRAMES, schema.SEQUENCES):
+        for split in tfds.builder_from_directory(f"{data_dir}/{kind}").info.splits:
+            keys = [schema.VIDEO_ID, schema.GROUP, schema.LABEL]
+            if kind == schema.FRAMES:
+                keys += [schema.FRAME_INDEX, schema.IMAGE]
+            rows = _read_split(data_dir, kind, split, keys)
+            for v, g in zip(rows[schema.VIDEO_ID], rows[schema.GROUP]):
+                splits_of_video[v.decode()].add(split)
+                splits_of_group[g.decode()].add(split)
+            counts = np.bincount(rows[schema.LABEL], minlength=len(names))
+            entry = report["splits"].setdefault(split, {})
+            entry[kind] = {"examples": int(counts.sum()), "videos": len(set(rows[schema.VIDEO_ID])),
+                           "groups": len(set(rows[schema.GROUP])),
+                           "classes": {n: int(c) for n, c in zip(names, counts)},
+                           "class_shares": {n: round(float(c) / max(1, counts.sum()), 4) for n, c in zip(names, counts)}}
+            if kind == schema.FRAMES:
+                frames[split] = rows
+    report["videos_in_several_splits"] = [{"video_id": v, "splits": sorted(s)}
+                                          for v, s in sorted(splits_of_video.items()) if len(s) > 1]
+    report["groups_in_several_splits"] = [{"group": g, "splits": sorted(s)}
+                                          for g, s in sorted(splits_of_group.items()) if len(s) > 1]
+    if TRAIN in frames:
+        train = frames[TRAIN]
+        train_hashes = dhash(train[schema.IMAGE])
+        for split, rows in frames.items():
+            if split == TRAIN:
+                continue
+            distance, index = nearest(dhash(rows[schema.IMAGE]), train_hashes)
+            close = np.flatnonzero(distance <= max_distance)
+            same_video = rows[schema.VIDEO_ID][close] == train[schema.VIDEO_ID][index[close]]
+            report["near_duplicates"][split] = {
+                "frames": int(len(rows[schema.VIDEO_ID])),
+                "with_near_duplicate_in_train": int(len(close)),
+                "share": round(len(close) / max(1, len(rows[schema.VIDEO_ID])), 4),
+                "of_which_same_video": int(same_video.sum()),
+                "examples": [
+                    {"frame": f"{rows[schema.VIDEO_ID][i].decode()}#{rows[schema.FRAME_INDEX][i]}",
+                     "train_frame": f"{train[schema.VIDEO_ID][index[i]].decode()}#{train[schema.FRAME_INDEX][index[i]]}",
+                     "distance": int(distance[i])}
+                    for i in close[np.argsort(distance[close], kind="stable")][:examples]],
+            }
+    report["leak"] = bool(report["videos_in_several_splits"] or report["groups_in_several_splits"])
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"audit of {report['data_dir']}", "", "split  kind       examples  videos  groups  class shares"]
+    for split, kinds in sorted(report["splits"].items()):
+        for kind, e in kinds.items():
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in e["class_shares"].items())
+            lines.append(f"{split:6s} {kind:9s} {e['examples']:9d} {e['videos']:7d} {e['groups']:7d}  {shares}")
+    lines.append("")
+    v, g = report["videos_in_several_splits"], report["groups_in_several_splits"]
+    lines.append(f"videos in several splits: {len(v)}" + (f"  e.g. {v[0]['video_id']} in {v[0]['splits']}" if v else ""))
+    lines.append(f"groups in several splits: {len(g)}" + (f"  e.g. {g[0]['group']} in {g[0]['splits']}" if g else ""))
+    for split, nd in sorted(report["near_duplicates"].items()):
+        lines.append(f"{split}: {nd['with_near_duplicate_in_train']} of {nd['frames']} frames ({nd['share']:.0%}) have "
+                     f"a near-duplicate in train (dHash distance <= {report['max_distance']}), "
+                     f"{nd['of_which_same_video']} of them from the same video")
+        lines += [f"    {e['frame']} ~ train {e['train_frame']} (distance {e['distance']})" for e in nd["examples"]]
+    lines.append("")
+    lines.append("LEAK: the same videos or groups are on both sides of a split; validation and test accuracy "
+                 "overstate generalisation. Re-extract with --split_by=group and a --group_regex."
+                 if report["leak"] else "no video or group is in two splits.")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.data_dir:
+        raise app.UsageError("--data_dir is required")
+    report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples)
+    print(format_report(report))
+    if FLAGS.json:
+        from pipeline.atomic_files import write_atomically
+
+        write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
+    return 1 if report["leak"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

@@ -1,0 +1,56 @@
+"""The audit finds a planted leak (a frame-level split) and passes the group split."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline.audit import audit, dhash, nearest
+from pipeline.extraction import ExtractConfig, run_extraction
+from pipeline.samples import SESSION_GROUP_REGEX
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_dhash_and_hamming_distances():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (3, 8, 9))
+    b = a.copy()
+    b[0, 0, 0] = 255  # one brighter pixel flips at most one bit
+    b[2] = 255 - a[2]  # the negative flips every bit that is not a tie
+    ha, hb = dhash(a), dhash(b)
+    assert ha.dtype == np.uint64 and len(set(ha.tolist())) == 3
+    distance, index = nearest(hb, ha)
+    assert distance[0] <= 1 and index[0] == 0
+    assert distance[1] == 0 and index[1] == 1
+    assert int(np.bitwise_count(ha[2] ^ hb[2])) == 64
+
+
+def test_group_split_is_clean(extracted_samples):
+    report = audit(extracted_samples)
+    assert not report["leak"]
+    assert report["videos_in_several_splits"] == [] and report["groups_in_several_splits"] == []
+    assert report["splits"]["train"]["frames"]["classes"] == {"circle": 80, "square": 80, "triangle": 80}
+    assert report["near_duplicates"]["valid"]["of_which_same_video"] == 0
+
+
+@pytest.mark.slow
+def test_planted_frame_split_leak_is_found(sample_videos, tmp_path):
+    out = tmp_path / "leaky"
+    run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(sample_videos), group_regex=SESSION_GROUP_REGEX,
+                                 fps=2, image_size=75, weights="none", split_by="frame"))
+    report = audit(str(out))
+    assert report["leak"]
+    # Frames of one video, and of one recording session, are on both sides.
+    assert len(report["videos_in_several_splits"]) >= 10
+    assert any(g["group"].startswith("circle/s") for g in report["groups_in_several_splits"])
+    # Neighbouring frames look alike: valid/test frames have near twins in train, and (one clip per session
+    # here) every twin is a frame of the same video. The group split above has none.
+    leaked = sum(nd["with_near_duplicate_in_train"] for nd in report["near_duplicates"].values())
+    same_video = sum(nd["of_which_same_video"] for nd in report["near_duplicates"].values())
+    assert leaked >= 3 and same_video == leaked, report["near_duplicates"]
+    result = subprocess.run([sys.executable, "-m", "pipeline.audit", f"--data_dir={out}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "LEAK" in result.stdout
