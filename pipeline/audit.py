@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import json
 import sys
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -23,11 +22,16 @@ from absl import app, flags
 from pipeline import schema
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "An output folder of pipeline.extract.")
-flags.DEFINE_string("json", None, "Also write the report as JSON here.")
-flags.DEFINE_integer("max_distance", 4, "Hamming distance (of 64 bits) at or below which two frames are "
-                     "near-duplicates.")
-flags.DEFINE_integer("examples", 5, "Examples of near-duplicates shown per split.")
+
+
+def define_flags():
+    """Defines this command's flags (only when it runs as a command, so libraries can be imported together)."""
+    flags.DEFINE_string("data_dir", None, "An output folder of pipeline.extract.")
+    flags.DEFINE_string("json", None, "Also write the report as JSON here.")
+    flags.DEFINE_integer("max_distance", 4, "Hamming distance (of 64 bits) at or below which two frames are "
+                         "near-duplicates.")
+    flags.DEFINE_integer("examples", 5, "Examples of near-duplicates shown per split.")
+
 
 TRAIN = "train"
 
@@ -158,4 +162,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     sys.exit(app.run(main))

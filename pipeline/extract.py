@@ -31,30 +31,36 @@ from pipeline.splits import DEFAULT_SPLITS
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("input_dir", None, "Folder with one subfolder per class (like Keras' "
-                    "image_dataset_from_directory); every file below a class folder is an input.")
-flags.DEFINE_string("manifest", None, "CSV with header 'path,label[,group]'; relative paths are relative to "
-                    "the manifest's folder. Use instead of --input_dir.")
-flags.DEFINE_string("group_regex", None, "Regex searched in each video's path relative to the input root; its "
-                    "first capture group (or whole match) is the recording group, e.g. '_g(\\d+)_' for UCF101. "
-                    "Default: each video is its own group.")
-flags.DEFINE_string("output_dir", None, "Where frames/, sequences/, splits.csv, failures.jsonl and summary.json "
-                    "go (local or gs://).")
-flags.DEFINE_float("fps", 1.0, "Frames sampled per second of video (YouTube-8M uses 1).")
-flags.DEFINE_integer("max_frames", None, "Keep at most this many sampled frames per video (default: all).")
-flags.DEFINE_integer("image_size", 299, "Frames are resized to this square size (InceptionV3: 299; >= 75).")
-flags.DEFINE_enum("features", "inception_v3", ["inception_v3"], "Frame feature extractor.")
-flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded once by Keras), 'none' (random, for tests) "
-                    "or the path of an InceptionV3 no-top weights file (.h5 / .weights.h5) for offline machines.")
-flags.DEFINE_enum("feature_dtype", "float32", ["float32", "float16"], "Storage dtype of the features; float16 "
-                  "halves the size of sequences/.")
-flags.DEFINE_integer("feature_batch_size", 32, "Frames per InceptionV3 forward pass.")
-flags.DEFINE_string("splits", DEFAULT_SPLITS, "Split names and fractions of recording groups.")
-flags.DEFINE_string("split_salt", "", "Salt of the group hash: another salt draws another split.")
-flags.DEFINE_enum("split_by", "group", ["group", "frame"], "group: every video of a group in one split (the "
-                  "right way). frame: LEAKY, for demonstrating story 002 only: frames/ is split frame by frame.")
-flags.DEFINE_integer("shard_bytes", DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.")
-flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the frames in frames/.")
+
+def define_flags():
+    """Defines this command's flags (only when it runs as a command, so libraries can be imported together)."""
+    flags.DEFINE_string("input_dir", None, "Folder with one subfolder per class (like Keras' "
+                        "image_dataset_from_directory); every file below a class folder is an input.")
+    flags.DEFINE_string("manifest", None, "CSV with header 'path,label[,group]'; relative paths are relative to "
+                        "the manifest's folder. Use instead of --input_dir.")
+    flags.DEFINE_string("group_regex", None, "Regex searched in each video's path relative to the input root; its "
+                        "first capture group (or whole match) is the recording group, e.g. '_g(\\d+)_' for UCF101. "
+                        "Default: each video is its own group.")
+    flags.DEFINE_string("output_dir", None, "Where frames/, sequences/, splits.csv, failures.jsonl and summary.json "
+                        "go (local or gs://).")
+    flags.DEFINE_float("fps", 1.0, "Frames sampled per second of video (YouTube-8M uses 1).")
+    flags.DEFINE_integer("max_frames", None, "Keep at most this many sampled frames per video (default: all).")
+    flags.DEFINE_integer("image_size", 299, "Frames are resized to this square size (InceptionV3: 299; >= 75).")
+    flags.DEFINE_enum("features", "inception_v3", ["inception_v3"], "Frame feature extractor.")
+    flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded once by Keras), 'none' (random, for tests) "
+                        "or the path of an InceptionV3 no-top weights file (.h5 / .weights.h5) for offline machines.")
+    flags.DEFINE_enum("feature_dtype", "float32", ["float32", "float16"], "Storage dtype of the features; float16 "
+                      "halves the size of sequences/.")
+    flags.DEFINE_integer("feature_batch_size", 32, "Frames per InceptionV3 forward pass.")
+    flags.DEFINE_string("splits", DEFAULT_SPLITS, "Split names and fractions of recording groups.")
+    flags.DEFINE_string("split_salt", "", "Salt of the group hash: another salt draws another split.")
+    flags.DEFINE_enum("split_by", "group", ["group", "frame"], "group: every video of a group in one split (the "
+                      "right way). frame: LEAKY, for demonstrating story 002 only: frames/ is split frame by frame.")
+    flags.DEFINE_enum("frame_order", "hashed", ["hashed", "video"], "Order of frames/ records: hashed (frames of a "
+                      "video spread over shards and positions) or video (each video's frames together, in order, "
+                      "like a naive writer; to study story 002 with training.inspect).")
+    flags.DEFINE_integer("shard_bytes", DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.")
+    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the frames in frames/.")
 
 
 def parse_flags(argv):
@@ -82,6 +88,7 @@ def main(argv):
         splits=FLAGS.splits,
         split_salt=FLAGS.split_salt,
         split_by=FLAGS.split_by,
+        frame_order=FLAGS.frame_order,
         shard_bytes=FLAGS.shard_bytes,
         jpeg_quality=FLAGS.jpeg_quality,
     )
@@ -100,4 +107,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)

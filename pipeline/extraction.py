@@ -19,7 +19,7 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import schema, transforms
+from pipeline import schema, shards, transforms
 from pipeline.atomic_files import remove_stale_temporaries, temporary_name, write_atomically
 from pipeline.decode import DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE
@@ -56,6 +56,7 @@ class ExtractConfig:
     splits: str = DEFAULT_SPLITS
     split_salt: str = ""
     split_by: str = "group"
+    frame_order: str = "hashed"
     shard_bytes: int = DEFAULT_SHARD_BYTES
     jpeg_quality: int = 90
 
@@ -72,6 +73,8 @@ class ExtractConfig:
             raise ExtractionError(f"--jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.split_by not in ("group", "frame"):
             raise ExtractionError(f"--split_by must be 'group' or 'frame', got {self.split_by!r}")
+        if self.frame_order not in ("hashed", "video"):
+            raise ExtractionError(f"--frame_order must be 'hashed' or 'video', got {self.frame_order!r}")
         if self.shard_bytes < 1:
             raise ExtractionError(f"--shard_bytes must be positive, got {self.shard_bytes}")
 
@@ -101,7 +104,8 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         frame_split = functools.partial(frame_split_of, fractions=parse_split_fractions(config.splits),
                                         salt=config.split_salt)
     featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
-        spec, config.weights, config.image_size, config.feature_batch_size, frame_split)
+        spec, config.weights, config.image_size, config.feature_batch_size, frame_split,
+        shards.video_order_key if config.frame_order == "video" else shards.sort_key)
     _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
         f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
     _ = (

@@ -32,15 +32,19 @@ CLASS_COLOURS = ((215, 55, 50), (50, 190, 70), (60, 90, 225), (225, 195, 40))
 SESSION_GROUP_REGEX = r"^([^/]+/s\d+)_"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "Where to write <class>/s<session>_c<clip>.mp4.")
-flags.DEFINE_integer("seed", 0, "Seed of every random choice; the same seed gives the same videos.")
-flags.DEFINE_integer("num_classes", 3, f"How many classes, from {', '.join(CLASSES)}.")
-flags.DEFINE_integer("sessions", 6, "Recording sessions (backgrounds) per class.")
-flags.DEFINE_integer("clips", 2, "Clips per session.")
-flags.DEFINE_float("seconds", 4.0, "Length of each clip.")
-flags.DEFINE_integer("video_fps", 12, "Frame rate of the encoded videos.")
-flags.DEFINE_integer("width", 128, "Frame width (even).")
-flags.DEFINE_integer("height", 96, "Frame height (even).")
+
+
+def define_flags():
+    """Defines this command's flags (only when it runs as a command, so libraries can be imported together)."""
+    flags.DEFINE_string("output_dir", None, "Where to write <class>/s<session>_c<clip>.mp4.")
+    flags.DEFINE_integer("seed", 0, "Seed of every random choice; the same seed gives the same videos.")
+    flags.DEFINE_integer("num_classes", 3, f"How many classes, from {', '.join(CLASSES)}.")
+    flags.DEFINE_integer("sessions", 6, "Recording sessions (backgrounds) per class.")
+    flags.DEFINE_integer("clips", 2, "Clips per session.")
+    flags.DEFINE_float("seconds", 4.0, "Length of each clip.")
+    flags.DEFINE_integer("video_fps", 12, "Frame rate of the encoded videos.")
+    flags.DEFINE_integer("width", 128, "Frame width (even).")
+    flags.DEFINE_integer("height", 96, "Frame height (even).")
 
 
 def _rng(seed: int, *parts) -> np.random.Generator:
@@ -178,4 +182,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

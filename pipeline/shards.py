@@ -31,6 +31,13 @@ def sort_key(video_id: str, frame_index: int | None = None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def video_order_key(video_id: str, frame_index: int) -> str:
+    """A key that keeps a video's frames together and in order (videos themselves in hashed order), for
+    `--frame_order=video`: the layout of a naive writer, which story 002's volatile validation came from. Its
+    first 15 hex digits are the video's, so `shard_of` puts a whole video in one shard."""
+    return f"{sort_key(video_id)}:{frame_index:09d}"
+
+
 def num_shards_for(total_bytes: int, shard_bytes: int) -> int:
     """Shards a split of `total_bytes` gets: enough that none exceeds about `shard_bytes`."""
     return max(1, math.ceil(total_bytes / shard_bytes))

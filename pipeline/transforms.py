@@ -104,7 +104,8 @@ class _FeaturizeFn(beam.DoFn):
     """Runs InceptionV3 on a batch of frames; emits frame examples and per-frame features."""
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
-                 frame_split=None):
+                 frame_split=None, frame_key=shards.sort_key):
+        self._frame_key = frame_key
         self._spec = spec
         self._frame_split = frame_split
         self._weights = weights
@@ -135,7 +136,7 @@ class _FeaturizeFn(beam.DoFn):
             })
             split = self._frame_split(video["video_id"], frame["index"]) if self._frame_split else video["split"]
             yield beam.pvalue.TaggedOutput(
-                schema.FRAMES, (split, shards.sort_key(video["video_id"], frame["index"]), example))
+                schema.FRAMES, (split, self._frame_key(video["video_id"], frame["index"]), example))
             yield video["video_id"], (frame["index"], frame["timestamp"], vector, video)
 
 
@@ -143,10 +144,11 @@ class FeaturizeFrames(beam.PTransform):
     """frames -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
-                 frame_split=None):
-        """frame_split: None, or a function (video_id, frame_index) -> split for the leaky --split_by=frame."""
+                 frame_split=None, frame_key=shards.sort_key):
+        """frame_split: None, or a function (video_id, frame_index) -> split for the leaky --split_by=frame.
+        frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see pipeline.shards)."""
         super().__init__()
-        self._fn = _FeaturizeFn(spec, weights, image_size, batch_size, frame_split)
+        self._fn = _FeaturizeFn(spec, weights, image_size, batch_size, frame_split, frame_key)
         self._batch_size = batch_size
 
     def expand(self, frames):

@@ -26,12 +26,16 @@ from pipeline.atomic_files import write_atomically
 from training import stats
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder of the experiment; one subfolder per configuration and seed.")
-flags.DEFINE_multi_string("vary", [], "FLAG=V1,V2,...: a training flag and the values to compare (repeatable; "
-                          "several --vary span their cartesian product).")
-flags.DEFINE_integer("seeds", 5, "Seeds per configuration.")
-flags.DEFINE_integer("first_seed", 0, "Seeds are first_seed .. first_seed + seeds - 1.")
-flags.DEFINE_string("metric", "test_accuracy", "The metrics.json value to compare.")
+
+
+def define_flags():
+    """Defines this command's flags (only when it runs as a command, so libraries can be imported together)."""
+    flags.DEFINE_string("workdir", None, "Folder of the experiment; one subfolder per configuration and seed.")
+    flags.DEFINE_multi_string("vary", [], "FLAG=V1,V2,...: a training flag and the values to compare (repeatable; "
+                              "several --vary span their cartesian product).")
+    flags.DEFINE_integer("seeds", 5, "Seeds per configuration.")
+    flags.DEFINE_integer("first_seed", 0, "Seeds are first_seed .. first_seed + seeds - 1.")
+    flags.DEFINE_string("metric", "test_accuracy", "The metrics.json value to compare.")
 
 
 def parse_vary(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -164,4 +168,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=lambda argv: FLAGS(argv, known_only=True))

@@ -22,7 +22,6 @@ import math
 from typing import Optional
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from pipeline import schema
 from pipeline.schema import SplitInfo, split_info
@@ -56,6 +55,8 @@ class InputConfig:
       300). Padding rows are all zero, so a Masking layer can skip them.
     image_size: frames are resized to image_size x image_size.
     augment: subset of ('zoom', 'flip_h', 'flip_v'), applied in the graph (training only: leave empty otherwise).
+    with_metadata: yield dicts with video_id, group, label (and frame_index) besides the inputs.
+    decode: False skips producing inputs (no JPEG decoding): for tools that only look at the order.
     zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
     """
 
@@ -75,6 +76,7 @@ class InputConfig:
     augment: tuple[str, ...] = ()
     zoom_range: float = 0.2
     with_metadata: bool = False
+    decode: bool = True
 
     def __post_init__(self):
         for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
@@ -261,6 +263,8 @@ def _shuffle_buffer(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
 
 
 def _finish_batch(batch: dict, config: InputConfig, seed):
+    if not config.decode:
+        return {k: v for k, v in batch.items() if k not in (schema.IMAGE, schema.FEATURES)}
     if config.kind == schema.FRAMES:
         size = (config.image_size, config.image_size)
 

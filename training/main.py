@@ -20,54 +20,57 @@ from training.train import TrainConfig, train_and_evaluate
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Output folder of pipeline.extract (holds frames/ and sequences/).")
-flags.DEFINE_string("workdir", None, "Where checkpoints, logs and metrics.json go; rerun to resume.")
-flags.DEFINE_enum("model", "lstm", ["lstm", "cnn"], "lstm: over sequences/; cnn: over frames/.")
-flags.DEFINE_integer("epochs", 20, "Epochs (each is one pass, or N draws, over the train split).")
-flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
-flags.DEFINE_integer("seed", 0, "Seed of initialisation, order, draws, dropout and augmentation.")
-# Input pipeline.
-flags.DEFINE_enum("order", "reshuffle", ORDERS, "fixed: one seeded order every epoch; reshuffle: a new seeded "
-                  "order per epoch. Both reproducible for a given --seed.")
-flags.DEFINE_enum("sampling", "epoch", SAMPLINGS, "epoch: every example once per epoch; replacement: N uniform "
-                  "draws with replacement per epoch (story 000's random.choice; ~63% distinct).")
-flags.DEFINE_enum("balance", "none", BALANCES, "oversample: draw examples with equal probability per class.")
-flags.DEFINE_integer("shuffle_buffer", None, "Shuffle buffer in examples (default: the whole split if it fits "
-                     "--shuffle_memory_mb, else as many as fit plus file-order shuffling).")
-flags.DEFINE_integer("shuffle_memory_mb", 2048, "Memory budget of the default shuffle buffer.")
-flags.DEFINE_string("cache", "", "'memory', a file path prefix, or empty for no cache.")
-flags.DEFINE_bool("deterministic", True, "Deterministic tf.data order and TF ops (bit-reproducible on CPU); "
-                  "--nodeterministic is faster.")
-flags.DEFINE_integer("seq_len", None, "Sequences truncated/padded to this length (default: longest in the "
-                     "split, at most 300).")
-flags.DEFINE_integer("image_size", 64, "CNN input size; frames are resized to it.")
-flags.DEFINE_list("augment", [], f"Frame augmentations for training, from {','.join(AUGMENTATIONS)}.")
-flags.DEFINE_float("zoom_range", 0.2, "Zoom factor range [1-r, 1+r] for --augment=zoom.")
-# Models.
-flags.DEFINE_integer("lstm_units", 256, "LSTM units (story 000: 2048).")
-flags.DEFINE_integer("dense_units", 128, "Dense layer after the LSTM (story 000: 512).")
-flags.DEFINE_float("dropout", 0.5, "Dropout before the output layer.")
-flags.DEFINE_enum("cnn", "small", CNN_ARCHITECTURES, "CNN architecture: small, or story 002's network.")
-# Optimisation.
-flags.DEFINE_enum("mixed_precision", "auto", ["auto", "off", "float16", "bfloat16"], "Compute dtype policy; "
-                  "auto picks float16/bfloat16 on GPUs with tensor cores and float32 otherwise, and logs why.")
-flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optimizer.")
-flags.DEFINE_float("learning_rate", 1e-3, "Learning rate (base_lr of the cyclic schedule).")
-flags.DEFINE_float("momentum", 0.0, "SGD momentum.")
-flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cyclic", "plateau"], "cyclic: triangular cyclical "
-                  "learning rate (Smith 2017); plateau: ReduceLROnPlateau on val_loss.")
-flags.DEFINE_float("cyclic_max_lr", 6e-3, "Peak learning rate of the cyclic schedule.")
-flags.DEFINE_integer("cyclic_step_size", 0, "Steps per half cycle (0: two epochs).")
-flags.DEFINE_enum("cyclic_mode", "triangular", MODES, "Cyclic schedule shape.")
-flags.DEFINE_float("cyclic_gamma", 1.0, "Decay per step for --cyclic_mode=exp_range.")
-flags.DEFINE_float("plateau_factor", 0.2, "Factor of ReduceLROnPlateau.")
-flags.DEFINE_integer("plateau_patience", 5, "Patience of ReduceLROnPlateau, in epochs.")
-flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a better val_loss (0: off).")
-# Diagnostics.
-flags.DEFINE_integer("collapse_patience", 3, "Flag the run as collapsed after this many consecutive epochs in "
-                     "which >= 95% of valid predictions are one class (or outputs barely vary).")
-flags.DEFINE_bool("track_difficulty", False, "Record every train/valid example's confidence in its true label "
-                  "each epoch (difficulty_records.csv; costs one forward pass over train per epoch).")
+
+def define_flags():
+    """Defines this command's flags (only when it runs as a command, so libraries can be imported together)."""
+    flags.DEFINE_string("data_dir", None, "Output folder of pipeline.extract (holds frames/ and sequences/).")
+    flags.DEFINE_string("workdir", None, "Where checkpoints, logs and metrics.json go; rerun to resume.")
+    flags.DEFINE_enum("model", "lstm", ["lstm", "cnn"], "lstm: over sequences/; cnn: over frames/.")
+    flags.DEFINE_integer("epochs", 20, "Epochs (each is one pass, or N draws, over the train split).")
+    flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation, order, draws, dropout and augmentation.")
+    # Input pipeline.
+    flags.DEFINE_enum("order", "reshuffle", ORDERS, "fixed: one seeded order every epoch; reshuffle: a new seeded "
+                      "order per epoch. Both reproducible for a given --seed.")
+    flags.DEFINE_enum("sampling", "epoch", SAMPLINGS, "epoch: every example once per epoch; replacement: N uniform "
+                      "draws with replacement per epoch (story 000's random.choice; ~63% distinct).")
+    flags.DEFINE_enum("balance", "none", BALANCES, "oversample: draw examples with equal probability per class.")
+    flags.DEFINE_integer("shuffle_buffer", None, "Shuffle buffer in examples (default: the whole split if it fits "
+                         "--shuffle_memory_mb, else as many as fit plus file-order shuffling).")
+    flags.DEFINE_integer("shuffle_memory_mb", 2048, "Memory budget of the default shuffle buffer.")
+    flags.DEFINE_string("cache", "", "'memory', a file path prefix, or empty for no cache.")
+    flags.DEFINE_bool("deterministic", True, "Deterministic tf.data order and TF ops (bit-reproducible on CPU); "
+                      "--nodeterministic is faster.")
+    flags.DEFINE_integer("seq_len", None, "Sequences truncated/padded to this length (default: longest in the "
+                         "split, at most 300).")
+    flags.DEFINE_integer("image_size", 64, "CNN input size; frames are resized to it.")
+    flags.DEFINE_list("augment", [], f"Frame augmentations for training, from {','.join(AUGMENTATIONS)}.")
+    flags.DEFINE_float("zoom_range", 0.2, "Zoom factor range [1-r, 1+r] for --augment=zoom.")
+    # Models.
+    flags.DEFINE_integer("lstm_units", 256, "LSTM units (story 000: 2048).")
+    flags.DEFINE_integer("dense_units", 128, "Dense layer after the LSTM (story 000: 512).")
+    flags.DEFINE_float("dropout", 0.5, "Dropout before the output layer.")
+    flags.DEFINE_enum("cnn", "small", CNN_ARCHITECTURES, "CNN architecture: small, or story 002's network.")
+    # Optimisation.
+    flags.DEFINE_enum("mixed_precision", "auto", ["auto", "off", "float16", "bfloat16"], "Compute dtype policy; "
+                      "auto picks float16/bfloat16 on GPUs with tensor cores and float32 otherwise, and logs why.")
+    flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optimizer.")
+    flags.DEFINE_float("learning_rate", 1e-3, "Learning rate (base_lr of the cyclic schedule).")
+    flags.DEFINE_float("momentum", 0.0, "SGD momentum.")
+    flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cyclic", "plateau"], "cyclic: triangular cyclical "
+                      "learning rate (Smith 2017); plateau: ReduceLROnPlateau on val_loss.")
+    flags.DEFINE_float("cyclic_max_lr", 6e-3, "Peak learning rate of the cyclic schedule.")
+    flags.DEFINE_integer("cyclic_step_size", 0, "Steps per half cycle (0: two epochs).")
+    flags.DEFINE_enum("cyclic_mode", "triangular", MODES, "Cyclic schedule shape.")
+    flags.DEFINE_float("cyclic_gamma", 1.0, "Decay per step for --cyclic_mode=exp_range.")
+    flags.DEFINE_float("plateau_factor", 0.2, "Factor of ReduceLROnPlateau.")
+    flags.DEFINE_integer("plateau_patience", 5, "Patience of ReduceLROnPlateau, in epochs.")
+    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a better val_loss (0: off).")
+    # Diagnostics.
+    flags.DEFINE_integer("collapse_patience", 3, "Flag the run as collapsed after this many consecutive epochs in "
+                         "which >= 95% of valid predictions are one class (or outputs barely vary).")
+    flags.DEFINE_bool("track_difficulty", False, "Record every train/valid example's confidence in its true label "
+                      "each epoch (difficulty_records.csv; costs one forward pass over train per epoch).")
 
 
 def config_from_flags() -> TrainConfig:
@@ -113,4 +116,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
