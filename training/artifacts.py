@@ -110,8 +110,8 @@ def metrics_record(*, config, flags, labels, probabilities, class_names, val_los
 
 def write_difficulty_records(workdir: str, records) -> None:
     """Per-epoch confidence of every train/valid example in its true label (see training.diagnostics)."""
-    lines = ["split,video_id,frame_index,epoch,label,confidence"]
-    lines += [f"{s},{csv_field(v)},{f},{e},{label},{c:.6f}" for s, v, f, e, label, c in records]
+    lines = ["split,video_id,frame_index,epoch,label,confidence,correct"]
+    lines += [f"{s},{csv_field(v)},{f},{e},{label},{c:.6f},{int(ok)}" for s, v, f, e, label, c, ok in records]
     write_atomically(os.path.join(workdir, DIFFICULTY_RECORDS_CSV), "\n".join(lines) + "\n")
 
 

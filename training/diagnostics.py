@@ -76,8 +76,8 @@ class CollapseDetector(keras.callbacks.Callback):
 class DifficultyRecorder(keras.callbacks.Callback):
     """Records each example's predicted probability of its true label after every epoch.
 
-    `records` holds (split, video_id, frame_index, epoch, label, confidence) tuples; frame_index is -1 for
-    sequences. Dataset cartography (Swayamdipta et al., 2020) summarises them per example as the mean
+    `records` holds (split, video_id, frame_index, epoch, label, confidence, correct) tuples; frame_index is -1
+    for sequences; correct = the predicted class is the true one. Dataset cartography (Swayamdipta et al., 2020) summarises them per example as the mean
     confidence (low = hard) and its standard deviation across epochs (high = ambiguous).
     """
 
@@ -92,6 +92,7 @@ class DifficultyRecorder(keras.callbacks.Callback):
             probabilities = class_probabilities(self.model.predict(inputs, verbose=0))
             labels = ids[schema.LABEL]
             confidence = probabilities[np.arange(len(labels)), labels]
-            for video_id, frame_index, label, c in zip(ids[schema.VIDEO_ID], ids[schema.FRAME_INDEX], labels,
-                                                       confidence):
-                self.records.append((name, video_id, int(frame_index), epoch, int(label), float(c)))
+            correct = probabilities.argmax(axis=-1) == labels
+            for video_id, frame_index, label, c, ok in zip(ids[schema.VIDEO_ID], ids[schema.FRAME_INDEX], labels,
+                                                           confidence, correct):
+                self.records.append((name, video_id, int(frame_index), epoch, int(label), float(c), bool(ok)))

@@ -21,7 +21,7 @@ def train(data_dir, workdir, *args):
 
 
 @pytest.mark.parametrize("model, args", [
-    ("lstm", ["--epochs=12", "--lstm_units=64", "--dense_units=32"]),
+    ("lstm", ["--epochs=12", "--lstm_units=64", "--dense_units=32", "--track_difficulty"]),
     ("cnn", ["--epochs=8", "--augment=flip_h,flip_v,zoom", "--image_size=48"]),
 ])
 def test_trains_well_above_chance_and_records_everything(extracted_samples, tmp_path, model, args):
@@ -41,6 +41,9 @@ def test_trains_well_above_chance_and_records_everything(extracted_samples, tmp_
         assert os.path.exists(tmp_path / name), name
     with open(tmp_path / "history.csv") as f:
         assert len(f.read().strip().splitlines()) == 1 + metrics["epochs_run"]
+    if "--track_difficulty" in args:  # one record per train and valid sequence per epoch
+        with open(tmp_path / "difficulty_records.csv") as f:
+            assert len(f.read().strip().splitlines()) == 1 + (60 + 15) * metrics["epochs_run"]
 
 
 def test_same_seed_gives_bit_identical_weights_other_seed_does_not(extracted_samples, tmp_path):
