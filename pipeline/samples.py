@@ -45,6 +45,8 @@ def define_flags():
     flags.DEFINE_integer("video_fps", 12, "Frame rate of the encoded videos.")
     flags.DEFINE_integer("width", 128, "Frame width (even).")
     flags.DEFINE_integer("height", 96, "Frame height (even).")
+    flags.DEFINE_bool("class_colours", True, "Give each class's shape its own hue; --noclass_colours leaves only "
+                      "outline and motion (harder: backgrounds become the easiest cue to memorise).")
 
 
 def _rng(seed: int, *parts) -> np.random.Generator:
@@ -94,13 +96,17 @@ def _position(kind_index: int, t: float, phase: float, speed: float, width: int,
 
 
 def render_clip(seed: int, class_index: int, session: int, clip: int, *, seconds: float, fps: int,
-                width: int, height: int):
-    """Yields the RGB frames (uint8 [H, W, 3]) of one clip."""
+                width: int, height: int, class_colours: bool = True):
+    """Yields the RGB frames (uint8 [H, W, 3]) of one clip. Without class colours the shape's colour is random
+    per clip, and only its outline and motion tell the class."""
     kind = CLASSES[class_index]
     session_rng = _rng(seed, "session", kind, session)
     background = _background(session_rng, height, width) * session_rng.uniform(0.7, 1.2)
     clip_rng = _rng(seed, "clip", kind, session, clip)
-    colour = np.clip(np.array(CLASS_COLOURS[class_index], np.float64) + clip_rng.normal(0, 10, 3), 0, 255)
+    if class_colours:
+        colour = np.clip(np.array(CLASS_COLOURS[class_index], np.float64) + clip_rng.normal(0, 10, 3), 0, 255)
+    else:
+        colour = clip_rng.uniform(0, 255, 3)
     radius = min(width, height) * clip_rng.uniform(0.22, 0.30)
     phase, speed = clip_rng.uniform(0, 2 * np.pi), clip_rng.uniform(0.35, 0.6)
     for i in range(int(round(seconds * fps))):
@@ -147,7 +153,8 @@ def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
 
 
 def write_samples(output_dir: str, *, seed: int = 0, num_classes: int = 3, sessions: int = 6, clips: int = 2,
-                  seconds: float = 4.0, video_fps: int = 12, width: int = 128, height: int = 96) -> list[str]:
+                  seconds: float = 4.0, video_fps: int = 12, width: int = 128, height: int = 96,
+                  class_colours: bool = True) -> list[str]:
     """Writes the sample dataset and returns the written paths, sorted."""
     if not 1 <= num_classes <= len(CLASSES):
         raise ValueError(f"--num_classes must be in 1..{len(CLASSES)}")
@@ -161,7 +168,7 @@ def write_samples(output_dir: str, *, seed: int = 0, num_classes: int = 3, sessi
             for clip in range(1, clips + 1):
                 path = os.path.join(class_dir, f"s{session:02d}_c{clip:02d}.mp4")
                 frames = render_clip(seed, class_index, session, clip, seconds=seconds, fps=video_fps,
-                                     width=width, height=height)
+                                     width=width, height=height, class_colours=class_colours)
                 write_video(path, frames, video_fps, width, height)
                 paths.append(path)
     return sorted(paths)
@@ -174,7 +181,7 @@ def main(argv):
     paths = write_samples(
         FLAGS.output_dir, seed=FLAGS.seed, num_classes=FLAGS.num_classes, sessions=FLAGS.sessions,
         clips=FLAGS.clips, seconds=FLAGS.seconds, video_fps=FLAGS.video_fps, width=FLAGS.width,
-        height=FLAGS.height,
+        height=FLAGS.height, class_colours=FLAGS.class_colours,
     )
     print(f"wrote {len(paths)} videos ({FLAGS.num_classes} classes x {FLAGS.sessions} sessions x {FLAGS.clips} "
           f"clips, {FLAGS.seconds:g} s at {FLAGS.video_fps} fps) to {FLAGS.output_dir}; group them by session "
