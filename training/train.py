@@ -143,6 +143,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
       The metrics also written to WORKDIR/metrics.json.
     """
     tf.io.gfile.makedirs(workdir)
+    metrics_path = os.path.join(workdir, artifacts.METRICS_JSON)
+    if tf.io.gfile.exists(metrics_path) and not tf.io.gfile.exists(os.path.join(workdir, BACKUP)):
+        logging.warning("[train] %s holds a finished run; returning its metrics (delete the folder to retrain)",
+                        workdir)
+        with tf.io.gfile.GFile(metrics_path) as f:
+            return json.load(f)
     keras.utils.set_random_seed(config.seed)
     if config.input.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -171,7 +177,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
 
     start_epoch = _resume_epoch(workdir)
     if start_epoch:
-        logging.info("[train] resuming %s after epoch %d", workdir, start_epoch)
+        logging.warning("[train] resuming %s after epoch %d", workdir, start_epoch)
+    elif tf.io.gfile.exists(os.path.join(workdir, artifacts.HISTORY_CSV)):
+        tf.io.gfile.remove(os.path.join(workdir, artifacts.HISTORY_CSV))  # a fresh start: no stale epochs
     train_ds = _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch,
                                        num_epochs=max(1, config.epochs - start_epoch)), num_classes)
     eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",

@@ -93,3 +93,30 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path):
     assert again.returncode == 0 and "[experiment]" not in again.stdout
     with open(tmp_path / "experiment.json") as f:
         assert json.load(f)["configurations"] == report["configurations"]
+
+
+def test_killed_run_resumes_after_its_last_completed_epoch(extracted_samples, tmp_path):
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "training.main", f"--data_dir={extracted_samples}", f"--workdir={tmp_path}",
+            "--model=lstm", "--epochs=8", "--lstm_units=32", "--dense_units=16"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    history = tmp_path / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "metrics.json").exists()
+    done = len(history.read_text().splitlines()) - 1
+    assert 2 <= done < 8
+    resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stderr
+    with open(tmp_path / "metrics.json") as f:
+        assert json.load(f)["epochs_run"] == 8
+    assert [int(r.split(",")[0]) for r in history.read_text().splitlines()[1:]] == list(range(8))
+    # Rerunning a finished run does not train again.
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "finished run" in again.stderr
