@@ -123,7 +123,7 @@ def format_summary(examples: list[dict], top: int) -> str:
                 f"{e['mean_confidence']:.2f} +- {e['variability']:.2f}, correct {e['correctness']:.0%}")
 
     runs = max((e["runs"] for e in examples), default=0)
-    lines = [f"{len(examples)} examples over {runs} run(s)", f"hardest (lowest mean confidence):"]
+    lines = [f"{len(examples)} examples over {runs} run(s)", "hardest (lowest mean confidence):"]
     lines += [example(e) for e in examples[:top]]
     lines += ["most ambiguous (highest variability):"]
     lines += [example(e) for e in sorted(examples, key=lambda e: -e["variability"])[:top]]

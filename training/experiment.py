@@ -91,8 +91,9 @@ def build_report(results: dict[str, list[dict]], metric: str) -> dict:
     return report
 
 
-def _points(x: float) -> str:
-    return f"{100 * x:+.2f}"
+def _difference(x: float, metric: str) -> str:
+    """Accuracies as percentage points, other metrics as they are."""
+    return f"{100 * x:+.2f} points" if metric.endswith("accuracy") else f"{x:+.4f}"
 
 
 def render_markdown(report: dict) -> str:
@@ -111,8 +112,8 @@ def render_markdown(report: dict) -> str:
         else:
             need = (f"Detecting a difference of this size with 80% power would take about "
                     f"{cmp['seeds_needed']:.0f} seeds per configuration.")
-        lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_points(cmp['difference'])} points "
-                  f"(95% CI {_points(cmp['ci_low'])} to {_points(cmp['ci_high'])}), Welch t-test "
+        lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_difference(cmp['difference'], metric)} "
+                  f"(95% CI {_difference(cmp['ci_low'], metric)} to {_difference(cmp['ci_high'], metric)}), Welch t-test "
                   f"p = {cmp['p_value']:.3g}: {verdict}. {need}"]
     return "\n".join(lines) + "\n"
 

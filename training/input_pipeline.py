@@ -106,6 +106,14 @@ def longest_sequence(data_dir: str, split: str) -> Optional[int]:
     return max(frames) if frames else None
 
 
+def sequence_length(data_dir: str, split: str, config: InputConfig) -> int:
+    """The length sequences of `split` are padded or truncated to: --seq_len, else the longest video in the
+    split (from splits.csv), at most MAX_DEFAULT_SEQ_LEN."""
+    if config.seq_len:
+        return config.seq_len
+    return min(longest_sequence(data_dir, split) or MAX_DEFAULT_SEQ_LEN, MAX_DEFAULT_SEQ_LEN)
+
+
 def _draw_counts(n: int, seed, labels: Optional[tf.Tensor]):
     """How many times each of the n examples is drawn in one epoch of n draws (multinomial)."""
     if labels is None:
@@ -199,10 +207,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     if n == 0:
         raise ValueError(f"{data_dir}/{config.kind} split {split!r} is empty")
     det = config.deterministic
-    seq_len = None
-    if config.kind == schema.SEQUENCES:
-        seq_len = config.seq_len or min(longest_sequence(data_dir, split) or MAX_DEFAULT_SEQ_LEN,
-                                        MAX_DEFAULT_SEQ_LEN)
+    seq_len = sequence_length(data_dir, split, config) if config.kind == schema.SEQUENCES else None
     buffer, shuffle_files = _shuffle_buffer(info, config)
     files = tf.data.Dataset.from_tensor_slices(list(info.filepaths))
     ds = _read(files, info, config, seq_len)

@@ -19,7 +19,7 @@ import tensorflow as tf
 from pipeline import schema
 from training import artifacts
 from training.diagnostics import CollapseDetector, DifficultyRecorder
-from training.input_pipeline import InputConfig, make_dataset, split_info, steps_per_epoch
+from training.input_pipeline import InputConfig, make_dataset, sequence_length, split_info, steps_per_epoch
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.schedules import CyclicLearningRate
 
@@ -167,8 +167,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
 
     if config.model == "lstm":
         mean, variance = feature_statistics(config.data_dir, input_config)
-        seq_len = next(iter(make_dataset(config.data_dir, "train", dataclasses.replace(
-            input_config, shuffle=False)).take(1)))[0].shape[1]
+        # Every split is padded/truncated to the train split's length: the model is built for one length.
+        seq_len = sequence_length(config.data_dir, "train", input_config)
+        input_config = dataclasses.replace(input_config, seq_len=seq_len)
         model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
     else:
         model = build_cnn(num_classes, input_config.image_size, config.arch)

@@ -120,3 +120,38 @@ def test_killed_run_resumes_after_its_last_completed_epoch(extracted_samples, tm
     # Rerunning a finished run does not train again.
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "finished run" in again.stderr
+
+
+def write_sequences(data_dir, lengths):
+    """sequences/ (and empty frames/) with {split: [(label, T), ...]}, plus splits.csv, via the project's writer."""
+    import numpy as np
+
+    from pipeline import schema, shards
+
+    spec = schema.DatasetSpec(class_names=("a", "b"))
+    encode = schema.ExampleEncoder(schema.sequences_features(spec))
+    rng = np.random.default_rng(0)
+    infos, rows = [], ["video_id,group,label,split,frames,status"]
+    directory = os.path.join(data_dir, schema.SEQUENCES)
+    os.makedirs(directory)
+    for split, videos in lengths.items():
+        records = []
+        for i, (label, t) in enumerate(videos):
+            video_id = f"{split}_{i}.mp4"
+            x = (rng.normal(size=(t, 2048)) + label).astype(np.float32)
+            records.append((shards.sort_key(video_id), encode({
+                schema.FEATURES: x, schema.LABEL: label, schema.VIDEO_ID: video_id, schema.GROUP: video_id,
+                schema.NUM_FRAMES: t, schema.TIMESTAMPS: np.arange(t, dtype=np.float32)})))
+            rows.append(f"{video_id},{video_id},{spec.class_names[label]},{split},{t},ok")
+        infos.append(shards.write_shard(directory, schema.SEQUENCES, split, 0, 1, records))
+    shards.write_metadata(directory, schema.SEQUENCES, spec, infos)
+    with open(os.path.join(data_dir, "splits.csv"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+
+
+def test_longer_sequences_in_valid_and_test_are_cut_to_the_train_length(tmp_path):
+    data = tmp_path / "data"
+    write_sequences(str(data), {"train": [(i % 2, 3) for i in range(16)], "valid": [(i % 2, 7) for i in range(6)],
+                                "test": [(i % 2, 5) for i in range(6)]})
+    metrics = train(str(data), tmp_path / "run", "--model=lstm", "--epochs=2", "--lstm_units=8", "--dense_units=8")
+    assert metrics["test_examples"] == 6 and metrics["num_classes"] == 2
