@@ -126,13 +126,28 @@ def write_metrics(workdir: str, metrics: dict) -> None:
     write_atomically(os.path.join(workdir, METRICS_JSON), json.dumps(metrics, indent=2, default=str) + "\n")
 
 
-def plot_history(workdir: str) -> None:
-    """history.png: loss and accuracy per epoch, train and valid."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on training machines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str) -> None:
+    """Saves a figure as PNG atomically (temporary name, then rename) and closes it."""
+    tmp = f"{path}.tmp.png"
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=80)
+    pyplot().close(fig)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def plot_history(workdir: str) -> None:
+    """history.png: loss and accuracy per epoch, train and valid."""
+    plt = pyplot()
     rows = read_history(workdir)
     if not rows:
         return
@@ -145,8 +160,4 @@ def plot_history(workdir: str) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.legend()
-    fig.tight_layout()
-    tmp = os.path.join(workdir, f".{HISTORY_PNG}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tf.io.gfile.rename(tmp, os.path.join(workdir, HISTORY_PNG), overwrite=True)
+    save_figure(fig, os.path.join(workdir, HISTORY_PNG))

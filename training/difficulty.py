@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from pipeline.atomic_files import write_atomically
+from training import artifacts
 from training.artifacts import DIFFICULTY_RECORDS_CSV, csv_field
 
 FLAGS = flags.FLAGS
@@ -88,11 +89,7 @@ def _groups_from_splits_csv(data_dir: str) -> dict[str, str]:
 
 
 def plot_map(examples: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = artifacts.pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter([e["variability"] for e in examples], [e["mean_confidence"] for e in examples],
                         c=[e["correctness"] for e in examples], cmap="coolwarm_r", s=12, vmin=0, vmax=1)
@@ -100,10 +97,7 @@ def plot_map(examples: list[dict], path: str) -> None:
     ax.set_xlabel("variability (std of confidence across epochs and runs)")
     ax.set_ylabel("mean confidence in the true label")
     ax.set_title("hard: bottom left; ambiguous: right; easy: top left")
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=80)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    artifacts.save_figure(fig, path)
 
 
 def write_report(examples: list[dict], output_dir: str) -> None:

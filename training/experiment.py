@@ -23,7 +23,7 @@ import sys
 from absl import app, flags
 
 from pipeline.atomic_files import write_atomically
-from training import stats
+from training import artifacts, stats
 
 FLAGS = flags.FLAGS
 
@@ -120,11 +120,7 @@ def render_markdown(report: dict) -> str:
 
 def plot_report(report: dict, path: str) -> None:
     """Box plot of the metric per configuration with every seed as a dot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = artifacts.pyplot()
     names = list(report["configurations"])
     data = [report["configurations"][n]["values"] for n in names]
     fig, ax = plt.subplots(figsize=(max(4, 2 * len(names)), 4))
@@ -134,10 +130,7 @@ def plot_report(report: dict, path: str) -> None:
         jitter = [i + 0.08 * ((k % 5) - 2) for k in range(len(values))]
         ax.plot(jitter, values, "o", alpha=0.6)
     ax.set_ylabel(report["metric"])
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=80)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    artifacts.save_figure(fig, path)
 
 
 def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int],
