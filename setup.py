@@ -18,6 +18,7 @@ REQUIRED = [
     "av>=12.0",  # PyAV: in-process FFmpeg decoding and encoding (no shell, no ffmpeg binary)
     "tensorboard>=2.20",  # training logs; TensorFlow 2.21 no longer pulls it in
     "matplotlib>=3.8",  # history.png
+    "scipy>=1.11",  # training.experiment's confidence intervals and Welch tests
 ]
 
 setuptools.setup(
@@ -31,6 +32,8 @@ setuptools.setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
         "gcp": ["apache-beam[gcp]==2.77.*"],
-        "test": ["pytest>=8", "scipy>=1.11"],
+        "test": ["pytest>=8"],
+        # scripts/bench.py's frame-input baseline: Keras 2's ImageDataGenerator (Keras 3 removed it).
+        "bench": ["tf-keras==2.21.*"],
     },
 )

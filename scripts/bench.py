@@ -7,6 +7,9 @@ Sections so far:
     and as one .npy per sequence. Baseline: story 000's generator (np.load per sample, random.choice, np.array
     batch of 32). Project: training.input_pipeline.make_dataset, batch 32, order=reshuffle, deterministic,
     streaming from disk (no cache) and with a memory cache. Also `cat` of the shards as the page-cache limit.
+  frame_input: N JPEG frames (128 x 128, story 002's kind of data) through the project's frame pipeline
+    (decode, resize to 64, zoom 0.2 + horizontal and vertical flips, batch 64) and, when the tf-keras package is
+    installed, through Keras 2's ImageDataGenerator with the same augmentation on the decoded arrays.
   extraction: end-to-end `pipeline.extract` frames/s on sample videos (decode + resize + InceptionV3 + JPEG +
     TFRecord writing, DirectRunner, one process) versus InceptionV3's forward pass alone on the same number of
     frames at the same batch size (the CPU limit), versus a batch-1 predict loop per frame (how the YouTube-8M
@@ -140,6 +143,59 @@ def bench_sequence_input(quick: bool) -> dict:
     return results
 
 
+def _write_frame_data(root: str, n: int, size: int = 128) -> tuple[str, np.ndarray, np.ndarray]:
+    import io
+
+    import tensorflow as tf
+
+    from pipeline import schema, shards
+
+    spec = schema.DatasetSpec(class_names=("a", "b", "c"))
+    encode = schema.ExampleEncoder(schema.frames_features(spec))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = np.arange(n) % 3
+    records = [(shards.sort_key(f"v{i}", 0), encode({
+        schema.IMAGE: io.BytesIO(tf.io.encode_jpeg(images[i], quality=90).numpy()), schema.LABEL: int(labels[i]),
+        schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}", schema.FRAME_INDEX: 0, schema.TIMESTAMP: 0.0}))
+        for i in range(n)]
+    data_dir = os.path.join(root, "data")
+    for name in schema.DATASET_NAMES:
+        directory = os.path.join(data_dir, name)
+        tf.io.gfile.makedirs(directory)
+        num = 4 if name == schema.FRAMES else 0
+        infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
+        shards.write_metadata(directory, name, spec, infos)
+    return data_dir, images, labels
+
+
+def bench_frame_input(quick: bool) -> dict:
+    """Images/s: the project's frame pipeline vs ImageDataGenerator (zoom 0.2, both flips, batch 64)."""
+    from training.input_pipeline import InputConfig, make_dataset
+
+    n = 1000 if quick else 4000
+    data_dir, images, labels = _write_frame_data(tempfile.mkdtemp(prefix="bench-frames-"), n)
+    config = InputConfig(kind="frames", batch_size=64, image_size=64, augment=("zoom", "flip_h", "flip_v"),
+                         zoom_range=0.2, deterministic=True)
+    epochs = 2
+    results = {"frames": n, "jpeg_size": 128, "image_size": 64,
+               "project_images_per_s": round(_rate(iter(make_dataset(data_dir, "train", config, num_epochs=epochs)),
+                                                   n * epochs), 1)}
+    try:
+        from tf_keras.preprocessing.image import ImageDataGenerator
+    except ImportError:
+        results["image_data_generator_images_per_s"] = None
+        results["note"] = "baseline skipped: pip install tf-keras for Keras 2's ImageDataGenerator"
+        results["ratios"] = {}
+        return results
+    gen = ImageDataGenerator(zoom_range=0.2, horizontal_flip=True, vertical_flip=True).flow(
+        images.astype(np.float32), labels, batch_size=64, shuffle=True, seed=0)
+    baseline = _rate(iter(gen), n * epochs)
+    results["image_data_generator_images_per_s"] = round(baseline, 1)
+    results["ratios"] = {"frame_input_vs_image_data_generator": round(results["project_images_per_s"] / baseline, 2)}
+    return results
+
+
 def bench_extraction(quick: bool, image_size: int, batch_size: int) -> dict:
     """Extraction end to end vs the model alone vs a batch-1 loop, on the same frames."""
     from pipeline.decode import DecodeSettings, decode_frames
@@ -203,6 +259,7 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     sections = {"sequence_input": lambda: bench_sequence_input(args.quick),
+                "frame_input": lambda: bench_frame_input(args.quick),
                 "extraction": lambda: bench_extraction(args.quick, args.image_size, args.batch_size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
     results = {"machine": machine(), "quick": args.quick, "ratios": {}}
