@@ -58,16 +58,25 @@ def configurations(vary: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
 
 
 def config_name(config: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in config.items()) or "baseline"
+    """'flag=value,...'; a path value is named by its last component (e.g. data_dir=split_by_frame)."""
+    return ",".join(f"{k}={os.path.basename(v.rstrip('/')) if '/' in v else v}" for k, v in config.items()) or "baseline"
 
 
 def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) -> dict:
     """Trains one configuration with one seed in its own process (or reuses a finished run)."""
-    run_dir = os.path.join(workdir, config_name(config).replace("/", "_"), f"seed_{seed}")
+    run_dir = os.path.join(workdir, config_name(config), f"seed_{seed}")
     metrics_path = os.path.join(run_dir, "metrics.json")
+    flags_of_run = [*common, *(f"--{k}={v}" for k, v in config.items()), f"--seed={seed}"]
+    command_path = os.path.join(run_dir, "command.json")
+    if os.path.exists(command_path):  # resuming: the run must be the one this command asks for
+        with open(command_path) as f:
+            recorded = json.load(f)
+        if recorded != flags_of_run:
+            raise ValueError(f"{run_dir} was run with other flags ({' '.join(recorded)}); use another --workdir")
     if not os.path.exists(metrics_path):
-        args = [sys.executable, "-m", "training.main", *common, *(f"--{k}={v}" for k, v in config.items()),
-                f"--seed={seed}", f"--workdir={run_dir}"]
+        os.makedirs(run_dir, exist_ok=True)
+        write_atomically(command_path, json.dumps(flags_of_run) + "\n")
+        args = [sys.executable, "-m", "training.main", *flags_of_run, f"--workdir={run_dir}"]
         print(f"[experiment] {config_name(config)} seed {seed}: training", flush=True)
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:
@@ -137,6 +146,9 @@ def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[s
                    metric: str = "test_accuracy") -> dict:
     """Runs (or resumes) the grid and writes experiment.json, report.md and experiment.png."""
     os.makedirs(workdir, exist_ok=True)
+    names = [config_name(c) for c in configurations(vary)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--vary values give clashing run names {names}: use paths with different last components")
     results = {}
     for config in configurations(vary):
         results[config_name(config)] = [run_one(workdir, common, config, seed) for seed in seeds]
@@ -152,12 +164,12 @@ def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[s
 def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
-    try:
-        vary = parse_vary(FLAGS.vary)
-    except ValueError as e:
-        raise app.UsageError(str(e))
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
-    report = run_experiment(FLAGS.workdir, argv[1:], vary, seeds, FLAGS.metric)
+    try:
+        report = run_experiment(FLAGS.workdir, argv[1:], parse_vary(FLAGS.vary), seeds, FLAGS.metric)
+    except ValueError as e:
+        print(f"experiment: error: {e}", file=sys.stderr)
+        return 1
     print(render_markdown(report))
 
 

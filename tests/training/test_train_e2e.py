@@ -93,6 +93,10 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path):
     assert again.returncode == 0 and "[experiment]" not in again.stdout
     with open(tmp_path / "experiment.json") as f:
         assert json.load(f)["configurations"] == report["configurations"]
+    # Resuming with other common flags would mix runs of different experiments: refused.
+    other = subprocess.run([*result.args[:-1], "--metric=test_loss", "--epochs=3"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert other.returncode == 1 and "was run with other flags" in other.stderr
 
 
 def test_killed_run_resumes_after_its_last_completed_epoch(extracted_samples, tmp_path):

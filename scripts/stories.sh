@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Reruns the "Diagnosing training" answers of README.md on the sample videos (about 25 minutes on 2 cores).
+# Usage: scripts/stories.sh [000|001|002 ...]   (default: all three). Outputs under $OUT (default /tmp/stories).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup_venv.sh"
+cd "$ROOT"
+OUT="${OUT:-/tmp/stories}"
+GROUPS_BY_SESSION='^([^/]+/s\d+)_'
+stories=("${@:-000 001 002}")
+mkdir -p "$OUT"
+
+# The harder sample variant: shapes in random colours, so only outline and motion tell the class.
+samples() {
+  [ -d "$OUT/videos" ] || "$PY" -m pipeline.samples --output_dir="$OUT/videos" --sessions=10 --clips=3 --noclass_colours
+}
+
+for story in ${stories[@]}; do
+  case "$story" in
+    000)  # Does sampling with replacement beat "every sample once per epoch"? Many seeds, one command.
+      samples
+      [ -d "$OUT/extracted" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos" --output_dir="$OUT/extracted" \
+        --weights=none --image_size=75 --fps=2 --group_regex="$GROUPS_BY_SESSION"
+      "$PY" -m training.experiment --workdir="$OUT/exp000" --seeds=8 --vary=sampling=epoch,replacement \
+        --data_dir="$OUT/extracted" --model=lstm --epochs=15
+      ;;
+    001)  # Same data, same seed: same weights? Which runs collapse to one class?
+      samples
+      [ -d "$OUT/extracted" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos" --output_dir="$OUT/extracted" \
+        --weights=none --image_size=75 --fps=2 --group_regex="$GROUPS_BY_SESSION"
+      for run in a b; do
+        "$PY" -m training.main --data_dir="$OUT/extracted" --workdir="$OUT/exp001/repeat_$run" --model=cnn \
+          --epochs=5 --seed=1 --deterministic > /dev/null
+      done
+      grep -h weights_sha256 "$OUT"/exp001/repeat_*/metrics.json
+      # A learning rate far too high saturates the network into answering one class: flagged, and counted.
+      "$PY" -m training.experiment --workdir="$OUT/exp001/lr" --seeds=3 --vary=learning_rate=0.01,100 \
+        --data_dir="$OUT/extracted" --model=lstm --epochs=6 --optimizer=sgd --lstm_units=32 --dense_units=16
+      ;;
+    002)  # Frames of one video on both sides of a random split: what does it do to validation accuracy?
+      samples
+      for by in group frame; do
+        [ -d "$OUT/split_by_$by" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos" \
+          --output_dir="$OUT/split_by_$by" --weights=none --image_size=75 --fps=2 \
+          --group_regex="$GROUPS_BY_SESSION" --split_by=$by --frame_order=video
+      done
+      "$PY" -m pipeline.audit --data_dir="$OUT/split_by_frame" --examples=3 || true
+      "$PY" -m training.experiment --workdir="$OUT/exp002" --seeds=3 --metric=val_accuracy \
+        --vary=data_dir="$OUT/split_by_group,$OUT/split_by_frame" --model=cnn --epochs=10 --track_difficulty
+      "$PY" -m training.experiment --workdir="$OUT/exp002" --seeds=3 --metric=test_accuracy \
+        --vary=data_dir="$OUT/split_by_group,$OUT/split_by_frame" --model=cnn --epochs=10 --track_difficulty
+      "$PY" -m training.inspect --data_dir="$OUT/split_by_group" --model=cnn --epochs=1 --shuffle_buffer=16
+      "$PY" -m training.inspect --data_dir="$OUT/split_by_group" --model=cnn --epochs=1
+      "$PY" -m training.difficulty --runs="$OUT/exp002/data_dir=split_by_group" \
+        --data_dir="$OUT/split_by_group" --output_dir="$OUT/difficulty" --top=3
+      ;;
+    *) echo "unknown story $story (expected 000, 001 or 002)" >&2; exit 2 ;;
+  esac
+done
