@@ -247,6 +247,9 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
         lambda i, batch: _finish_batch(batch, config, tf.stack([tf.constant(config.seed, tf.int64), i])),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=det,
     )
+    # The exact number of batches is known from the metadata: saying so lets Keras size epochs without running
+    # off the end, and turns shards holding fewer records than dataset_info.json claims into an error.
+    out = out.apply(tf.data.experimental.assert_cardinality(num_epochs * steps_per_epoch(n, config.batch_size)))
     options = tf.data.Options()
     options.deterministic = det
     # Prefetch last: overlap producing the next batches with the training step.

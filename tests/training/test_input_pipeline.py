@@ -116,3 +116,10 @@ def test_augmentation_changes_training_frames_reproducibly(extracted_samples):
 def test_bad_settings_are_named(bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
         InputConfig(**bad)
+
+
+def test_the_number_of_batches_is_known_and_exact(extracted_samples):
+    config = InputConfig(**FRAMES)
+    ds = make_dataset(extracted_samples, "train", config, num_epochs=3)
+    assert int(ds.cardinality()) == 3 * steps_per_epoch(240, 16)  # Keras sizes epochs from this
+    assert sum(1 for _ in ds) == 3 * steps_per_epoch(240, 16)
