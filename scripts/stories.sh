@@ -24,17 +24,19 @@ for story in ${stories[@]}; do
         --data_dir="$OUT/extracted" --model=lstm --epochs=15
       ;;
     001)  # Same data, same seed: same weights? Which runs collapse to one class?
-      samples
-      [ -d "$OUT/extracted" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos" --output_dir="$OUT/extracted" \
-        --weights=none --image_size=75 --fps=2 --group_regex="$GROUPS_BY_SESSION"
+      # The default (coloured) samples, small: 3 classes x 6 sessions x 5 clips of 2 s.
+      [ -d "$OUT/videos001" ] || "$PY" -m pipeline.samples --output_dir="$OUT/videos001" --sessions=6 --clips=5 \
+        --seconds=2 --video_fps=8 --width=64 --height=48
+      [ -d "$OUT/extracted001" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos001" \
+        --output_dir="$OUT/extracted001" --weights=none --image_size=75 --fps=2 --group_regex="$GROUPS_BY_SESSION"
       for run in a b; do
-        "$PY" -m training.main --data_dir="$OUT/extracted" --workdir="$OUT/exp001/repeat_$run" --model=cnn \
+        "$PY" -m training.main --data_dir="$OUT/extracted001" --workdir="$OUT/exp001/repeat_$run" --model=cnn \
           --epochs=5 --seed=1 --deterministic > /dev/null
       done
       grep -h weights_sha256 "$OUT"/exp001/repeat_*/metrics.json
-      # A learning rate far too high saturates the network into answering one class: flagged, and counted.
+      # A learning rate far too high saturates the LSTM into answering one class: flagged, and counted.
       "$PY" -m training.experiment --workdir="$OUT/exp001/lr" --seeds=3 --vary=learning_rate=0.01,100 \
-        --data_dir="$OUT/extracted" --model=lstm --epochs=6 --optimizer=sgd --lstm_units=32 --dense_units=16
+        --data_dir="$OUT/extracted001" --model=lstm --epochs=6 --optimizer=sgd --lstm_units=32 --dense_units=16
       ;;
     002)  # Frames of one video on both sides of a random split: what does it do to validation accuracy?
       samples
