@@ -157,7 +157,7 @@ def batch_parser(name: str, spec: DatasetSpec, keys: Sequence[str]):
         tensor_info = info[key]
         if tuple(tensor_info.shape) != ():
             raise ValueError(f"{name}/{key} has shape {tensor_info.shape}; batch parsing takes scalar features")
-        dtype = tf.as_dtype(tensor_info.dtype)
+        dtype = tf.as_dtype(tensor_info.tf_dtype)
         wire = tf.int64 if dtype.is_integer else (tf.float32 if dtype.is_floating else tf.string)
         specs[key] = tf.io.FixedLenFeature([], wire)
         if wire != dtype:

@@ -34,11 +34,14 @@ def is_collapsed(probabilities: np.ndarray, majority_share: float = 0.95, min_st
 
 
 class CollapseDetector(keras.callbacks.Callback):
-    """Flags a run whose valid-split predictions stay collapsed to one class for `patience` epochs in a row.
+    """Flags a run whose valid-split predictions collapse to one class: for `patience` epochs in a row during
+    training, or in the final model that is evaluated (`check_final`; a diverging run can oscillate, never
+    staying collapsed for long, and still select a checkpoint that answers one class).
 
     A collapsed run is what story 001 saw as "stuck at 50%": accuracy at the majority-class rate because the
-    network answers the same class for everything. The run goes on (a collapse can end); `collapsed` and
-    `collapse_epoch` (first epoch of the streak, 0-based) are written to metrics.json.
+    network answers the same class for everything. The run goes on (a collapse can end); `collapsed`,
+    `collapse_epoch` (first epoch of the streak, 0-based; None when only the final model collapsed) and
+    `final_model_collapsed` are written to metrics.json.
     """
 
     def __init__(self, inputs, patience: int = 3, majority_share: float = 0.95, min_std: float = 1e-3):
@@ -49,6 +52,7 @@ class CollapseDetector(keras.callbacks.Callback):
         self.min_std = min_std
         self.collapsed = False
         self.collapse_epoch: Optional[int] = None
+        self.final_model_collapsed: Optional[bool] = None
         self.history: list[dict] = []
         self._streak_start: Optional[int] = None
 
@@ -71,6 +75,15 @@ class CollapseDetector(keras.callbacks.Callback):
             self.collapse_epoch = self._streak_start
             logging.warning("[train] COLLAPSED since epoch %d: %s. The run is predicting one class; see "
                             "BUILD_NOTES.md (Diagnosing training).", self._streak_start + 1, why)
+
+
+    def check_final(self, probabilities: np.ndarray) -> None:
+        """Judges the model that training selected, from its valid-split predictions."""
+        collapsed, why = is_collapsed(probabilities, self.majority_share, self.min_std)
+        self.final_model_collapsed = bool(collapsed)
+        if collapsed:
+            self.collapsed = True
+            logging.warning("[train] COLLAPSED: the selected model answers one class: %s.", why)
 
 
 class DifficultyRecorder(keras.callbacks.Callback):

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pipeline import schema
 from training import artifacts
-from training.diagnostics import CollapseDetector, DifficultyRecorder
+from training.diagnostics import CollapseDetector, DifficultyRecorder, class_probabilities
 from training.input_pipeline import InputConfig, make_dataset, sequence_length, split_info, steps_per_epoch
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.schedules import CyclicLearningRate
@@ -213,6 +213,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     if tf.io.gfile.exists(best_path):
         model = keras.models.load_model(best_path, safe_mode=True)
     val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
+    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)))
     # The first and only time the test split is read.
     splits_read.append({"split": "test", "phase": "final evaluation"})
     test_ds = make_dataset(config.data_dir, "test", eval_config)
@@ -226,7 +227,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
     )
     metrics.update(collapsed=collapse.collapsed, collapse_epoch=collapse.collapse_epoch,
-                   collapse_history=collapse.history)
+                   final_model_collapsed=collapse.final_model_collapsed, collapse_history=collapse.history)
     if difficulty is not None:
         artifacts.write_difficulty_records(workdir, difficulty.records)
     artifacts.write_metrics(workdir, metrics)

@@ -36,3 +36,15 @@ def test_constant_outputs_count_as_collapsed_even_if_split_between_classes():
     flat = class_probabilities(np.full((20, 1), 0.5))
     assert is_collapsed(flat)[0]
     assert not is_collapsed(healthy())[0]
+
+
+def test_a_collapsed_final_model_is_flagged_even_without_a_streak():
+    detector = CollapseDetector(inputs=None, patience=3)
+    for epoch, p in enumerate([collapsed(), healthy(), collapsed(), healthy()]):  # diverging, oscillating
+        detector.observe(epoch, p)
+    assert not detector.collapsed
+    detector.check_final(collapsed())
+    assert detector.collapsed and detector.final_model_collapsed and detector.collapse_epoch is None
+    healthy_run = CollapseDetector(inputs=None)
+    healthy_run.check_final(healthy())
+    assert not healthy_run.collapsed and healthy_run.final_model_collapsed is False
