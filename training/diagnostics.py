@@ -77,13 +77,14 @@ class CollapseDetector(keras.callbacks.Callback):
                             "BUILD_NOTES.md (Diagnosing training).", self._streak_start + 1, why)
 
 
-    def check_final(self, probabilities: np.ndarray) -> None:
-        """Judges the model that training selected, from its valid-split predictions."""
+    def check_final(self, probabilities: np.ndarray, split: str = "valid") -> None:
+        """Judges the model that training selected, from its predictions on one split (valid, then test: only a
+        diagnosis, nothing is selected with it). Any split showing a collapse flags the run."""
         collapsed, why = is_collapsed(probabilities, self.majority_share, self.min_std)
-        self.final_model_collapsed = bool(collapsed)
+        self.final_model_collapsed = bool(collapsed) or bool(self.final_model_collapsed)
         if collapsed:
             self.collapsed = True
-            logging.warning("[train] COLLAPSED: the selected model answers one class: %s.", why)
+            logging.warning("[train] COLLAPSED: on %s, the selected model answers one class: %s.", split, why)
 
 
 class DifficultyRecorder(keras.callbacks.Callback):

@@ -219,6 +219,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     test_ds = make_dataset(config.data_dir, "test", eval_config)
     labels = np.concatenate([y for _, y in test_ds.as_numpy_iterator()])
     probabilities = model.predict(test_ds.map(lambda x, y: x), verbose=0)
+    collapse.check_final(class_probabilities(probabilities), split="test")
 
     metrics = artifacts.metrics_record(
         config=config, flags=flags, labels=labels, probabilities=probabilities,
