@@ -1,6 +1,9 @@
 r"""Side-by-side benchmarks: the project against the baselines, measured in one run, reported as ratios.
 
-    .venv/bin/python scripts/bench.py [--quick] [--json=PATH]
+    .venv/bin/python scripts/bench.py [--quick | --tiny] [--json=PATH] [--only=sequence_input,frame_input,extraction]
+
+--quick runs in under 3 minutes; --tiny (seconds of work, for the smoke test) checks that everything runs and
+says nothing about speed.
 
 Sections so far:
   sequence_input: N sequences of (100, 2048) float32 features, written both as the project's sequences/ shards
@@ -107,11 +110,18 @@ def _rate(batches, count: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def bench_sequence_input(quick: bool) -> dict:
+SIZES = {"tiny": 0, "quick": 1, "full": 2}
+
+
+def _pick(size: str, tiny, quick, full):
+    return (tiny, quick, full)[SIZES[size]]
+
+
+def bench_sequence_input(size: str) -> dict:
     """Sequences/s delivered by story 000's generator vs the project's tf.data reader."""
     from training.input_pipeline import InputConfig, make_dataset
 
-    n = 200 if quick else 600
+    n = _pick(size, 64, 200, 600)
     work = tempfile.mkdtemp(prefix="bench-seq-")
     data_dir, npy = _write_sequence_data(work, n)
     shard_files = sorted(os.path.join(data_dir, "sequences", f) for f in os.listdir(os.path.join(data_dir, "sequences"))
@@ -123,7 +133,7 @@ def bench_sequence_input(quick: bool) -> dict:
             while chunk := fh.read(1 << 22):
                 size += len(chunk)
     cat_bytes_per_s = size / (time.perf_counter() - start)
-    epochs = 2 if quick else 3
+    epochs = _pick(size, 1, 2, 3)
     labels = np.arange(n) % 2
     baseline = _rate(_story000_generator(npy, labels, 32), n * epochs)
     results = {"sequences": n, "shape": [100, 2048], "epochs_timed": epochs, "seed_generator_seq_per_s": round(baseline, 1)}
@@ -169,11 +179,11 @@ def _write_frame_data(root: str, n: int, size: int = 128) -> tuple[str, np.ndarr
     return data_dir, images, labels
 
 
-def bench_frame_input(quick: bool) -> dict:
+def bench_frame_input(size: str) -> dict:
     """Images/s: the project's frame pipeline vs ImageDataGenerator (zoom 0.2, both flips, batch 64)."""
     from training.input_pipeline import InputConfig, make_dataset
 
-    n = 1000 if quick else 4000
+    n = _pick(size, 128, 1000, 4000)
     data_dir, images, labels = _write_frame_data(tempfile.mkdtemp(prefix="bench-frames-"), n)
     config = InputConfig(kind="frames", batch_size=64, image_size=64, augment=("zoom", "flip_h", "flip_v"),
                          zoom_range=0.2, deterministic=True)
@@ -196,7 +206,7 @@ def bench_frame_input(quick: bool) -> dict:
     return results
 
 
-def bench_extraction(quick: bool, image_size: int, batch_size: int) -> dict:
+def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
     """Extraction end to end vs the model alone vs a batch-1 loop, on the same frames."""
     from pipeline.decode import DecodeSettings, decode_frames
     from pipeline.features import InceptionV3Featurizer
@@ -204,8 +214,9 @@ def bench_extraction(quick: bool, image_size: int, batch_size: int) -> dict:
 
     work = tempfile.mkdtemp(prefix="bench-extract-")
     videos = os.path.join(work, "videos")
-    sessions, clips = (3, 2) if quick else (6, 2)
-    write_samples(videos, seed=0, sessions=sessions, clips=clips, seconds=4.0)
+    sessions, clips = _pick(size, (1, 1), (3, 2), (6, 2))
+    image_size = _pick(size, 75, image_size, image_size)
+    write_samples(videos, seed=0, sessions=sessions, clips=clips, seconds=_pick(size, 1.0, 4.0, 4.0))
     fps = 2.0
     cmd = [sys.executable, "-m", "pipeline.extract", f"--input_dir={videos}", f"--output_dir={work}/out",
            "--weights=none", f"--image_size={image_size}", f"--fps={fps}", f"--feature_batch_size={batch_size}",
@@ -231,7 +242,7 @@ def bench_extraction(quick: bool, image_size: int, batch_size: int) -> dict:
     # Batch-1 loop over a subset (it is slow), timed per frame.
     single = InceptionV3Featurizer("none", image_size, 1, model=featurizer.model)
     single(images[:1])
-    n1 = min(len(images), 24 if quick else 64)
+    n1 = min(len(images), _pick(size, 4, 24, 64))
     start = time.perf_counter()
     for i in range(n1):
         single(images[i:i + 1])
@@ -253,16 +264,18 @@ def bench_extraction(quick: bool, image_size: int, batch_size: int) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, under 3 minutes")
+    parser.add_argument("--tiny", action="store_true", help="the smallest inputs: a smoke test, not a measurement")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--image_size", type=int, default=299)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
-    sections = {"sequence_input": lambda: bench_sequence_input(args.quick),
-                "frame_input": lambda: bench_frame_input(args.quick),
-                "extraction": lambda: bench_extraction(args.quick, args.image_size, args.batch_size)}
+    size = "tiny" if args.tiny else "quick" if args.quick else "full"
+    sections = {"sequence_input": lambda: bench_sequence_input(size),
+                "frame_input": lambda: bench_frame_input(size),
+                "extraction": lambda: bench_extraction(size, args.image_size, args.batch_size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
-    results = {"machine": machine(), "quick": args.quick, "ratios": {}}
+    results = {"machine": machine(), "size": size, "ratios": {}}
     for name in chosen:
         results[name] = sections[name]()
         results["ratios"].update(results[name]["ratios"])

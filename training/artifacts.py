@@ -67,6 +67,20 @@ def read_history(workdir: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def truncate_history(workdir: str, epochs: int) -> None:
+    """Keeps the rows of history.csv for epochs 0 .. epochs - 1 only (no file when epochs is 0)."""
+    path = os.path.join(workdir, HISTORY_CSV)
+    if not tf.io.gfile.exists(path):
+        return
+    if epochs == 0:
+        tf.io.gfile.remove(path)
+        return
+    with tf.io.gfile.GFile(path) as f:
+        lines = f.read().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+    write_atomically(path, "\n".join(kept) + "\n")
+
+
 def _versions() -> dict:
     import apache_beam
     import keras

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import schema
+from pipeline.atomic_files import TMP_MARKER, remove_stale_temporaries, write_atomically
 from training import artifacts
 from training.diagnostics import CollapseDetector, DifficultyRecorder, class_probabilities
 from training.input_pipeline import InputConfig, make_dataset, sequence_length, split_info, steps_per_epoch
@@ -125,13 +126,59 @@ def _inputs_and_ids(data_dir: str, split: str, eval_config: InputConfig):
     return make_dataset(data_dir, split, eval_config).map(lambda x, y: x), ids
 
 
-def _resume_epoch(workdir: str) -> int:
-    """The epoch a previous, interrupted run of this workdir had completed (0 for a fresh run)."""
-    path = os.path.join(workdir, BACKUP, "training_metadata.json")
-    if not tf.io.gfile.exists(path):
-        return 0
-    with tf.io.gfile.GFile(path) as f:
-        return int(json.load(f).get("epoch", -1)) + 1
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model with the lowest val_loss to `path`, atomically (a kill mid-write never leaves a corrupt
+    best.keras), starting from the best val_loss already in the history of a resumed run (Keras'
+    ModelCheckpoint forgets it and would overwrite a better model with the first epoch after a resume)."""
+
+    def __init__(self, path: str, best: float = float("inf")):
+        super().__init__()
+        self.path = path
+        self.best = best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_loss")
+        if value is None or not value < self.best:
+            return
+        self.best = value
+        tmp = self.path.replace(".keras", f"{TMP_MARKER}{os.getpid()}.keras")
+        self.model.save(tmp)
+        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+
+
+class Backup(keras.callbacks.Callback):
+    """Crash-safe backup for resuming: after every epoch the whole model (weights and optimizer state) is saved
+    as backup/epoch-NNNNN.keras through a temporary name, then backup/latest.json is atomically pointed at it,
+    then older backups are deleted. A kill at any moment leaves latest.json naming a complete file. (Keras'
+    BackupAndRestore writes its weights file in place: a kill mid-write left a backup that could not be loaded.)
+    """
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def on_epoch_end(self, epoch, logs=None):
+        tf.io.gfile.makedirs(self.directory)
+        name = f"epoch-{epoch + 1:05d}.keras"
+        tmp = os.path.join(self.directory, f"epoch-{epoch + 1:05d}{TMP_MARKER}{os.getpid()}.keras")
+        self.model.save(tmp)
+        tf.io.gfile.rename(tmp, os.path.join(self.directory, name), overwrite=True)
+        write_atomically(os.path.join(self.directory, "latest.json"),
+                         json.dumps({"completed_epochs": epoch + 1, "model": name}) + "\n")
+        for old in tf.io.gfile.listdir(self.directory):
+            if old.startswith("epoch-") and old != name and TMP_MARKER not in old:
+                tf.io.gfile.remove(os.path.join(self.directory, old))
+
+    @staticmethod
+    def restore(directory: str):
+        """(completed epochs, the compiled model to continue) of an interrupted run, or (0, None)."""
+        latest = os.path.join(directory, "latest.json")
+        if not tf.io.gfile.exists(latest):
+            return 0, None
+        with tf.io.gfile.GFile(latest) as f:
+            record = json.load(f)
+        model = keras.models.load_model(os.path.join(directory, record["model"]), safe_mode=True)
+        return int(record["completed_epochs"]), model
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
@@ -143,6 +190,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
       The metrics also written to WORKDIR/metrics.json.
     """
     tf.io.gfile.makedirs(workdir)
+    for folder in (workdir, os.path.join(workdir, BACKUP)):
+        remove_stale_temporaries(folder)  # e.g. a checkpoint a killed run was writing
     metrics_path = os.path.join(workdir, artifacts.METRICS_JSON)
     if tf.io.gfile.exists(metrics_path) and not tf.io.gfile.exists(os.path.join(workdir, BACKUP)):
         logging.warning("[train] %s holds a finished run; returning its metrics (delete the folder to retrain)",
@@ -176,21 +225,28 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
 
-    start_epoch = _resume_epoch(workdir)
+    start_epoch, restored = Backup.restore(os.path.join(workdir, BACKUP))
+    if restored is not None:
+        model = restored  # weights, optimizer state and step count of the last completed epoch
     if start_epoch:
-        logging.warning("[train] resuming %s after epoch %d", workdir, start_epoch)
-    elif tf.io.gfile.exists(os.path.join(workdir, artifacts.HISTORY_CSV)):
-        tf.io.gfile.remove(os.path.join(workdir, artifacts.HISTORY_CSV))  # a fresh start: no stale epochs
+        logging.warning("[train] resuming %s at epoch %d (%d completed)", workdir, start_epoch + 1, start_epoch)
+    # Keep only the history of epochs the backup holds: none for a fresh start; on resume, not the row of an
+    # epoch that was logged but killed before its backup (it is trained again).
+    artifacts.truncate_history(workdir, start_epoch)
     train_ds = _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch,
                                        num_epochs=max(1, config.epochs - start_epoch)), num_classes)
     eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
                                       augment=(), cache="memory")
     valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config), num_classes)
 
+    # Order matters for a kill between two callbacks: the history row and the best checkpoint are written
+    # before the backup marks the epoch done, so a resumed run redoes (never skips) a half-recorded epoch.
+    # Everything here writes through a temporary name and a rename.
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(workdir, BACKUP)),
-        keras.callbacks.ModelCheckpoint(os.path.join(workdir, BEST), monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(os.path.join(workdir, artifacts.HISTORY_CSV), append=True),
+        BestCheckpoint(os.path.join(workdir, BEST), best=min(
+            (float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")), default=float("inf"))),
+        Backup(os.path.join(workdir, BACKUP)),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -206,8 +262,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         difficulty = DifficultyRecorder({s: _inputs_and_ids(config.data_dir, s, eval_config)
                                          for s in ("train", "valid")})
         callbacks.append(difficulty)
-    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=valid_ds,
-                        callbacks=callbacks, verbose=2)
+    model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+              validation_data=valid_ds, callbacks=callbacks, verbose=2)
 
     best_path = os.path.join(workdir, BEST)
     if tf.io.gfile.exists(best_path):
@@ -232,5 +288,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     if difficulty is not None:
         artifacts.write_difficulty_records(workdir, difficulty.records)
     artifacts.write_metrics(workdir, metrics)
+    # Only now is the run finished: a kill before this point resumes from the backup.
+    tf.io.gfile.rmtree(os.path.join(workdir, BACKUP))
     artifacts.plot_history(workdir)
     return metrics

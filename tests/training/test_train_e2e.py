@@ -115,12 +115,17 @@ def test_killed_run_resumes_after_its_last_completed_epoch(extracted_samples, tm
     assert not (tmp_path / "metrics.json").exists()
     done = len(history.read_text().splitlines()) - 1
     assert 2 <= done < 8
+    with open(tmp_path / "backup" / "latest.json") as f:
+        completed = json.load(f)["completed_epochs"]
     resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming" in resumed.stderr
+    assert f"resuming {tmp_path} at epoch {completed + 1} ({completed} completed)" in resumed.stderr
+    # Keras and the input pipeline agree on the epoch: the resumed run starts exactly where the backup ends.
+    assert f"Epoch {completed + 1}/8" in resumed.stdout + resumed.stderr
     with open(tmp_path / "metrics.json") as f:
         assert json.load(f)["epochs_run"] == 8
     assert [int(r.split(",")[0]) for r in history.read_text().splitlines()[1:]] == list(range(8))
+    assert not (tmp_path / "backup").exists()  # removed once metrics.json is written
     # Rerunning a finished run does not train again.
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "finished run" in again.stderr

@@ -1,0 +1,25 @@
+"""Smoke test of scripts/bench.py in its tiniest mode: it runs and its JSON has the agreed shape (no timing)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_bench_tiny_runs_and_reports_every_ratio(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "scripts/bench.py", "--tiny", f"--json={out}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["machine"]) >= {"cores", "cpu", "tensorflow", "apache_beam"}
+    for key in ("sequence_input_vs_seed_generator", "sequence_input_cached_vs_seed_generator",
+                "frame_input_vs_image_data_generator", "extraction_vs_model_only", "extraction_vs_batch1"):
+        assert isinstance(report["ratios"][key], float) and report["ratios"][key] > 0, key
+    for section in ("sequence_input", "frame_input", "extraction"):
+        assert section in report
