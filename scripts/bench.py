@@ -127,12 +127,12 @@ def bench_sequence_input(size: str) -> dict:
     shard_files = sorted(os.path.join(data_dir, "sequences", f) for f in os.listdir(os.path.join(data_dir, "sequences"))
                          if ".tfrecord-" in f)
     start = time.perf_counter()
-    size = 0
+    total_bytes = 0
     for f in shard_files:  # page-cache read limit (like `cat`)
         with open(f, "rb") as fh:
             while chunk := fh.read(1 << 22):
-                size += len(chunk)
-    cat_bytes_per_s = size / (time.perf_counter() - start)
+                total_bytes += len(chunk)
+    cat_bytes_per_s = total_bytes / (time.perf_counter() - start)
     epochs = _pick(size, 1, 2, 3)
     labels = np.arange(n) % 2
     baseline = _rate(_story000_generator(npy, labels, 32), n * epochs)
