@@ -239,13 +239,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
                                       augment=(), cache="memory")
     valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config), num_classes)
 
+    best_so_far = min((float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")),
+                      default=float("inf"))
     # Order matters for a kill between two callbacks: the history row and the best checkpoint are written
     # before the backup marks the epoch done, so a resumed run redoes (never skips) a half-recorded epoch.
     # Everything here writes through a temporary name and a rename.
     callbacks = [
         keras.callbacks.CSVLogger(os.path.join(workdir, artifacts.HISTORY_CSV), append=True),
-        BestCheckpoint(os.path.join(workdir, BEST), best=min(
-            (float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")), default=float("inf"))),
+        BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
         Backup(os.path.join(workdir, BACKUP)),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
         keras.callbacks.TerminateOnNaN(),

@@ -1,6 +1,5 @@
 import csv
 
-import numpy as np
 import pytest
 
 from training.difficulty import load_records, summarize_by, summarize_examples, write_report
