@@ -57,10 +57,24 @@ def machine() -> dict:
             "tensorflow": tf.__version__, "apache_beam": apache_beam.__version__}
 
 
-def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048) -> tuple[str, list[str]]:
-    """The same n random sequences as sequences/ shards (via the project's writer) and as .npy files."""
+def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_shards: int = 4) -> str:
+    """A folder laid out like pipeline.extract's output whose `kind` dataset holds `records` as the train split
+    (in num_shards shards) and whose other dataset is empty; written with the project's own shard writer."""
     import tensorflow as tf
 
+    from pipeline import schema, shards
+
+    for name in schema.DATASET_NAMES:
+        directory = os.path.join(data_dir, name)
+        tf.io.gfile.makedirs(directory)
+        num = num_shards if name == kind else 0
+        infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
+        shards.write_metadata(directory, name, spec, infos)
+    return data_dir
+
+
+def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048) -> tuple[str, list[str]]:
+    """The same n random sequences as sequences/ shards (via the project's writer) and as .npy files."""
     from pipeline import schema, shards
 
     spec = schema.DatasetSpec(class_names=("a", "b"))
@@ -76,14 +90,7 @@ def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048)
         records.append((shards.sort_key(f"v{i}"), encode({
             schema.FEATURES: x, schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
             schema.NUM_FRAMES: seq_len, schema.TIMESTAMPS: np.arange(seq_len, dtype=np.float32)})))
-    data_dir = os.path.join(root, "data")
-    for name in schema.DATASET_NAMES:
-        directory = os.path.join(data_dir, name)
-        tf.io.gfile.makedirs(directory)
-        num = 4 if name == schema.SEQUENCES else 0
-        infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
-        shards.write_metadata(directory, name, spec, infos)
-    return data_dir, npy
+    return _write_extraction_output(os.path.join(root, "data"), spec, schema.SEQUENCES, records), npy
 
 
 def _story000_generator(npy: list[str], labels: np.ndarray, batch_size: int):
@@ -169,14 +176,7 @@ def _write_frame_data(root: str, n: int, size: int = 128) -> tuple[str, np.ndarr
         schema.IMAGE: io.BytesIO(tf.io.encode_jpeg(images[i], quality=90).numpy()), schema.LABEL: int(labels[i]),
         schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}", schema.FRAME_INDEX: 0, schema.TIMESTAMP: 0.0}))
         for i in range(n)]
-    data_dir = os.path.join(root, "data")
-    for name in schema.DATASET_NAMES:
-        directory = os.path.join(data_dir, name)
-        tf.io.gfile.makedirs(directory)
-        num = 4 if name == schema.FRAMES else 0
-        infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
-        shards.write_metadata(directory, name, spec, infos)
-    return data_dir, images, labels
+    return _write_extraction_output(os.path.join(root, "data"), spec, schema.FRAMES, records), images, labels
 
 
 def bench_frame_input(size: str) -> dict:
