@@ -214,20 +214,21 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     steps = steps_per_epoch(train_info.num_examples, input_config.batch_size)
     splits_read = [{"split": "train", "phase": "fit"}, {"split": "valid", "phase": "model selection"}]
 
+    # A resumed run continues the backed-up model (weights, optimizer state, step count); only a fresh run builds
+    # one, which for the LSTM means reading the train split once for the standardisation statistics.
+    start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
     if config.model == "lstm":
-        mean, variance = feature_statistics(config.data_dir, input_config)
         # Every split is padded/truncated to the train split's length: the model is built for one length.
         seq_len = sequence_length(config.data_dir, "train", input_config)
         input_config = dataclasses.replace(input_config, seq_len=seq_len)
-        model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
-    else:
-        model = build_cnn(num_classes, input_config.image_size, config.arch)
-    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
-    model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
-
-    start_epoch, restored = Backup.restore(os.path.join(workdir, BACKUP))
-    if restored is not None:
-        model = restored  # weights, optimizer state and step count of the last completed epoch
+    if model is None:
+        if config.model == "lstm":
+            mean, variance = feature_statistics(config.data_dir, input_config)
+            model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
+        else:
+            model = build_cnn(num_classes, input_config.image_size, config.arch)
+        loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+        model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
     if start_epoch:
         logging.warning("[train] resuming %s at epoch %d (%d completed)", workdir, start_epoch + 1, start_epoch)
     # Keep only the history of epochs the backup holds: none for a fresh start; on resume, not the row of an
