@@ -51,7 +51,7 @@ class ExtractConfig:
     image_size: int = 299
     features: str = "inception_v3"
     weights: str = "imagenet"
-    feature_dtype: str = "float32"
+    feature_dtype: str = "float16"
     feature_batch_size: int = 32
     splits: str = DEFAULT_SPLITS
     split_salt: str = ""

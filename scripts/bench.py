@@ -74,10 +74,12 @@ def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_
 
 
 def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048) -> tuple[str, list[str]]:
-    """The same n random sequences as sequences/ shards (via the project's writer) and as .npy files."""
+    """The same n random sequences as sequences/ shards (via the project's writer, in pipeline.extract's
+    default --feature_dtype) and as float32 .npy files (story 000's storage)."""
     from pipeline import schema, shards
+    from pipeline.extraction import ExtractConfig
 
-    spec = schema.DatasetSpec(class_names=("a", "b"))
+    spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=ExtractConfig.feature_dtype)
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
     rng = np.random.default_rng(0)
     records, npy = [], []
@@ -88,7 +90,7 @@ def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048)
         np.save(path, x)
         npy.append(path)
         records.append((shards.sort_key(f"v{i}"), encode({
-            schema.FEATURES: x, schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
+            schema.FEATURES: x.astype(spec.feature_dtype), schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
             schema.NUM_FRAMES: seq_len, schema.TIMESTAMPS: np.arange(seq_len, dtype=np.float32)})))
     return _write_extraction_output(os.path.join(root, "data"), spec, schema.SEQUENCES, records), npy
 
@@ -124,13 +126,23 @@ def _pick(size: str, tiny, quick, full):
     return (tiny, quick, full)[SIZES[size]]
 
 
+_SEQUENCE_DATA: dict = {}
+
+
+def _sequence_data(size: str) -> tuple[str, list[str]]:
+    """The sequence benchmark data of this size, written once per run."""
+    if size not in _SEQUENCE_DATA:
+        _SEQUENCE_DATA[size] = _write_sequence_data(tempfile.mkdtemp(prefix="bench-seq-"), _pick(size, 64, 200, 600))
+    return _SEQUENCE_DATA[size]
+
+
 def bench_sequence_input(size: str) -> dict:
     """Sequences/s delivered by story 000's generator vs the project's tf.data reader."""
+    from pipeline.schema import split_info
     from training.input_pipeline import InputConfig, make_dataset
 
-    n = _pick(size, 64, 200, 600)
-    work = tempfile.mkdtemp(prefix="bench-seq-")
-    data_dir, npy = _write_sequence_data(work, n)
+    data_dir, npy = _sequence_data(size)
+    n = len(npy)
     shard_files = sorted(os.path.join(data_dir, "sequences", f) for f in os.listdir(os.path.join(data_dir, "sequences"))
                          if ".tfrecord-" in f)
     start = time.perf_counter()
@@ -143,7 +155,9 @@ def bench_sequence_input(size: str) -> dict:
     epochs = _pick(size, 1, 2, 3)
     labels = np.arange(n) % 2
     baseline = _rate(_story000_generator(npy, labels, 32), n * epochs)
-    results = {"sequences": n, "shape": [100, 2048], "epochs_timed": epochs, "seed_generator_seq_per_s": round(baseline, 1)}
+    results = {"sequences": n, "shape": [100, 2048], "epochs_timed": epochs,
+               "feature_dtype": split_info(data_dir, "sequences", "train").spec.feature_dtype,
+               "seed_generator_seq_per_s": round(baseline, 1)}
     for name, cache in (("streaming", ""), ("cached", "memory")):
         config = InputConfig(kind="sequences", batch_size=32, order="reshuffle", deterministic=True, cache=cache,
                              seq_len=100)
@@ -261,6 +275,104 @@ def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
     }
 
 
+def _run(args: list[str]) -> None:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
+
+
+def bench_storage(size: str) -> dict:
+    """Bytes per frame feature for each --feature_dtype, and what the compact dtype does to LSTM accuracy.
+
+    One set of sample videos (the harder --noclass_colours variant, so accuracy is not saturated) is extracted
+    once per dtype. Two accuracy changes are reported: `eval_change_points`, the float32-trained model evaluated
+    on the test split stored in each dtype (the storage effect alone), and `retrained_change_points`, the mean
+    test accuracy of LSTMs trained and tested on each dtype over the same seeds (storage plus the training
+    noise it perturbs).
+    """
+    import keras
+    import numpy as np
+
+    from pipeline import schema
+    from pipeline.samples import SESSION_GROUP_REGEX
+    from pipeline.schema import split_info
+    from training.input_pipeline import InputConfig, make_dataset
+
+    work = tempfile.mkdtemp(prefix="bench-storage-")
+    sessions, seeds, epochs = _pick(size, (3, [0], 2), (4, [0, 1], 10), (6, [0, 1, 2], 15))
+    _run(["-m", "pipeline.samples", f"--output_dir={work}/videos", "--seed=0", f"--sessions={sessions}",
+          "--noclass_colours"])
+    results: dict = {"dtypes": {}}
+    for dtype in schema.FEATURE_DTYPES:
+        data = f"{work}/{dtype}"
+        _run(["-m", "pipeline.extract", f"--input_dir={work}/videos", f"--output_dir={data}", "--weights=none",
+              "--image_size=75", "--fps=2", f"--feature_dtype={dtype}", f"--group_regex={SESSION_GROUP_REGEX}"])
+        info = [split_info(data, schema.SEQUENCES, s) for s in ("train", "valid", "test")]
+        with open(f"{data}/summary.json") as f:
+            frames = json.load(f)["frames"]
+        accuracies = []
+        for seed in seeds:
+            _run(["-m", "training.main", f"--data_dir={data}", f"--workdir={data}/run{seed}", "--model=lstm",
+                  f"--epochs={epochs}", f"--seed={seed}", "--lstm_units=64", "--dense_units=32"])
+            with open(f"{data}/run{seed}/metrics.json") as f:
+                accuracies.append(json.load(f)["test_accuracy"])
+        results["dtypes"][dtype] = {
+            "feature_bytes_per_frame": 2048 * np.dtype(dtype).itemsize,
+            "shard_bytes_per_frame": round(sum(i.num_bytes for i in info) / frames, 1),
+            "test_accuracy_per_seed": accuracies, "test_accuracy_mean": round(float(np.mean(accuracies)), 4),
+        }
+    model = keras.models.load_model(f"{work}/float32/run{seeds[0]}/best.keras", safe_mode=True)
+    evaluated = {}
+    for dtype in schema.FEATURE_DTYPES:
+        correct = total = 0
+        for x, y in make_dataset(f"{work}/{dtype}", "test", InputConfig(shuffle=False)).as_numpy_iterator():
+            correct += int(np.sum(np.argmax(model.predict_on_batch(x), axis=-1) == y))
+            total += len(y)
+        evaluated[dtype] = correct / total
+    results["test_examples"] = total
+    results["seeds"] = seeds
+    results["eval_change_points"] = round(100 * (evaluated["float16"] - evaluated["float32"]), 2)
+    results["retrained_change_points"] = round(
+        100 * (results["dtypes"]["float16"]["test_accuracy_mean"] - results["dtypes"]["float32"]["test_accuracy_mean"]), 2)
+    results["ratios"] = {"storage_float16_vs_float32": round(
+        results["dtypes"]["float16"]["shard_bytes_per_frame"] / results["dtypes"]["float32"]["shard_bytes_per_frame"], 3)}
+    return results
+
+
+def bench_training_step(size: str) -> dict:
+    """Steps/s of one small LSTM fed by the project's reader vs by story 000's generator (same data, batch 32)."""
+    import keras
+
+    from pipeline.schema import split_info
+    from training.input_pipeline import InputConfig, make_dataset
+
+    data_dir, npy = _sequence_data(size)
+    labels = np.arange(len(npy)) % 2
+    steps = _pick(size, 2, 12, 30)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((100, 2048)), keras.layers.LSTM(32), keras.layers.Dense(2)])
+        m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    def steps_per_s(batches) -> float:
+        m = model()
+        m.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
+        start = time.perf_counter()
+        m.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+        return steps / (time.perf_counter() - start)
+
+    generator = steps_per_s(_story000_generator(npy, labels, 32))
+    ds = make_dataset(data_dir, "train", InputConfig(kind="sequences", batch_size=32, seq_len=100),
+                      num_epochs=1000).repeat()
+    project = steps_per_s(ds)
+    return {"model": "LSTM(32) -> Dense(2) over (100, 2048)", "batch_size": 32, "steps_timed": steps,
+            "feature_dtype": split_info(data_dir, "sequences", "train").spec.feature_dtype,
+            "seed_generator_steps_per_s": round(generator, 2), "project_steps_per_s": round(project, 2),
+            "ratios": {"training_step_vs_seed_generator": round(project / generator, 2)}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, under 3 minutes")
@@ -273,7 +385,9 @@ def main():
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     sections = {"sequence_input": lambda: bench_sequence_input(size),
                 "frame_input": lambda: bench_frame_input(size),
-                "extraction": lambda: bench_extraction(size, args.image_size, args.batch_size)}
+                "extraction": lambda: bench_extraction(size, args.image_size, args.batch_size),
+                "storage": lambda: bench_storage(size),
+                "training_step": lambda: bench_training_step(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
     results = {"machine": machine(), "size": size, "ratios": {}}
     for name in chosen:

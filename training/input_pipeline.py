@@ -125,31 +125,30 @@ def _draw_counts(n: int, seed, labels: Optional[tf.Tensor]):
     return tf.math.bincount(tf.cast(draws, tf.int32), minlength=n, maxlength=n)
 
 
-def _zoom(images, factors, seed):
-    """ImageDataGenerator-style zoom: factor > 1 shows a smaller central area, < 1 a larger one (padded)."""
-    batch = tf.shape(images)[0]
-    size = tf.shape(images)[1:3]
-    half = 0.5 / factors
-    offsets = tf.random.stateless_uniform([batch, 2], seed=seed, minval=-1.0, maxval=1.0) * tf.maximum(0.5 - half, 0.0)[:, None]
-    centre = 0.5 + offsets
-    boxes = tf.concat([centre - half[:, None], centre + half[:, None]], axis=1)
-    return tf.image.crop_and_resize(images, boxes, tf.range(batch), size, extrapolation_value=0.0)
+def _sampling_boxes(batch, config: InputConfig, seed):
+    """Per image, the [y1, x1, y2, x2] box (normalised) that `crop_and_resize` samples: zoom and flips in one box.
 
-
-def _augment_frames(images, config: InputConfig, seed):
-    batch = tf.shape(images)[0]
+    Zoom follows ImageDataGenerator: a factor > 1 shows a smaller central area, < 1 a larger one (the outside
+    is zero). A flip swaps the box's coordinates (crop_and_resize samples y1 > y2 as an up-down flip), so
+    resizing, zooming and flipping cost one resampling pass instead of a resize, a zoom and two flips.
+    """
     seeds = tf.random.experimental.stateless_split(seed, 4)
-    if "flip_h" in config.augment:
-        flip = tf.random.stateless_uniform([batch, 1, 1, 1], seed=seeds[0]) < 0.5
-        images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    if "flip_v" in config.augment:
-        flip = tf.random.stateless_uniform([batch, 1, 1, 1], seed=seeds[1]) < 0.5
-        images = tf.where(flip, tf.reverse(images, axis=[1]), images)
+    half = tf.fill([batch], 0.5)
     if "zoom" in config.augment and config.zoom_range > 0:
         factors = tf.random.stateless_uniform([batch], seed=seeds[2], minval=1 - config.zoom_range,
                                               maxval=1 + config.zoom_range)
-        images = _zoom(images, factors, seeds[3])
-    return images
+        half = 0.5 / factors
+    shift = tf.random.stateless_uniform([batch, 2], seed=seeds[3], minval=-1.0, maxval=1.0)
+    centre = 0.5 + shift * tf.maximum(0.5 - half, 0.0)[:, None]
+    corners = []  # (start, end) along y, then x
+    for axis, name, key in ((0, "flip_v", seeds[1]), (1, "flip_h", seeds[0])):
+        start, end = centre[:, axis] - half, centre[:, axis] + half
+        if name in config.augment:
+            flip = tf.random.stateless_uniform([batch], seed=key) < 0.5
+            start, end = tf.where(flip, end, start), tf.where(flip, start, end)
+        corners.append((start, end))
+    (y1, y2), (x1, x2) = corners
+    return tf.stack([y1, x1, y2, x2], axis=1)
 
 
 def _epoch_seed(seed: int, epoch: int, order: str) -> int:
@@ -157,15 +156,12 @@ def _epoch_seed(seed: int, epoch: int, order: str) -> int:
     return (seed * 1_000_003 + (0 if order == "fixed" else epoch + 1)) % (2**31 - 1)
 
 
-def _read(files: tf.data.Dataset, info: SplitInfo, config: InputConfig, seq_len: Optional[int]) -> tf.data.Dataset:
-    """Shard files -> parsed examples, PARSE_BATCH records per parse call.
+def _parser(info: SplitInfo, config: InputConfig, seq_len: Optional[int]):
+    """A function parsing a batch of serialized records into {key: [B, ...]} with one `parse_example` call.
 
-    `deterministic` decides whether the parallel interleave and parse may hand out results in completion order
-    (faster) or must keep the file order (reproducible). Sequences come out zero-padded or truncated to seq_len
-    by `decode_raw(fixed_length=...)` in the same batched call. JPEG frames stay encoded: the cache and the
-    shuffle buffer hold compressed bytes, decoded per batch at the end.
+    Sequences come out zero-padded or truncated to seq_len by `decode_raw(fixed_length=...)` in the same
+    function, in their storage dtype. JPEG frames stay encoded (decoded per batch in `_finish_batch`).
     """
-    det = config.deterministic
     keys = [schema.LABEL, schema.VIDEO_ID, schema.GROUP]
     keys += [schema.IMAGE, schema.FRAME_INDEX] if config.kind == schema.FRAMES else [schema.FEATURES]
     parse = schema.batch_parser(config.kind, info.spec, keys)
@@ -175,15 +171,30 @@ def _read(files: tf.data.Dataset, info: SplitInfo, config: InputConfig, seq_len:
     def parse_batch(serialized):
         ex = parse(serialized)
         if seq_len is not None:
-            raw = tf.io.decode_raw(ex[schema.FEATURES], dtype, fixed_length=seq_len * dim * dtype.size)
-            ex[schema.FEATURES] = tf.reshape(raw, [-1, seq_len, dim])
+            # decode_raw's padding kernel has no float16: read the same bytes as uint16 and bitcast.
+            as_type = tf.uint16 if dtype == tf.float16 else dtype
+            raw = tf.io.decode_raw(ex[schema.FEATURES], as_type, fixed_length=seq_len * dim * dtype.size)
+            ex[schema.FEATURES] = tf.reshape(tf.bitcast(raw, dtype) if as_type != dtype else raw, [-1, seq_len, dim])
         return ex
 
-    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER_BYTES),
-                          cycle_length=min(len(info.filepaths), 8), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=det)
-    ds = ds.batch(PARSE_BATCH).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
-    return ds.unbatch()
+    return parse_batch
+
+
+def _records(files: tf.data.Dataset, info: SplitInfo, config: InputConfig) -> tf.data.Dataset:
+    """Shard files -> serialized records, read in parallel.
+
+    `deterministic` decides whether the parallel interleave may hand out records in completion order (faster)
+    or must keep the file order (reproducible).
+    """
+    return files.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER_BYTES),
+                            cycle_length=min(len(info.filepaths), 8), num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=config.deterministic)
+
+
+def _parsed(records: tf.data.Dataset, parse_batch, config: InputConfig) -> tf.data.Dataset:
+    """Serialized records -> parsed examples, PARSE_BATCH records per parse call."""
+    return records.batch(PARSE_BATCH).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                          deterministic=config.deterministic).unbatch()
 
 
 def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: int = 0,
@@ -210,16 +221,22 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     seq_len = sequence_length(data_dir, split, config) if config.kind == schema.SEQUENCES else None
     buffer, shuffle_files = _shuffle_buffer(info, config)
     files = tf.data.Dataset.from_tensor_slices(list(info.filepaths))
-    ds = _read(files, info, config, seq_len)
-    # Cache after parsing (and padding) and before any randomness: later epochs re-read the cache, never the
-    # files, and the cache holds no epoch-specific order.
-    if config.cache == "memory":
-        ds = ds.cache()
-    elif config.cache:
-        ds = ds.cache(config.cache)
+    parse_batch = _parser(info, config, seq_len)
+    # Streaming, the per-epoch sampling and shuffle move *serialized* records and parsing happens after
+    # batching, in the parallel per-batch map: a shuffle buffer of parsed examples made every record cost one
+    # more copy (unbatch) and measured up to 2x slower (scripts/bench.py, sequence_input). With a cache, parsing
+    # happens once, before the cache (after parsing and padding, before any randomness: later epochs re-read
+    # the cache, never the files, and the cache holds no epoch-specific order).
+    parse_late = not config.cache
+    ds = _records(files, info, config)
+    if not parse_late:
+        ds = _parsed(ds, parse_batch, config)
+        ds = ds.cache() if config.cache == "memory" else ds.cache(config.cache)
     labels = None
     if config.balance == "oversample":
-        labels = tf.constant(list(ds.map(lambda ex: ex[schema.LABEL]).as_numpy_iterator()), tf.int64)
+        label_of = (schema.batch_parser(config.kind, info.spec, [schema.LABEL]) if parse_late
+                    else (lambda batch: batch))
+        labels = tf.concat(list(ds.batch(PARSE_BATCH).map(lambda b: label_of(b)[schema.LABEL])), axis=0)
 
     def one_epoch(epoch: int) -> tf.data.Dataset:
         seed = _epoch_seed(config.seed, epoch, config.order)
@@ -227,7 +244,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
         if shuffle_files:
             # The split exceeds the shuffle budget: also vary which shard files meet in the buffer. (Records are
             # already in hashed order within shards, so frames of one video are not adjacent to begin with.)
-            epoch_ds = _read(files.shuffle(len(info.filepaths), seed=seed), info, config, seq_len)
+            epoch_ds = _records(files.shuffle(len(info.filepaths), seed=seed), info, config)
         if config.sampling == "replacement" or config.balance == "oversample":
             counts = _draw_counts(n, tf.constant([config.seed, seed], tf.int64), labels)
             epoch_ds = epoch_ds.enumerate().flat_map(
@@ -244,7 +261,8 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     # Per-batch work (JPEG decoding, augmentation, the cast to float32) after batching: one vectorised call per
     # batch. A batch's augmentation seed is its global position, so augmentation is reproducible too.
     out = out.enumerate(start=start_epoch * steps_per_epoch(n, config.batch_size)).map(
-        lambda i, batch: _finish_batch(batch, config, tf.stack([tf.constant(config.seed, tf.int64), i])),
+        lambda i, batch: _finish_batch(parse_batch(batch) if parse_late else batch, config,
+                                       tf.stack([tf.constant(config.seed, tf.int64), i])),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=det,
     )
     # The exact number of batches is known from the metadata: saying so lets Keras size epochs without running
@@ -275,14 +293,15 @@ def _finish_batch(batch: dict, config: InputConfig, seed):
         return {k: v for k, v in batch.items() if k not in (schema.IMAGE, schema.FEATURES)}
     if config.kind == schema.FRAMES:
         size = (config.image_size, config.image_size)
+        jpegs = batch[schema.IMAGE]
+        boxes = _sampling_boxes(tf.shape(jpegs)[0], config, seed)
 
-        def decode(jpeg):
-            return tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3), size)
+        def decode(jpeg_and_box):
+            jpeg, box = jpeg_and_box
+            image = tf.io.decode_jpeg(jpeg, channels=3)
+            return tf.image.crop_and_resize(image[None], box[None], [0], size, extrapolation_value=0.0)[0]
 
-        images = tf.map_fn(decode, batch[schema.IMAGE], fn_output_signature=tf.TensorSpec(size + (3,), tf.float32))
-        if config.augment:
-            images = _augment_frames(images, config, seed)
-        inputs = images
+        inputs = tf.map_fn(decode, (jpegs, boxes), fn_output_signature=tf.TensorSpec(size + (3,), tf.float32))
     else:
         inputs = tf.cast(batch[schema.FEATURES], tf.float32)
     if config.with_metadata:

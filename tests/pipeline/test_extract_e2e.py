@@ -112,21 +112,22 @@ def test_rerun_and_two_workers_give_byte_identical_output(run, inputs, tmp_path)
             assert not mismatch and not errors, (other, sub, mismatch, errors)
 
 
-def test_float16_halves_the_sequences_and_keeps_the_values(run, inputs, tmp_path):
-    out, _ = run
-    half = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--feature_dtype=float16")
-    assert half.returncode == 0, half.stderr[-2000:]
+def test_float16_default_halves_the_sequences_and_keeps_the_values(run, inputs, tmp_path):
+    half, _ = run  # the default --feature_dtype, float16
+    full = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--feature_dtype=float32")
+    assert full.returncode == 0, full.stderr[-2000:]
 
     def total(d):
         return sum(os.path.getsize(d / n) for n in os.listdir(d) if ".tfrecord-" in n)
 
-    assert 0.45 < total(tmp_path / "sequences") / total(out / "sequences") < 0.55
-    full = {ex["video_id"].numpy(): ex["features"].numpy()
-            for ex in tfds.builder_from_directory(str(out / "sequences")).as_dataset(split="train")}
-    for ex in tfds.builder_from_directory(str(tmp_path / "sequences")).as_dataset(split="train"):
-        f32 = full[ex["video_id"].numpy()]
+    assert 0.45 < total(half / "sequences") / total(tmp_path / "sequences") < 0.55
+    f32 = {ex["video_id"].numpy(): ex["features"].numpy()
+           for ex in tfds.builder_from_directory(str(tmp_path / "sequences")).as_dataset(split="train")}
+    for ex in tfds.builder_from_directory(str(half / "sequences")).as_dataset(split="train"):
+        assert ex["features"].dtype == np.float16
+        reference = f32[ex["video_id"].numpy()]
         f16 = ex["features"].numpy().astype(np.float32)
-        assert np.linalg.norm(f16 - f32) / np.linalg.norm(f32) < 1e-3
+        assert np.linalg.norm(f16 - reference) / np.linalg.norm(reference) < 1e-3
 
 
 def test_nothing_extractable_exits_non_zero_with_a_message(tmp_path):

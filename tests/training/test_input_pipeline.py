@@ -112,6 +112,17 @@ def test_augmentation_changes_training_frames_reproducibly(extracted_samples):
     np.testing.assert_array_equal(x1, x2)
 
 
+@pytest.mark.parametrize("flip, axis", [("flip_h", 2), ("flip_v", 1)])
+def test_a_flip_mirrors_about_half_the_frames_and_leaves_the_rest(extracted_samples, flip, axis):
+    plain = next(iter(make_dataset(extracted_samples, "train", InputConfig(**FRAMES, order="fixed"))))[0].numpy()
+    flipped = next(iter(make_dataset(extracted_samples, "train", InputConfig(**FRAMES, order="fixed",
+                                                                             augment=(flip,)))))[0].numpy()
+    mirrored = [np.allclose(f, np.flip(p, axis=axis - 1), atol=1e-3) for p, f in zip(plain, flipped)]
+    same = [np.allclose(f, p, atol=1e-3) for p, f in zip(plain, flipped)]
+    assert all(m or s for m, s in zip(mirrored, same))
+    assert 2 <= sum(m and not s for m, s in zip(mirrored, same)) <= 14  # 16 frames, each flipped with p = 0.5
+
+
 @pytest.mark.parametrize("bad", [dict(order="random"), dict(sampling="bootstrap"), dict(augment=("rotate",))])
 def test_bad_settings_are_named(bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
@@ -123,3 +134,40 @@ def test_the_number_of_batches_is_known_and_exact(extracted_samples):
     ds = make_dataset(extracted_samples, "train", config, num_epochs=3)
     assert int(ds.cardinality()) == 3 * steps_per_epoch(240, 16)  # Keras sizes epochs from this
     assert sum(1 for _ in ds) == 3 * steps_per_epoch(240, 16)
+
+
+def write_sequences(data_dir, features, dtype):
+    """A sequences/ dataset holding `features` (one [T, 2048] array per video) stored as `dtype`."""
+    import tensorflow as tf
+
+    from pipeline import schema, shards
+
+    spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=dtype)
+    encode = schema.ExampleEncoder(schema.sequences_features(spec))
+    records = [(shards.sort_key(f"v{i}"), encode({
+        schema.FEATURES: x.astype(dtype), schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
+        schema.NUM_FRAMES: len(x), schema.TIMESTAMPS: np.arange(len(x), dtype=np.float32)}))
+        for i, x in enumerate(features)]
+    for name in schema.DATASET_NAMES:
+        directory = f"{data_dir}/{name}"
+        tf.io.gfile.makedirs(directory)
+        infos = [shards.write_shard(directory, name, "train", 0, 1, records)] if name == schema.SEQUENCES else []
+        shards.write_metadata(directory, name, spec, infos)
+
+
+@pytest.mark.parametrize("cache", ["", "memory"])
+def test_float16_and_float32_storage_read_the_same_sequences(tmp_path, cache):
+    rng = np.random.default_rng(0)
+    features = [rng.uniform(0, 4, size=(t, 2048)).astype(np.float32) for t in (3, 5, 7, 2)]
+    config = InputConfig(kind="sequences", batch_size=4, seq_len=6, shuffle=False, cache=cache, with_metadata=True)
+    read = {}
+    for dtype in ("float32", "float16"):
+        write_sequences(str(tmp_path / dtype), features, dtype)
+        (batch,) = list(make_dataset(str(tmp_path / dtype), "train", config).as_numpy_iterator())
+        read[dtype] = dict(zip((v.decode() for v in batch["video_id"]), batch["inputs"]))
+        assert batch["inputs"].dtype == np.float32
+    for i, x in enumerate(features):
+        t = min(len(x), 6)
+        np.testing.assert_array_equal(read["float32"][f"v{i}"][:t], x[:t])
+        np.testing.assert_allclose(read["float16"][f"v{i}"][:t], x[:t], rtol=1e-3)
+        assert not read["float16"][f"v{i}"][t:].any()  # zero padding rows
