@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.metrics.metric import MetricsFilter
 
 from pipeline import schema, shards, transforms
 from pipeline.atomic_files import remove_stale_temporaries, temporary_name, write_atomically
@@ -173,6 +174,18 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
     }
 
 
+def _counters(result) -> dict:
+    """The pipeline's `extract` counters (committed values; runners that do not report metrics give {})."""
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("extract"))["counters"]
+    except (NotImplementedError, KeyError):  # not every runner reports metrics
+        return {}
+    totals: dict = {}
+    for c in counters:
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or 0)
+    return dict(sorted(totals.items()))
+
+
 def format_summary(summary: dict) -> str:
     """A short table of videos/frames per split and class, for the end of a run."""
     classes = summary["class_names"]
@@ -236,11 +249,14 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
     write_atomically(plan_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plan))
     try:
         options = PipelineOptions(list(beam_args))
-        with beam.Pipeline(options=options) as p:
-            build_pipeline(p, config, settings, plan_path, len(plan), spec, listing.problems)
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, config, settings, plan_path, len(plan), spec, listing.problems)
+        result = p.run()
+        result.wait_until_finish()
     finally:
         tf.io.gfile.remove(plan_path)
     summary = summarize(config, listing, spec, assignment.warnings, time.time() - start)
+    summary["counters"] = _counters(result)
     write_atomically(f"{out}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if summary["extracted"] == 0:
         raise ExtractionError(

@@ -112,6 +112,8 @@ class _FeaturizeFn(beam.DoFn):
         self._image_size = image_size
         self._batch_size = batch_size
         self._images = Metrics.counter("extract", "frames_featurized")
+        self._batches = Metrics.counter("extract", "model_batches")
+        self._padding = Metrics.counter("extract", "model_rows_padded")
 
     def setup(self):
         from pipeline.features import InceptionV3Featurizer
@@ -124,6 +126,9 @@ class _FeaturizeFn(beam.DoFn):
     def process(self, batch: list[dict]):
         features = self._featurizer(np.stack([f["rgb"] for f in batch]))
         self._images.inc(len(batch))
+        batches = -(-len(batch) // self._batch_size)
+        self._batches.inc(batches)
+        self._padding.inc(batches * self._batch_size - len(batch))  # forward-pass rows spent on zero padding
         for frame, vector in zip(batch, features):
             video = frame["video"]
             example = self._encode({
