@@ -62,6 +62,9 @@ def define_flags():
                       "like a naive writer; to study story 002 with training.inspect).")
     flags.DEFINE_integer("shard_bytes", DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.")
     flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the frames in frames/.")
+    flags.DEFINE_string("featurize_accelerator", "", "Beam accelerator resource hint for the InceptionV3 step only, "
+                        "e.g. 'type:nvidia-tesla-t4;count:1;install-nvidia-driver' (Dataflow right fitting: GPU "
+                        "workers featurize, CPU workers decode and write). Ignored by local runners.")
 
 
 def parse_flags(argv):
@@ -92,6 +95,7 @@ def main(argv):
         frame_order=FLAGS.frame_order,
         shard_bytes=FLAGS.shard_bytes,
         jpeg_quality=FLAGS.jpeg_quality,
+        featurize_accelerator=FLAGS.featurize_accelerator,
     )
     try:
         summary = run_extraction(config, beam_args=argv[1:])

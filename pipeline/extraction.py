@@ -60,6 +60,7 @@ class ExtractConfig:
     frame_order: str = "hashed"
     shard_bytes: int = DEFAULT_SHARD_BYTES
     jpeg_quality: int = 90
+    featurize_accelerator: str = ""
 
     def validate(self) -> None:
         if bool(self.input_dir) == bool(self.manifest):
@@ -104,9 +105,14 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
     if config.split_by == "frame":
         frame_split = functools.partial(frame_split_of, fractions=parse_split_fractions(config.splits),
                                         salt=config.split_salt)
-    featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
+    featurize = transforms.FeaturizeFrames(
         spec, config.weights, config.image_size, config.feature_batch_size, frame_split,
         shards.video_order_key if config.frame_order == "video" else shards.sort_key)
+    if config.featurize_accelerator:
+        # A Beam resource hint on this step only: runners that do right fitting (Dataflow) run InceptionV3 on
+        # accelerator workers and decoding/writing on CPU workers; other runners ignore it.
+        featurize = featurize.with_resource_hints(accelerator=config.featurize_accelerator)
+    featurized = decoded.frames | "FeaturizeFrames" >> featurize
     _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
         f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
     _ = (

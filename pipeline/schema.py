@@ -195,6 +195,7 @@ class SplitInfo:
     num_examples: int
     num_bytes: int
     spec: DatasetSpec
+    shard_lengths: tuple[int, ...] = ()  # examples per file, as dataset_info.json records them
 
 
 def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
@@ -204,4 +205,4 @@ def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
         raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(builder.info.splits)}")
     info = builder.info.splits[split]
     return SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes,
-                     read_spec(data_dir))
+                     read_spec(data_dir), tuple(int(n) for n in info.shard_lengths))

@@ -57,6 +57,10 @@ class InputConfig:
     augment: subset of ('zoom', 'flip_h', 'flip_v'), applied in the graph (training only: leave empty otherwise).
     with_metadata: yield dicts with video_id, group, label (and frame_index) besides the inputs.
     decode: False skips producing inputs (no JPEG decoding): for tools that only look at the order.
+    data_service: '' or the address of a tf.data service dispatcher ('grpc://host:5050'): the reading,
+      shuffling, decoding and augmentation then run on the service's workers and this process only receives
+      batches. Each service worker produces the whole dataset (ShardingPolicy.OFF keeps the exact epochs and
+      order), so give one job one worker; several training processes can share a dispatcher.
     zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
     """
 
@@ -77,6 +81,7 @@ class InputConfig:
     zoom_range: float = 0.2
     with_metadata: bool = False
     decode: bool = True
+    data_service: str = ""
 
     def __post_init__(self):
         for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
@@ -89,6 +94,61 @@ class InputConfig:
             raise ValueError(f"--augment: unknown {sorted(unknown)}; expected a subset of {AUGMENTATIONS}")
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """What one input pipeline reads and yields when several feed one tf.distribute job (or the whole split).
+
+    files: the shard files it reads. data_shard: too few files for one per pipeline, so every pipeline reads
+      every file and keeps every `pipelines`-th example after the (identically seeded) per-epoch shuffle.
+    examples_read: examples in `files` (the population the per-epoch draws and shuffle work on).
+    examples_per_epoch / batch_size / batches_per_epoch: what it yields per epoch.
+    steps_per_epoch: optimizer steps per epoch (one step takes one batch from every replica).
+    """
+
+    files: tuple[str, ...]
+    examples_read: int
+    examples_per_epoch: int
+    batch_size: int
+    batches_per_epoch: int
+    steps_per_epoch: int
+    pipelines: int = 1
+    index: int = 0
+    data_shard: bool = False
+
+
+def share_of(info: SplitInfo, config: InputConfig,
+             input_context: Optional[tf.distribute.InputContext] = None) -> Share:
+    """This input pipeline's part of `info`'s split.
+
+    Without an input context (one pipeline feeding the whole job): every file, every example each epoch, in
+    batches of config.batch_size, the last one possibly short. With one (tf.distribute's
+    distribute_datasets_from_function, e.g. multi-worker): batches of the per-replica size, one file subset per
+    pipeline when there are at least as many files as pipelines (else every pipeline reads everything and keeps
+    its 1/pipelines of each epoch's order), and every pipeline yields the same whole number of steps per epoch
+    (collective ops need all replicas to take part in every step), so up to `global batch - 1` examples per
+    pipeline are left out of each epoch; a reshuffled order leaves out different ones each epoch.
+    """
+    n = info.num_examples
+    if input_context is None:
+        steps = steps_per_epoch(n, config.batch_size)
+        return Share(info.filepaths, n, n, config.batch_size, steps, steps)
+    pipelines, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    per_replica = input_context.get_per_replica_batch_size(config.batch_size)
+    local_replicas = max(1, input_context.num_replicas_in_sync // pipelines)
+    lengths = info.shard_lengths
+    if len(info.filepaths) >= pipelines and len(lengths) == len(info.filepaths):
+        counts = [sum(lengths[k::pipelines]) for k in range(pipelines)]
+        files, read, smallest, data_shard = info.filepaths[index::pipelines], counts[index], min(counts), False
+    else:
+        files, read, smallest, data_shard = info.filepaths, n, n // pipelines, True
+    steps = smallest // (per_replica * local_replicas)
+    if steps == 0:
+        raise ValueError(f"split of {n} examples over {pipelines} input pipelines gives less than one global batch "
+                         f"of {config.batch_size} per pipeline: lower --batch_size")
+    return Share(files, read, steps * per_replica * local_replicas, per_replica, steps * local_replicas, steps,
+                 pipelines, index, data_shard)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -197,8 +257,8 @@ def _parsed(records: tf.data.Dataset, parse_batch, config: InputConfig) -> tf.da
                                           deterministic=config.deterministic).unbatch()
 
 
-def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: int = 0,
-                 num_epochs: int = 1) -> tf.data.Dataset:
+def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: int = 0, num_epochs: int = 1,
+                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
     """The batches of `split` for training or evaluation.
 
     Args:
@@ -207,6 +267,10 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
       config: ordering, sampling, batching and decoding settings.
       start_epoch: first epoch to produce (a resumed run passes the epoch it stopped at).
       num_epochs: how many epochs to produce, each `steps_per_epoch(N, batch_size)` batches.
+      input_context: given by tf.distribute's `distribute_datasets_from_function` when several input pipelines
+        feed one job; this pipeline then reads its share (see `share_of`): per-replica batches, its files or
+        its 1/pipelines of every epoch, an equal number of steps per epoch on every pipeline. Orders stay a
+        function of (seed, epoch, pipeline index).
 
     Returns:
       A dataset of (inputs, label) batches: inputs float32 [B, seq_len, 2048] for sequences (all-zero rows are
@@ -214,13 +278,14 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
       that also carry video_id, group (and frame_index for frames), for inspection tools.
     """
     info = split_info(data_dir, config.kind, split)
-    n = info.num_examples
-    if n == 0:
+    if info.num_examples == 0:
         raise ValueError(f"{data_dir}/{config.kind} split {split!r} is empty")
+    share = share_of(info, config, input_context)
+    n = share.examples_read
     det = config.deterministic
     seq_len = sequence_length(data_dir, split, config) if config.kind == schema.SEQUENCES else None
     buffer, shuffle_files = _shuffle_buffer(info, config)
-    files = tf.data.Dataset.from_tensor_slices(list(info.filepaths))
+    files = tf.data.Dataset.from_tensor_slices(list(share.files))
     parse_batch = _parser(info, config, seq_len)
     # Streaming, the per-epoch sampling and shuffle move *serialized* records and parsing happens after
     # batching, in the parallel per-batch map: a shuffle buffer of parsed examples made every record cost one
@@ -244,7 +309,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
         if shuffle_files:
             # The split exceeds the shuffle budget: also vary which shard files meet in the buffer. (Records are
             # already in hashed order within shards, so frames of one video are not adjacent to begin with.)
-            epoch_ds = _records(files.shuffle(len(info.filepaths), seed=seed), info, config)
+            epoch_ds = _records(files.shuffle(len(share.files), seed=seed), info, config)
         if config.sampling == "replacement" or config.balance == "oversample":
             counts = _draw_counts(n, tf.constant([config.seed, seed], tf.int64), labels)
             epoch_ds = epoch_ds.enumerate().flat_map(
@@ -253,23 +318,35 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
             # Shuffle inside the epoch, before batching: each epoch is a complete pass (or N draws) and no batch
             # mixes two epochs. A seed per (seed, epoch) makes the order reproducible and resumable by epoch.
             epoch_ds = epoch_ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
-        return epoch_ds.batch(config.batch_size)
+        if share.data_shard:  # the same order on every pipeline; each keeps its own 1/pipelines of it
+            epoch_ds = epoch_ds.shard(share.pipelines, share.index)
+        if input_context is not None:  # the same number of whole steps on every pipeline
+            epoch_ds = epoch_ds.take(share.examples_per_epoch)
+        return epoch_ds.batch(share.batch_size)
 
     # Each epoch gets a plain integer seed, so epochs are built in Python and concatenated.
     out = functools.reduce(tf.data.Dataset.concatenate,
                            [one_epoch(e) for e in range(start_epoch, start_epoch + num_epochs)])
     # Per-batch work (JPEG decoding, augmentation, the cast to float32) after batching: one vectorised call per
     # batch. A batch's augmentation seed is its global position, so augmentation is reproducible too.
-    out = out.enumerate(start=start_epoch * steps_per_epoch(n, config.batch_size)).map(
+    # Pipelines of a distributed job number their batches apart, so they draw different augmentations.
+    first_batch = start_epoch * share.batches_per_epoch + (share.index << 40)
+    out = out.enumerate(start=first_batch).map(
         lambda i, batch: _finish_batch(parse_batch(batch) if parse_late else batch, config,
                                        tf.stack([tf.constant(config.seed, tf.int64), i])),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=det,
     )
     # The exact number of batches is known from the metadata: saying so lets Keras size epochs without running
     # off the end, and turns shards holding fewer records than dataset_info.json claims into an error.
-    out = out.apply(tf.data.experimental.assert_cardinality(num_epochs * steps_per_epoch(n, config.batch_size)))
+    if config.data_service:
+        out = out.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=config.data_service))
+    out = out.apply(tf.data.experimental.assert_cardinality(num_epochs * share.batches_per_epoch))
     options = tf.data.Options()
     options.deterministic = det
+    # Sharding is this function's business (input_context): tf.distribute must not shard again. A dataset made
+    # without a context is read whole by every worker (what evaluation wants: all workers see the full split).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     # Prefetch last: overlap producing the next batches with the training step.
     return out.with_options(options).prefetch(tf.data.AUTOTUNE)
 

@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags
 
+from training.distribute import DISTRIBUTIONS
 from training.input_pipeline import AUGMENTATIONS, BALANCES, ORDERS, SAMPLINGS, InputConfig
 from training.models import CNN_ARCHITECTURES, ModelConfig
 from training.schedules import MODES
@@ -71,6 +72,17 @@ def define_flags():
                          "which >= 95% of valid predictions are one class (or outputs barely vary).")
     flags.DEFINE_bool("track_difficulty", False, "Record every train/valid example's confidence in its true label "
                       "each epoch (difficulty_records.csv; costs one forward pass over train per epoch).")
+    flags.DEFINE_enum("distribution", "none", DISTRIBUTIONS, "tf.distribute strategy. none: one device. mirrored: "
+                      "every GPU of this machine (or --cpu_devices logical CPUs). multi_worker: several hosts, each "
+                      "process configured by TF_CONFIG (scripts/launch_multi_worker.py starts local ones). tpu: "
+                      "TPUStrategy at --tpu. --batch_size stays the GLOBAL batch: each of R replicas gets "
+                      "batch_size / R, so keep batch_size (and the learning rate) when adding devices, or scale "
+                      "both together.")
+    flags.DEFINE_string("data_service", "", "Address of a tf.data service dispatcher (grpc://host:port) to run the "
+                        "training input pipeline on its worker (one worker per job; see README).")
+    flags.DEFINE_string("tpu", "", "TPU address for --distribution=tpu ('' = the local TPU VM).")
+    flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to run "
+                         "--distribution=mirrored without GPUs, e.g. in tests).")
 
 
 def config_from_flags() -> TrainConfig:
@@ -84,7 +96,7 @@ def config_from_flags() -> TrainConfig:
             batch_size=FLAGS.batch_size, order=FLAGS.order, sampling=FLAGS.sampling, balance=FLAGS.balance,
             shuffle_buffer=FLAGS.shuffle_buffer, shuffle_memory_mb=FLAGS.shuffle_memory_mb, cache=FLAGS.cache,
             deterministic=FLAGS.deterministic, seq_len=FLAGS.seq_len, image_size=FLAGS.image_size,
-            augment=tuple(FLAGS.augment), zoom_range=FLAGS.zoom_range,
+            augment=tuple(FLAGS.augment), zoom_range=FLAGS.zoom_range, data_service=FLAGS.data_service,
         ),
         arch=ModelConfig(lstm_units=FLAGS.lstm_units, dense_units=FLAGS.dense_units, dropout=FLAGS.dropout,
                          cnn=FLAGS.cnn),
@@ -95,6 +107,7 @@ def config_from_flags() -> TrainConfig:
         mixed_precision=FLAGS.mixed_precision,
         collapse_patience=FLAGS.collapse_patience,
         track_difficulty=FLAGS.track_difficulty,
+        distribution=FLAGS.distribution, tpu=FLAGS.tpu, cpu_devices=FLAGS.cpu_devices,
     )
 
 

@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from pipeline import schema
 from pipeline.atomic_files import TMP_MARKER, remove_stale_temporaries, write_atomically
-from training import artifacts
+from training import artifacts, distribute
 from training.diagnostics import CollapseDetector, DifficultyRecorder, class_probabilities
-from training.input_pipeline import InputConfig, make_dataset, sequence_length, split_info, steps_per_epoch
+from training.input_pipeline import InputConfig, make_dataset, sequence_length, share_of, split_info
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.schedules import CyclicLearningRate
 
@@ -52,6 +52,9 @@ class TrainConfig:
     mixed_precision: str = "auto"
     collapse_patience: int = 3
     track_difficulty: bool = False
+    distribution: str = "none"
+    tpu: str = ""
+    cpu_devices: int = 1
 
 
 def choose_precision(requested: str) -> tuple[str, str]:
@@ -78,7 +81,7 @@ def choose_precision(requested: str) -> tuple[str, str]:
 def feature_statistics(data_dir: str, config: InputConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and variance of the train split's frame features, ignoring padding rows."""
     stats_config = dataclasses.replace(config, shuffle=False, sampling="epoch", balance="none", cache="",
-                                       with_metadata=False, batch_size=64)
+                                       with_metadata=False, batch_size=64, data_service="")
     total = total_sq = None
     count = 0
     for inputs, _ in make_dataset(data_dir, "train", stats_config).as_numpy_iterator():
@@ -184,11 +187,18 @@ class Backup(keras.callbacks.Callback):
 def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
     """Trains `config.model` on the train split, selects on valid, evaluates once on test.
 
-    Rerunning with the same workdir after a kill resumes from the last completed epoch.
+    Rerunning with the same workdir after a kill resumes from the last completed epoch. Under
+    --distribution=multi_worker every worker process calls this; the chief writes WORKDIR, the others
+    WORKDIR/workers/worker-N.
 
     Returns:
       The metrics also written to WORKDIR/metrics.json.
     """
+    distribute.split_cpu(config.cpu_devices)  # before anything initialises TensorFlow's devices
+    strategy = distribute.make_strategy(config.distribution, config.tpu)
+    this = distribute.role(strategy)
+    per_replica = distribute.check_batch_size(config.input.batch_size, this)
+    workdir = distribute.worker_workdir(workdir, this)
     tf.io.gfile.makedirs(workdir)
     for folder in (workdir, os.path.join(workdir, BACKUP)):
         remove_stale_temporaries(folder)  # e.g. a checkpoint a killed run was writing
@@ -211,33 +221,44 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed)
     train_info = split_info(config.data_dir, kind, "train")
     num_classes = len(train_info.spec.class_names)
-    steps = steps_per_epoch(train_info.num_examples, input_config.batch_size)
+    per_worker_input = config.distribution in distribute.PER_WORKER_INPUT
+    context = tf.distribute.InputContext(this.workers, this.worker, this.replicas) if per_worker_input else None
+    steps = share_of(train_info, input_config, context).steps_per_epoch
     splits_read = [{"split": "train", "phase": "fit"}, {"split": "valid", "phase": "model selection"}]
 
     # A resumed run continues the backed-up model (weights, optimizer state, step count); only a fresh run builds
     # one, which for the LSTM means reading the train split once for the standardisation statistics.
-    start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
-    if config.model == "lstm":
-        # Every split is padded/truncated to the train split's length: the model is built for one length.
-        seq_len = sequence_length(config.data_dir, "train", input_config)
-        input_config = dataclasses.replace(input_config, seq_len=seq_len)
-    if model is None:
+    # Variables (restored or new) are created in the strategy's scope, so they are mirrored across replicas.
+    with strategy.scope():
+        start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
         if config.model == "lstm":
-            mean, variance = feature_statistics(config.data_dir, input_config)
-            model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
-        else:
-            model = build_cnn(num_classes, input_config.image_size, config.arch)
-        loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
-        model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+            # Every split is padded/truncated to the train split's length: the model is built for one length.
+            seq_len = sequence_length(config.data_dir, "train", input_config)
+            input_config = dataclasses.replace(input_config, seq_len=seq_len)
+        if model is None:
+            if config.model == "lstm":
+                mean, variance = feature_statistics(config.data_dir, input_config)
+                model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
+            else:
+                model = build_cnn(num_classes, input_config.image_size, config.arch)
+            loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+            model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
     if start_epoch:
         logging.warning("[train] resuming %s at epoch %d (%d completed)", workdir, start_epoch + 1, start_epoch)
     # Keep only the history of epochs the backup holds: none for a fresh start; on resume, not the row of an
     # epoch that was logged but killed before its backup (it is trained again).
     artifacts.truncate_history(workdir, start_epoch)
-    train_ds = _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch,
-                                       num_epochs=max(1, config.epochs - start_epoch)), num_classes)
+
+    def train_input(input_context=None):
+        return _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch,
+                                       num_epochs=max(1, config.epochs - start_epoch),
+                                       input_context=input_context), num_classes)
+
+    # One global dataset that Keras splits across this machine's replicas, or (multi-worker, TPU) one input
+    # pipeline per worker, each reading its own share of the split (input_pipeline.share_of).
+    train_ds = strategy.distribute_datasets_from_function(train_input) if per_worker_input else train_input()
     eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
-                                      augment=(), cache="memory")
+                                      augment=(), cache="memory", data_service="")
     valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config), num_classes)
 
     best_so_far = min((float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")),
@@ -285,6 +306,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
         data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
     )
+    metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
+                               "workers": this.workers, "worker": this.worker, "chief": this.chief,
+                               "global_batch_size": config.input.batch_size, "per_replica_batch_size": per_replica,
+                               "steps_per_epoch": steps}
     metrics.update(collapsed=collapse.collapsed, collapse_epoch=collapse.collapse_epoch,
                    final_model_collapsed=collapse.final_model_collapsed, collapse_history=collapse.history)
     if difficulty is not None:

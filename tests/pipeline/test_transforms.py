@@ -76,3 +76,21 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
     assert builder.info.splits["test"].num_shards == 2
     ids = sorted(ex["video_id"].numpy().decode() for ex in builder.as_dataset(split="train+test"))
     assert ids == [f"v{i:02d}" for i in range(40)]
+
+
+def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
+    from pipeline.extraction import ExtractConfig, build_pipeline
+
+    config = ExtractConfig(output_dir=str(tmp_path), input_dir=str(tmp_path), weights="none",
+                           featurize_accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
+    p = beam.Pipeline()
+    (tmp_path / "plan.jsonl").write_text("")  # read at construction to size the source
+    build_pipeline(p, config, DecodeSettings(1.0, None, 75), str(tmp_path / "plan.jsonl"), 1,
+                   schema.DatasetSpec(class_names=("a",)), [])
+    proto = p.to_runner_api()
+    hinted = set()
+    for transform in proto.components.transforms.values():
+        hints = proto.components.environments[transform.environment_id].resource_hints if transform.environment_id else {}
+        if b"nvidia-tesla-t4" in hints.get("beam:resources:accelerator:v1", b""):
+            hinted.add(transform.unique_name.split("/")[0])
+    assert hinted == {"FeaturizeFrames"}
