@@ -1,22 +1,29 @@
 r"""Side-by-side benchmarks: the project against the baselines, measured in one run, reported as ratios.
 
-    .venv/bin/python scripts/bench.py [--quick | --tiny] [--json=PATH] [--only=sequence_input,frame_input,extraction]
+    .venv/bin/python scripts/bench.py [--quick | --tiny] [--json=PATH] [--only=SECTION,...]
 
 --quick runs in under 3 minutes; --tiny (seconds of work, for the smoke test) checks that everything runs and
 says nothing about speed.
 
-Sections so far:
-  sequence_input: N sequences of (100, 2048) float32 features, written both as the project's sequences/ shards
-    and as one .npy per sequence. Baseline: story 000's generator (np.load per sample, random.choice, np.array
-    batch of 32). Project: training.input_pipeline.make_dataset, batch 32, order=reshuffle, deterministic,
-    streaming from disk (no cache) and with a memory cache. Also `cat` of the shards as the page-cache limit.
+Sections:
+  sequence_input: N sequences of (100, 2048) features, written both as the project's sequences/ shards (in
+    pipeline.extract's default --feature_dtype) and as one float32 .npy per sequence. Baseline: story 000's
+    generator (np.load per sample, random.choice, np.array batch of 32). Project: training.input_pipeline.make_dataset,
+    batch 32, order=reshuffle, deterministic, streaming from disk (no cache) and with a memory cache. Also reading
+    the shard files (like `cat`) as the page-cache limit, in bytes/s.
   frame_input: N JPEG frames (128 x 128, story 002's kind of data) through the project's frame pipeline
     (decode, resize to 64, zoom 0.2 + horizontal and vertical flips, batch 64) and, when the tf-keras package is
     installed, through Keras 2's ImageDataGenerator with the same augmentation on the decoded arrays.
   extraction: end-to-end `pipeline.extract` frames/s on sample videos (decode + resize + InceptionV3 + JPEG +
     TFRecord writing, DirectRunner, one process) versus InceptionV3's forward pass alone on the same number of
     frames at the same batch size (the CPU limit), versus a batch-1 predict loop per frame (how the YouTube-8M
-    extractor and five-video-classification-methods featurize).
+    extractor and five-video-classification-methods featurize); plus the marginal rate (a whole job minus a half
+    job), which cancels the fixed start-up every job pays.
+  extraction_workers: one DirectRunner process vs two on the same videos: speed-up and byte-identical outputs.
+  extraction_memory: peak resident memory of an extraction of one short and one 12x longer video.
+  storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
+    float32 and float16 features (the same model evaluated on both, and models retrained on each).
+  training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
 
 Machines here are shared and noisy: read the ratios, not the absolute figures.
 """
@@ -293,6 +300,77 @@ def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
     }
 
 
+def bench_extraction_workers(size: str, image_size: int) -> dict:
+    """One DirectRunner process vs two (--direct_num_workers=2 --direct_running_mode=multi_processing) on the same
+    sample videos: seconds, speed-up, and whether the outputs are byte-identical (every file but summary.json)."""
+    import filecmp
+
+    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+
+    work = tempfile.mkdtemp(prefix="bench-workers-")
+    sessions, image_size = _pick(size, (2, 75), (2, 75), (6, image_size))
+    write_samples(f"{work}/videos", seed=0, sessions=sessions, clips=2, seconds=_pick(size, 1.0, 4.0, 4.0))
+    seconds = {}
+    for workers in (1, 2):
+        cmd = [sys.executable, "-m", "pipeline.extract", f"--input_dir={work}/videos", f"--output_dir={work}/out{workers}",
+               "--weights=none", f"--image_size={image_size}", "--fps=2", f"--group_regex={SESSION_GROUP_REGEX}"]
+        if workers > 1:
+            cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        seconds[workers] = time.perf_counter() - start
+    identical = True
+    for sub in ("", "frames", "sequences"):
+        a, b = f"{work}/out1/{sub}", f"{work}/out2/{sub}"
+        names = sorted(n for n in os.listdir(a) if os.path.isfile(os.path.join(a, n)) and n != "summary.json")
+        _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+        identical &= not mismatch and not errors and names == sorted(
+            n for n in os.listdir(b) if os.path.isfile(os.path.join(b, n)) and n != "summary.json")
+    with open(f"{work}/out1/summary.json") as f:
+        frames = json.load(f)["frames"]
+    return {"frames": frames, "image_size": image_size, "one_process_seconds": round(seconds[1], 1),
+            "two_processes_seconds": round(seconds[2], 1), "byte_identical": identical,
+            "ratios": {"extraction_two_processes_speedup": round(seconds[1] / seconds[2], 3)}}
+
+
+_PEAK_RSS = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True)
+sys.exit(done.returncode) if done.returncode else print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def _write_video(path: str, seconds: float, width: int, height: int, rate: int = 24) -> None:
+    """A moving-noise H.264 video (fast x264 preset: its bytes do not matter here, only its size and length)."""
+    import av
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    base = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=rate, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(int(seconds * rate)):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 8 * i, axis=1), format="rgb24")))
+        out.mux(stream.encode())
+
+
+def bench_extraction_memory(size: str) -> dict:
+    """Peak resident memory of `pipeline.extract` on one short and one 12x longer video of the same frame size:
+    frames are streamed, so memory should not grow with the video's length."""
+    (width, height), short = _pick(size, ((320, 240), 1.0), ((640, 480), 2.0), ((1920, 1080), 5.0))
+    work = tempfile.mkdtemp(prefix="bench-memory-")
+    results = {"frame_size": [width, height], "fps_sampled": 2, "image_size": 299}
+    for name, seconds in (("short", short), ("long", 12 * short)):
+        _write_video(f"{work}/{name}/videos/clip/{name}.mp4", seconds, width, height)
+        done = subprocess.run([sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "pipeline.extract",
+                               f"--input_dir={work}/{name}/videos", f"--output_dir={work}/{name}/out", "--weights=none",
+                               "--fps=2", "--splits=train=1"], cwd=ROOT, capture_output=True, text=True, check=True)
+        results[f"{name}_video_seconds"] = seconds
+        results[f"{name}_peak_rss_mb"] = round(int(done.stdout.split()[-1]) / 1024, 1)
+    results["ratios"] = {"extraction_memory_long_vs_short": round(results["long_peak_rss_mb"] / results["short_peak_rss_mb"], 3)}
+    return results
+
+
 def _run(args: list[str]) -> None:
     done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -408,6 +486,8 @@ def main():
     sections = {"sequence_input": lambda: bench_sequence_input(size),
                 "frame_input": lambda: bench_frame_input(size),
                 "extraction": lambda: bench_extraction(size, args.image_size, args.batch_size),
+                "extraction_workers": lambda: bench_extraction_workers(size, args.image_size),
+                "extraction_memory": lambda: bench_extraction_memory(size),
                 "storage": lambda: bench_storage(size),
                 "training_step": lambda: bench_training_step(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)

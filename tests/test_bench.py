@@ -22,8 +22,10 @@ def test_bench_tiny_runs_and_reports_every_ratio(tmp_path):
                 "frame_input_vs_image_data_generator", "extraction_vs_model_only", "extraction_vs_batch1",
                 "storage_float16_vs_float32", "training_step_vs_seed_generator"):
         assert isinstance(report["ratios"][key], float) and report["ratios"][key] > 0, key
-    for section in ("sequence_input", "frame_input", "extraction", "storage", "training_step"):
+    for section in ("sequence_input", "frame_input", "extraction", "extraction_workers", "extraction_memory", "storage",
+                    "training_step"):
         assert section in report
     for dtype in ("float32", "float16"):
         assert report["storage"]["dtypes"][dtype]["feature_bytes_per_frame"] > 0
     assert isinstance(report["storage"]["eval_change_points"], float)
+    assert report["extraction_workers"]["byte_identical"] is True

@@ -149,6 +149,42 @@ class BestCheckpoint(keras.callbacks.Callback):
         tf.io.gfile.rename(tmp, self.path, overwrite=True)
 
 
+class TrainingError(ValueError):
+    """Training cannot go on; the message says why and what to try."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops at the first batch whose loss is NaN or infinite and remembers where.
+
+    Under --mixed_precision=float16 Keras' LossScaleOptimizer has already skipped steps whose *gradients*
+    overflowed and lowered the loss scale; a non-finite *loss* means the forward pass itself diverged.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.where = (self._epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+
+def rng_state_variables(model: keras.Model) -> list:
+    """The state variables of the model's random seed generators (dropout, ...), in a stable order.
+
+    Keras 3 saves weights and optimizer state in .keras files but not these, so a model restored from a backup
+    would draw other dropout masks than the uninterrupted run did; Backup saves and restores them itself.
+    """
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 class Backup(keras.callbacks.Callback):
     """Crash-safe backup for resuming: after every epoch the whole model (weights and optimizer state) is saved
     as backup/epoch-NNNNN.keras through a temporary name, then backup/latest.json is atomically pointed at it,
@@ -166,8 +202,9 @@ class Backup(keras.callbacks.Callback):
         tmp = os.path.join(self.directory, f"epoch-{epoch + 1:05d}{TMP_MARKER}{os.getpid()}.keras")
         self.model.save(tmp)
         tf.io.gfile.rename(tmp, os.path.join(self.directory, name), overwrite=True)
+        rng = [np.asarray(v.numpy()).tolist() for v in rng_state_variables(self.model)]
         write_atomically(os.path.join(self.directory, "latest.json"),
-                         json.dumps({"completed_epochs": epoch + 1, "model": name}) + "\n")
+                         json.dumps({"completed_epochs": epoch + 1, "model": name, "rng_states": rng}) + "\n")
         for old in tf.io.gfile.listdir(self.directory):
             if old.startswith("epoch-") and old != name and TMP_MARKER not in old:
                 tf.io.gfile.remove(os.path.join(self.directory, old))
@@ -181,6 +218,13 @@ class Backup(keras.callbacks.Callback):
         with tf.io.gfile.GFile(latest) as f:
             record = json.load(f)
         model = keras.models.load_model(os.path.join(directory, record["model"]), safe_mode=True)
+        states = record.get("rng_states", [])
+        variables = rng_state_variables(model)
+        if len(states) != len(variables):
+            raise ValueError(f"{latest}: {len(states)} saved random generator states for a model with "
+                             f"{len(variables)}; the backup does not belong to this model (delete {directory})")
+        for variable, state in zip(variables, states):
+            variable.assign(np.asarray(state, dtype=variable.dtype))
         return int(record["completed_epochs"]), model
 
 
@@ -271,8 +315,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
         Backup(os.path.join(workdir, BACKUP)),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
-        keras.callbacks.TerminateOnNaN(),
     ]
+    non_finite = StopOnNonFiniteLoss()
+    callbacks.append(non_finite)
     if config.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=config.plateau_factor,
                                                            patience=config.plateau_patience))
@@ -287,6 +332,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         callbacks.append(difficulty)
     model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
               validation_data=valid_ds, callbacks=callbacks, verbose=2)
+    if non_finite.where:
+        epoch, batch, value = non_finite.where
+        scaling = (" Loss scaling was on (float16) and did not prevent it." if policy == "mixed_float16" else "")
+        raise TrainingError(
+            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped.{scaling} Try a "
+            f"lower --learning_rate (now {config.learning_rate}), check the inputs for extreme values "
+            f"(python -m training.inspect), or --mixed_precision=off. {workdir}/backup holds the last good epoch; "
+            "delete the workdir to start over with other flags.")
 
     best_path = os.path.join(workdir, BEST)
     if tf.io.gfile.exists(best_path):

@@ -99,12 +99,14 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path):
     assert other.returncode == 1 and "was run with other flags" in other.stderr
 
 
-def test_killed_run_resumes_after_its_last_completed_epoch(extracted_samples, tmp_path):
+def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(extracted_samples, tmp_path):
     import signal
     import time
 
-    args = [sys.executable, "-m", "training.main", f"--data_dir={extracted_samples}", f"--workdir={tmp_path}",
-            "--model=lstm", "--epochs=8", "--lstm_units=32", "--dense_units=16"]
+    common = ["--model=lstm", "--epochs=8", "--lstm_units=32", "--dense_units=16", "--deterministic"]
+    reference = train(extracted_samples, tmp_path / "uninterrupted", *common)
+    tmp_path = tmp_path / "killed"
+    args = [sys.executable, "-m", "training.main", f"--data_dir={extracted_samples}", f"--workdir={tmp_path}", *common]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     history = tmp_path / "history.csv"
     deadline = time.time() + 300
@@ -123,7 +125,10 @@ def test_killed_run_resumes_after_its_last_completed_epoch(extracted_samples, tm
     # Keras and the input pipeline agree on the epoch: the resumed run starts exactly where the backup ends.
     assert f"Epoch {completed + 1}/8" in resumed.stdout + resumed.stderr
     with open(tmp_path / "metrics.json") as f:
-        assert json.load(f)["epochs_run"] == 8
+        metrics = json.load(f)
+    assert metrics["epochs_run"] == 8
+    # Same input order per epoch, same optimizer state, same dropout generator state: bit-identical weights.
+    assert metrics["weights_sha256"] == reference["weights_sha256"]
     assert [int(r.split(",")[0]) for r in history.read_text().splitlines()[1:]] == list(range(8))
     assert not (tmp_path / "backup").exists()  # removed once metrics.json is written
     # Rerunning a finished run does not train again.
@@ -164,3 +169,14 @@ def test_longer_sequences_in_valid_and_test_are_cut_to_the_train_length(tmp_path
                                 "test": [(i % 2, 5) for i in range(6)]})
     metrics = train(str(data), tmp_path / "run", "--model=lstm", "--epochs=2", "--lstm_units=8", "--dense_units=8")
     assert metrics["test_examples"] == 6 and metrics["num_classes"] == 2
+
+
+def test_non_finite_loss_stops_training_with_a_clear_message(extracted_samples, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={extracted_samples}",
+                             f"--workdir={tmp_path}", "--model=lstm", "--epochs=3", "--lstm_units=16",
+                             "--dense_units=8", "--optimizer=sgd", "--learning_rate=1e30"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "the training loss became" in result.stderr and "at epoch 1, batch" in result.stderr
+    assert "--learning_rate" in result.stderr
+    assert not (tmp_path / "metrics.json").exists()
