@@ -23,7 +23,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from pipeline import schema
+from pipeline import integrity, schema
 from pipeline.schema import SplitInfo, split_info
 
 ORDERS = ("fixed", "reshuffle")
@@ -61,6 +61,8 @@ class InputConfig:
       shuffling, decoding and augmentation then run on the service's workers and this process only receives
       batches. Each service worker produces the whole dataset (ShardingPolicy.OFF keeps the exact epochs and
       order), so give one job one worker; several training processes can share a dispatcher.
+    skip_corrupt: read only the intact records of damaged shards (copies in repair_dir, default a temporary
+      folder) instead of stopping at the first damaged record; `usable_split_info` says how many were skipped.
     zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
     """
 
@@ -82,6 +84,8 @@ class InputConfig:
     with_metadata: bool = False
     decode: bool = True
     data_service: str = ""
+    skip_corrupt: bool = False
+    repair_dir: str = ""
 
     def __post_init__(self):
         for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
@@ -151,6 +155,21 @@ def share_of(info: SplitInfo, config: InputConfig,
                  pipelines, index, data_shard)
 
 
+def usable_split_info(data_dir: str, split: str, config: InputConfig) -> tuple[SplitInfo, int]:
+    """The split's metadata, checked against its files, and how many damaged records it leaves out.
+
+    By default the shard files are checked cheaply (integrity.check_lengths: missing or truncated files raise an
+    error naming the file); with config.skip_corrupt every record's checksum is verified and damaged shards are
+    replaced by copies of their intact records.
+    """
+    info = split_info(data_dir, config.kind, split)
+    what = f"{data_dir}/{config.kind} split {split!r}"
+    if config.skip_corrupt:
+        return integrity.without_corrupt_records(info, what, config.repair_dir or None)
+    integrity.check_lengths(info, what)
+    return info, 0
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Batches in one epoch: every epoch yields N examples, the last batch possibly short."""
     return max(1, math.ceil(num_examples / batch_size))
@@ -216,7 +235,7 @@ def _epoch_seed(seed: int, epoch: int, order: str) -> int:
     return (seed * 1_000_003 + (0 if order == "fixed" else epoch + 1)) % (2**31 - 1)
 
 
-def _parser(info: SplitInfo, config: InputConfig, seq_len: Optional[int]):
+def _parser(info: SplitInfo, config: InputConfig, seq_len: Optional[int], what: str):
     """A function parsing a batch of serialized records into {key: [B, ...]} with one `parse_example` call.
 
     Sequences come out zero-padded or truncated to seq_len by `decode_raw(fixed_length=...)` in the same
@@ -228,8 +247,27 @@ def _parser(info: SplitInfo, config: InputConfig, seq_len: Optional[int]):
     dtype = tf.as_dtype(schema.FEATURE_DTYPES[info.spec.feature_dtype])
     dim = info.spec.feature_dim
 
+    num_classes = len(info.spec.class_names)
+    row_bytes = dim * dtype.size
+
     def parse_batch(serialized):
         ex = parse(serialized)
+        # Examples that would otherwise be silently misread: an error naming them (video ids and values).
+        ids, labels = ex[schema.VIDEO_ID], ex[schema.LABEL]
+        bad = (labels < 0) | (labels >= num_classes)
+        checks = [tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(bad)),
+            [f"{what}: label outside the {num_classes} classes of dataset_info.json; video_id, label:",
+             tf.boolean_mask(ids, bad), tf.boolean_mask(labels, bad)], summarize=10)]
+        if schema.FEATURES in ex:
+            size = tf.strings.length(ex[schema.FEATURES])
+            bad = (size == 0) | (size % row_bytes != 0)
+            checks.append(tf.debugging.Assert(
+                tf.logical_not(tf.reduce_any(bad)),
+                [f"{what}: features empty or not a whole number of {dim}-wide {dtype.name} rows ({row_bytes} "
+                 "bytes); video_id, bytes:", tf.boolean_mask(ids, bad), tf.boolean_mask(size, bad)], summarize=10))
+        with tf.control_dependencies(checks):
+            ex = {k: tf.identity(v) for k, v in ex.items()}
         if seq_len is not None:
             # decode_raw's padding kernel has no float16: read the same bytes as uint16 and bitcast.
             as_type = tf.uint16 if dtype == tf.float16 else dtype
@@ -277,7 +315,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
       padding) or float32 [B, S, S, 3] in [0, 255] for frames; label int64 [B]. With `with_metadata`, dicts
       that also carry video_id, group (and frame_index for frames), for inspection tools.
     """
-    info = split_info(data_dir, config.kind, split)
+    info, _ = usable_split_info(data_dir, split, config)
     if info.num_examples == 0:
         raise ValueError(f"{data_dir}/{config.kind} split {split!r} is empty")
     share = share_of(info, config, input_context)
@@ -286,7 +324,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     seq_len = sequence_length(data_dir, split, config) if config.kind == schema.SEQUENCES else None
     buffer, shuffle_files = _shuffle_buffer(info, config)
     files = tf.data.Dataset.from_tensor_slices(list(share.files))
-    parse_batch = _parser(info, config, seq_len)
+    parse_batch = _parser(info, config, seq_len, f"{data_dir}/{config.kind} split {split!r}")
     # Streaming, the per-epoch sampling and shuffle move *serialized* records and parsing happens after
     # batching, in the parallel per-batch map: a shuffle buffer of parsed examples made every record cost one
     # more copy (unbatch) and measured up to 2x slower (scripts/bench.py, sequence_input). With a cache, parsing

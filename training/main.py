@@ -80,6 +80,9 @@ def define_flags():
                       "both together.")
     flags.DEFINE_string("data_service", "", "Address of a tf.data service dispatcher (grpc://host:port) to run the "
                         "training input pipeline on its worker (one worker per job; see README).")
+    flags.DEFINE_bool("skip_corrupt", False, "Train on the intact records of damaged shard files (checksums are "
+                      "verified; copies of the intact records go to WORKDIR/repaired) and count the skipped ones in "
+                      "metrics.json, instead of stopping with an error naming the file.")
     flags.DEFINE_string("tpu", "", "TPU address for --distribution=tpu ('' = the local TPU VM).")
     flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to run "
                          "--distribution=mirrored without GPUs, e.g. in tests).")
@@ -97,6 +100,7 @@ def config_from_flags() -> TrainConfig:
             shuffle_buffer=FLAGS.shuffle_buffer, shuffle_memory_mb=FLAGS.shuffle_memory_mb, cache=FLAGS.cache,
             deterministic=FLAGS.deterministic, seq_len=FLAGS.seq_len, image_size=FLAGS.image_size,
             augment=tuple(FLAGS.augment), zoom_range=FLAGS.zoom_range, data_service=FLAGS.data_service,
+            skip_corrupt=FLAGS.skip_corrupt,
         ),
         arch=ModelConfig(lstm_units=FLAGS.lstm_units, dense_units=FLAGS.dense_units, dropout=FLAGS.dropout,
                          cnn=FLAGS.cnn),

@@ -16,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import schema
+from pipeline import integrity, schema
 from pipeline.atomic_files import TMP_MARKER, remove_stale_temporaries, write_atomically
 from training import artifacts, distribute
 from training.diagnostics import CollapseDetector, DifficultyRecorder, class_probabilities
-from training.input_pipeline import InputConfig, make_dataset, sequence_length, share_of, split_info
+from training.input_pipeline import (InputConfig, make_dataset, sequence_length, share_of, split_info,
+                                     usable_split_info)
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.schedules import CyclicLearningRate
 
@@ -229,6 +230,23 @@ class Backup(keras.callbacks.Callback):
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
+    """Trains `config.model` on the train split, selects on valid, evaluates once on test (see `_train`).
+
+    A damaged shard met while reading (a record failing its checksum) becomes an error naming the file and
+    the record, found by checking every shard of the three splits.
+    """
+    try:
+        return _train(config, workdir, flags)
+    except tf.errors.DataLossError as e:
+        kind = schema.SEQUENCES if config.model == "lstm" else schema.FRAMES
+        found = [integrity.describe_damage(split_info(config.data_dir, kind, s), f"{config.data_dir}/{kind} {s}")
+                 for s in ("train", "valid", "test")]
+        found = [f for f in found if f]
+        raise integrity.CorruptDataError(
+            "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
+
+
+def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
     """Trains `config.model` on the train split, selects on valid, evaluates once on test.
 
     Rerunning with the same workdir after a kill resumes from the last completed epoch. Under
@@ -263,7 +281,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     if config.model not in ("lstm", "cnn"):
         raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed)
-    train_info = split_info(config.data_dir, kind, "train")
+    if input_config.skip_corrupt and not input_config.repair_dir:
+        input_config = dataclasses.replace(input_config, repair_dir=os.path.join(workdir, "repaired"))
+    train_info, _ = usable_split_info(config.data_dir, "train", input_config)
     num_classes = len(train_info.spec.class_names)
     per_worker_input = config.distribution in distribute.PER_WORKER_INPUT
     context = tf.distribute.InputContext(this.workers, this.worker, this.replicas) if per_worker_input else None
@@ -359,6 +379,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
         data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
     )
+    if input_config.skip_corrupt:
+        metrics["corrupt_records_skipped"] = {
+            s: usable_split_info(config.data_dir, s, input_config)[1] for s in ("train", "valid", "test")}
     metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
                                "workers": this.workers, "worker": this.worker, "chief": this.chief,
                                "global_batch_size": config.input.batch_size, "per_replica_batch_size": per_replica,

@@ -1,0 +1,182 @@
+"""Integrity of TFRecord shards on read: a cheap check on open, an exact diagnosis of damage, and repaired copies.
+
+A TFRecord is framed as: uint64 length, uint32 masked CRC-32C of the length, the data, uint32 masked CRC-32C of
+the data (all little-endian). Walking the headers counts complete records without reading the data; checking
+the data CRCs finds bit flips. A damaged length header cannot be skipped (the next record's position is
+unknown), so everything after it counts as lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import struct
+import tempfile
+from typing import Optional
+
+import google_crc32c
+import tensorflow as tf
+
+from pipeline.atomic_files import temporary_name
+from pipeline.schema import SplitInfo
+
+HEADER_BYTES = 12
+FOOTER_BYTES = 4
+SKIP_CORRUPT_HINT = ("re-run pipeline.extract for this output (or copy the file again), or pass --skip_corrupt to "
+                     "train on the records that are intact")
+
+
+class CorruptDataError(ValueError):
+    """A shard file is missing, truncated or damaged; the message names it and says what to do."""
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """What one shard file holds. records: complete, well-framed records; corrupt: indices of those whose data
+    fails its checksum (only when the data was checked); lost_at: byte offset where the file stops being
+    readable (ends inside a record, or a damaged header), None if it is readable to the end."""
+
+    path: str
+    records: int
+    corrupt: tuple[int, ...] = ()
+    lost_at: Optional[int] = None
+
+    @property
+    def intact(self) -> int:
+        return self.records - len(self.corrupt)
+
+    def describe(self) -> str:
+        parts = []
+        if self.corrupt:
+            shown = ", ".join(map(str, self.corrupt[:10])) + (" ..." if len(self.corrupt) > 10 else "")
+            parts.append(f"{len(self.corrupt)} record(s) fail their checksum (record index {shown})")
+        if self.lost_at is not None:
+            parts.append(f"unreadable from byte {self.lost_at} on (truncated or a damaged record header) after "
+                         f"{self.records} complete records")
+        return "; ".join(parts) or f"{self.records} records, intact"
+
+
+def scan(path: str, check_data: bool = False) -> Scan:
+    """Walks the records of one TFRecord file; with check_data, also verifies every record's data checksum."""
+    size = tf.io.gfile.stat(path).length
+    corrupt = []
+    offset = index = 0
+    lost_at = None
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while offset < size:
+            header = f.read(HEADER_BYTES)
+            if len(header) < HEADER_BYTES or _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+                lost_at = offset
+                break
+            (length,) = struct.unpack("<Q", header[:8])
+            end = offset + HEADER_BYTES + length + FOOTER_BYTES
+            if end > size:
+                lost_at = offset
+                break
+            if check_data:
+                data = f.read(length)
+                if _masked_crc(data) != struct.unpack("<I", f.read(FOOTER_BYTES))[0]:
+                    corrupt.append(index)
+            else:
+                f.seek(end)
+            offset = end
+            index += 1
+    return Scan(path, index, tuple(corrupt), lost_at)
+
+
+def check_lengths(info: SplitInfo, what: str) -> None:
+    """The cheap check on open: every shard exists, and the files hold as many records as dataset_info.json says.
+
+    One stat per file; the record headers are walked only when the total size disagrees with the metadata
+    (dataset_info's num_bytes counts the records' data, each record adds 16 bytes of framing).
+
+    Raises:
+      CorruptDataError: naming the first file that is missing or holds another number of records.
+    """
+    sizes = []
+    for path in info.filepaths:
+        try:
+            sizes.append(tf.io.gfile.stat(path).length)
+        except tf.errors.NotFoundError:
+            raise CorruptDataError(f"{what}: shard file {path} listed in dataset_info.json is missing; "
+                                   f"{SKIP_CORRUPT_HINT}") from None
+    if sum(sizes) == info.num_bytes + (HEADER_BYTES + FOOTER_BYTES) * info.num_examples:
+        return
+    for path, expected in zip(info.filepaths, info.shard_lengths):
+        found = scan(path)
+        if found.records != expected or found.lost_at is not None:
+            raise CorruptDataError(
+                f"{what}: {path} holds {found.records} complete records but dataset_info.json says {expected}"
+                + (f" (unreadable from byte {found.lost_at})" if found.lost_at is not None else "")
+                + f": the file is truncated or was replaced; {SKIP_CORRUPT_HINT}")
+
+
+def describe_damage(info: SplitInfo, what: str) -> Optional[str]:
+    """After a read error: which files of the split are damaged and where (reads every byte), or None."""
+    damaged = [s for s in (scan(p, check_data=True) for p in info.filepaths) if s.corrupt or s.lost_at is not None]
+    if not damaged:
+        return None
+    return (f"{what}: " + "; ".join(f"{s.path}: {s.describe()}" for s in damaged) + f". To go on: {SKIP_CORRUPT_HINT}")
+
+
+_REPAIRED: dict = {}
+
+
+def without_corrupt_records(info: SplitInfo, what: str, repair_dir: Optional[str] = None) -> tuple[SplitInfo, int]:
+    """--skip_corrupt: the split with every damaged shard replaced by a copy holding only its intact records.
+
+    Returns the adjusted SplitInfo and how many records were left out. Copies go to repair_dir (default: a
+    folder in the system's temporary directory), named after the damaged file's path, size and modification
+    time, so a second call reuses them. Clean splits cost one checksum pass over their files.
+    """
+    repair_dir = repair_dir or os.path.join(tempfile.gettempdir(), "video-pipeline-repaired")
+    paths, lengths, skipped, num_bytes = [], [], 0, 0
+    expected = info.shard_lengths or (None,) * len(info.filepaths)
+    for path, listed in zip(info.filepaths, expected):
+        stat = tf.io.gfile.stat(path)
+        key = (path, stat.length, stat.mtime_nsec)
+        if key not in _REPAIRED:
+            _REPAIRED[key] = _repair(path, scan(path, check_data=True), repair_dir, what)
+        used, count, data_bytes, corrupt = _REPAIRED[key]
+        paths.append(used)
+        lengths.append(count)
+        num_bytes += data_bytes
+        # Records lost after a truncation are known only from the metadata.
+        skipped += max(0, listed - count) if listed is not None else corrupt
+    repaired = dataclasses.replace(info, filepaths=tuple(paths), shard_lengths=tuple(lengths),
+                                   num_examples=sum(lengths), num_bytes=num_bytes)
+    return repaired, skipped
+
+
+def _repair(path: str, found: Scan, repair_dir: str, what: str) -> tuple[str, int, int, int]:
+    """(file to read, its record count, its data bytes, corrupt records) for one shard: the shard itself if it is
+    intact, else a copy of its intact records."""
+    if not found.corrupt and found.lost_at is None:
+        size = tf.io.gfile.stat(path).length
+        return path, found.records, size - (HEADER_BYTES + FOOTER_BYTES) * found.records, 0
+    name = hashlib.sha256(path.encode()).hexdigest()[:16] + "-" + os.path.basename(path)
+    target = os.path.join(repair_dir, name)
+    tf.io.gfile.makedirs(repair_dir)
+    tmp = temporary_name(target)
+    kept = data_bytes = 0
+    bad = set(found.corrupt)
+    with tf.io.gfile.GFile(path, "rb") as f, tf.io.TFRecordWriter(tmp) as out:
+        for index in range(found.records):
+            (length,) = struct.unpack("<Q", f.read(HEADER_BYTES)[:8])
+            data = f.read(length)
+            f.read(FOOTER_BYTES)
+            if index not in bad:
+                out.write(data)
+                kept += 1
+                data_bytes += length
+    tf.io.gfile.rename(tmp, target, overwrite=True)
+    logging.warning("[input] --skip_corrupt: %s: %s: %s; reading its %d intact records from %s", what, path,
+                    found.describe(), kept, target)
+    return target, kept, data_bytes, len(found.corrupt)
