@@ -105,11 +105,54 @@ def test_rerun_and_two_workers_give_byte_identical_output(run, inputs, tmp_path)
                       "--direct_num_workers=2", "--direct_running_mode=multi_processing")
     assert again.returncode == 0 and workers.returncode == 0, (again.stderr[-2000:], workers.stderr[-2000:])
     for other in (tmp_path / "again", tmp_path / "workers"):
-        for sub in ("frames", "sequences", "."):
-            names = sorted(n for n in os.listdir(out / sub) if os.path.isfile(out / sub / n) and n != "summary.json")
-            assert sorted(n for n in os.listdir(other / sub) if os.path.isfile(other / sub / n) and n != "summary.json") == names
-            match, mismatch, errors = filecmp.cmpfiles(out / sub, other / sub, names, shallow=False)
-            assert not mismatch and not errors, (other, sub, mismatch, errors)
+        assert_same_output(out, other)
+
+
+def assert_same_output(out, other):
+    """Every file but summary.json (which holds timings) byte-identical, and no other file."""
+    for sub in ("frames", "sequences", "."):
+        names = sorted(n for n in os.listdir(out / sub) if os.path.isfile(out / sub / n) and n != "summary.json")
+        assert sorted(n for n in os.listdir(other / sub) if os.path.isfile(other / sub / n) and n != "summary.json") == names
+        match, mismatch, errors = filecmp.cmpfiles(out / sub, other / sub, names, shallow=False)
+        assert not mismatch and not errors, (other, sub, mismatch, errors)
+
+
+def _files(root):
+    return [os.path.join(d, n) for d, _, names in os.walk(root) for n in names]
+
+
+@pytest.mark.parametrize("moment", ["starting", "writing", "metadata"])
+def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_path, moment):
+    """SIGKILL at three moments (during start-up; while a temporary file is being written; after shards exist but
+    before summary.json), then the same command again: the output equals an uninterrupted run's."""
+    import signal
+    import time
+
+    from pipeline import integrity
+    from pipeline.atomic_files import TMP_MARKER
+
+    reference, _ = run
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pipeline.extract", f"--input_dir={inputs}", f"--output_dir={out}", *COMMON]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = {"starting": lambda: True,
+             "writing": lambda: any(TMP_MARKER in f for f in _files(out)),
+             "metadata": lambda: any(".tfrecord-" in f and TMP_MARKER not in f for f in _files(out))}[moment]
+    deadline = time.time() + 300
+    if moment == "starting":
+        time.sleep(2)
+    while process.poll() is None and not ready() and time.time() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # killed, not finished
+    # No half-written shard under its final name: every visible shard reads to its end.
+    for f in _files(out):
+        if ".tfrecord-" in f and TMP_MARKER not in f:
+            assert integrity.scan(f, check_data=True).lost_at is None, f
+    rerun = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert not [f for f in _files(out) if TMP_MARKER in f]  # the killed run's temporaries are gone
+    assert_same_output(reference, out)
 
 
 def test_float16_default_halves_the_sequences_and_keeps_the_values(run, inputs, tmp_path):
