@@ -67,6 +67,28 @@ def _open(path: str):
     return av.open(path, mode="r")
 
 
+# Demuxers FFmpeg uses for single still images (a .jpg renamed .mp4 opens as a one-frame "video").
+STILL_IMAGE_FORMATS = ("image2", "jpeg_pipe", "png_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "gif_pipe",
+                       "ppm_pipe", "pgm_pipe", "j2k_pipe", "qoi_pipe", "dpx_pipe", "exr_pipe", "psd_pipe", "svg_pipe")
+
+
+def _display_orientation(rgb: np.ndarray, rotation: float) -> np.ndarray:
+    """The frame as a player shows it: rotated by its display matrix (phones store portrait video as landscape
+    frames plus a rotation). PyAV's `frame.rotation` is the matrix's counterclockwise angle; FFmpeg's player
+    rotates by the same amount (autorotate), which np.rot90 does in quarter turns."""
+    quarter_turns = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
+def _declared_seconds(container, stream) -> Optional[float]:
+    """The duration the file's header declares, when it declares one."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
 def _describe(e: Exception) -> str:
     text = str(e).strip() or type(e).__name__
     return f"{type(e).__name__}: {text}"
@@ -89,6 +111,8 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     except Exception as e:  # PyAV raises a family of FFmpeg errors; all mean "not a readable video"
         raise DecodeError(f"cannot open as a video: {_describe(e)}") from None
     with container:
+        if container.format.name in STILL_IMAGE_FORMATS:
+            raise DecodeError(f"a still image ({container.format.name}), not a video")
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
@@ -97,6 +121,7 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
         interval = 1.0 / settings.fps
         start: Optional[float] = None
         next_time = 0.0
+        last = 0.0
         try:
             for frame in container.decode(stream):
                 t = frame.time
@@ -106,13 +131,14 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
                 if start is None:
                     start = t
                 t -= start
+                last = t
                 if t + 1e-6 < next_time:
                     continue
                 # One swscale thread, so the pixels cannot depend on how a frame is sliced across threads (shards
                 # must be byte-identical). Frames here are small; decoding itself stays multi-threaded.
                 rgb = frame.to_ndarray(width=settings.image_size, height=settings.image_size, format="rgb24",
                                        interpolation="AREA", threads=1)
-                yield Frame(index=report.frames, timestamp=float(t), rgb=rgb)
+                yield Frame(index=report.frames, timestamp=float(t), rgb=_display_orientation(rgb, frame.rotation))
                 report.frames += 1
                 if settings.max_frames is not None and report.frames >= settings.max_frames:
                     break
@@ -122,5 +148,11 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
             if report.frames == 0:
                 raise DecodeError(f"no decodable frame: {_describe(e)}") from None
             report.warning = f"decoding stopped early after {report.frames} frame(s): {_describe(e)}"
+        declared = _declared_seconds(container, stream)
+        if (report.warning is None and declared and settings.max_frames is None
+                and last < declared - max(2 * interval, 1.0)):
+            # Some containers (Matroska, MPEG-TS) end quietly where a file was cut: compare with the header.
+            report.warning = (f"the video stream ends at {last:.1f} s but its header declares {declared:.1f} s "
+                              "(truncated file?); kept the frames before the end")
     if report.frames == 0:
         raise DecodeError("no decodable frame (the video stream is empty)")

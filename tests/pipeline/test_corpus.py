@@ -1,0 +1,178 @@
+"""A corpus of real-world bad and odd inputs through one real extraction: every file is either extracted (with the
+stated behaviour) or in failures.jsonl with a reason, and summary.json adds up."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None, rotation=None):
+    """Writes RGB frames as a video; `times` (seconds) gives each frame its own timestamp (variable frame rate)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if times is not None:
+            stream.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+def moving(n, height=48, width=64, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return [np.roll(base, 3 * i, axis=1) for i in range(n)]
+
+
+def write_audio_only(path, seconds=1.0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        t = np.arange(int(44100 * seconds)) / 44100
+        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format="fltp", layout="mono")
+            frame.sample_rate = 44100
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+VFR_TIMES = [0.0, 0.05, 0.9, 0.95, 1.6, 2.4, 2.45, 3.1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """{video_id: expectation}; expectation is ('failed', reason) or ('ok' | 'partial', frames)."""
+    root = tmp_path_factory.mktemp("corpus")
+    cases = {}
+
+    def case(video_id, expected):
+        cases[video_id] = expected
+        (root / video_id).parent.mkdir(parents=True, exist_ok=True)
+        return root / video_id
+
+    case("junk/random.mp4", ("failed", "cannot open as a video")).write_bytes(np.random.default_rng(1).bytes(50_000))
+    (case("junk/empty.avi", ("failed", "empty file"))).write_bytes(b"")
+    (case("junk/notes.mov", ("failed", "cannot open as a video"))).write_text("these are my notes, not a video\n")
+    import tensorflow as tf
+
+    case("junk/photo.mp4", ("failed", "a still image")).write_bytes(
+        tf.io.encode_jpeg(moving(1)[0]).numpy())
+    write_audio_only(case("junk/song.mp4", ("failed", "no video stream (streams found: audio)")))
+    # Truncated: Matroska keeps what was written before the cut readable; the header still declares the full
+    # duration, so the loss is reported. An MP4 whose index (moov) was at the end cannot be opened at all.
+    full = root / "tmp_full.mkv"
+    encode(full, moving(48))  # 4 s
+    data = full.read_bytes()
+    case("odd/truncated.mkv", ("partial", None)).write_bytes(data[: len(data) // 2])
+    mp4 = root / "tmp_full.mp4"
+    encode(mp4, moving(48))
+    case("odd/truncated.mp4", ("failed", "cannot open as a video")).write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])
+    full.unlink()
+    mp4.unlink()
+    encode(case("odd/short.mp4", ("ok", 1)), moving(3))  # 0.25 s, shorter than one 0.5 s sampling interval
+    encode(case("odd/odd_size.mkv", ("ok", 2)), moving(12, height=61, width=97), codec="libx264", pix_fmt="yuv444p")
+    rotated = np.zeros((32, 64, 3), np.uint8)
+    rotated[:, :32] = 255  # landscape frame, left half white
+    encode(case("odd/phone_rotated.mp4", ("ok", 2)), [rotated] * 12, rotation=90)
+    vfr = [np.full((48, 64, 3), int(t * 60), np.uint8) for t in VFR_TIMES]
+    encode(case("odd/variable_rate.mkv", ("ok", 5)), vfr, times=VFR_TIMES)
+    encode(case("odd/huge.mp4", ("ok", 1)), moving(6, height=2160, width=3840))
+    encode(case("chien méchant/mon clip é 視頻 01.mp4", ("ok", 2)), moving(12, seed=2))
+    encode(case("circle/clip.mp4", ("ok", 2)), moving(12, seed=3))
+    encode(case("square/clip.mp4", ("ok", 2)), moving(12, seed=4))
+    out = tmp_path_factory.mktemp("corpus_out")
+    result = subprocess.run([sys.executable, "-m", "pipeline.extract", f"--input_dir={root}", f"--output_dir={out}",
+                             "--weights=none", "--image_size=75", "--fps=2", "--splits=train=1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return root, out, cases
+
+
+def test_every_input_is_extracted_or_failed_with_a_reason(corpus):
+    root, out, cases = corpus
+    with open(out / "splits.csv") as f:
+        rows = {r["video_id"]: r for r in csv.DictReader(f)}
+    failures = {f["video_id"]: f for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == len(cases) == summary["extracted"] + summary["failed"]
+    assert set(rows) | set(failures) == set(cases)
+    for video_id, (status, detail) in cases.items():
+        if status == "failed":
+            assert video_id in failures and detail in failures[video_id]["error"], (video_id, failures.get(video_id))
+        else:
+            assert rows[video_id]["status"] == status, (video_id, rows[video_id])
+            if detail is not None:
+                assert int(rows[video_id]["frames"]) == detail, (video_id, rows[video_id])
+    # The truncated Matroska file kept its first frames and says why it has no more.
+    warning = next(w for w in summary["warnings"] if w["video_id"] == "odd/truncated.mkv")
+    assert "truncated" in warning["warning"] and 1 <= int(rows["odd/truncated.mkv"]["frames"]) < 8
+
+
+def sequences(out):
+    import tensorflow_datasets as tfds
+
+    return {ex["video_id"].decode(): ex for ex in
+            tfds.as_numpy(tfds.builder_from_directory(str(out / "sequences")).as_dataset(split="train"))}
+
+
+def frames(out, video_id):
+    import tensorflow_datasets as tfds
+
+    found = {ex["frame_index"]: ex["image"] for ex in
+             tfds.as_numpy(tfds.builder_from_directory(str(out / "frames")).as_dataset(split="train"))
+             if ex["video_id"].decode() == video_id}
+    return [found[i] for i in sorted(found)]
+
+
+def test_variable_frame_rate_is_sampled_by_timestamp(corpus):
+    root, out, _ = corpus
+    with av.open(str(root / "odd/variable_rate.mkv")) as container:
+        stored = [float(f.time) for f in container.decode(video=0)]  # as the muxer rounded them
+    assert len(stored) == len(VFR_TIMES) and np.ptp(np.diff(stored)) > 0.5  # really variable
+    # At 2 frames/s: the first frame at or after 0, 0.5, 1.0, ... s (a slot without a frame is skipped).
+    expected, slot = [], 0.0
+    for t in stored:
+        if t + 1e-6 >= slot:
+            expected.append(t)
+            slot = (np.floor(t / 0.5 + 1e-6) + 1) * 0.5
+    np.testing.assert_allclose(sequences(out)["odd/variable_rate.mkv"]["timestamps"], expected, atol=1e-3)
+    # And they are the frames written for those instants (each frame's brightness encodes its intended time).
+    brightness = [float(img.mean()) for img in frames(out, "odd/variable_rate.mkv")]
+    intended = [VFR_TIMES[stored.index(t)] for t in expected]
+    np.testing.assert_allclose(brightness, [t * 60 for t in intended], atol=6)
+
+
+def test_rotation_metadata_is_honoured(corpus):
+    _, out, _ = corpus
+    image = frames(out, "odd/phone_rotated.mp4")[0].astype(float)
+    # Stored landscape with the left half white and a 90-degree counterclockwise display rotation: shown with
+    # the white half at the bottom.
+    top, bottom = image[:30].mean(), image[-30:].mean()
+    assert bottom > 200 and top < 50, (top, bottom)
+
+
+def test_odd_names_and_duplicate_base_names_keep_distinct_ids(corpus):
+    _, out, _ = corpus
+    found = sequences(out)
+    assert {"circle/clip.mp4", "square/clip.mp4", "chien méchant/mon clip é 視頻 01.mp4"} <= set(found)
+    labels = json.loads((out / "summary.json").read_text())["class_names"]
+    assert "chien méchant" in labels
