@@ -32,7 +32,8 @@ setuptools.setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
         "gcp": ["apache-beam[gcp]==2.77.*"],
-        "test": ["pytest>=8", "tf-keras==2.21.*"],  # tf-keras: the benchmark smoke test's baseline
+        # tf-keras: the benchmark smoke test's baseline; hypothesis: fuzz tests of manifests and splits.
+        "test": ["pytest>=8", "tf-keras==2.21.*", "hypothesis>=6"],
         # scripts/bench.py's frame-input baseline: Keras 2's ImageDataGenerator (Keras 3 removed it).
         "bench": ["tf-keras==2.21.*"],
     },

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import posixpath
 import re
+import unicodedata
 from typing import Iterable, Optional
 
 import tensorflow as tf
@@ -36,6 +37,25 @@ class VideoRecord:
     path: str
     label: str
     group: str
+
+
+MAX_LABEL_CHARS = 200
+
+
+def label_problem(label: str) -> Optional[str]:
+    """Why `label` cannot be a class name, or None.
+
+    Class names are never used in file paths (shards are named by split; labels are stored as indices, their
+    names in label.labels.txt, one per line), so '../x' or 'a/b' are harmless names. What would break the
+    output is a line break or other control character (label.labels.txt would gain a class), and absurd lengths.
+    """
+    if not label.strip():
+        return "empty label"
+    if any(unicodedata.category(c) == "Cc" for c in label):
+        return f"label {label!r} contains a control character (line break, tab, ...)"
+    if len(label) > MAX_LABEL_CHARS:
+        return f"label of {len(label)} characters (at most {MAX_LABEL_CHARS})"
+    return None
 
 
 def _join(root: str, rel: str) -> str:
@@ -127,6 +147,9 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None) -> Lis
                 )
                 continue
             label = rel.split("/", 1)[0]
+            problem = label_problem(label)
+            if problem:
+                raise InputError(f"--input_dir: class folder {_join(root, label)}: {problem}; rename the folder.")
             records.append(VideoRecord(video_id=rel, path=path, label=label, group=group_of(rel, regex)))
     if not records:
         raise InputError(
@@ -156,7 +179,14 @@ def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list
         text = f.read()
     regex = compile_group_regex(group_regex)
     root = posixpath.dirname(manifest_path.replace("\\", "/")) or "."
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_manifest(manifest_path, text, regex, root)
+    except csv.Error as e:  # e.g. a stray carriage return inside an unquoted cell
+        raise InputError(f"{manifest_path}: not a readable CSV file: {e}") from None
+
+
+def _parse_manifest(manifest_path: str, text: str, regex, root: str) -> list[VideoRecord]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = reader.fieldnames or []
     errors = []
     unknown = [c for c in fields if c not in ("path", "label", "group")]
@@ -169,7 +199,10 @@ def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list
             + (f"unknown column(s) {unknown}" if unknown else "")
         )
     records, where, seen = [], [], {}
-    for line_no, row in enumerate(reader, start=2):
+    end_of_previous = reader.line_num  # the header's last line
+    for row in reader:
+        # The row's first physical line (a quoted cell may span several lines).
+        line_no, end_of_previous = end_of_previous + 1, reader.line_num
         if None in row:  # more cells than header columns
             errors.append(f"{manifest_path}:{line_no}: {len(row[None])} more cell(s) than the header has columns")
             continue
@@ -179,8 +212,8 @@ def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list
         if not path:
             errors.append(f"{manifest_path}:{line_no}: empty path")
             continue
-        if not label:
-            errors.append(f"{manifest_path}:{line_no}: empty label for {path}")
+        if not label or label_problem(label):
+            errors.append(f"{manifest_path}:{line_no}: {label_problem(label)} for {path}")
             continue
         if "://" in path or path.startswith("/"):
             full = path

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from pipeline.sources import InputError, list_videos_in_dir, read_manifest
@@ -84,3 +86,38 @@ def test_manifest_header_problems(tmp_path):
     manifest.write_text("file,label,colour\nx.mp4,a,red\n")
     with pytest.raises(InputError, match=r"m.csv:1: .*missing column\(s\) \['path'\].*unknown column\(s\) \['file', 'colour'\]"):
         read_manifest(str(manifest))
+
+
+def test_labels_that_would_break_the_output_are_refused_with_their_line(tmp_path):
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        touch(tmp_path / name)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('path,label\na.mp4,"two\nlines"\nb.mp4,' + "x" * 201 + "\nc.mp4,fine\n")
+    with pytest.raises(InputError) as e:
+        read_manifest(str(manifest))
+    assert f"{manifest}:2: label 'two\\nlines' contains a control character" in str(e.value)
+    assert f"{manifest}:4: label of 201 characters" in str(e.value)
+
+
+@pytest.mark.slow
+def test_path_like_labels_stay_names_and_write_nothing_outside_the_output(sample_videos, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    videos = sorted(p for p in sample_videos.rglob("*.mp4"))[:4]
+    rows = ["path,label"] + [f"{v},{label}" for v, label in zip(videos, ["../escape", "a/b", "../escape", "a/b"])]
+    (tmp_path / "in").mkdir()
+    manifest = tmp_path / "in" / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "work" / "out"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = subprocess.run([sys.executable, "-m", "pipeline.extract", f"--manifest={manifest}",
+                             f"--output_dir={out}", "--weights=none", "--image_size=75", "--fps=2", "--splits=train=1"],
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert [p for p in after if p not in before and not str(p).startswith("work")] == []
+    assert json.loads((out / "summary.json").read_text())["class_names"] == ["../escape", "a/b"]
+    assert (out / "sequences" / "label.labels.txt").read_text().splitlines() == ["../escape", "a/b"]
