@@ -9,11 +9,11 @@ FFmpeg's swscale), and frames are yielded one at a time, so memory does not grow
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Iterator, Optional
 
 import av
 import numpy as np
-import tensorflow as tf
 
 
 class DecodeError(Exception):
@@ -63,8 +63,18 @@ class DecodeReport:
 def _open(path: str):
     # Local files are opened by name (seekable, fastest); remote ones (gs://...) through a gfile object.
     if "://" in path:
+        import tensorflow as tf  # only for remote files: the isolated decoder process stays light without it
+
         return av.open(tf.io.gfile.GFile(path, "rb"), mode="r")
     return av.open(path, mode="r")
+
+
+def _size(path: str) -> Optional[int]:
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).length if tf.io.gfile.exists(path) else None
+    return os.path.getsize(path) if os.path.exists(path) else None
 
 
 # Demuxers FFmpeg uses for single still images (a .jpg renamed .mp4 opens as a one-frame "video").
@@ -104,7 +114,7 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
       DecodeError: the file cannot be opened as a video, has no video stream, or yields no frame.
     """
     report = report if report is not None else DecodeReport()
-    if tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length == 0:
+    if _size(path) == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
         container = _open(path)

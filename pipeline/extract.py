@@ -62,6 +62,9 @@ def define_flags():
                       "like a naive writer; to study story 002 with training.inspect).")
     flags.DEFINE_integer("shard_bytes", DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.")
     flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the frames in frames/.")
+    flags.DEFINE_bool("isolate_decode", True, "Decode each worker's videos in a child process, so a crash or hang "
+                      "in FFmpeg's native code fails that video (failures.jsonl) instead of the job.")
+    flags.DEFINE_float("decode_timeout", 300.0, "Seconds without a decoded frame before a hung decoder is stopped.")
     flags.DEFINE_string("featurize_accelerator", "", "Beam accelerator resource hint for the InceptionV3 step only, "
                         "e.g. 'type:nvidia-tesla-t4;count:1;install-nvidia-driver' (Dataflow right fitting: GPU "
                         "workers featurize, CPU workers decode and write). Ignored by local runners.")
@@ -96,6 +99,8 @@ def main(argv):
         shard_bytes=FLAGS.shard_bytes,
         jpeg_quality=FLAGS.jpeg_quality,
         featurize_accelerator=FLAGS.featurize_accelerator,
+        isolate_decode=FLAGS.isolate_decode,
+        decode_timeout=FLAGS.decode_timeout,
     )
     try:
         summary = run_extraction(config, beam_args=argv[1:])

@@ -61,6 +61,8 @@ class ExtractConfig:
     shard_bytes: int = DEFAULT_SHARD_BYTES
     jpeg_quality: int = 90
     featurize_accelerator: str = ""
+    isolate_decode: bool = True
+    decode_timeout: float = 300.0
 
     def validate(self) -> None:
         if bool(self.input_dir) == bool(self.manifest):
@@ -100,7 +102,8 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         # into the single bundle that read the (one) plan file.
         | "Reshuffle" >> beam.Reshuffle()
     )
-    decoded = records | "DecodeFrames" >> transforms.DecodeFrames(settings, total_videos, config.jpeg_quality)
+    decoded = records | "DecodeFrames" >> transforms.DecodeFrames(settings, total_videos, config.jpeg_quality,
+                                                                  config.isolate_decode, config.decode_timeout)
     frame_split = None
     if config.split_by == "frame":
         frame_split = functools.partial(frame_split_of, fractions=parse_split_fractions(config.splits),
@@ -115,17 +118,15 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
     featurized = decoded.frames | "FeaturizeFrames" >> featurize
     _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
         f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
-    _ = (
-        featurized.features
-        | "BuildSequences" >> transforms.BuildSequences(spec)
-        | "WriteSequences" >> transforms.WriteShards(f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec,
-                                                      config.shard_bytes)
-    )
+    sequences = featurized.features | "BuildSequences" >> transforms.BuildSequences(spec)
+    _ = sequences.sequences | "WriteSequences" >> transforms.WriteShards(
+        f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes)
     problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
     _ = ((decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
          | "WriteFailures" >> transforms.failures_report(f"{out}/{FAILURES_JSONL}"))
     _ = decoded[transforms.VIDEOS] | "WriteSplitsCsv" >> transforms.splits_report(f"{out}/{SPLITS_CSV}")
-    _ = decoded[transforms.VIDEOS] | "WriteWarnings" >> transforms.warnings_report(f"{out}/{WARNINGS_JSONL}")
+    _ = ((decoded[transforms.VIDEOS], sequences[transforms.WARNINGS]) | "AllWarnings" >> beam.Flatten()
+         | "WriteWarnings" >> transforms.warnings_report(f"{out}/{WARNINGS_JSONL}"))
 
 
 def _read_lines(path: str) -> list[str]:

@@ -29,6 +29,7 @@ from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_fr
 
 FAILURES = "failures"
 VIDEOS = "videos"
+WARNINGS = "warnings"
 
 SPLITS_CSV_COLUMNS = ("video_id", "group", "label", "split", "frames", "status")
 
@@ -36,10 +37,13 @@ SPLITS_CSV_COLUMNS = ("video_id", "group", "label", "split", "frames", "status")
 class _DecodeFramesFn(beam.DoFn):
     """Decodes one video into sampled frames (main output), plus one row per video and failures."""
 
-    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int):
+    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int, isolate: bool = True,
+                 timeout: float = 300.0):
         self._settings = settings
         self._total = total_videos
         self._quality = jpeg_quality
+        self._isolate = isolate
+        self._timeout = timeout
         self._decoded = Metrics.counter("extract", "videos_decoded")
         self._failed = Metrics.counter("extract", "videos_failed")
         self._partial = Metrics.counter("extract", "videos_partial")
@@ -47,13 +51,24 @@ class _DecodeFramesFn(beam.DoFn):
 
     def setup(self):
         self._done = 0
+        self._decoder = None
+        if self._isolate:
+            from pipeline.isolated_decode import DecoderProcess
+
+            self._decoder = DecoderProcess(self._timeout)
+
+    def teardown(self):
+        if self._decoder is not None:
+            self._decoder.close()
 
     def process(self, record: dict):
         import tensorflow as tf
 
         report = DecodeReport()
         try:
-            for frame in decode_frames(record["path"], self._settings, report):
+            frames = (self._decoder.decode(record["path"], self._settings, report) if self._decoder is not None
+                      else decode_frames(record["path"], self._settings, report))
+            for frame in frames:
                 jpeg = tf.io.encode_jpeg(frame.rgb, quality=self._quality).numpy()
                 yield {"video": record, "index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb,
                        "jpeg": jpeg}
@@ -89,9 +104,12 @@ def _video_row(record: dict, frames: int, status: str) -> dict:
 class DecodeFrames(beam.PTransform):
     """plan records -> frames (dicts with video, index, timestamp, rgb, jpeg); tagged `failures` and `videos`."""
 
-    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int = 90):
+    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int = 90, isolate: bool = True,
+                 timeout: float = 300.0):
+        """isolate: decode in a child process (pipeline.isolated_decode), so a native crash or a hang fails one
+        video instead of the worker; timeout: seconds without a frame before a hung decoder is stopped."""
         super().__init__()
-        self._fn = _DecodeFramesFn(settings, total_videos, jpeg_quality)
+        self._fn = _DecodeFramesFn(settings, total_videos, jpeg_quality, isolate, timeout)
 
     def expand(self, records):
         return records | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
@@ -180,7 +198,14 @@ class _BuildSequenceFn(beam.DoFn):
         video_id, parts = element
         parts = sorted(parts, key=lambda p: p[0])
         video = parts[0][3]
-        matrix = cast_features(np.stack([p[2] for p in parts]), self._spec.feature_dtype, video["path"])
+        features = np.stack([p[2] for p in parts])
+        try:
+            matrix = cast_features(features, self._spec.feature_dtype, video["path"])
+        except ValueError as e:  # beyond float16's range: keep the video, saturated, and say so
+            limit = float(np.finfo(self._spec.feature_dtype).max)
+            matrix = np.clip(features, -limit, limit).astype(self._spec.feature_dtype)
+            yield beam.pvalue.TaggedOutput(WARNINGS, {"video_id": video_id, "warning": f"{e}; stored saturated "
+                                                      f"at +-{limit:g}"})
         example = self._encode({
             schema.FEATURES: matrix,
             schema.LABEL: self._labels[video["label"]],
@@ -200,7 +225,9 @@ class BuildSequences(beam.PTransform):
         self._spec = spec
 
     def expand(self, features):
-        return features | "GroupByVideo" >> beam.GroupByKey() | "Encode" >> beam.ParDo(_BuildSequenceFn(self._spec))
+        """Main output: (split, key, example); tagged `warnings`: {video_id, warning} for saturated features."""
+        return (features | "GroupByVideo" >> beam.GroupByKey()
+                | "Encode" >> beam.ParDo(_BuildSequenceFn(self._spec)).with_outputs(WARNINGS, main="sequences"))
 
 
 def _assign_shard(element, num_shards: dict):

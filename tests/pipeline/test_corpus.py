@@ -176,3 +176,27 @@ def test_odd_names_and_duplicate_base_names_keep_distinct_ids(corpus):
     assert {"circle/clip.mp4", "square/clip.mp4", "chien méchant/mon clip é 視頻 01.mp4"} <= set(found)
     labels = json.loads((out / "summary.json").read_text())["class_names"]
     assert "chien méchant" in labels
+
+
+def test_a_decoder_crash_in_native_code_fails_one_video_not_the_job(tmp_path):
+    from pipeline.isolated_decode import CRASH_MARKER_ENV
+
+    root = tmp_path / "in"
+    encode(root / "cat" / "fine.mp4", moving(12))
+    encode(root / "cat" / "crash_me.mp4", moving(12, seed=5))
+    encode(root / "dog" / "fine.mp4", moving(12, seed=6))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "pipeline.extract", f"--input_dir={root}", f"--output_dir={out}",
+                             "--weights=none", "--image_size=75", "--fps=2", "--splits=train=1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, **{CRASH_MARKER_ENV: "crash_me"}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == 3 == summary["extracted"] + summary["failed"]
+    # The crash came after the first frame: that frame is kept, with a warning naming the signal.
+    warning = next(w for w in summary["warnings"] if w["video_id"] == "cat/crash_me.mp4")["warning"]
+    assert "crashed in native code (SIGSEGV)" in warning
+    with open(out / "splits.csv") as f:
+        rows = {r["video_id"]: r for r in csv.DictReader(f)}
+    assert rows["cat/crash_me.mp4"]["status"] == "partial" and rows["cat/crash_me.mp4"]["frames"] == "1"
+    assert rows["cat/fine.mp4"]["frames"] == rows["dog/fine.mp4"]["frames"] == "2"  # the decoder was restarted

@@ -43,7 +43,8 @@ def test_build_sequences_orders_frames_and_encodes_with_the_schema():
     decode = schema.sequences_features(SPEC)
     with TestPipeline() as p:
         out = (p | beam.Create([("square/a.mp4", part) for part in parts])
-               | transforms.BuildSequences(SPEC)
+               | transforms.BuildSequences(SPEC)).sequences
+        out = (out
                | beam.MapTuple(lambda split, key, data: (split, decode.deserialize_example_np(data))))
 
         def check(rows):
@@ -94,3 +95,22 @@ def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
         if b"nvidia-tesla-t4" in hints.get("beam:resources:accelerator:v1", b""):
             hinted.add(transform.unique_name.split("/")[0])
     assert hinted == {"FeaturizeFrames"}
+
+
+def test_features_beyond_float16_are_saturated_with_a_warning_not_a_failed_job():
+    spec = schema.DatasetSpec(class_names=("square",), feature_dtype="float16")
+    video = {"video_id": "square/a.mp4", "label": "square", "group": "g1", "split": "train", "path": "/x"}
+    parts = [(0, 0.0, np.full(2048, 1e6, np.float32), video), (1, 0.5, np.ones(2048, np.float32), video)]
+    decode = schema.sequences_features(spec)
+    with TestPipeline() as p:
+        built = p | beam.Create([("square/a.mp4", part) for part in parts]) | transforms.BuildSequences(spec)
+        features = built.sequences | beam.MapTuple(lambda split, key, data: decode.deserialize_example_np(data)[
+            schema.FEATURES])
+
+        def check_features(rows):
+            ((matrix,),) = [rows]
+            assert matrix.dtype == np.float16 and matrix[0, 0] == 65504 and matrix[1, 0] == 1
+
+        assert_that(features, check_features, label="features")
+        assert_that(built.warnings | beam.Map(lambda w: (w["video_id"], "overflows float16" in w["warning"])),
+                    equal_to([("square/a.mp4", True)]), label="warnings")

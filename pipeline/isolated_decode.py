@@ -1,0 +1,135 @@
+"""Decoding in a separate process, so a crash or hang of FFmpeg's native code fails one video, not the job.
+
+A `DecoderProcess` is a long-lived child process (started with 'spawn': it imports PyAV and numpy, not
+TensorFlow) that decodes one video at a time and streams its frames back over a pipe: a small JSON header per
+message and the raw pixels, no pickle. If the child dies (segmentation fault, abort, out of memory) or stays
+silent longer than `timeout` seconds, the video being decoded raises DecodeError saying so, and the next video
+gets a fresh child. The frames and reports are exactly those of `pipeline.decode.decode_frames`, which the child
+runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import signal
+from typing import Iterator, Optional
+
+import numpy as np
+
+from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, Frame, decode_frames
+
+# Fault injection for tests: the child kills itself with SIGSEGV after the first frame of any video whose path
+# contains this environment variable's value. Unset in normal runs.
+CRASH_MARKER_ENV = "VIDEO_PIPELINE_TEST_CRASH_MARKER"
+
+
+def _serve(conn) -> None:
+    """The child's loop: one request (JSON: path and settings) -> frame messages -> a final message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the child stops
+    marker = os.environ.get(CRASH_MARKER_ENV)
+    while True:
+        try:
+            request = json.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        report = DecodeReport()
+        try:
+            for frame in decode_frames(request["path"], DecodeSettings(**request["settings"]), report):
+                header = {"kind": "frame", "index": frame.index, "timestamp": frame.timestamp,
+                          "shape": list(frame.rgb.shape)}
+                conn.send_bytes(json.dumps(header).encode())
+                conn.send_bytes(np.ascontiguousarray(frame.rgb, dtype=np.uint8).tobytes())
+                if marker and marker in request["path"]:
+                    os.kill(os.getpid(), signal.SIGSEGV)
+            conn.send_bytes(json.dumps({"kind": "done", "frames": report.frames, "warning": report.warning}).encode())
+        except DecodeError as e:
+            conn.send_bytes(json.dumps({"kind": "error", "error": str(e)}).encode())
+
+
+class DecoderProcess:
+    """A child process decoding videos on request; restarted after a crash or a hang."""
+
+    def __init__(self, timeout: float = 300.0):
+        self.timeout = timeout
+        self._process = None
+        self._conn = None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child,), daemon=True, name="video-decoder")
+        self._process.start()
+        child.close()
+        self._conn = parent
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._process is not None:
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._process = self._conn = None
+
+    def _kill(self) -> Optional[str]:
+        """Stops a broken child; returns how it died (signal name or exit code)."""
+        process = self._process
+        if process.is_alive():
+            process.kill()
+        process.join()
+        code = process.exitcode
+        self._conn.close()
+        self._process = self._conn = None
+        if code is not None and code < 0:
+            return signal.Signals(-code).name
+        return f"exit code {code}"
+
+    def _receive(self) -> bytes:
+        if not self._conn.poll(self.timeout):
+            how = self._kill()
+            raise _ChildLost(f"the decoder produced nothing for {self.timeout:.0f} s and was stopped ({how}); the "
+                             "file may be damaged in a way that makes FFmpeg hang")
+        try:
+            return self._conn.recv_bytes()
+        except (EOFError, OSError):
+            how = self._kill()
+            raise _ChildLost(f"the decoder crashed in native code ({how}) while reading this file; the other "
+                             "videos are not affected") from None
+
+    def decode(self, path: str, settings: DecodeSettings, report: DecodeReport) -> Iterator[Frame]:
+        """Like `decode_frames(path, settings, report)`, in the child process. As with damage found in-process,
+        a crash after some frames keeps them with a warning; a crash before any frame fails the video."""
+        if self._process is None:
+            self._start()
+        self._conn.send_bytes(json.dumps({"path": path, "settings": dataclasses.asdict(settings)}).encode())
+        finished = False
+        try:
+            while True:
+                message = json.loads(self._receive())
+                if message["kind"] == "frame":
+                    pixels = np.frombuffer(self._receive(), np.uint8).reshape(message["shape"])
+                    yield Frame(index=message["index"], timestamp=message["timestamp"], rgb=pixels)
+                    report.frames += 1
+                elif message["kind"] == "done":
+                    report.warning = message["warning"]
+                    finished = True
+                    return
+                else:
+                    finished = True
+                    raise DecodeError(message["error"])
+        except _ChildLost as e:
+            finished = True  # _kill already stopped it
+            if report.frames == 0:
+                raise DecodeError(str(e)) from None
+            report.warning = f"decoding stopped early after {report.frames} frame(s): {e}"
+        finally:
+            if not finished and self._process is not None:
+                self._kill()  # the caller stopped early: the child's remaining messages must not reach the next video
+
+
+class _ChildLost(Exception):
+    """The child died or hung; the message says which."""
