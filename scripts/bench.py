@@ -361,14 +361,15 @@ def _write_video(path: str, seconds: float, width: int, height: int, rate: int =
 def bench_extraction_memory(size: str) -> dict:
     """Peak resident memory of `pipeline.extract` on one short and one 12x longer video of the same frame size:
     frames are streamed, so memory should not grow with the video's length."""
-    (width, height), short = _pick(size, ((320, 240), 1.0), ((640, 480), 2.0), ((1920, 1080), 5.0))
+    (width, height), short = _pick(size, ((320, 240), 0.5), ((640, 480), 2.0), ((1920, 1080), 5.0))
+    image_size = _pick(size, 75, 299, 299)
     work = tempfile.mkdtemp(prefix="bench-memory-")
-    results = {"frame_size": [width, height], "fps_sampled": 2, "image_size": 299}
+    results = {"frame_size": [width, height], "fps_sampled": 2, "image_size": image_size}
     for name, seconds in (("short", short), ("long", 12 * short)):
         _write_video(f"{work}/{name}/videos/clip/{name}.mp4", seconds, width, height)
         done = subprocess.run([sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "pipeline.extract",
                                f"--input_dir={work}/{name}/videos", f"--output_dir={work}/{name}/out", "--weights=none",
-                               "--fps=2", "--splits=train=1"], cwd=ROOT, capture_output=True, text=True, check=True)
+                               "--fps=2", "--splits=train=1", f"--image_size={image_size}"], cwd=ROOT, capture_output=True, text=True, check=True)
         results[f"{name}_video_seconds"] = seconds
         results[f"{name}_peak_rss_mb"] = round(int(done.stdout.split()[-1]) / 1024, 1)
     results["ratios"] = {"extraction_memory_long_vs_short": round(results["long_peak_rss_mb"] / results["short_peak_rss_mb"], 3)}
