@@ -1,8 +1,9 @@
 """Decoding in a separate process, so a crash or hang of FFmpeg's native code fails one video, not the job.
 
-A `DecoderProcess` is a long-lived child process (started with 'spawn': it imports PyAV and numpy, not
-TensorFlow) that decodes one video at a time and streams its frames back over a pipe: a small JSON header per
-message and the raw pixels, no pickle. If the child dies (segmentation fault, abort, out of memory) or stays
+A `DecoderProcess` is a long-lived child process (`python -m pipeline.isolated_decode`: it imports PyAV and
+numpy, not TensorFlow or Beam; multiprocessing's spawn would re-import the parent's main module) that decodes one
+video at a time and streams its frames back over a pair of pipes: a small JSON header per message and the raw
+pixels, no pickle. If the child dies (segmentation fault, abort, out of memory) or stays
 silent longer than `timeout` seconds, the video being decoded raises DecodeError saying so, and the next video
 gets a fresh child. The frames and reports are exactly those of `pipeline.decode.decode_frames`, which the child
 runs.
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+from multiprocessing.connection import Connection
 from typing import Iterator, Optional
 
 import numpy as np
@@ -26,13 +29,13 @@ from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, Frame, de
 CRASH_MARKER_ENV = "VIDEO_PIPELINE_TEST_CRASH_MARKER"
 
 
-def _serve(conn) -> None:
+def _serve(requests: Connection, conn: Connection) -> None:
     """The child's loop: one request (JSON: path and settings) -> frame messages -> a final message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the child stops
     marker = os.environ.get(CRASH_MARKER_ENV)
     while True:
         try:
-            request = json.loads(conn.recv_bytes())
+            request = json.loads(requests.recv_bytes())
         except EOFError:
             return
         report = DecodeReport()
@@ -56,35 +59,42 @@ class DecoderProcess:
         self.timeout = timeout
         self._process = None
         self._conn = None
+        self._requests = None
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), daemon=True, name="video-decoder")
-        self._process.start()
-        child.close()
-        self._conn = parent
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        request_read, request_write = os.pipe()
+        message_read, message_write = os.pipe()
+        self._process = subprocess.Popen([sys.executable, "-m", "pipeline.isolated_decode", str(request_read),
+                                          str(message_write)], pass_fds=(request_read, message_write), env=env)
+        os.close(request_read)
+        os.close(message_write)
+        self._requests = Connection(request_write, readable=False)
+        self._conn = Connection(message_read, writable=False)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if self._process is not None:
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
-        self._process = self._conn = None
+        if self._process is None:
+            return
+        self._requests.close()  # end of requests: the child returns
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._conn.close()
+        self._process = self._conn = self._requests = None
 
     def _kill(self) -> Optional[str]:
         """Stops a broken child; returns how it died (signal name or exit code)."""
         process = self._process
-        if process.is_alive():
+        if process.poll() is None:
             process.kill()
-        process.join()
-        code = process.exitcode
+        code = process.wait()
+        self._requests.close()
         self._conn.close()
-        self._process = self._conn = None
-        if code is not None and code < 0:
+        self._process = self._conn = self._requests = None
+        if code < 0:
             return signal.Signals(-code).name
         return f"exit code {code}"
 
@@ -105,7 +115,7 @@ class DecoderProcess:
         a crash after some frames keeps them with a warning; a crash before any frame fails the video."""
         if self._process is None:
             self._start()
-        self._conn.send_bytes(json.dumps({"path": path, "settings": dataclasses.asdict(settings)}).encode())
+        self._requests.send_bytes(json.dumps({"path": path, "settings": dataclasses.asdict(settings)}).encode())
         finished = False
         try:
             while True:
@@ -129,6 +139,15 @@ class DecoderProcess:
         finally:
             if not finished and self._process is not None:
                 self._kill()  # the caller stopped early: the child's remaining messages must not reach the next video
+
+
+def main() -> None:
+    """The child: reads requests from the pipe whose descriptor is argv[1], writes messages to argv[2]."""
+    _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+
+
+if __name__ == "__main__":
+    main()
 
 
 class _ChildLost(Exception):

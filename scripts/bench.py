@@ -361,8 +361,8 @@ def _write_video(path: str, seconds: float, width: int, height: int, rate: int =
 def bench_extraction_memory(size: str) -> dict:
     """Peak resident memory of `pipeline.extract` on one short and one 12x longer video of the same frame size:
     frames are streamed, so memory should not grow with the video's length."""
-    (width, height), short = _pick(size, ((320, 240), 0.5), ((640, 480), 2.0), ((1920, 1080), 5.0))
-    image_size = _pick(size, 75, 299, 299)
+    (width, height), short = _pick(size, ((320, 240), 0.5), ((640, 480), 1.0), ((1920, 1080), 5.0))
+    image_size = _pick(size, 75, 150, 299)
     work = tempfile.mkdtemp(prefix="bench-memory-")
     results = {"frame_size": [width, height], "fps_sampled": 2, "image_size": image_size}
     for name, seconds in (("short", short), ("long", 12 * short)):
@@ -400,7 +400,7 @@ def bench_storage(size: str) -> dict:
     from training.input_pipeline import InputConfig, make_dataset
 
     work = tempfile.mkdtemp(prefix="bench-storage-")
-    (sessions, clips), seeds, epochs = _pick(size, ((3, 1), [0], 2), ((6, 4), [0], 10), ((8, 6), [0, 1, 2], 15))
+    (sessions, clips), seeds, epochs = _pick(size, ((3, 1), [0], 2), ((6, 3), [0], 8), ((8, 6), [0, 1, 2], 15))
     _run(["-m", "pipeline.samples", f"--output_dir={work}/videos", "--seed=0", f"--sessions={sessions}",
           f"--clips={clips}", "--seconds=2", "--noclass_colours"])
     results: dict = {"dtypes": {}}
