@@ -361,8 +361,8 @@ def _write_video(path: str, seconds: float, width: int, height: int, rate: int =
 def bench_extraction_memory(size: str) -> dict:
     """Peak resident memory of `pipeline.extract` on one short and one 12x longer video of the same frame size:
     frames are streamed, so memory should not grow with the video's length."""
-    (width, height), short = _pick(size, ((320, 240), 0.5), ((640, 480), 1.0), ((1920, 1080), 5.0))
-    image_size = _pick(size, 75, 150, 299)
+    (width, height), short = _pick(size, ((320, 240), 0.5), ((320, 240), 1.0), ((1920, 1080), 5.0))
+    image_size = _pick(size, 75, 75, 299)
     work = tempfile.mkdtemp(prefix="bench-memory-")
     results = {"frame_size": [width, height], "fps_sampled": 2, "image_size": image_size}
     for name, seconds in (("short", short), ("long", 12 * short)):
@@ -400,7 +400,7 @@ def bench_storage(size: str) -> dict:
     from training.input_pipeline import InputConfig, make_dataset
 
     work = tempfile.mkdtemp(prefix="bench-storage-")
-    (sessions, clips), seeds, epochs = _pick(size, ((3, 1), [0], 2), ((6, 3), [0], 8), ((8, 6), [0, 1, 2], 15))
+    (sessions, clips), seeds, epochs = _pick(size, ((3, 1), [0], 2), ((5, 3), [0], 6), ((8, 6), [0, 1, 2], 15))
     _run(["-m", "pipeline.samples", f"--output_dir={work}/videos", "--seed=0", f"--sessions={sessions}",
           f"--clips={clips}", "--seconds=2", "--noclass_colours"])
     results: dict = {"dtypes": {}}
@@ -412,7 +412,9 @@ def bench_storage(size: str) -> dict:
         with open(f"{data}/summary.json") as f:
             frames = json.load(f)["frames"]
         accuracies = []
-        for seed in seeds:
+        # Retraining on float16 (storage plus training noise) is measured in full mode only; every mode measures
+        # the storage effect alone (the float32 model evaluated on both).
+        for seed in seeds if dtype == "float32" or size == "full" else []:
             _run(["-m", "training.main", f"--data_dir={data}", f"--workdir={data}/run{seed}", "--model=lstm",
                   f"--epochs={epochs}", f"--seed={seed}", "--lstm_units=64", "--dense_units=32"])
             with open(f"{data}/run{seed}/metrics.json") as f:
@@ -420,7 +422,8 @@ def bench_storage(size: str) -> dict:
         results["dtypes"][dtype] = {
             "feature_bytes_per_frame": 2048 * np.dtype(dtype).itemsize,
             "shard_bytes_per_frame": round(sum(i.num_bytes for i in info) / frames, 1),
-            "test_accuracy_per_seed": accuracies, "test_accuracy_mean": round(float(np.mean(accuracies)), 4),
+            "test_accuracy_per_seed": accuracies,
+            "test_accuracy_mean": round(float(np.mean(accuracies)), 4) if accuracies else None,
         }
     model = keras.models.load_model(f"{work}/float32/run{seeds[0]}/best.keras", safe_mode=True)
     probabilities, labels = {}, {}
@@ -437,8 +440,8 @@ def bench_storage(size: str) -> dict:
     results["eval_change_points"] = round(100 * (accuracy["float16"] - accuracy["float32"]), 2)
     results["eval_prediction_agreement"] = float(np.mean(predicted["float16"] == predicted["float32"]))
     results["eval_max_probability_change"] = float(np.max(np.abs(probabilities["float16"] - probabilities["float32"])))
-    results["retrained_change_points"] = round(
-        100 * (results["dtypes"]["float16"]["test_accuracy_mean"] - results["dtypes"]["float32"]["test_accuracy_mean"]), 2)
+    means = [results["dtypes"][d]["test_accuracy_mean"] for d in ("float16", "float32")]
+    results["retrained_change_points"] = round(100 * (means[0] - means[1]), 2) if None not in means else None
     results["ratios"] = {"storage_float16_vs_float32": round(
         results["dtypes"]["float16"]["shard_bytes_per_frame"] / results["dtypes"]["float32"]["shard_bytes_per_frame"], 3)}
     return results
