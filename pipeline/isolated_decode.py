@@ -107,8 +107,9 @@ class DecoderProcess:
             return self._conn.recv_bytes()
         except (EOFError, OSError):
             how = self._kill()
-            raise _ChildLost(f"the decoder crashed in native code ({how}) while reading this file; the other "
-                             "videos are not affected") from None
+            what = f"crashed in native code ({how})" if how.startswith("SIG") else f"process failed ({how})"
+            raise _ChildLost(f"the decoder {what} while reading this file; the other videos are not "
+                             "affected") from None
 
     def decode(self, path: str, settings: DecodeSettings, report: DecodeReport) -> Iterator[Frame]:
         """Like `decode_frames(path, settings, report)`, in the child process. As with damage found in-process,
