@@ -59,8 +59,8 @@ def _batch_norm(**kwargs) -> layers.BatchNormalization:
     """BatchNormalization with statistics over the global batch under tf.distribute (one device: the same statistics).
 
     Unsynchronized, each replica normalises with its own slice of the batch and keeps its own moving
-    statistics: in a multi-worker run the workers' saved models then differ in their moving means (measured:
-    up to 0.2 apart after 6 epochs) although their trainable weights are identical.
+    statistics: in a multi-worker run the workers' saved models then differ in their moving means (a one-off
+    check: up to 0.2 apart after 6 epochs) although their trainable weights are identical.
     """
     return layers.BatchNormalization(synchronized=True, **kwargs)
 
