@@ -97,7 +97,7 @@ def main(argv):
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
     config = train_flags.config_from_flags()
-    kind = schema.SEQUENCES if config.model == "lstm" else schema.FRAMES
+    kind = config.kind
     keras.utils.set_random_seed(config.seed)  # as training.train does: tf.data seeds depend on the global seed
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, with_metadata=True, decode=False)
     info = split_info(config.data_dir, kind, FLAGS.split)

@@ -57,6 +57,11 @@ class TrainConfig:
     tpu: str = ""
     cpu_devices: int = 1
 
+    @property
+    def kind(self) -> str:
+        """The dataset the model reads: sequences/ for the LSTM, frames/ for the CNN."""
+        return schema.SEQUENCES if self.model == "lstm" else schema.FRAMES
+
 
 def choose_precision(requested: str) -> tuple[str, str]:
     """The Keras dtype policy for `--mixed_precision` and a sentence saying why."""
@@ -238,7 +243,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     try:
         return _train(config, workdir, flags)
     except tf.errors.DataLossError as e:
-        kind = schema.SEQUENCES if config.model == "lstm" else schema.FRAMES
+        kind = config.kind
         found = [integrity.describe_damage(split_info(config.data_dir, kind, s), f"{config.data_dir}/{kind} {s}")
                  for s in ("train", "valid", "test")]
         found = [f for f in found if f]
@@ -277,7 +282,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     keras.mixed_precision.set_global_policy(policy)
     logging.info("[train] precision: %s (%s)", policy, why)
 
-    kind = schema.SEQUENCES if config.model == "lstm" else schema.FRAMES
+    kind = config.kind
     if config.model not in ("lstm", "cnn"):
         raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed)
