@@ -49,9 +49,11 @@ def define_flags():
     flags.DEFINE_enum("features", "inception_v3", ["inception_v3"], "Frame feature extractor.")
     flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded once by Keras), 'none' (random, for tests) "
                         "or the path of an InceptionV3 no-top weights file (.h5 / .weights.h5) for offline machines.")
-    flags.DEFINE_enum("feature_dtype", "float16", ["float32", "float16"], "Storage dtype of the features. float16 "
-                      "(default) halves sequences/ on disk and doubles streaming read speed; accuracy change measured "
-                      "by scripts/bench.py (storage). float32 for features beyond float16's range (65504).")
+    flags.DEFINE_enum("feature_dtype", "float16", ["float32", "float16", "uint8"], "Storage dtype of the "
+                      "features. float16 (default) halves sequences/ on disk; uint8 quarters it, quantized over the "
+                      "dataset's range (scale and offset in sequences/metadata.json; README, 'Output format'); "
+                      "accuracy changes measured by scripts/bench.py (storage). float32 for features beyond "
+                      "float16's range (65504).")
     flags.DEFINE_integer("feature_batch_size", 32, "Frames per InceptionV3 forward pass.")
     flags.DEFINE_string("splits", DEFAULT_SPLITS, "Split names and fractions of recording groups.")
     flags.DEFINE_string("split_salt", "", "Salt of the group hash: another salt draws another split.")

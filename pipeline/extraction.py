@@ -118,9 +118,10 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
     featurized = decoded.frames | "FeaturizeFrames" >> featurize
     _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
         f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
-    sequences = featurized.features | "BuildSequences" >> transforms.BuildSequences(spec)
+    build_sequences = transforms.BuildSequences(spec)
+    sequences = featurized.features | "BuildSequences" >> build_sequences
     _ = sequences.sequences | "WriteSequences" >> transforms.WriteShards(
-        f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes)
+        f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes, build_sequences.quantization)
     problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
     _ = ((decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
          | "WriteFailures" >> transforms.failures_report(f"{out}/{FAILURES_JSONL}"))

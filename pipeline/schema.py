@@ -18,7 +18,7 @@ readers cannot drift apart. Changing a name, dtype or shape here changes the pub
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -37,7 +37,10 @@ FILE_FORMAT = "tfrecord"
 
 # InceptionV3 with include_top=False, pooling='avg' gives one 2048-d vector per frame.
 FEATURE_DIM = 2048
-FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16}
+FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
+# Where a uint8 dataset's dequantization constants live: `metadata.json` of sequences/, which TFDS loads as
+# `builder.info.metadata` (see `Quantization`).
+QUANTIZATION = "quantization"
 
 # Keys of the examples. Readers should use these constants rather than string literals.
 IMAGE = "image"
@@ -52,12 +55,53 @@ TIMESTAMPS = "timestamps"
 
 
 @dataclasses.dataclass(frozen=True)
+class Quantization:
+    """8-bit linear quantization of features, as YouTube-8M stores the same kind of features.
+
+    A value x is stored as q = 1 + round((x - low) / scale), q in 1..255, with scale = (high - low) / 254 over
+    the dataset's whole range [low, high] (measured by the extraction, so nothing saturates), and read back as
+
+        x = offset + scale * q        (offset = low - scale)
+
+    with an error of at most scale / 2. q = 0 never stores a value: rows of zero bytes are padding, as all-zero
+    rows are in float datasets. TFDS users find `scale` and `offset` in
+    `builder.info.metadata["quantization"]`.
+    """
+
+    scale: float
+    offset: float
+
+    @classmethod
+    def spanning(cls, low: float, high: float) -> "Quantization":
+        """The quantization whose 254 steps span [low, high] (float32 arithmetic, as stored)."""
+        low, high = np.float32(low), np.float32(high)
+        scale = np.float32((high - low) / 254) if high > low else np.float32(1.0)
+        return cls(scale=float(scale), offset=float(np.float32(low - scale)))
+
+    def quantize(self, features: np.ndarray) -> np.ndarray:
+        q = np.rint((features.astype(np.float32) - np.float32(self.offset)) / np.float32(self.scale))
+        return np.clip(q, 1, 255).astype(np.uint8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return np.float32(self.offset) + np.float32(self.scale) * q.astype(np.float32)
+
+    def as_metadata(self) -> dict:
+        return {"scale": self.scale, "offset": self.offset, "formula": "x = offset + scale * q",
+                "padding": "rows whose bytes are all 0"}
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """What varies between extractions and shapes the schema: the class names and the feature dtype."""
+    """What varies between extractions and shapes the schema: the class names and the feature dtype.
+
+    quantization: for feature_dtype 'uint8', how to read the bytes back as values; known once the extraction
+    has seen every feature (None while writing, set when read back by `read_spec`).
+    """
 
     class_names: tuple[str, ...]
     feature_dtype: str = "float32"
     feature_dim: int = FEATURE_DIM
+    quantization: Optional[Quantization] = None
 
     def __post_init__(self):
         if self.feature_dtype not in FEATURE_DTYPES:
@@ -91,7 +135,8 @@ def sequences_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
     """Schema of `sequences/`: all sampled frames of one video as a [T, 2048] feature matrix.
 
     `features` is stored as raw little-endian bytes (TFDS `Encoding.BYTES`), so float16 really takes two
-    bytes per value on disk; TFDS' default encoding would widen it to a float32 list.
+    bytes per value on disk and uint8 one; TFDS' default encoding would widen them to a list of wider numbers.
+    uint8 features are quantized: see `Quantization` for reading them back as values.
     """
     return tfds.features.FeaturesDict(
         {
@@ -177,13 +222,22 @@ def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
 
 def read_spec(data_dir: str) -> DatasetSpec:
     """Reads the class names and feature dtype back from an extraction output's `sequences/` metadata."""
-    builder = tfds.builder_from_directory(f"{data_dir.rstrip('/')}/{SEQUENCES}")
+    directory = f"{data_dir.rstrip('/')}/{SEQUENCES}"
+    builder = tfds.builder_from_directory(directory)
     features = builder.info.features
     dtype = np.dtype(features[FEATURES].np_dtype).name
+    quantization = None
+    if dtype == "uint8":
+        constants = (builder.info.metadata or {}).get(QUANTIZATION)
+        if not constants:
+            raise ValueError(f"{directory} stores uint8 features but its metadata.json has no {QUANTIZATION!r} "
+                             "(scale, offset): the output is incomplete; re-run pipeline.extract")
+        quantization = Quantization(scale=float(constants["scale"]), offset=float(constants["offset"]))
     return DatasetSpec(
         class_names=tuple(features[LABEL].names),
         feature_dtype=dtype,
         feature_dim=int(features[FEATURES].shape[-1]),
+        quantization=quantization,
     )
 
 

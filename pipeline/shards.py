@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -22,7 +22,8 @@ from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 from pipeline import schema
 from pipeline.atomic_files import TMP_MARKER, temporary_name, write_atomically
 
-DEFAULT_SHARD_BYTES = 128 * 2**20  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
+DEFAULT_SHARD_BYTES = 128 * 2**20
+METADATA_JSON = "metadata.json"  # where TFDS keeps `DatasetInfo.metadata`  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
 
 
 def sort_key(video_id: str, frame_index: int | None = None) -> str:
@@ -74,9 +75,11 @@ def write_shard(directory: str, name: str, split: str, index: int, num_shards: i
     return ShardInfo(split, index, num_shards, count, size)
 
 
-def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo]) -> None:
-    """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json and features.json, and removes
-    shard files of an earlier run that the new metadata does not name.
+def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo],
+                   metadata: Optional[dict] = None) -> None:
+    """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json and features.json (and
+    metadata.json, TFDS' `info.metadata`, when `metadata` is given), and removes shard files of an earlier run
+    that the new metadata does not name.
 
     A split's shard can be empty when hashing sends no example to it; an empty file is written for it so that
     every file the metadata promises exists.
@@ -109,7 +112,8 @@ def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: 
         name=name, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
     )
     info = tfds.core.DatasetInfo(
-        builder=identity, features=schema.features_for(name, spec), description=schema.description_for(name)
+        builder=identity, features=schema.features_for(name, spec), description=schema.description_for(name),
+        metadata=tfds.core.MetadataDict(metadata) if metadata else None,
     )
     info.set_file_format(schema.FILE_FORMAT)
     info.set_splits(tfds.core.SplitDict(split_infos))
@@ -121,6 +125,9 @@ def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: 
         with tf.io.gfile.GFile(tf.io.gfile.join(scratch, file_name), "rb") as f:
             write_atomically(tf.io.gfile.join(directory, file_name), f.read())
     tf.io.gfile.rmtree(scratch)
+    stale_metadata = tf.io.gfile.join(directory, METADATA_JSON)
+    if not metadata and tf.io.gfile.exists(stale_metadata):  # an earlier run's, e.g. of another feature dtype
+        tf.io.gfile.remove(stale_metadata)
     prefix = f"{name}-"
     for file_name in tf.io.gfile.listdir(directory):
         is_shard = file_name.startswith(prefix) and f".{schema.FILE_FORMAT}-" in file_name

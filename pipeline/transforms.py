@@ -184,7 +184,35 @@ class FeaturizeFrames(beam.PTransform):
         )
 
 
-class _BuildSequenceFn(beam.DoFn):
+def _stack_video(element):
+    """(video_id, per-frame parts) -> (video_id, video record, timestamps, float32 features [T, 2048])."""
+    video_id, parts = element
+    parts = sorted(parts, key=lambda p: p[0])
+    return (video_id, parts[0][3], np.array([p[1] for p in parts], np.float32),
+            np.stack([p[2] for p in parts]).astype(np.float32))
+
+
+class _FeatureRangeFn(beam.CombineFn):
+    """The smallest and largest feature value of every video: exact and order-independent (min/max), so the
+    quantization, and with it every byte of a uint8 dataset, is the same however the work was split."""
+
+    def create_accumulator(self):
+        return (float("inf"), float("-inf"))
+
+    def add_input(self, accumulator, video):
+        matrix = video[3]
+        return (min(accumulator[0], float(matrix.min())), max(accumulator[1], float(matrix.max())))
+
+    def merge_accumulators(self, accumulators):
+        lows, highs = zip(*accumulators)
+        return (min(lows), max(highs))
+
+    def extract_output(self, accumulator):
+        low, high = accumulator
+        return schema.Quantization.spanning(low, high) if low <= high else schema.Quantization.spanning(0.0, 0.0)
+
+
+class _EncodeSequenceFn(beam.DoFn):
     def __init__(self, spec: schema.DatasetSpec):
         self._spec = spec
 
@@ -192,42 +220,53 @@ class _BuildSequenceFn(beam.DoFn):
         self._encode = schema.ExampleEncoder(schema.sequences_features(self._spec))
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
-    def process(self, element):
+    def process(self, video, quantization=None):
         from pipeline.features import cast_features
 
-        video_id, parts = element
-        parts = sorted(parts, key=lambda p: p[0])
-        video = parts[0][3]
-        features = np.stack([p[2] for p in parts])
-        try:
-            matrix = cast_features(features, self._spec.feature_dtype, video["path"])
-        except ValueError as e:  # beyond float16's range: keep the video, saturated, and say so
-            limit = float(np.finfo(self._spec.feature_dtype).max)
-            matrix = np.clip(features, -limit, limit).astype(self._spec.feature_dtype)
-            yield beam.pvalue.TaggedOutput(WARNINGS, {"video_id": video_id, "warning": f"{e}; stored saturated "
-                                                      f"at +-{limit:g}"})
+        video_id, record, timestamps, features = video
+        if quantization is not None:
+            matrix = quantization.quantize(features)
+        else:
+            try:
+                matrix = cast_features(features, self._spec.feature_dtype, record["path"])
+            except ValueError as e:  # beyond float16's range: keep the video, saturated, and say so
+                limit = float(np.finfo(self._spec.feature_dtype).max)
+                matrix = np.clip(features, -limit, limit).astype(self._spec.feature_dtype)
+                yield beam.pvalue.TaggedOutput(WARNINGS, {"video_id": video_id, "warning": f"{e}; stored "
+                                                          f"saturated at +-{limit:g}"})
         example = self._encode({
             schema.FEATURES: matrix,
-            schema.LABEL: self._labels[video["label"]],
+            schema.LABEL: self._labels[record["label"]],
             schema.VIDEO_ID: video_id,
-            schema.GROUP: video["group"],
-            schema.NUM_FRAMES: len(parts),
-            schema.TIMESTAMPS: np.array([p[1] for p in parts], np.float32),
+            schema.GROUP: record["group"],
+            schema.NUM_FRAMES: len(timestamps),
+            schema.TIMESTAMPS: timestamps,
         })
-        yield video["split"], shards.sort_key(video_id), example
+        yield record["split"], shards.sort_key(video_id), example
 
 
 class BuildSequences(beam.PTransform):
-    """(video_id, per-frame features) -> (split, key, sequence example): all frames of a video, in order."""
+    """(video_id, per-frame features) -> (split, key, sequence example): all frames of a video, in order.
+
+    For --feature_dtype=uint8 the features are quantized over the range of the whole dataset, so every video
+    waits for that range (a global min/max) before it is encoded; `quantization` is then a one-element
+    PCollection holding the `schema.Quantization` used (None for float dtypes).
+    """
 
     def __init__(self, spec: schema.DatasetSpec):
         super().__init__()
         self._spec = spec
+        self.quantization = None
 
     def expand(self, features):
         """Main output: (split, key, example); tagged `warnings`: {video_id, warning} for saturated features."""
-        return (features | "GroupByVideo" >> beam.GroupByKey()
-                | "Encode" >> beam.ParDo(_BuildSequenceFn(self._spec)).with_outputs(WARNINGS, main="sequences"))
+        videos = features | "GroupByVideo" >> beam.GroupByKey() | "Stack" >> beam.Map(_stack_video)
+        encode = _EncodeSequenceFn(self._spec)
+        if self._spec.feature_dtype == "uint8":
+            self.quantization = videos | "FeatureRange" >> beam.CombineGlobally(_FeatureRangeFn())
+            return videos | "Encode" >> beam.ParDo(encode, beam.pvalue.AsSingleton(self.quantization)).with_outputs(
+                WARNINGS, main="sequences")
+        return videos | "Encode" >> beam.ParDo(encode).with_outputs(WARNINGS, main="sequences")
 
 
 def _assign_shard(element, num_shards: dict):
@@ -244,12 +283,15 @@ def _write_one_shard(element, directory: str, name: str):
 class WriteShards(beam.PTransform):
     """(split, sort_key, serialized example) -> a TFDS folder dataset in `directory`, shards sized by bytes."""
 
-    def __init__(self, directory: str, name: str, spec: schema.DatasetSpec, shard_bytes: int):
+    def __init__(self, directory: str, name: str, spec: schema.DatasetSpec, shard_bytes: int, quantization=None):
+        """quantization: None, or a one-element PCollection of the `schema.Quantization` the examples were
+        written with (recorded in the dataset's metadata.json)."""
         super().__init__()
         self._directory = directory
         self._name = name
         self._spec = spec
         self._shard_bytes = shard_bytes
+        self._quantization = quantization
 
     def expand(self, examples):
         shard_bytes = self._shard_bytes
@@ -265,12 +307,14 @@ class WriteShards(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard" >> beam.Map(_write_one_shard, directory=self._directory, name=self._name)
         )
-        return (
-            written
-            | "AllShards" >> beam.combiners.ToList()
-            | "WriteMetadata" >> beam.Map(
-                lambda infos: shards.write_metadata(self._directory, self._name, self._spec, infos))
-        )
+        directory, name, spec = self._directory, self._name, self._spec
+        all_shards = written | "AllShards" >> beam.combiners.ToList()
+        if self._quantization is None:
+            return all_shards | "WriteMetadata" >> beam.Map(
+                lambda infos: shards.write_metadata(directory, name, spec, infos))
+        return all_shards | "WriteMetadata" >> beam.Map(
+            lambda infos, q: shards.write_metadata(directory, name, spec, infos, {schema.QUANTIZATION: q.as_metadata()}),
+            beam.pvalue.AsSingleton(self._quantization))
 
 
 def _jsonl(rows: Iterable[dict]) -> str:

@@ -30,6 +30,7 @@ ORDERS = ("fixed", "reshuffle")
 SAMPLINGS = ("epoch", "replacement")
 BALANCES = ("none", "oversample")
 AUGMENTATIONS = ("zoom", "flip_h", "flip_v")
+INPUTS_DTYPES = ("storage", "float32")
 MAX_DEFAULT_SEQ_LEN = 300
 PARSE_BATCH = 64
 # Records are up to ~1 MB (100 x 2048 float32); TFRecordDataset's 256 KB default buffer reads them in slivers.
@@ -64,6 +65,10 @@ class InputConfig:
     skip_corrupt: read only the intact records of damaged shards (copies in repair_dir, default a temporary
       folder) instead of stopping at the first damaged record; `usable_split_info` says how many were skipped.
     zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
+    inputs_dtype: 'storage' yields inputs as stored, for the model to cast in its first layer (on the
+      accelerator, where it is free; `training.models` does): features in the dataset's feature dtype (float16,
+      uint8 quantized, or float32), frames as uint8. 'float32' yields values: float32 features (uint8 ones
+      dequantized, padding rows kept all-zero) and float32 frames in [0, 255].
     """
 
     kind: str = schema.SEQUENCES
@@ -86,10 +91,11 @@ class InputConfig:
     data_service: str = ""
     skip_corrupt: bool = False
     repair_dir: str = ""
+    inputs_dtype: str = "storage"
 
     def __post_init__(self):
         for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
-                                     ("balance", self.balance, BALANCES),
+                                     ("balance", self.balance, BALANCES), ("inputs_dtype", self.inputs_dtype, INPUTS_DTYPES),
                                      ("kind", self.kind, schema.DATASET_NAMES)):
             if value not in allowed:
                 raise ValueError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
@@ -311,8 +317,9 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
         function of (seed, epoch, pipeline index).
 
     Returns:
-      A dataset of (inputs, label) batches: inputs float32 [B, seq_len, 2048] for sequences (all-zero rows are
-      padding) or float32 [B, S, S, 3] in [0, 255] for frames; label int64 [B]. With `with_metadata`, dicts
+      A dataset of (inputs, label) batches: inputs [B, seq_len, 2048] for sequences (all-zero rows are padding)
+      or [B, S, S, 3] in [0, 255] for frames, in the storage dtype or float32 (see `InputConfig.inputs_dtype`);
+      label int64 [B]. With `with_metadata`, dicts
       that also carry video_id, group (and frame_index for frames), for inspection tools.
     """
     info, _ = usable_split_info(data_dir, split, config)
@@ -362,16 +369,19 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
             epoch_ds = epoch_ds.take(share.examples_per_epoch)
         return epoch_ds.batch(share.batch_size)
 
-    # Each epoch gets a plain integer seed, so epochs are built in Python and concatenated.
-    out = functools.reduce(tf.data.Dataset.concatenate,
-                           [one_epoch(e) for e in range(start_epoch, start_epoch + num_epochs)])
+    # Epochs follow one another but overlap: while epoch e is consumed, epoch e+1 already fills its shuffle
+    # buffer (see `_one_after_another`). Concatenating them instead stalls at every epoch boundary: a
+    # whole-split buffer must be refilled before the next epoch's first batch. Each epoch gets a plain integer
+    # seed (tf.data mixes an op seed with the global one in Python), so epochs are built here and nested.
+    epochs = [tf.data.Dataset.from_tensors(one_epoch(e)) for e in range(start_epoch, start_epoch + num_epochs)]
+    out = functools.reduce(tf.data.Dataset.concatenate, epochs).apply(_one_after_another(share.batches_per_epoch))
     # Per-batch work (JPEG decoding, augmentation, the cast to float32) after batching: one vectorised call per
     # batch. A batch's augmentation seed is its global position, so augmentation is reproducible too.
     # Pipelines of a distributed job number their batches apart, so they draw different augmentations.
     first_batch = start_epoch * share.batches_per_epoch + (share.index << 40)
     out = out.enumerate(start=first_batch).map(
         lambda i, batch: _finish_batch(parse_batch(batch) if parse_late else batch, config,
-                                       tf.stack([tf.constant(config.seed, tf.int64), i])),
+                                       tf.stack([tf.constant(config.seed, tf.int64), i]), info.spec.quantization),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=det,
     )
     # The exact number of batches is known from the metadata: saying so lets Keras size epochs without running
@@ -389,6 +399,26 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     return out.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _identity(epoch: tf.data.Dataset) -> tf.data.Dataset:
+    return epoch
+
+
+def _one_after_another(batches_per_epoch: int):
+    """A dataset of epochs (each a dataset of batches) -> their batches, epoch by epoch, the next epoch built
+    while the current one is consumed.
+
+    tf.data's parallel interleave with two epochs in its cycle, each produced by its own thread, taking exactly
+    one epoch's batches from each in turn (sloppy=False keeps that order). No further epochs are opened ahead
+    (prefetch_input_elements=0) and each buffers one batch: at most two epochs' shuffle buffers exist at once.
+    `Dataset.interleave(num_parallel_calls=...)` does not expose those two settings and by default opens many
+    epochs ahead, each with a full shuffle buffer (a one-off probe: all 8 of 8 epochs read before the first
+    batch).
+    """
+    return tf.data.experimental.parallel_interleave(
+        _identity, cycle_length=2, block_length=batches_per_epoch, sloppy=False, buffer_output_elements=1,
+        prefetch_input_elements=0)
+
+
 def _shuffle_buffer(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
     if config.shuffle_buffer:
         return config.shuffle_buffer, config.shuffle_buffer < info.num_examples and not config.cache
@@ -403,7 +433,15 @@ def _shuffle_buffer(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
     return int(fits), not config.cache
 
 
-def _finish_batch(batch: dict, config: InputConfig, seed):
+def _feature_values(stored: tf.Tensor, quantization) -> tf.Tensor:
+    """Stored features -> float32 values; uint8 is dequantized, and its padding rows (zero bytes) stay zero."""
+    if quantization is None:
+        return tf.cast(stored, tf.float32)
+    values = quantization.offset + quantization.scale * tf.cast(stored, tf.float32)
+    return tf.where(stored == 0, 0.0, values)
+
+
+def _finish_batch(batch: dict, config: InputConfig, seed, quantization=None):
     if not config.decode:
         return {k: v for k, v in batch.items() if k not in (schema.IMAGE, schema.FEATURES)}
     if config.kind == schema.FRAMES:
@@ -417,8 +455,12 @@ def _finish_batch(batch: dict, config: InputConfig, seed):
             return tf.image.crop_and_resize(image[None], box[None], [0], size, extrapolation_value=0.0)[0]
 
         inputs = tf.map_fn(decode, (jpegs, boxes), fn_output_signature=tf.TensorSpec(size + (3,), tf.float32))
+        if config.inputs_dtype == "storage":  # a quarter of the bytes to the device; the model rescales
+            inputs = tf.cast(tf.clip_by_value(tf.round(inputs), 0.0, 255.0), tf.uint8)
     else:
-        inputs = tf.cast(batch[schema.FEATURES], tf.float32)
+        inputs = batch[schema.FEATURES]
+        if config.inputs_dtype == "float32":
+            inputs = _feature_values(inputs, quantization)
     if config.with_metadata:
         return dict({k: v for k, v in batch.items() if k not in (schema.IMAGE, schema.FEATURES)}, inputs=inputs)
     return inputs, batch[schema.LABEL]

@@ -39,15 +39,24 @@ def output_layer(num_classes: int) -> layers.Layer:
 
 
 def build_lstm(num_classes: int, seq_len: Optional[int], feature_dim: int, mean: np.ndarray, variance: np.ndarray,
-               config: ModelConfig) -> keras.Model:
+               config: ModelConfig, input_dtype: str = "float32", quantization=None) -> keras.Model:
     """LSTM classifier over [T, feature_dim] sequences whose all-zero rows are padding.
 
     The features are standardized inside the model with statistics of the train split (raw InceptionV3
     features can be ~1e-4 with random weights, or 0..10 with ImageNet weights), so the saved model carries them.
-    The LSTM keeps Keras' defaults (tanh, sigmoid, no recurrent dropout) and so stays eligible for cuDNN.
+    The model takes the features as stored (`input_dtype`: float32, float16 or uint8) and casts them in that
+    first layer, on the device; for uint8, `quantization` (a `pipeline.schema.Quantization`) is folded into the
+    standardization: (offset + scale q - mean) / std = (q - (mean - offset) / scale) / (std / scale). Padding is
+    found on the stored values (zero bytes), before any cast. The LSTM keeps Keras' defaults (tanh, sigmoid, no
+    recurrent dropout) and so stays eligible for cuDNN.
     """
-    inputs = keras.Input((seq_len, feature_dim), name="features")
-    x = layers.Masking(mask_value=0.0, name="padding")(inputs)
+    if input_dtype == "uint8":
+        if quantization is None:
+            raise ValueError("uint8 features need the dataset's quantization (scale, offset)")
+        mean = (np.asarray(mean, np.float64) - quantization.offset) / quantization.scale
+        variance = np.asarray(variance, np.float64) / quantization.scale**2
+    inputs = keras.Input((seq_len, feature_dim), dtype=input_dtype, name="features")
+    x = layers.Masking(mask_value=0, name="padding")(inputs)
     x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
     x = layers.LSTM(config.lstm_units, name="lstm")(x)
     x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
@@ -65,9 +74,10 @@ def _batch_norm(**kwargs) -> layers.BatchNormalization:
     return layers.BatchNormalization(synchronized=True, **kwargs)
 
 
-def build_cnn(num_classes: int, image_size: int, config: ModelConfig) -> keras.Model:
-    """CNN over RGB frames with values in [0, 255]."""
-    inputs = keras.Input((image_size, image_size, 3), name="image")
+def build_cnn(num_classes: int, image_size: int, config: ModelConfig, input_dtype: str = "float32") -> keras.Model:
+    """CNN over RGB frames with values in [0, 255], given as uint8 or float32 (`input_dtype`); the first layer
+    casts and rescales them on the device."""
+    inputs = keras.Input((image_size, image_size, 3), dtype=input_dtype, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     if config.cnn == "story002":
         # Story 002: Conv(16, 11) / Conv(32, 5) / Conv(32, 3), each with ReLU, MaxPool(3, stride 2), BatchNorm;

@@ -87,7 +87,7 @@ def choose_precision(requested: str) -> tuple[str, str]:
 def feature_statistics(data_dir: str, config: InputConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and variance of the train split's frame features, ignoring padding rows."""
     stats_config = dataclasses.replace(config, shuffle=False, sampling="epoch", balance="none", cache="",
-                                       with_metadata=False, batch_size=64, data_service="")
+                                       with_metadata=False, batch_size=64, data_service="", inputs_dtype="float32")
     total = total_sq = None
     count = 0
     for inputs, _ in make_dataset(data_dir, "train", stats_config).as_numpy_iterator():
@@ -285,7 +285,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     kind = config.kind
     if config.model not in ("lstm", "cnn"):
         raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
-    input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed)
+    input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, inputs_dtype="storage")
     if input_config.skip_corrupt and not input_config.repair_dir:
         input_config = dataclasses.replace(input_config, repair_dir=os.path.join(workdir, "repaired"))
     train_info, _ = usable_split_info(config.data_dir, "train", input_config)
@@ -307,9 +307,11 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
         if model is None:
             if config.model == "lstm":
                 mean, variance = feature_statistics(config.data_dir, input_config)
-                model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch)
+                model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch,
+                                   input_dtype=train_info.spec.feature_dtype,
+                                   quantization=train_info.spec.quantization)
             else:
-                model = build_cnn(num_classes, input_config.image_size, config.arch)
+                model = build_cnn(num_classes, input_config.image_size, config.arch, input_dtype="uint8")
             loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
             model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
     if start_epoch:
