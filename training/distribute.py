@@ -23,6 +23,9 @@ DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "tpu")
 PER_WORKER_INPUT = ("multi_worker", "tpu")
 
 
+_COLLECTIVE_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64, tf.int32, tf.int64)
+
+
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """MultiWorkerMirroredStrategy whose `reduce` takes what Keras 3's fit() passes it.
 
@@ -31,14 +34,20 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     batch, a tuple, before building the model (trainer._maybe_symbolic_build: "Attempt to convert a value
     (PerReplica...) to a Tensor"), and with axis=0 on per-replica scalar metrics after every step ("Invalid
     reduction dimension 0 for input with 0 dimensions"). Reducing each element, over replicas only for scalars,
-    is what both callers mean.
+    is what both callers mean. The batch's inputs may be uint8 (stored features, frames), which collective ops
+    do not reduce.
     """
 
     def reduce(self, reduce_op, value, axis=None):
         def one(v):
             local = self.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
             over = None if axis is not None and local.shape.rank == 0 else axis
-            return super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, over)
+            if local.dtype in _COLLECTIVE_DTYPES:
+                return super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, over)
+            # Collective ops reduce no uint8 (the first batch of stored features or frames): widen and narrow back.
+            wide = self.run(lambda x: tf.cast(x, tf.int32), args=(v,))
+            reduced = super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, wide, over)
+            return tf.cast(reduced, local.dtype)
 
         return tf.nest.map_structure(one, value)
 

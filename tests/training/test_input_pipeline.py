@@ -91,14 +91,22 @@ def test_oversampling_balances_classes(tmp_path):
     assert abs(labels.mean() - 0.5) < 0.05, labels.mean()
 
 
-def test_sequences_are_padded_with_zero_rows_and_labelled(extracted_samples):
-    config = InputConfig(kind="sequences", batch_size=8, seq_len=6)
+@pytest.mark.parametrize("inputs_dtype, expected", [("storage", "float16"), ("float32", "float32")])
+def test_sequences_are_padded_with_zero_rows_and_labelled(extracted_samples, inputs_dtype, expected):
+    config = InputConfig(kind="sequences", batch_size=8, seq_len=6, inputs_dtype=inputs_dtype)
     inputs, labels = next(iter(make_dataset(extracted_samples, "train", config)))
-    assert inputs.shape == (8, 6, 2048) and inputs.dtype.name == "float32"
+    assert inputs.shape == (8, 6, 2048) and inputs.dtype.name == expected  # the samples are stored as float16
     assert np.all(inputs.numpy()[:, 4:] == 0)  # 4 real frames, 2 padding rows
     assert np.all(np.any(inputs.numpy()[:, :4] != 0, axis=-1))
     assert set(labels.numpy()) <= {0, 1, 2}
     assert steps_per_epoch(60, 8) == 8
+
+
+@pytest.mark.parametrize("inputs_dtype, expected", [("storage", "uint8"), ("float32", "float32")])
+def test_frames_go_to_the_model_as_uint8_unless_values_are_asked_for(extracted_samples, inputs_dtype, expected):
+    config = InputConfig(**FRAMES, order="fixed", inputs_dtype=inputs_dtype, augment=("zoom",))
+    x = next(iter(make_dataset(extracted_samples, "train", config)))[0].numpy()
+    assert x.dtype == expected and x.min() >= 0 and x.max() <= 255 and x.max() > 100
 
 
 def test_augmentation_changes_training_frames_reproducibly(extracted_samples):
@@ -144,25 +152,32 @@ def write_sequences(data_dir, features, dtype):
 
     spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=dtype)
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
+    quantization = metadata = None
+    if dtype == "uint8":
+        quantization = schema.Quantization.spanning(min(x.min() for x in features), max(x.max() for x in features))
+        metadata = {schema.QUANTIZATION: quantization.as_metadata()}
+    stored = [quantization.quantize(x) if quantization else x.astype(dtype) for x in features]
     records = [(shards.sort_key(f"v{i}"), encode({
-        schema.FEATURES: x.astype(dtype), schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
+        schema.FEATURES: stored[i], schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
         schema.NUM_FRAMES: len(x), schema.TIMESTAMPS: np.arange(len(x), dtype=np.float32)}))
         for i, x in enumerate(features)]
     for name in schema.DATASET_NAMES:
         directory = f"{data_dir}/{name}"
         tf.io.gfile.makedirs(directory)
         infos = [shards.write_shard(directory, name, "train", 0, 1, records)] if name == schema.SEQUENCES else []
-        shards.write_metadata(directory, name, spec, infos)
+        shards.write_metadata(directory, name, spec, infos, metadata if name == schema.SEQUENCES else None)
+    return quantization
 
 
 @pytest.mark.parametrize("cache", ["", "memory"])
-def test_float16_and_float32_storage_read_the_same_sequences(tmp_path, cache):
+def test_every_storage_dtype_reads_back_the_values(tmp_path, cache):
     rng = np.random.default_rng(0)
     features = [rng.uniform(0, 4, size=(t, 2048)).astype(np.float32) for t in (3, 5, 7, 2)]
-    config = InputConfig(kind="sequences", batch_size=4, seq_len=6, shuffle=False, cache=cache, with_metadata=True)
-    read = {}
-    for dtype in ("float32", "float16"):
-        write_sequences(str(tmp_path / dtype), features, dtype)
+    config = InputConfig(kind="sequences", batch_size=4, seq_len=6, shuffle=False, cache=cache, with_metadata=True,
+                         inputs_dtype="float32")
+    read, quantization = {}, None
+    for dtype in ("float32", "float16", "uint8"):
+        quantization = write_sequences(str(tmp_path / dtype), features, dtype) or quantization
         (batch,) = list(make_dataset(str(tmp_path / dtype), "train", config).as_numpy_iterator())
         read[dtype] = dict(zip((v.decode() for v in batch["video_id"]), batch["inputs"]))
         assert batch["inputs"].dtype == np.float32
@@ -170,4 +185,20 @@ def test_float16_and_float32_storage_read_the_same_sequences(tmp_path, cache):
         t = min(len(x), 6)
         np.testing.assert_array_equal(read["float32"][f"v{i}"][:t], x[:t])
         np.testing.assert_allclose(read["float16"][f"v{i}"][:t], x[:t], rtol=1e-3)
-        assert not read["float16"][f"v{i}"][t:].any()  # zero padding rows
+        error = np.abs(read["uint8"][f"v{i}"][:t] - x[:t])
+        assert error.max() <= quantization.scale / 2 * 1.001 and error.mean() > quantization.scale / 8
+        for dtype in read:
+            assert not read[dtype][f"v{i}"][t:].any()  # zero padding rows
+
+
+def test_uint8_storage_goes_to_the_model_as_bytes_with_zero_padding(tmp_path):
+    rng = np.random.default_rng(1)
+    features = [rng.uniform(-1, 3, size=(t, 2048)).astype(np.float32) for t in (2, 4)]
+    quantization = write_sequences(str(tmp_path), features, "uint8")
+    config = InputConfig(kind="sequences", batch_size=2, seq_len=4, shuffle=False, with_metadata=True)
+    (batch,) = list(make_dataset(str(tmp_path), "train", config).as_numpy_iterator())
+    stored = dict(zip((v.decode() for v in batch["video_id"]), batch["inputs"]))
+    assert batch["inputs"].dtype == np.uint8
+    np.testing.assert_array_equal(stored["v0"][:2], quantization.quantize(features[0]))
+    assert not stored["v0"][2:].any() and stored["v0"][:2].min() >= 1  # q = 0 only in padding rows
+    np.testing.assert_allclose(quantization.dequantize(stored["v1"]), features[1], atol=quantization.scale / 2 * 1.001)
