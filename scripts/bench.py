@@ -64,7 +64,8 @@ def machine() -> dict:
             "tensorflow": tf.__version__, "apache_beam": apache_beam.__version__}
 
 
-def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_shards: int = 4) -> str:
+def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_shards: int = 4,
+                             metadata: dict | None = None) -> str:
     """A folder laid out like pipeline.extract's output whose `kind` dataset holds `records` as the train split
     (in num_shards shards) and whose other dataset is empty; written with the project's own shard writer."""
     import tensorflow as tf
@@ -76,30 +77,41 @@ def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_
         tf.io.gfile.makedirs(directory)
         num = num_shards if name == kind else 0
         infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
-        shards.write_metadata(directory, name, spec, infos)
+        shards.write_metadata(directory, name, spec, infos, metadata if name == kind else None)
     return data_dir
 
 
-def _write_sequence_data(root: str, n: int, seq_len: int = 100, dim: int = 2048) -> tuple[str, list[str]]:
-    """The same n random sequences as sequences/ shards (via the project's writer, in pipeline.extract's
-    default --feature_dtype) and as float32 .npy files (story 000's storage)."""
+def _write_sequence_data(root: str, n: int, dtypes: tuple[str, ...], seq_len: int = 100,
+                         dim: int = 2048) -> tuple[dict[str, str], list[str]]:
+    """The same n random sequences as sequences/ shards in each of `dtypes` (via the project's writer; uint8
+    quantized over their range, as pipeline.extract does) and as float32 .npy files (story 000's storage)."""
     from pipeline import schema, shards
-    from pipeline.extraction import ExtractConfig
 
-    spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=ExtractConfig.feature_dtype)
-    encode = schema.ExampleEncoder(schema.sequences_features(spec))
     rng = np.random.default_rng(0)
-    records, npy = [], []
+    matrices, npy = [], []
     for i in range(n):
-        x = rng.normal(size=(seq_len, dim)).astype(np.float32)
+        # ReLU'd and averaged like InceptionV3's pooled features: non-negative, most values small.
+        x = np.abs(rng.normal(size=(seq_len, dim))).astype(np.float32)
         path = os.path.join(root, "npy", f"sample_{i}.npy")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path, x)
         npy.append(path)
-        records.append((shards.sort_key(f"v{i}"), encode({
-            schema.FEATURES: x.astype(spec.feature_dtype), schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
-            schema.NUM_FRAMES: seq_len, schema.TIMESTAMPS: np.arange(seq_len, dtype=np.float32)})))
-    return _write_extraction_output(os.path.join(root, "data"), spec, schema.SEQUENCES, records), npy
+        matrices.append(x)
+    data_dirs = {}
+    for dtype in dtypes:
+        spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=dtype)
+        quantization = (schema.Quantization.spanning(min(float(x.min()) for x in matrices),
+                                                     max(float(x.max()) for x in matrices))
+                        if dtype == "uint8" else None)
+        encode = schema.ExampleEncoder(schema.sequences_features(spec))
+        records = [(shards.sort_key(f"v{i}"), encode({
+            schema.FEATURES: quantization.quantize(x) if quantization else x.astype(dtype), schema.LABEL: i % 2,
+            schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}", schema.NUM_FRAMES: seq_len,
+            schema.TIMESTAMPS: np.arange(seq_len, dtype=np.float32)})) for i, x in enumerate(matrices)]
+        metadata = {schema.QUANTIZATION: quantization.as_metadata()} if quantization else None
+        data_dirs[dtype] = _write_extraction_output(os.path.join(root, dtype), spec, schema.SEQUENCES, records,
+                                                    metadata=metadata)
+    return data_dirs, npy
 
 
 def _story000_generator(npy: list[str], labels: np.ndarray, batch_size: int):
@@ -136,47 +148,78 @@ def _pick(size: str, tiny, quick, full):
 _SEQUENCE_DATA: dict = {}
 
 
-def _sequence_data(size: str) -> tuple[str, list[str]]:
-    """The sequence benchmark data of this size, written once per run."""
+def _default_dtype() -> str:
+    from pipeline.extraction import ExtractConfig
+
+    return ExtractConfig.feature_dtype  # pipeline.extract's --feature_dtype default
+
+
+def _sequence_data(size: str) -> tuple[dict[str, str], list[str]]:
+    """The sequence benchmark data of this size (float16, the default, and uint8), written once per run."""
     if size not in _SEQUENCE_DATA:
-        _SEQUENCE_DATA[size] = _write_sequence_data(tempfile.mkdtemp(prefix="bench-seq-"), _pick(size, 64, 200, 600))
+        _SEQUENCE_DATA[size] = _write_sequence_data(tempfile.mkdtemp(prefix="bench-seq-"), _pick(size, 64, 300, 600),
+                                                    (_default_dtype(), "uint8"))
     return _SEQUENCE_DATA[size]
 
 
-def bench_sequence_input(size: str) -> dict:
-    """Sequences/s delivered by story 000's generator vs the project's tf.data reader."""
-    from pipeline.schema import split_info
-    from training.input_pipeline import InputConfig, make_dataset
+def _records_per_s(files: list[str], epochs: int, parallel: bool) -> float:
+    """Records/s of a bare TFRecordDataset over `files` (no parsing, no shuffling): sequential as
+    `tf.data.TFRecordDataset(files)` reads by default, or several files at once as the project's reader does."""
+    import tensorflow as tf
 
-    data_dir, npy = _sequence_data(size)
-    n = len(npy)
-    shard_files = sorted(os.path.join(data_dir, "sequences", f) for f in os.listdir(os.path.join(data_dir, "sequences"))
-                         if ".tfrecord-" in f)
+    ds = (tf.data.TFRecordDataset(files, buffer_size=0, num_parallel_reads=4) if parallel
+          else tf.data.TFRecordDataset(files)).repeat(epochs)
     start = time.perf_counter()
-    total_bytes = 0
-    for f in shard_files:  # page-cache read limit (like `cat`)
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                total_bytes += len(chunk)
-    cat_bytes_per_s = total_bytes / (time.perf_counter() - start)
-    epochs = _pick(size, 1, 2, 3)
+    count = sum(1 for _ in ds)
+    return count / (time.perf_counter() - start)
+
+
+def bench_sequence_input(size: str) -> dict:
+    """Sequences/s delivered by story 000's generator vs the project's tf.data reader, per storage dtype, and
+    the reader's efficiency against a bare read of the same shard files.
+
+    Streaming is timed in steady state, after one epoch: the first epoch also waits for its whole-split
+    shuffle buffer to fill (reported as `first_batch_seconds`), later epochs fill theirs while the previous one
+    is consumed. The cached reader is timed after the epoch that fills its cache.
+    """
+    from training.input_pipeline import InputConfig, make_dataset, retain_freed_memory
+
+    retain_freed_memory()  # the reader's allocator setting, process-wide: the generator gets it too
+    data_dirs, npy = _sequence_data(size)
+    n = len(npy)
+    epochs = _pick(size, 1, 3, 4)
     labels = np.arange(n) % 2
     baseline = _rate(_story000_generator(npy, labels, 32), n * epochs)
     results = {"sequences": n, "shape": [100, 2048], "epochs_timed": epochs,
-               "feature_dtype": split_info(data_dir, "sequences", "train").spec.feature_dtype,
-               "seed_generator_seq_per_s": round(baseline, 1)}
-    for name, cache in (("streaming", ""), ("cached", "memory")):
-        config = InputConfig(kind="sequences", batch_size=32, order="reshuffle", deterministic=True, cache=cache,
-                             seq_len=100)
-        ds = make_dataset(data_dir, "train", config, num_epochs=epochs + (1 if cache else 0))
-        it = iter(ds)
-        if cache:  # fill the cache once, as the first training epoch would; time the epochs after it
-            _rate(it, n)
-        results[f"project_{name}_seq_per_s"] = round(_rate(it, n * epochs), 1)
-    results["cat_bytes_per_s"] = round(cat_bytes_per_s)
+               "seed_generator_seq_per_s": round(baseline, 1), "dtypes": {}}
+    for dtype, data_dir in data_dirs.items():
+        folder = os.path.join(data_dir, "sequences")
+        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if ".tfrecord-" in f)
+        row = {"record_bytes": round(sum(os.path.getsize(f) for f in files) / n),
+               "bare_read_seq_per_s": round(_records_per_s(files, epochs, parallel=False), 1),
+               "parallel_read_seq_per_s": round(_records_per_s(files, epochs, parallel=True), 1)}
+        for name, cache in (("streaming", ""), ("cached", "memory")):
+            config = InputConfig(kind="sequences", batch_size=32, order="reshuffle", deterministic=True, cache=cache,
+                                 seq_len=100)
+            start = time.perf_counter()
+            it = iter(make_dataset(data_dir, "train", config, num_epochs=epochs + 1))
+            next(it)
+            if not cache:
+                row["first_batch_seconds"] = round(time.perf_counter() - start, 3)
+            _rate(it, n - 32)  # the rest of the first epoch: the warm-up (cache fill, first shuffle buffer)
+            row[f"project_{name}_seq_per_s"] = round(_rate(it, n * epochs), 1)
+        row["efficiency_vs_bare_read"] = round(row["project_streaming_seq_per_s"] / row["bare_read_seq_per_s"], 2)
+        row["efficiency_vs_parallel_read"] = round(row["project_streaming_seq_per_s"]
+                                                   / row["parallel_read_seq_per_s"], 2)
+        results["dtypes"][dtype] = row
+    default = results["dtypes"][_default_dtype()]
     results["ratios"] = {
-        "sequence_input_vs_seed_generator": round(results["project_streaming_seq_per_s"] / baseline, 2),
-        "sequence_input_cached_vs_seed_generator": round(results["project_cached_seq_per_s"] / baseline, 2),
+        "sequence_input_vs_seed_generator": round(default["project_streaming_seq_per_s"] / baseline, 2),
+        "sequence_input_uint8_vs_seed_generator": round(
+            results["dtypes"]["uint8"]["project_streaming_seq_per_s"] / baseline, 2),
+        "sequence_input_efficiency": default["efficiency_vs_bare_read"],
+        "sequence_input_uint8_efficiency": results["dtypes"]["uint8"]["efficiency_vs_bare_read"],
+        "sequence_input_cached_vs_seed_generator": round(default["project_cached_seq_per_s"] / baseline, 2),
     }
     return results
 
@@ -428,22 +471,27 @@ def bench_storage(size: str) -> dict:
     model = keras.models.load_model(f"{work}/float32/run{seeds[0]}/best.keras", safe_mode=True)
     probabilities, labels = {}, {}
     for dtype in schema.FEATURE_DTYPES:  # shuffle=False: both splits in the same (content-keyed) order
-        batches = list(make_dataset(f"{work}/{dtype}", "test", InputConfig(shuffle=False)).as_numpy_iterator())
+        batches = list(make_dataset(f"{work}/{dtype}", "test", InputConfig(shuffle=False, inputs_dtype="float32"))
+                       .as_numpy_iterator())
         probabilities[dtype] = np.concatenate([np.asarray(model.predict_on_batch(x)) for x, _ in batches])
         labels[dtype] = np.concatenate([y for _, y in batches])
-    assert np.array_equal(labels["float16"], labels["float32"])
+    assert all(np.array_equal(labels[d], labels["float32"]) for d in labels)
     predicted = {d: np.argmax(p, axis=-1) for d, p in probabilities.items()}
     accuracy = {d: float(np.mean(p == labels[d])) for d, p in predicted.items()}
     results["test_examples"] = len(labels["float32"])
     results["seeds"] = seeds
     results["eval_test_accuracy"] = accuracy
-    results["eval_change_points"] = round(100 * (accuracy["float16"] - accuracy["float32"]), 2)
-    results["eval_prediction_agreement"] = float(np.mean(predicted["float16"] == predicted["float32"]))
-    results["eval_max_probability_change"] = float(np.max(np.abs(probabilities["float16"] - probabilities["float32"])))
-    means = [results["dtypes"][d]["test_accuracy_mean"] for d in ("float16", "float32")]
-    results["retrained_change_points"] = round(100 * (means[0] - means[1]), 2) if None not in means else None
-    results["ratios"] = {"storage_float16_vs_float32": round(
-        results["dtypes"]["float16"]["shard_bytes_per_frame"] / results["dtypes"]["float32"]["shard_bytes_per_frame"], 3)}
+    results["ratios"] = {}
+    for dtype in ("float16", "uint8"):  # each compact dtype against float32
+        results[f"eval_change_points_{dtype}"] = round(100 * (accuracy[dtype] - accuracy["float32"]), 2)
+        results[f"eval_prediction_agreement_{dtype}"] = float(np.mean(predicted[dtype] == predicted["float32"]))
+        results[f"eval_max_probability_change_{dtype}"] = float(np.max(np.abs(probabilities[dtype]
+                                                                               - probabilities["float32"])))
+        means = [results["dtypes"][d]["test_accuracy_mean"] for d in (dtype, "float32")]
+        results[f"retrained_change_points_{dtype}"] = (round(100 * (means[0] - means[1]), 2) if None not in means
+                                                       else None)
+        results["ratios"][f"storage_{dtype}_vs_float32"] = round(
+            results["dtypes"][dtype]["shard_bytes_per_frame"] / results["dtypes"]["float32"]["shard_bytes_per_frame"], 3)
     return results
 
 
@@ -454,18 +502,19 @@ def bench_training_step(size: str) -> dict:
     from pipeline.schema import split_info
     from training.input_pipeline import InputConfig, make_dataset
 
-    data_dir, npy = _sequence_data(size)
+    data_dirs, npy = _sequence_data(size)
+    data_dir = data_dirs[_default_dtype()]
     labels = np.arange(len(npy)) % 2
     steps = _pick(size, 2, 12, 30)
 
-    def model():
+    def model(dtype="float32"):  # the project's model takes the stored dtype and casts in its first layer
         keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((100, 2048)), keras.layers.LSTM(32), keras.layers.Dense(2)])
+        m = keras.Sequential([keras.Input((100, 2048), dtype=dtype), keras.layers.LSTM(32), keras.layers.Dense(2)])
         m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return m
 
-    def steps_per_s(batches) -> float:
-        m = model()
+    def steps_per_s(batches, dtype="float32") -> float:
+        m = model(dtype)
         m.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
         start = time.perf_counter()
         m.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
@@ -474,7 +523,7 @@ def bench_training_step(size: str) -> dict:
     generator = steps_per_s(_story000_generator(npy, labels, 32))
     ds = make_dataset(data_dir, "train", InputConfig(kind="sequences", batch_size=32, seq_len=100),
                       num_epochs=1000).repeat()
-    project = steps_per_s(ds)
+    project = steps_per_s(ds, _default_dtype())
     return {"model": "LSTM(32) -> Dense(2) over (100, 2048)", "batch_size": 32, "steps_timed": steps,
             "feature_dtype": split_info(data_dir, "sequences", "train").spec.feature_dtype,
             "seed_generator_steps_per_s": round(generator, 2), "project_steps_per_s": round(project, 2),

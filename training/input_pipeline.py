@@ -394,7 +394,8 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
             epoch_ds = epoch_ds.shard(share.pipelines, share.index)
         if input_context is not None:  # the same number of whole steps on every pipeline
             epoch_ds = epoch_ds.take(share.examples_per_epoch)
-        return epoch_ds.batch(share.batch_size)
+        # Batching copies every example once: in parallel (whole batches at a time; order kept when deterministic).
+        return epoch_ds.batch(share.batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
 
     # Epochs follow one another but overlap: while epoch e is consumed, epoch e+1 already fills its shuffle
     # buffer (see `_one_after_another`). Concatenating them instead stalls at every epoch boundary: a
