@@ -155,7 +155,7 @@ def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_pa
     assert_same_output(reference, out)
 
 
-def test_float16_default_halves_the_sequences_and_keeps_the_values(run, inputs, tmp_path):
+def test_float16_halves_and_uint8_quarters_the_sequences_and_keep_the_values(run, inputs, tmp_path):
     half, _ = run  # the default --feature_dtype, float16
     full = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--feature_dtype=float32")
     assert full.returncode == 0, full.stderr[-2000:]
@@ -171,6 +171,22 @@ def test_float16_default_halves_the_sequences_and_keeps_the_values(run, inputs, 
         reference = f32[ex["video_id"].numpy()]
         f16 = ex["features"].numpy().astype(np.float32)
         assert np.linalg.norm(f16 - reference) / np.linalg.norm(reference) < 1e-3
+
+    # uint8: a quarter of float32's feature bytes, dequantized with TFDS alone (scale, offset in info.metadata).
+    quarter = tmp_path / "uint8"
+    done = extract(f"--input_dir={inputs}", f"--output_dir={quarter}", *COMMON, "--feature_dtype=uint8")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 0.2 < total(quarter / "sequences") / total(tmp_path / "sequences") < 0.3
+    builder = tfds.builder_from_directory(str(quarter / "sequences"))
+    q = builder.info.metadata["quantization"]
+    everything = np.concatenate(list(f32.values()))
+    assert q["offset"] + q["scale"] == pytest.approx(everything.min(), rel=1e-5)  # q = 1 is the smallest value
+    assert q["offset"] + 255 * q["scale"] == pytest.approx(everything.max(), rel=1e-5)
+    for ex in builder.as_dataset(split="train"):
+        stored = ex["features"].numpy()
+        assert stored.dtype == np.uint8 and stored.min() >= 1  # 0 is kept for padding
+        values = q["offset"] + q["scale"] * stored.astype(np.float32)
+        assert np.abs(values - f32[ex["video_id"].numpy()]).max() <= q["scale"] / 2 * 1.001
 
 
 def test_nothing_extractable_exits_non_zero_with_a_message(tmp_path):
