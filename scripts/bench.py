@@ -6,11 +6,12 @@ r"""Side-by-side benchmarks: the project against the baselines, measured in one 
 says nothing about speed.
 
 Sections:
-  sequence_input: N sequences of (100, 2048) features, written both as the project's sequences/ shards (in
-    pipeline.extract's default --feature_dtype) and as one float32 .npy per sequence. Baseline: story 000's
-    generator (np.load per sample, random.choice, np.array batch of 32). Project: training.input_pipeline.make_dataset,
-    batch 32, order=reshuffle, deterministic, streaming from disk (no cache) and with a memory cache. Also reading
-    the shard files (like `cat`) as the page-cache limit, in bytes/s.
+  sequence_input: N sequences of (100, 2048) features, written as the project's sequences/ shards in
+    pipeline.extract's default --feature_dtype and in uint8, and as one float32 .npy per sequence. Baseline: story
+    000's generator (np.load per sample, random.choice, np.array batch of 32). Project:
+    training.input_pipeline.make_dataset, batch 32, order=reshuffle, deterministic, streaming from disk (steady
+    state, after one epoch) and with a memory cache. Limits beside it: a bare TFRecordDataset read of the same
+    shards, sequential and with 4 files at once (the reader's efficiency is its rate over the sequential one).
   frame_input: N JPEG frames (128 x 128, story 002's kind of data) through the project's frame pipeline
     (decode, resize to 64, zoom 0.2 + horizontal and vertical flips, batch 64) and, when the tf-keras package is
     installed, through Keras 2's ImageDataGenerator with the same augmentation on the decoded arrays.

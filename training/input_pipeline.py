@@ -34,6 +34,7 @@ INPUTS_DTYPES = ("storage", "float32")
 MAX_DEFAULT_SEQ_LEN = 300
 PARSE_BATCH = 64
 PARALLEL_READS = 4  # shard files read at once
+EPOCHS_IN_FLIGHT = 2  # the epoch being consumed and the next one, filling its shuffle buffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +48,8 @@ class InputConfig:
       replacement per epoch (N = split size), like story 000's random.choice generator.
     balance: 'oversample' draws N examples per epoch with equal probability per class (with replacement).
     shuffle: False reads in file order (evaluation).
-    shuffle_buffer: examples in the shuffle buffer; None = the whole split if it fits `shuffle_memory_mb` (a
-      uniform shuffle), otherwise as many as fit, plus a seeded shuffle of the shard file order.
+    shuffle_buffer: examples in the shuffle buffer; None = the whole split if two epochs' buffers fit
+      `shuffle_memory_mb` (a uniform shuffle), otherwise as many as fit, plus a seeded shuffle of the shard file order.
     cache: '' (none), 'memory', or a file path prefix for tf.data's on-disk cache.
     deterministic: tf.data keeps element order across parallel stages (off = faster, order not reproducible).
     seq_len: sequences are truncated/zero-padded to this many frames; None = the longest in the split (capped at
@@ -283,7 +284,7 @@ def _parser(info: SplitInfo, config: InputConfig, seq_len: Optional[int], what: 
     return parse_batch
 
 
-def _records(files: tf.data.Dataset, info: SplitInfo, config: InputConfig) -> tf.data.Dataset:
+def _records(files: tf.data.Dataset, info: SplitInfo) -> tf.data.Dataset:
     """Shard files -> serialized records, read in parallel (several files at a time).
 
     `deterministic` (the dataset option) decides whether the parallel reads may hand out records in completion
@@ -365,7 +366,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
     # happens once, before the cache (after parsing and padding, before any randomness: later epochs re-read
     # the cache, never the files, and the cache holds no epoch-specific order).
     parse_late = not config.cache
-    ds = _records(files, info, config)
+    ds = _records(files, info)
     if not parse_late:
         ds = _parsed(ds, parse_batch, config)
         ds = ds.cache() if config.cache == "memory" else ds.cache(config.cache)
@@ -381,7 +382,7 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
         if shuffle_files:
             # The split exceeds the shuffle budget: also vary which shard files meet in the buffer. (Records are
             # already in hashed order within shards, so frames of one video are not adjacent to begin with.)
-            epoch_ds = _records(files.shuffle(len(share.files), seed=seed), info, config)
+            epoch_ds = _records(files.shuffle(len(share.files), seed=seed), info)
         if config.sampling == "replacement" or config.balance == "oversample":
             counts = _draw_counts(n, tf.constant([config.seed, seed], tf.int64), labels)
             epoch_ds = epoch_ds.enumerate().flat_map(
@@ -443,7 +444,7 @@ def _one_after_another(batches_per_epoch: int):
     batch).
     """
     return tf.data.experimental.parallel_interleave(
-        _identity, cycle_length=2, block_length=batches_per_epoch, sloppy=False, buffer_output_elements=1,
+        _identity, cycle_length=EPOCHS_IN_FLIGHT, block_length=batches_per_epoch, sloppy=False, buffer_output_elements=1,
         prefetch_input_elements=0)
 
 
@@ -451,7 +452,8 @@ def _shuffle_buffer(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:
     if config.shuffle_buffer:
         return config.shuffle_buffer, config.shuffle_buffer < info.num_examples and not config.cache
     per_example = max(1, info.num_bytes // max(1, info.num_examples))
-    fits = max(1, (config.shuffle_memory_mb * 2**20) // per_example)
+    # Two epochs' buffers exist at once (one drains while the next fills: `_one_after_another`).
+    fits = max(1, (config.shuffle_memory_mb * 2**20) // (EPOCHS_IN_FLIGHT * per_example))
     if fits >= info.num_examples:
         return info.num_examples, False
     logging.warning(

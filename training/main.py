@@ -38,7 +38,7 @@ def define_flags():
     flags.DEFINE_enum("balance", "none", BALANCES, "oversample: draw examples with equal probability per class.")
     flags.DEFINE_integer("shuffle_buffer", None, "Shuffle buffer in examples (default: the whole split if it fits "
                          "--shuffle_memory_mb, else as many as fit plus file-order shuffling).")
-    flags.DEFINE_integer("shuffle_memory_mb", 2048, "Memory budget of the default shuffle buffer.")
+    flags.DEFINE_integer("shuffle_memory_mb", 2048, "Memory budget of the default shuffle buffers (two epochs' buffers exist at once).")
     flags.DEFINE_string("cache", "", "'memory', a file path prefix, or empty for no cache.")
     flags.DEFINE_bool("deterministic", True, "Deterministic tf.data order and TF ops (bit-reproducible on CPU); "
                       "--nodeterministic is faster.")
