@@ -103,7 +103,8 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         | "Reshuffle" >> beam.Reshuffle()
     )
     decoded = records | "DecodeFrames" >> transforms.DecodeFrames(settings, total_videos, config.jpeg_quality,
-                                                                  config.isolate_decode, config.decode_timeout)
+                                                                  config.isolate_decode, config.decode_timeout,
+                                                                  config.feature_batch_size)
     frame_split = None
     if config.split_by == "frame":
         frame_split = functools.partial(frame_split_of, fractions=parse_split_fractions(config.splits),

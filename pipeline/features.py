@@ -1,11 +1,13 @@
 """InceptionV3 frame features: one 2048-d vector per frame (Keras applications, include_top=False, pooling='avg').
 
-Every forward pass runs on a batch of exactly `batch_size` images; a short batch is padded with zeros. This is
-not only about avoiding re-tracing: TensorFlow's CPU kernels pick their algorithm by shape, so one image's
-features differ in the last bits between a batch of 1 and a batch of 32, while within one batch shape an image's
-output does not depend on its position or its neighbours (tests/pipeline/test_features.py checks both). A fixed
-shape therefore makes the features of a frame independent of how Beam happened to group frames into batches,
-which is what lets two runs with different numbers of workers write byte-identical shards.
+TensorFlow's CPU kernels give an image's features bit-identical only for the same batch shape and the same
+position in the batch: batch 1 and 32 differ in the last bits, and on AVX2 machines the last rows of a batch go
+through a different micro-kernel than the rest (measured on an AMD EPYC: in a batch of 8 or 32, an image in either
+of the last two positions differs from the same image in any other position; an Intel machine showed no position
+effect). Neighbours do not matter. So the featurizer never lets scheduling choose either: the extraction batches
+frames per video, frames [0, B), [B, 2B), ... of one video (B = --feature_batch_size), and a short last batch is
+padded with zeros to the next power of two (at most B). Shape and position of every frame are then functions of
+its video alone, which is what lets runs with any number of workers, on any runner, write byte-identical shards.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 MIN_IMAGE_SIZE = 75  # InceptionV3's smallest accepted input
+RANDOM_WEIGHTS_SEED = 0  # --weights=none: the same random InceptionV3 in every process, on every runner
 
 
 def _local_copy(path: str) -> str:
@@ -62,17 +65,45 @@ def load_inception_v3(weights: str, image_size: int):
                 "weights file (.h5 or .weights.h5)."
             )
         keras_weights = _local_copy(weights)
-    # Random initialisation must not depend on what ran before in this process: a fixed seed makes
-    # --weights=none reproducible across workers and runs.
-    if keras_weights is None:
-        keras.utils.set_random_seed(0)
-    return keras.applications.InceptionV3(
+    model = keras.applications.InceptionV3(
         include_top=False, weights=keras_weights, pooling="avg", input_shape=(image_size, image_size, 3)
     )
+    if keras_weights is None:
+        initialize_with_seed(model, RANDOM_WEIGHTS_SEED)
+    return model
+
+
+def initialize_with_seed(model, seed: int) -> None:
+    """Re-draws every randomly initialised variable of `model` from an explicit seed.
+
+    Keras 3 seeds each initializer from Python's process-wide `random` when the layer is created, so a model built
+    with random weights depends on everything else in the process that draws from it; inside a runner's worker
+    host other threads do, and --weights=none then gave different features on different runners. Here each
+    variable gets its own initializer's distribution with the seed (seed, position of the variable in the
+    model), which does not depend on layer names (Keras numbers those per process) or on any global state.
+    """
+    position = 0
+    for layer in model.layers:
+        for attribute, initializer in sorted(vars(layer).items()):
+            variable = getattr(layer, attribute[: -len("_initializer")], None) if attribute.endswith(
+                "_initializer") else None
+            if variable is None or not hasattr(initializer, "get_config"):
+                continue
+            config = initializer.get_config()
+            if "seed" in config:  # random initializers only; constant ones (zeros, ones) are deterministic
+                seeded = type(initializer).from_config(dict(config, seed=seed * 1_000_003 + position))
+                variable.assign(seeded(variable.shape, variable.dtype))
+            position += 1
+
+
+def padded_batch_size(n: int, batch_size: int) -> int:
+    """Rows of the forward pass that computes `n` (<= batch_size) images: the next power of two, at most
+    `batch_size`; a few fixed shapes, so tracing stays bounded and short videos waste little."""
+    return min(batch_size, 1 << max(0, n - 1).bit_length())
 
 
 class InceptionV3Featurizer:
-    """Turns uint8 RGB frames [N, S, S, 3] into float32 features [N, 2048], in fixed-size batches."""
+    """Turns uint8 RGB frames [N, S, S, 3] into float32 features [N, 2048], in batches of `batch_size`."""
 
     def __init__(self, weights: str, image_size: int, batch_size: int = 32, model=None):
         import tensorflow as tf
@@ -82,7 +113,7 @@ class InceptionV3Featurizer:
         self.image_size = image_size
         self.batch_size = batch_size
         self.model = model if model is not None else load_inception_v3(weights, image_size)
-        spec = tf.TensorSpec([batch_size, image_size, image_size, 3], tf.uint8)
+        spec = tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)
         self._forward = tf.function(self._forward_batch, input_signature=[spec])
 
     def _forward_batch(self, images):
@@ -93,14 +124,15 @@ class InceptionV3Featurizer:
         return self.model(x, training=False)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Features of `images` (any count); padded internally to whole batches."""
+        """Features of `images` (any count), computed in consecutive batches of `batch_size`, the last one padded
+        (see `padded_batch_size`): the same images in the same order always give the same bits."""
         n = len(images)
         out = np.empty((n, self.model.output_shape[-1]), np.float32)
         for start in range(0, n, self.batch_size):
             chunk = images[start:start + self.batch_size]
-            if len(chunk) < self.batch_size:
-                pad = np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)
-                chunk = np.concatenate([chunk, pad])
+            rows = padded_batch_size(len(chunk), self.batch_size)
+            if len(chunk) < rows:
+                chunk = np.concatenate([chunk, np.zeros((rows - len(chunk),) + chunk.shape[1:], chunk.dtype)])
             out[start:start + self.batch_size] = self._forward(chunk).numpy()[: min(self.batch_size, n - start)]
         return out
 

@@ -1,11 +1,12 @@
 """The Beam stages of an extraction, one composite PTransform each.
 
-    plan records ─ DecodeFrames ─┬─ frames ─ FeaturizeFrames ─┬─ frame examples ──────────────── WriteShards(frames)
+    plan records ─ DecodeFrames ─┬─ frame batches ─ FeaturizeFrames ─┬─ frame examples ───────── WriteShards(frames)
                                  │                             └─ per-frame features ─ BuildSequences ─ WriteShards(sequences)
                                  ├─ failures ─────────────────────────────────────────────── failures.jsonl
                                  └─ video rows (frames, status, warning) ──────────────────── splits.csv, warnings.jsonl
 
-A plan record is a dict {video_id, path, label, group, split}. Heavy state (the InceptionV3 model, the TFDS
+A plan record is a dict {video_id, path, label, group, split}. A frame batch holds consecutive frames of one video
+(see `pipeline.features` for why batches never mix videos). Heavy state (the InceptionV3 model, the TFDS
 feature encoders) is created once per worker in `DoFn.setup()`. Bad videos never raise: they leave through the
 `failures` output and a Beam counter.
 """
@@ -34,12 +35,28 @@ WARNINGS = "warnings"
 SPLITS_CSV_COLUMNS = ("video_id", "group", "label", "split", "frames", "status")
 
 
-class _DecodeFramesFn(beam.DoFn):
-    """Decodes one video into sampled frames (main output), plus one row per video and failures."""
+class _SetUpDoFn(beam.DoFn):
+    """A DoFn whose `setup()` state (listed in `_SET_UP`) stays out of its pickled form.
+
+    Runners may serialize a DoFn again after setup() ran (a probe on Beam's DaskRunner did): a Keras model, a
+    traced function or a child process cannot be pickled, and a copy must set itself up anew anyway.
+    """
+
+    _SET_UP: tuple[str, ...] = ()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._SET_UP}
+
+
+class _DecodeFramesFn(_SetUpDoFn):
+    """Decodes one video into batches of sampled frames (main output), plus one row per video and failures."""
+
+    _SET_UP = ("_done", "_decoder")
 
     def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int, isolate: bool = True,
-                 timeout: float = 300.0):
+                 timeout: float = 300.0, batch_size: int = 32):
         self._settings = settings
+        self._batch_size = batch_size
         self._total = total_videos
         self._quality = jpeg_quality
         self._isolate = isolate
@@ -65,13 +82,16 @@ class _DecodeFramesFn(beam.DoFn):
         import tensorflow as tf
 
         report = DecodeReport()
+        batch = []
         try:
             frames = (self._decoder.decode(record["path"], self._settings, report) if self._decoder is not None
                       else decode_frames(record["path"], self._settings, report))
             for frame in frames:
                 jpeg = tf.io.encode_jpeg(frame.rgb, quality=self._quality).numpy()
-                yield {"video": record, "index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb,
-                       "jpeg": jpeg}
+                batch.append({"index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb, "jpeg": jpeg})
+                if len(batch) == self._batch_size:
+                    yield {"video": record, "frames": batch}
+                    batch = []
         except DecodeError as e:
             self._failed.inc()
             yield beam.pvalue.TaggedOutput(FAILURES, {"path": record["path"], "video_id": record["video_id"],
@@ -79,6 +99,8 @@ class _DecodeFramesFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, 0, "failed"), warning=None))
             self._log_progress(record, "FAILED: " + str(e))
             return
+        if batch:
+            yield {"video": record, "frames": batch}
         status = "partial" if report.warning else "ok"
         if report.warning:
             self._partial.inc()
@@ -102,14 +124,16 @@ def _video_row(record: dict, frames: int, status: str) -> dict:
 
 
 class DecodeFrames(beam.PTransform):
-    """plan records -> frames (dicts with video, index, timestamp, rgb, jpeg); tagged `failures` and `videos`."""
+    """plan records -> frame batches {video, frames: [{index, timestamp, rgb, jpeg}] (at most `batch_size`, in
+    order)}; tagged `failures` and `videos`."""
 
     def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int = 90, isolate: bool = True,
-                 timeout: float = 300.0):
+                 timeout: float = 300.0, batch_size: int = 32):
         """isolate: decode in a child process (pipeline.isolated_decode), so a native crash or a hang fails one
-        video instead of the worker; timeout: seconds without a frame before a hung decoder is stopped."""
+        video instead of the worker; timeout: seconds without a frame before a hung decoder is stopped;
+        batch_size: frames per batch, the featurizer's forward-pass size."""
         super().__init__()
-        self._fn = _DecodeFramesFn(settings, total_videos, jpeg_quality, isolate, timeout)
+        self._fn = _DecodeFramesFn(settings, total_videos, jpeg_quality, isolate, timeout, batch_size)
 
     def expand(self, records):
         return records | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
@@ -118,8 +142,10 @@ class DecodeFrames(beam.PTransform):
 _MODEL_LOCK = threading.Lock()
 
 
-class _FeaturizeFn(beam.DoFn):
+class _FeaturizeFn(_SetUpDoFn):
     """Runs InceptionV3 on a batch of frames; emits frame examples and per-frame features."""
+
+    _SET_UP = ("_featurizer", "_encode", "_labels")
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
                  frame_split=None, frame_key=shards.sort_key):
@@ -141,14 +167,16 @@ class _FeaturizeFn(beam.DoFn):
         self._encode = schema.ExampleEncoder(schema.frames_features(self._spec))
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
-    def process(self, batch: list[dict]):
-        features = self._featurizer(np.stack([f["rgb"] for f in batch]))
-        self._images.inc(len(batch))
-        batches = -(-len(batch) // self._batch_size)
-        self._batches.inc(batches)
-        self._padding.inc(batches * self._batch_size - len(batch))  # forward-pass rows spent on zero padding
-        for frame, vector in zip(batch, features):
-            video = frame["video"]
+    def process(self, batch: dict):
+        from pipeline.features import padded_batch_size
+
+        frames, video = batch["frames"], batch["video"]
+        features = self._featurizer(np.stack([f["rgb"] for f in frames]))
+        self._images.inc(len(frames))
+        self._batches.inc()
+        # forward-pass rows spent on zero padding
+        self._padding.inc(padded_batch_size(len(frames), self._batch_size) - len(frames))
+        for frame, vector in zip(frames, features):
             example = self._encode({
                 schema.IMAGE: io.BytesIO(frame["jpeg"]),
                 schema.LABEL: self._labels[video["label"]],
@@ -164,7 +192,7 @@ class _FeaturizeFn(beam.DoFn):
 
 
 class FeaturizeFrames(beam.PTransform):
-    """frames -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
+    """frame batches -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
                  frame_split=None, frame_key=shards.sort_key):
@@ -172,16 +200,11 @@ class FeaturizeFrames(beam.PTransform):
         frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see pipeline.shards)."""
         super().__init__()
         self._fn = _FeaturizeFn(spec, weights, image_size, batch_size, frame_split, frame_key)
-        self._batch_size = batch_size
 
-    def expand(self, frames):
-        # Batches follow bundle boundaries and so vary between runs; the featurizer pads every batch to the same
-        # shape, which keeps each frame's features bit-identical whatever batch it lands in.
-        return (
-            frames
-            | "Batch" >> beam.BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
-            | "InceptionV3" >> beam.ParDo(self._fn).with_outputs(schema.FRAMES, main="features")
-        )
+    def expand(self, batches):
+        # Batches are made per video by DecodeFrames, not by Beam (whose batches follow bundle boundaries and
+        # vary between runs): a frame's forward pass is then the same on every run (see pipeline.features).
+        return batches | "InceptionV3" >> beam.ParDo(self._fn).with_outputs(schema.FRAMES, main="features")
 
 
 def _stack_video(element):
@@ -212,7 +235,9 @@ class _FeatureRangeFn(beam.CombineFn):
         return schema.Quantization.spanning(low, high) if low <= high else schema.Quantization.spanning(0.0, 0.0)
 
 
-class _EncodeSequenceFn(beam.DoFn):
+class _EncodeSequenceFn(_SetUpDoFn):
+    _SET_UP = ("_encode", "_labels")
+
     def __init__(self, spec: schema.DatasetSpec):
         self._spec = spec
 

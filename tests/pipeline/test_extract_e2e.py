@@ -164,8 +164,8 @@ def test_float16_halves_and_uint8_quarters_the_sequences_and_keep_the_values(run
         return sum(os.path.getsize(d / n) for n in os.listdir(d) if ".tfrecord-" in n)
 
     assert 0.45 < total(half / "sequences") / total(tmp_path / "sequences") < 0.55
-    f32 = {ex["video_id"].numpy(): ex["features"].numpy()
-           for ex in tfds.builder_from_directory(str(tmp_path / "sequences")).as_dataset(split="train")}
+    f32 = {ex["video_id"].numpy(): ex["features"].numpy()  # every split: uint8's range spans all of them
+           for ex in tfds.builder_from_directory(str(tmp_path / "sequences")).as_dataset(split="train+valid+test")}
     for ex in tfds.builder_from_directory(str(half / "sequences")).as_dataset(split="train"):
         assert ex["features"].dtype == np.float16
         reference = f32[ex["video_id"].numpy()]
@@ -208,3 +208,81 @@ def test_bad_invocations_fail_fast_with_a_message(tmp_path, args, message):
     result = extract(*args, f"--output_dir={tmp_path}", "--weights=none")
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port, process, what, timeout=120):
+    import socket
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert process.poll() is None, f"{what} exited with {process.returncode}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+@pytest.fixture
+def portable_services(tmp_path):
+    """Beam's job service and an external worker pool, as a Flink/Spark deployment has them, on 127.0.0.1.
+
+    The pool starts each SDK worker as `python -c ...` from PATH, so PATH leads to this interpreter (the one with
+    the project installed); otherwise workers would start without Beam and the job dies with DEADLINE_EXCEEDED.
+    """
+    import signal
+
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    job_port, pool_port = _free_port(), _free_port()
+    started = []
+    try:
+        for what, args, port in (
+                ("job service", ["apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"],
+                 job_port),
+                ("worker pool", ["apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
+                 pool_port)):
+            log = open(tmp_path / f"{what.replace(' ', '_')}.log", "wb")
+            process = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            started.append(process)
+            _wait_for_port(port, process, what)
+        yield job_port, pool_port, env
+    finally:
+        for process in started:  # each in its own session, with the workers it started
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+
+def test_portable_runner_on_separate_workers_writes_the_direct_runners_bytes(run, inputs, tmp_path,
+                                                                             portable_services):
+    """The path Flink, Spark and Dataflow take: the job goes to a job service, SDK worker processes started by
+    an external worker pool run it. Shards, splits and failures are byte-identical to the DirectRunner's."""
+    reference, _ = run
+    job_port, pool_port, env = portable_services
+    out = tmp_path / "portable"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.extract", f"--input_dir={inputs}", f"--output_dir={out}", *COMMON,
+         "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}", "--environment_type=EXTERNAL",
+         f"--environment_config=localhost:{pool_port}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting worker with command" in (tmp_path / "worker_pool.log").read_text()  # really its workers
+    assert_same_output(reference, out)
+    direct, portable = (json.loads((d / "summary.json").read_text()) for d in (reference, out))
+    for summary in (direct, portable):
+        for varying in ("wall_seconds", "frames_per_second", "config"):
+            summary.pop(varying)
+    assert portable == direct
+    assert direct["counters"]["frames_featurized"] == direct["frames"] > 0

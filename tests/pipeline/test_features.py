@@ -1,7 +1,10 @@
+import random
+import threading
+
 import numpy as np
 import pytest
 
-from pipeline.features import InceptionV3Featurizer, cast_features, load_inception_v3
+from pipeline.features import InceptionV3Featurizer, cast_features, load_inception_v3, padded_batch_size
 
 SIZE = 75
 
@@ -22,13 +25,19 @@ def test_features_are_2048_wide_and_tiny_with_random_weights(featurizer, images)
     assert 1e-6 < np.abs(out).mean() < 1e-2  # the scale the float16 test below has to survive
 
 
-def test_features_do_not_depend_on_batch_neighbours_or_position(featurizer, images):
-    # Beam groups frames into batches differently on every run; the features must not notice.
+def test_features_depend_only_on_the_images_and_their_order(featurizer, images):
+    # The extraction feeds a video's frames in fixed batches [0, B), [B, 2B), ...; whatever else ran before, and
+    # whatever the process computed in between, the same frames give the same bits.
     whole = featurizer(images)
-    alone = np.concatenate([featurizer(images[i:i + 1]) for i in range(3)])
-    shifted = featurizer(images[5:])
-    assert np.array_equal(whole[:3], alone)
-    assert np.array_equal(whole[5:], shifted)
+    featurizer(images[5:])  # another shape in between
+    assert np.array_equal(featurizer(images), whole)
+    # Batches of 8 then a last batch of 3 padded to 4: the same as computing the batches one by one.
+    assert np.array_equal(np.concatenate([featurizer(images[:8]), featurizer(images[8:])]), whole)
+
+
+def test_a_short_last_batch_is_padded_to_a_power_of_two():
+    assert [padded_batch_size(n, 32) for n in (1, 2, 3, 4, 5, 17, 32)] == [1, 2, 4, 4, 8, 32, 32]
+    assert [padded_batch_size(n, 24) for n in (13, 17, 24)] == [16, 24, 24]
 
 
 def test_float16_storage_keeps_tiny_features_to_relative_precision(featurizer, images):
@@ -61,3 +70,27 @@ def test_missing_weights_file_and_small_images_are_clear_errors(tmp_path):
         load_inception_v3(str(tmp_path / "nope.h5"), SIZE)
     with pytest.raises(ValueError, match="at least 75"):
         load_inception_v3("none", 64)
+
+
+def test_random_weights_do_not_depend_on_the_process_random_state():
+    """Keras seeds initializers from Python's global `random`; a worker host's other threads draw from it too."""
+    random.seed(1)
+    first = [w.numpy() for w in load_inception_v3("none", SIZE).weights]
+    stop = threading.Event()
+
+    def draw():
+        while not stop.is_set():
+            random.random()
+
+    thread = threading.Thread(target=draw)
+    thread.start()
+    try:
+        random.seed(2)
+        second = [w.numpy() for w in load_inception_v3("none", SIZE).weights]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(first) == len(second) == 376
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    kernels = [a for a in first if a.ndim == 4]
+    assert len(kernels) == 94 and len({a.tobytes()[:64] for a in kernels if a.size >= 16}) == 94  # not one seed

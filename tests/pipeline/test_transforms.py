@@ -26,9 +26,12 @@ def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
                plan_record(noise, "circle/noise.avi")]
     with TestPipeline() as p:
         out = (p | beam.Create(records)
-               | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), total_videos=3))
-        assert_that(out.frames | "Idx" >> beam.Map(lambda f: (f["video"]["video_id"], f["index"], f["rgb"].shape)),
-                    equal_to([("circle/s01_c01.mp4", i, (32, 32, 3)) for i in range(4)]), label="frames")
+               | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), total_videos=3, batch_size=3))
+        # Batches of consecutive frames of one video, the last one short: what makes features deterministic.
+        assert_that(out.frames | "Idx" >> beam.Map(
+            lambda b: (b["video"]["video_id"], tuple((f["index"], f["rgb"].shape) for f in b["frames"]))),
+                    equal_to([("circle/s01_c01.mp4", tuple((i, (32, 32, 3)) for i in range(3))),
+                              ("circle/s01_c01.mp4", ((3, (32, 32, 3)),))]), label="frames")
         assert_that(out[transforms.FAILURES] | "Fail" >> beam.Map(lambda f: (f["video_id"], f["error"].split(":")[0])),
                     equal_to([("circle/empty.mp4", "empty file (0 bytes)"),
                               ("circle/noise.avi", "cannot open as a video")]), label="failures")
@@ -114,3 +117,33 @@ def test_features_beyond_float16_are_saturated_with_a_warning_not_a_failed_job()
         assert_that(features, check_features, label="features")
         assert_that(built.warnings | beam.Map(lambda w: (w["video_id"], "overflows float16" in w["warning"])),
                     equal_to([("square/a.mp4", True)]), label="warnings")
+
+
+def test_dofns_can_be_pickled_again_after_setup(sample_videos):
+    """Runners may re-serialize a DoFn that has already set up; the copy sets itself up again and works."""
+    from apache_beam.internal import pickler
+
+    video = plan_record(sample_videos / "circle" / "s01_c01.mp4", "circle/s01_c01.mp4")
+    decode = transforms._DecodeFramesFn(DecodeSettings(fps=2, image_size=75), 1, 90, isolate=True, batch_size=4)
+    featurize = transforms._FeaturizeFn(SPEC, "none", 75, 4)
+    encode = transforms._EncodeSequenceFn(SPEC)
+    for fn in (decode, featurize, encode):
+        fn.setup()
+    try:
+        (batch,) = [out for out in decode.process(video) if isinstance(out, dict)]
+        features = [out for out in featurize.process(batch) if not isinstance(out, beam.pvalue.TaggedOutput)]
+        copies = [pickler.loads(pickler.dumps(fn)) for fn in (decode, featurize, encode)]
+    finally:
+        decode.teardown()
+    for fn in copies:
+        fn.setup()
+    try:
+        (batch_again,) = [out for out in copies[0].process(video) if isinstance(out, dict)]
+    finally:
+        copies[0].teardown()
+    again = [out for out in copies[1].process(batch_again) if not isinstance(out, beam.pvalue.TaggedOutput)]
+    assert [f[1][0] for f in again] == [0, 1, 2, 3]
+    assert all(np.array_equal(a[1][2], b[1][2]) for a, b in zip(features, again))
+    stacked = transforms._stack_video(("circle/s01_c01.mp4", [f[1] for f in again]))
+    (encoded,) = [out for out in copies[2].process(stacked) if not isinstance(out, beam.pvalue.TaggedOutput)]
+    assert encoded[0] == "train"
