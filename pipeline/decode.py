@@ -9,6 +9,7 @@ FFmpeg's swscale), and frames are yielded one at a time, so memory does not grow
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Iterator, Optional
 
@@ -102,6 +103,24 @@ def _declared_seconds(container, stream) -> Optional[float]:
 def _describe(e: Exception) -> str:
     text = str(e).strip() or type(e).__name__
     return f"{type(e).__name__}: {text}"
+
+
+def probe_seconds(path: str) -> Optional[float]:
+    """The duration a video's header declares, read without decoding; None when it cannot be read or declares
+    none (used only to estimate a job's size: decoding reports the real problems)."""
+    try:
+        with _open(path) as container:
+            return _declared_seconds(container, container.streams.video[0]) if container.streams.video else None
+    except Exception:  # noqa: BLE001 - any FFmpeg error: unknown size, decoding will say what is wrong
+        return None
+
+
+def expected_frames(seconds: Optional[float], settings: DecodeSettings) -> int:
+    """How many frames `decode_frames` samples from a video of `seconds` (an estimate: headers can be wrong)."""
+    if seconds is None:
+        return 0
+    frames = max(1, math.ceil(seconds * settings.fps - 1e-6))  # the sampling instants k / fps < seconds
+    return min(frames, settings.max_frames) if settings.max_frames is not None else frames
 
 
 def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:

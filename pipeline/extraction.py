@@ -17,10 +17,10 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline import schema, shards, transforms
+from pipeline import chunks, schema, shards, transforms
 from pipeline.atomic_files import remove_stale_temporaries, temporary_name, write_atomically
 from pipeline.decode import DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE
@@ -33,6 +33,8 @@ SPLITS_CSV = "splits.csv"
 FAILURES_JSONL = "failures.jsonl"
 WARNINGS_JSONL = "warnings.jsonl"
 SUMMARY_JSON = "summary.json"
+# Frames a local runner holds at once (see pipeline.chunks): about 0.5 GiB at 75 px, 1.1 GiB at 299 px.
+DEFAULT_CHUNK_FRAMES = 5000
 
 
 class ExtractionError(RuntimeError):
@@ -63,6 +65,7 @@ class ExtractConfig:
     featurize_accelerator: str = ""
     isolate_decode: bool = True
     decode_timeout: float = 300.0
+    chunk_frames: Optional[int] = None  # None: DEFAULT_CHUNK_FRAMES on local runners, one pass on the others
 
     def validate(self) -> None:
         if bool(self.input_dir) == bool(self.manifest):
@@ -81,6 +84,8 @@ class ExtractConfig:
             raise ExtractionError(f"--frame_order must be 'hashed' or 'video', got {self.frame_order!r}")
         if self.shard_bytes < 1:
             raise ExtractionError(f"--shard_bytes must be positive, got {self.shard_bytes}")
+        if self.chunk_frames is not None and self.chunk_frames < 0:
+            raise ExtractionError(f"--chunk_frames must be >= 0 (0: one pass), got {self.chunk_frames}")
 
 
 def list_inputs(config: ExtractConfig) -> Listing:
@@ -91,8 +96,13 @@ def list_inputs(config: ExtractConfig) -> Listing:
 
 
 def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSettings, plan_path: str,
-                   total_videos: int, spec: schema.DatasetSpec, listing_problems: Sequence[dict]) -> None:
-    """Adds the extraction stages to `p` (see the diagram in `pipeline.transforms`)."""
+                   total_videos: int, spec: schema.DatasetSpec, listing_problems: Sequence[dict],
+                   spill_dir: Optional[str] = None) -> None:
+    """Adds the extraction stages to `p` (see the diagram in `pipeline.transforms`).
+
+    With `spill_dir`, the pipeline is one chunk of a chunked run (`pipeline.chunks`): it writes its sorted
+    spills and reports there instead of the output's shards, and `listing_problems` are left to the merge.
+    """
     out = config.output_dir
     records = (
         p
@@ -117,18 +127,30 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         # accelerator workers and decoding/writing on CPU workers; other runners ignore it.
         featurize = featurize.with_resource_hints(accelerator=config.featurize_accelerator)
     featurized = decoded.frames | "FeaturizeFrames" >> featurize
-    _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
-        f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
-    build_sequences = transforms.BuildSequences(spec)
-    sequences = featurized.features | "BuildSequences" >> build_sequences
-    _ = sequences.sequences | "WriteSequences" >> transforms.WriteShards(
-        f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes, build_sequences.quantization)
-    problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
-    _ = ((decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
-         | "WriteFailures" >> transforms.failures_report(f"{out}/{FAILURES_JSONL}"))
-    _ = decoded[transforms.VIDEOS] | "WriteSplitsCsv" >> transforms.splits_report(f"{out}/{SPLITS_CSV}")
-    _ = ((decoded[transforms.VIDEOS], sequences[transforms.WARNINGS]) | "AllWarnings" >> beam.Flatten()
-         | "WriteWarnings" >> transforms.warnings_report(f"{out}/{WARNINGS_JSONL}"))
+    if spill_dir is not None:
+        _ = featurized[schema.FRAMES] | "SpillFrames" >> transforms.WriteSpills(f"{spill_dir}/{schema.FRAMES}")
+        _ = (featurized.features | "StackVideos" >> transforms.StackVideos()
+             | "SpillRecords" >> beam.Map(chunks.stacked_video_record)
+             | "SpillSequences" >> transforms.WriteSpills(f"{spill_dir}/{schema.SEQUENCES}"))
+        reports_dir, failures, warnings = spill_dir, decoded[transforms.FAILURES], decoded[transforms.VIDEOS]
+    else:
+        _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
+            f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
+        build_sequences = transforms.BuildSequences(spec)
+        sequences = featurized.features | "BuildSequences" >> build_sequences
+        _ = sequences.sequences | "WriteSequences" >> transforms.WriteShards(
+            f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes, build_sequences.quantization)
+        problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
+        reports_dir = out
+        failures = (decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
+        warnings = ((decoded[transforms.VIDEOS], sequences[transforms.WARNINGS])
+                    | "AllWarnings" >> beam.Flatten())
+    _ = failures | "WriteFailures" >> transforms.WriteReport(f"{reports_dir}/{FAILURES_JSONL}",
+                                                             transforms.FAILURES_REPORT)
+    _ = decoded[transforms.VIDEOS] | "WriteSplitsCsv" >> transforms.WriteReport(f"{reports_dir}/{SPLITS_CSV}",
+                                                                                transforms.SPLITS_REPORT)
+    _ = warnings | "WriteWarnings" >> transforms.WriteReport(f"{reports_dir}/{WARNINGS_JSONL}",
+                                                             transforms.WARNINGS_REPORT)
 
 
 def _read_lines(path: str) -> list[str]:
@@ -214,6 +236,86 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_local(options: PipelineOptions) -> bool:
+    """Whether the job runs on Beam's in-process runner (the default), which holds every PCollection in memory."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__ if runner is not None else ""
+    return not name or "direct" in name.lower()
+
+
+def _available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: list[dict],
+                 settings: DecodeSettings) -> list[range]:
+    """The plan's chunks (`pipeline.chunks`): one on distributed runners unless --chunk_frames is given; on local
+    runners as many as keep about --chunk_frames frames in memory. Warns at the start when even that will not
+    fit in this machine's available memory."""
+    local = _is_local(options)
+    chunk_frames = config.chunk_frames if config.chunk_frames is not None else (
+        DEFAULT_CHUNK_FRAMES if local else 0)
+    if not plan or not (local or chunk_frames):
+        return [range(len(plan))]
+    estimates = chunks.estimate_frames([r["path"] for r in plan], settings)
+    total = sum(estimates)
+    parts = chunks.plan_chunks(estimates, chunk_frames) if chunk_frames else [range(len(plan))]
+    held = max(sum(estimates[i] for i in part) for part in parts)
+    problem = chunks.fits_in_memory(held, config.image_size, _available_memory())
+    if problem:
+        logging.warning(
+            "[extract] this job will probably run out of memory: %s. Lower --chunk_frames (now %s: frames held at "
+            "once) or run it on a distributed runner (README, 'Running at scale').", problem, chunk_frames)
+    logging.info("[extract] about %d frames to extract in %s", total,
+                 "one pass" if len(parts) == 1 else f"{len(parts)} chunks of at most about {chunk_frames} frames "
+                 "(--chunk_frames)")
+    return parts
+
+
+def _run_pipeline(options: PipelineOptions, config: ExtractConfig, settings: DecodeSettings, plan: list[dict],
+                  spec: schema.DatasetSpec, listing_problems: Sequence[dict],
+                  spill_dir: Optional[str] = None) -> dict:
+    """Runs the extraction pipeline over `plan`; returns its counters."""
+    plan_path = temporary_name(f"{spill_dir or config.output_dir}/plan.jsonl")
+    write_atomically(plan_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plan))
+    try:
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, config, settings, plan_path, len(plan), spec, listing_problems, spill_dir)
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        tf.io.gfile.remove(plan_path)
+    return _counters(result)
+
+
+def _run_chunked(options: PipelineOptions, config: ExtractConfig, settings: DecodeSettings, plan: list[dict],
+                 parts: list[range], spec: schema.DatasetSpec, listing_problems: Sequence[dict]) -> dict:
+    """One pipeline per chunk of `plan`, each spilling into its own folder, then the merge (`pipeline.chunks`)."""
+    out = config.output_dir
+    work = temporary_name(f"{out}/chunks")  # removed by the next run if this one is killed
+    spill_dirs = [f"{work}/{i:05d}" for i in range(len(parts))]
+    counters: dict = {}
+    for i, (part, spill_dir) in enumerate(zip(parts, spill_dirs)):
+        logging.info("[extract] chunk %d/%d: %d videos", i + 1, len(parts), len(part))
+        for name in schema.DATASET_NAMES:
+            tf.io.gfile.makedirs(f"{spill_dir}/{name}")
+        for name, value in _run_pipeline(options, config, settings, [plan[j] for j in part], spec, (),
+                                         spill_dir).items():
+            counters[name] = counters.get(name, 0) + value
+    logging.info("[extract] merging %d chunks into %s", len(parts), out)
+    chunks.merge_frames([f"{d}/{schema.FRAMES}" for d in spill_dirs], f"{out}/{schema.FRAMES}", spec,
+                        config.shard_bytes)
+    warnings = chunks.merge_sequences([f"{d}/{schema.SEQUENCES}" for d in spill_dirs], f"{out}/{schema.SEQUENCES}",
+                                      spec, config.shard_bytes)
+    chunks.merge_reports(spill_dirs, out, listing_problems, warnings)
+    tf.io.gfile.rmtree(work)
+    return dict(sorted(counters.items()))
+
+
 def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs one extraction end to end and returns its summary (also written to summary.json).
 
@@ -253,19 +355,15 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
         tf.io.gfile.makedirs(d)
         for stale in remove_stale_temporaries(d):
             logging.info("[extract] removed a temporary file left by an interrupted run: %s", stale)
-    plan_path = temporary_name(f"{out}/plan.jsonl")
     plan = [dict(dataclasses.asdict(r), split=assignment.split_of_video[r.video_id]) for r in listing.records]
-    write_atomically(plan_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plan))
-    try:
-        options = PipelineOptions(list(beam_args))
-        p = beam.Pipeline(options=options)
-        build_pipeline(p, config, settings, plan_path, len(plan), spec, listing.problems)
-        result = p.run()
-        result.wait_until_finish()
-    finally:
-        tf.io.gfile.remove(plan_path)
+    options = PipelineOptions(list(beam_args))
+    parts = _plan_chunks(config, options, plan, settings)
+    if len(parts) == 1:
+        counters = _run_pipeline(options, config, settings, plan, spec, listing.problems)
+    else:
+        counters = _run_chunked(options, config, settings, plan, parts, spec, listing.problems)
     summary = summarize(config, listing, spec, assignment.warnings, time.time() - start)
-    summary["counters"] = _counters(result)
+    summary["counters"] = counters
     write_atomically(f"{out}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if summary["extracted"] == 0:
         raise ExtractionError(

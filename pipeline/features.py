@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from typing import Optional
 
 import numpy as np
@@ -135,6 +136,20 @@ class InceptionV3Featurizer:
                 chunk = np.concatenate([chunk, np.zeros((rows - len(chunk),) + chunk.shape[1:], chunk.dtype)])
             out[start:start + self.batch_size] = self._forward(chunk).numpy()[: min(self.batch_size, n - start)]
         return out
+
+
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_featurizer(weights: str, image_size: int, batch_size: int) -> "InceptionV3Featurizer":
+    """One featurizer per process and settings, shared by every DoFn instance and pipeline in it: the threads of
+    a worker and the chunks of a local run (`pipeline.chunks`) do not each build (and hold) their own model."""
+    key = (weights, image_size, batch_size)
+    with _SHARED_LOCK:  # Keras model construction is not thread-safe, and the model should be built once
+        if key not in _SHARED:
+            _SHARED[key] = InceptionV3Featurizer(weights, image_size, batch_size)
+        return _SHARED[key]
 
 
 def cast_features(features: np.ndarray, dtype: str, context: Optional[str] = None) -> np.ndarray:

@@ -14,11 +14,11 @@ feature encoders) is created once per worker in `DoFn.setup()`. Bad videos never
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
-import threading
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -139,9 +139,6 @@ class DecodeFrames(beam.PTransform):
         return records | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
 
 
-_MODEL_LOCK = threading.Lock()
-
-
 class _FeaturizeFn(_SetUpDoFn):
     """Runs InceptionV3 on a batch of frames; emits frame examples and per-frame features."""
 
@@ -160,10 +157,9 @@ class _FeaturizeFn(_SetUpDoFn):
         self._padding = Metrics.counter("extract", "model_rows_padded")
 
     def setup(self):
-        from pipeline.features import InceptionV3Featurizer
+        from pipeline.features import shared_featurizer
 
-        with _MODEL_LOCK:  # Keras model construction is not thread-safe; workers may call setup() concurrently.
-            self._featurizer = InceptionV3Featurizer(self._weights, self._image_size, self._batch_size)
+        self._featurizer = shared_featurizer(self._weights, self._image_size, self._batch_size)
         self._encode = schema.ExampleEncoder(schema.frames_features(self._spec))
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
@@ -235,39 +231,67 @@ class _FeatureRangeFn(beam.CombineFn):
         return schema.Quantization.spanning(low, high) if low <= high else schema.Quantization.spanning(0.0, 0.0)
 
 
+def encode_sequence(encode: schema.ExampleEncoder, spec: schema.DatasetSpec, video,
+                    quantization: Optional[schema.Quantization] = None):
+    """One stacked video (see `_stack_video`) -> (split, key, sequence example, warning or None).
+
+    Features beyond float16's range are stored saturated, with a warning row {video_id, warning}; uint8 features
+    are quantized with `quantization`, the whole dataset's.
+    """
+    from pipeline.features import cast_features
+
+    video_id, record, timestamps, features = video
+    warning = None
+    if quantization is not None:
+        matrix = quantization.quantize(features)
+    else:
+        try:
+            matrix = cast_features(features, spec.feature_dtype, record["path"])
+        except ValueError as e:  # beyond float16's range: keep the video, saturated, and say so
+            limit = float(np.finfo(spec.feature_dtype).max)
+            matrix = np.clip(features, -limit, limit).astype(spec.feature_dtype)
+            warning = {"video_id": video_id, "warning": f"{e}; stored saturated at +-{limit:g}"}
+    example = encode({
+        schema.FEATURES: matrix,
+        schema.LABEL: spec.class_names.index(record["label"]),
+        schema.VIDEO_ID: video_id,
+        schema.GROUP: record["group"],
+        schema.NUM_FRAMES: len(timestamps),
+        schema.TIMESTAMPS: timestamps,
+    })
+    return record["split"], shards.sort_key(video_id), example, warning
+
+
+def feature_range(videos: Iterable) -> schema.Quantization:
+    """The uint8 quantization spanning every feature value of `videos` (stacked, see `_stack_video`)."""
+    fn = _FeatureRangeFn()
+    accumulator = fn.create_accumulator()
+    for video in videos:
+        accumulator = fn.add_input(accumulator, video)
+    return fn.extract_output(accumulator)
+
+
 class _EncodeSequenceFn(_SetUpDoFn):
-    _SET_UP = ("_encode", "_labels")
+    _SET_UP = ("_encode",)
 
     def __init__(self, spec: schema.DatasetSpec):
         self._spec = spec
 
     def setup(self):
         self._encode = schema.ExampleEncoder(schema.sequences_features(self._spec))
-        self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
     def process(self, video, quantization=None):
-        from pipeline.features import cast_features
+        split, key, example, warning = encode_sequence(self._encode, self._spec, video, quantization)
+        if warning is not None:
+            yield beam.pvalue.TaggedOutput(WARNINGS, warning)
+        yield split, key, example
 
-        video_id, record, timestamps, features = video
-        if quantization is not None:
-            matrix = quantization.quantize(features)
-        else:
-            try:
-                matrix = cast_features(features, self._spec.feature_dtype, record["path"])
-            except ValueError as e:  # beyond float16's range: keep the video, saturated, and say so
-                limit = float(np.finfo(self._spec.feature_dtype).max)
-                matrix = np.clip(features, -limit, limit).astype(self._spec.feature_dtype)
-                yield beam.pvalue.TaggedOutput(WARNINGS, {"video_id": video_id, "warning": f"{e}; stored "
-                                                          f"saturated at +-{limit:g}"})
-        example = self._encode({
-            schema.FEATURES: matrix,
-            schema.LABEL: self._labels[record["label"]],
-            schema.VIDEO_ID: video_id,
-            schema.GROUP: record["group"],
-            schema.NUM_FRAMES: len(timestamps),
-            schema.TIMESTAMPS: timestamps,
-        })
-        yield record["split"], shards.sort_key(video_id), example
+
+class StackVideos(beam.PTransform):
+    """(video_id, per-frame features) -> (video_id, video record, timestamps, float32 features [T, 2048])."""
+
+    def expand(self, features):
+        return features | "GroupByVideo" >> beam.GroupByKey() | "Stack" >> beam.Map(_stack_video)
 
 
 class BuildSequences(beam.PTransform):
@@ -285,7 +309,7 @@ class BuildSequences(beam.PTransform):
 
     def expand(self, features):
         """Main output: (split, key, example); tagged `warnings`: {video_id, warning} for saturated features."""
-        videos = features | "GroupByVideo" >> beam.GroupByKey() | "Stack" >> beam.Map(_stack_video)
+        videos = features | "StackVideos" >> StackVideos()
         encode = _EncodeSequenceFn(self._spec)
         if self._spec.feature_dtype == "uint8":
             self.quantization = videos | "FeatureRange" >> beam.CombineGlobally(_FeatureRangeFn())
@@ -342,6 +366,28 @@ class WriteShards(beam.PTransform):
             beam.pvalue.AsSingleton(self._quantization))
 
 
+class WriteSpills(beam.PTransform):
+    """(split, sort_key, bytes) -> one spill file per split in `directory`, its records sorted by key (see
+    `pipeline.chunks`), and `directory`/index.json with each split's record count and bytes."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self._directory = directory
+
+    def expand(self, records):
+        from pipeline import chunks
+
+        directory = self._directory
+        return (
+            records
+            | "BySplit" >> beam.Map(lambda e: (e[0], (e[1], e[2])))
+            | "GroupBySplit" >> beam.GroupByKey()
+            | "WriteSpill" >> beam.MapTuple(lambda split, rs: chunks.write_spill(directory, split, rs))
+            | "AllSpills" >> beam.combiners.ToList()
+            | "WriteIndex" >> beam.Map(lambda infos: chunks.write_spill_index(directory, infos))
+        )
+
+
 def _jsonl(rows: Iterable[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
 
@@ -354,45 +400,44 @@ def _splits_csv(rows: Iterable[dict]) -> str:
     return out.getvalue()
 
 
-class WriteReport(beam.PTransform):
-    """Collects small per-video rows into one file, sorted so reruns give identical bytes.
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """A small per-video file: which rows it keeps, their order (so reruns give identical bytes), its text."""
 
-    `render` turns the sorted list of rows into the file's text. The rows of a whole dataset are held by one
-    worker: a few hundred bytes per video (or per failure), fine up to millions of videos.
+    render: Callable[[list], str]
+    sort_by: str = "video_id"
+    keep: Optional[Callable[[dict], bool]] = None
+
+    def text(self, rows: Iterable[dict]) -> str:
+        kept = [r for r in rows if self.keep is None or self.keep(r)]
+        return self.render(sorted(kept, key=lambda r: r[self.sort_by]))
+
+
+# failures.jsonl: one JSON object per failed input with `path`, `video_id` and `error`.
+FAILURES_REPORT = Report(_jsonl, sort_by="path")
+# warnings.jsonl: videos kept with a warning (e.g. decoding stopped early).
+WARNINGS_REPORT = Report(lambda rows: _jsonl({"video_id": r["video_id"], "warning": r["warning"]} for r in rows),
+                         keep=lambda r: bool(r.get("warning")))
+# splits.csv: every input video with its group, label, split, sampled frames and status.
+SPLITS_REPORT = Report(_splits_csv)
+
+
+class WriteReport(beam.PTransform):
+    """Collects the rows of a `Report` into its file.
+
+    The rows of a whole dataset are held by one worker: a few hundred bytes per video (or per failure), fine up
+    to millions of videos.
     """
 
-    def __init__(self, path: str, render, sort_by: str = "video_id", keep=None):
+    def __init__(self, path: str, report: Report):
         super().__init__()
         self._path = path
-        self._render = render
-        self._sort_by = sort_by
-        self._keep = keep
+        self._report = report
 
     def expand(self, rows):
-        path, render, sort_by, keep = self._path, self._render, self._sort_by, self._keep
-        if keep is not None:
-            rows = rows | "Keep" >> beam.Filter(keep)
+        path, report = self._path, self._report
         return (
             rows
             | "Collect" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(lambda rs: write_atomically(path, render(sorted(rs, key=lambda r: r[sort_by]))))
+            | "Write" >> beam.Map(lambda rs: write_atomically(path, report.text(rs)))
         )
-
-
-def failures_report(path: str) -> WriteReport:
-    """failures.jsonl: one JSON object per failed input with `path`, `video_id` and `error`."""
-    return WriteReport(path, _jsonl, sort_by="path")
-
-
-def warnings_report(path: str) -> WriteReport:
-    """warnings.jsonl: videos kept with a warning (e.g. decoding stopped early)."""
-    return WriteReport(
-        path,
-        lambda rows: _jsonl({"video_id": r["video_id"], "warning": r["warning"]} for r in rows),
-        keep=lambda r: bool(r.get("warning")),
-    )
-
-
-def splits_report(path: str) -> WriteReport:
-    """splits.csv: every input video with its group, label, split, sampled frames and status."""
-    return WriteReport(path, _splits_csv)

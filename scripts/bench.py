@@ -22,6 +22,8 @@ Sections:
     job), which cancels the fixed start-up every job pays.
   extraction_workers: one DirectRunner process vs two on the same videos: speed-up and byte-identical outputs.
   extraction_memory: peak resident memory of an extraction of one short and one 12x longer video.
+  extraction_scaling: wall time and peak memory (summed over every process of the job) of extractions of N tiny
+    sample videos (N = 100, 400, 1600) and of the 400 videos made 10x longer, per sampled frame.
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
@@ -420,6 +422,80 @@ def bench_extraction_memory(size: str) -> dict:
     return results
 
 
+def _tree_memory_mb(root: int) -> float:
+    """Memory of process `root` and all its descendants now: the sum of their proportional set sizes (shared
+    pages split between the processes sharing them), or of their resident sizes where smaps is unreadable."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total_kb, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total_kb += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    total_kb += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            except OSError:
+                pass
+    return total_kb / 1024
+
+
+def _run_measured(cmd: list[str], interval: float = 0.1) -> tuple[float, float]:
+    """Runs `cmd`; returns (seconds, peak memory in MB of it and every process it started, sampled)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, _tree_memory_mb(process.pid))
+        time.sleep(interval)
+    stderr = process.stderr.read().decode(errors="replace")
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{stderr[-3000:]}")
+    return time.perf_counter() - start, peak
+
+
+def bench_extraction_scaling(size: str) -> dict:
+    """Wall time and peak memory (all processes of the job) of `pipeline.extract` on N tiny sample videos for
+    growing N, per sampled frame, on the DirectRunner with its default settings; and the run with 10x the frames
+    of the middle one (the same videos, 10x longer), which should stay within 1.5x of its memory."""
+    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+
+    counts = _pick(size, (8, 16), (50, 200), (100, 400, 1600))
+    work = tempfile.mkdtemp(prefix="bench-scaling-")
+    runs = []
+    for n, seconds in [(n, 2.0) for n in counts] + [(counts[-2], 20.0)]:
+        videos = f"{work}/videos-{n}-{seconds:g}"
+        write_samples(videos, seed=0, num_classes=4, sessions=max(1, n // 16), clips=min(4, max(1, n // 4)),
+                      seconds=seconds, video_fps=8, width=64, height=48)
+        wall, peak = _run_measured([
+            sys.executable, "-m", "pipeline.extract", f"--input_dir={videos}", f"--output_dir={videos}-out",
+            "--weights=none", "--image_size=75", "--fps=2", f"--group_regex={SESSION_GROUP_REGEX}"])
+        with open(f"{videos}-out/summary.json") as f:
+            summary = json.load(f)
+        frames = summary["frames"]
+        runs.append({"videos": summary["extracted"], "video_seconds": seconds, "frames": frames, "wall_seconds": round(wall, 1),
+                     "peak_memory_mb": round(peak, 1), "ms_per_frame": round(1000 * wall / frames, 2),
+                     "kb_per_frame": round(1024 * peak / frames, 1)})
+    middle, longer = runs[-3], runs[-1]
+    growth = [(b["peak_memory_mb"] - a["peak_memory_mb"]) * 1024 / max(b["frames"] - a["frames"], 1)
+              for a, b in zip(runs[:-2], runs[1:-1])]
+    return {"runs": runs, "image_size": 75, "fps_sampled": 2,
+            "memory_growth_kb_per_added_frame": [round(g, 1) for g in growth],
+            "ratios": {"extraction_10x_frames_memory_ratio": round(longer["peak_memory_mb"] / middle["peak_memory_mb"], 3),
+                       "extraction_10x_frames_time_per_frame_ratio": round(
+                           longer["ms_per_frame"] / middle["ms_per_frame"], 3)}}
+
+
 def _run(args: list[str]) -> None:
     done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -546,6 +622,7 @@ def main():
                 "extraction": lambda: bench_extraction(size, args.image_size, args.batch_size),
                 "extraction_workers": lambda: bench_extraction_workers(size, args.image_size),
                 "extraction_memory": lambda: bench_extraction_memory(size),
+                "extraction_scaling": lambda: bench_extraction_scaling(size),
                 "storage": lambda: bench_storage(size),
                 "training_step": lambda: bench_training_step(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)

@@ -108,6 +108,18 @@ def test_rerun_and_two_workers_give_byte_identical_output(run, inputs, tmp_path)
         assert_same_output(out, other)
 
 
+def test_chunked_run_writes_the_one_pass_bytes(run, inputs, tmp_path):
+    """--chunk_frames bounds a local run's memory (five chunks of the 20 inputs here, with their failures), and
+    changes nothing in the output."""
+    chunked = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--chunk_frames=16")
+    assert chunked.returncode == 0, chunked.stderr[-2000:]
+    assert "in 5 chunks of at most about 16 frames" in chunked.stderr
+    assert_same_output(run[0], tmp_path)
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]  # the chunks' spills are gone
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["counters"] == json.loads((run[0] / "summary.json").read_text())["counters"]
+
+
 def assert_same_output(out, other):
     """Every file but summary.json (which holds timings) byte-identical, and no other file."""
     for sub in ("frames", "sequences", "."):
@@ -174,7 +186,9 @@ def test_float16_halves_and_uint8_quarters_the_sequences_and_keep_the_values(run
 
     # uint8: a quarter of float32's feature bytes, dequantized with TFDS alone (scale, offset in info.metadata).
     quarter = tmp_path / "uint8"
-    done = extract(f"--input_dir={inputs}", f"--output_dir={quarter}", *COMMON, "--feature_dtype=uint8")
+    # Chunked: the quantization must still span every chunk's values (the merge encodes with the global range).
+    done = extract(f"--input_dir={inputs}", f"--output_dir={quarter}", *COMMON, "--feature_dtype=uint8",
+                   "--chunk_frames=24")
     assert done.returncode == 0, done.stderr[-2000:]
     assert 0.2 < total(quarter / "sequences") / total(tmp_path / "sequences") < 0.3
     builder = tfds.builder_from_directory(str(quarter / "sequences"))

@@ -1,0 +1,206 @@
+"""Local extraction in bounded memory: the plan in chunks, each chunk's records spilled sorted, one streaming merge.
+
+Beam's local runners hold every PCollection of a pipeline in memory between its stages (measured: 50-80 KB per
+sampled frame at 75-150 px), so one pipeline over a whole dataset needs memory in proportion to the dataset. A
+chunked run instead:
+
+1. cuts the plan into chunks of about `--chunk_frames` sampled frames (estimated from each video's declared
+   duration, `estimate_frames`),
+2. runs the extraction pipeline on each chunk in turn; instead of shards, a chunk writes per split one *spill
+   file* (TFRecord, records `key NUL payload` sorted by key) of its frame examples and one of its stacked
+   per-video features, plus its reports,
+3. merges: the spills of a split are read together in key order (`heapq.merge`, one record per chunk in memory)
+   and cut into the final shards with `shards.write_sorted_shards`; sequences are encoded during the merge, so a
+   uint8 dataset is quantized over the range of all chunks.
+
+A shard holds the records whose key hashes to it, in key order, and the shard count of a split follows from its
+bytes, so the merged shards are byte-identical to a one-pass run's: chunking changes the memory a job needs,
+never its output (tests/pipeline/test_extract_e2e.py compares them).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import heapq
+import json
+import pickle
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import schema, shards
+from pipeline.atomic_files import temporary_name, write_atomically
+from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
+
+SPILL_INDEX = "index.json"
+_SEPARATOR = b"\0"  # sort keys are hex digits, ':' and digits: never NUL
+
+# Peak memory a local runner needs per sampled frame held in a pipeline, in bytes: a fixed part (features,
+# pickled per-frame records, Beam's buffers) plus the frame's JPEG, which grows with its area. Fitted to
+# scripts/bench.py (extraction_scaling) and the measurements in issue 13 (52 KB at 75 px, 80 KB at 150 px).
+BYTES_PER_FRAME_FIXED = 45_000
+BYTES_PER_FRAME_PER_PIXEL = 1.5
+# Memory a local extraction needs whatever its size: TensorFlow, InceptionV3, Beam, the decoder process.
+BASE_BYTES = 1_000_000_000
+
+
+def local_bytes_per_frame(image_size: int) -> float:
+    return BYTES_PER_FRAME_FIXED + BYTES_PER_FRAME_PER_PIXEL * image_size * image_size
+
+
+def estimate_frames(paths: Sequence[str], settings: DecodeSettings, threads: int = 8) -> list[int]:
+    """Frames each video will give, from the duration its header declares (read in parallel, no decoding). A
+    video whose header declares no duration (or cannot be read) counts as the median of the others."""
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        seconds = list(pool.map(probe_seconds, paths))
+    known = [expected_frames(s, settings) for s in seconds if s is not None]
+    typical = int(np.median(known)) if known else 1
+    return [expected_frames(s, settings) if s is not None else typical for s in seconds]
+
+
+def plan_chunks(frames: Sequence[int], chunk_frames: int) -> list[range]:
+    """Consecutive runs of the plan's videos holding at most `chunk_frames` estimated frames each (a longer
+    video is a chunk of its own)."""
+    chunks, start, total = [], 0, 0
+    for i, n in enumerate(frames):
+        if i > start and total + n > chunk_frames:
+            chunks.append(range(start, i))
+            start, total = i, 0
+        total += n
+    if len(frames) > start:
+        chunks.append(range(start, len(frames)))
+    return chunks
+
+
+def write_spill(directory: str, split: str, records: Iterable[tuple[str, bytes]]) -> dict:
+    """Writes one split's records of one chunk, sorted by key; returns {split, records, bytes} (payload bytes)."""
+    path = tf.io.gfile.join(directory, f"{split}.spill")
+    tmp = temporary_name(path)
+    count = size = 0
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for key, data in sorted(records, key=lambda kv: kv[0]):
+            writer.write(key.encode("ascii") + _SEPARATOR + data)
+            count += 1
+            size += len(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return {"split": split, "records": count, "bytes": size}
+
+
+def write_spill_index(directory: str, infos: Sequence[dict]) -> None:
+    write_atomically(tf.io.gfile.join(directory, SPILL_INDEX),
+                     json.dumps({i["split"]: i for i in sorted(infos, key=lambda i: i["split"])}, indent=1))
+
+
+def read_spill_index(directory: str) -> dict:
+    with tf.io.gfile.GFile(tf.io.gfile.join(directory, SPILL_INDEX)) as f:
+        return json.load(f)
+
+
+def read_spill(path: str) -> Iterator[tuple[str, bytes]]:
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        key, data = record.split(_SEPARATOR, 1)
+        yield key.decode("ascii"), data
+
+
+def merged(spill_dirs: Sequence[str], split: str) -> Iterator[tuple[str, bytes]]:
+    """The records of `split` from every chunk, in key order."""
+    paths = [tf.io.gfile.join(d, f"{split}.spill") for d in spill_dirs]
+    return heapq.merge(*(read_spill(p) for p in paths if tf.io.gfile.exists(p)), key=lambda kv: kv[0])
+
+
+def splits_of(spill_dirs: Sequence[str]) -> dict[str, dict]:
+    """{split: {records, bytes}} summed over the chunks' spill indexes."""
+    totals: dict[str, dict] = {}
+    for d in spill_dirs:
+        for split, info in read_spill_index(d).items():
+            t = totals.setdefault(split, {"records": 0, "bytes": 0})
+            t["records"] += info["records"]
+            t["bytes"] += info["bytes"]
+    return dict(sorted(totals.items()))
+
+
+def merge_frames(spill_dirs: Sequence[str], directory: str, spec: schema.DatasetSpec, shard_bytes: int) -> None:
+    """frames/ from the chunks' spilled frame examples: the shards a one-pass run writes, byte for byte."""
+    infos = []
+    for split, total in splits_of(spill_dirs).items():
+        n = shards.num_shards_for(total["bytes"], shard_bytes)
+        infos += shards.write_sorted_shards(directory, schema.FRAMES, split, merged(spill_dirs, split), n)
+    shards.write_metadata(directory, schema.FRAMES, spec, infos)
+
+
+def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.DatasetSpec,
+                    shard_bytes: int) -> list[dict]:
+    """sequences/ from the chunks' spilled per-video features; returns the encoding's warning rows.
+
+    Each split is encoded in key order into one sorted temporary file (its size decides the shard count), then
+    cut into shards. uint8 is quantized over every chunk's range, found by a first pass.
+    """
+    from pipeline.transforms import encode_sequence, feature_range
+
+    splits = splits_of(spill_dirs)
+
+    def videos(split):
+        return (pickle.loads(data) for _, data in merged(spill_dirs, split))
+
+    quantization = None
+    if spec.feature_dtype == "uint8":
+        quantization = feature_range(v for split in splits for v in videos(split))
+    encode = schema.ExampleEncoder(schema.sequences_features(spec))
+    infos, warnings = [], []
+    for split in splits:
+        encoded = temporary_name(tf.io.gfile.join(directory, f"{split}.encoded"))
+        size = 0
+        with tf.io.TFRecordWriter(encoded) as writer:
+            for video in videos(split):
+                _, key, example, warning = encode_sequence(encode, spec, video, quantization)
+                writer.write(key.encode("ascii") + _SEPARATOR + example)
+                size += len(example)
+                if warning is not None:
+                    warnings.append(warning)
+        n = shards.num_shards_for(size, shard_bytes)
+        infos += shards.write_sorted_shards(directory, schema.SEQUENCES, split, read_spill(encoded), n)
+        tf.io.gfile.remove(encoded)
+    metadata = {schema.QUANTIZATION: quantization.as_metadata()} if quantization is not None else None
+    shards.write_metadata(directory, schema.SEQUENCES, spec, infos, metadata)
+    return warnings
+
+
+def stacked_video_record(video) -> tuple[str, str, bytes]:
+    """A stacked video (see `pipeline.transforms.StackVideos`) as a spill record (split, key, payload)."""
+    return video[1]["split"], shards.sort_key(video[0]), pickle.dumps(video, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_text(path: str) -> str:
+    with tf.io.gfile.GFile(path) as f:
+        return f.read()
+
+
+def merge_reports(spill_dirs: Sequence[str], out: str, listing_problems: Sequence[dict],
+                  sequence_warnings: Sequence[dict]) -> None:
+    """failures.jsonl, warnings.jsonl and splits.csv of the whole run from the chunks' own."""
+    from pipeline import extraction, transforms
+
+    def rows(file_name):
+        return [json.loads(line) for d in spill_dirs
+                for line in _read_text(tf.io.gfile.join(d, file_name)).splitlines() if line]
+
+    failures = list(listing_problems) + rows(extraction.FAILURES_JSONL)
+    warnings = rows(extraction.WARNINGS_JSONL) + list(sequence_warnings)
+    videos = [row for d in spill_dirs
+              for row in csv.DictReader(_read_text(tf.io.gfile.join(d, extraction.SPLITS_CSV)).splitlines())]
+    for file_name, report, report_rows in ((extraction.FAILURES_JSONL, transforms.FAILURES_REPORT, failures),
+                                           (extraction.WARNINGS_JSONL, transforms.WARNINGS_REPORT, warnings),
+                                           (extraction.SPLITS_CSV, transforms.SPLITS_REPORT, videos)):
+        write_atomically(tf.io.gfile.join(out, file_name), report.text(report_rows))
+
+
+def fits_in_memory(estimated_frames: int, image_size: int, available_bytes: Optional[int]) -> Optional[str]:
+    """None, or why `estimated_frames` held at once by a local runner will not fit in `available_bytes`."""
+    need = BASE_BYTES + estimated_frames * local_bytes_per_frame(image_size)
+    if available_bytes is None or need <= available_bytes:
+        return None
+    return (f"about {estimated_frames} frames at once need about {need / 2**30:.1f} GiB on a local runner "
+            f"({local_bytes_per_frame(image_size) / 1024:.0f} KB per frame at {image_size} px), but "
+            f"{available_bytes / 2**30:.1f} GiB are available")
