@@ -155,7 +155,7 @@ def main(argv):
     report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples)
     print(format_report(report))
     if FLAGS.json:
-        from pipeline.atomic_files import write_atomically
+        from pipeline.files import write_atomically
 
         write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
     return 1 if report["leak"] else 0

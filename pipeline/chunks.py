@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import schema, shards
-from pipeline.atomic_files import temporary_name, write_atomically
+from pipeline.files import atomic_path, temporary_name, write_atomically
 from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
 
 SPILL_INDEX = "index.json"
@@ -76,15 +76,12 @@ def plan_chunks(frames: Sequence[int], chunk_frames: int) -> list[range]:
 
 def write_spill(directory: str, split: str, records: Iterable[tuple[str, bytes]]) -> dict:
     """Writes one split's records of one chunk, sorted by key; returns {split, records, bytes} (payload bytes)."""
-    path = tf.io.gfile.join(directory, f"{split}.spill")
-    tmp = temporary_name(path)
     count = size = 0
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with atomic_path(tf.io.gfile.join(directory, f"{split}.spill")) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for key, data in sorted(records, key=lambda kv: kv[0]):
             writer.write(key.encode("ascii") + _SEPARATOR + data)
             count += 1
             size += len(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
     return {"split": split, "records": count, "bytes": size}
 
 

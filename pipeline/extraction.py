@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipeline import chunks, schema, shards, transforms
-from pipeline.atomic_files import remove_stale_temporaries, temporary_name, write_atomically
+from pipeline.files import remove_stale_temporaries, temporary_name, write_atomically
 from pipeline.decode import DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE
 from pipeline.shards import DEFAULT_SHARD_BYTES

@@ -19,7 +19,7 @@ from typing import Optional
 import google_crc32c
 import tensorflow as tf
 
-from pipeline.atomic_files import temporary_name
+from pipeline.files import atomic_path
 from pipeline.schema import SplitInfo
 
 HEADER_BYTES = 12
@@ -164,10 +164,9 @@ def _repair(path: str, found: Scan, repair_dir: str, what: str) -> tuple[str, in
     name = hashlib.sha256(path.encode()).hexdigest()[:16] + "-" + os.path.basename(path)
     target = os.path.join(repair_dir, name)
     tf.io.gfile.makedirs(repair_dir)
-    tmp = temporary_name(target)
     kept = data_bytes = 0
     bad = set(found.corrupt)
-    with tf.io.gfile.GFile(path, "rb") as f, tf.io.TFRecordWriter(tmp) as out:
+    with atomic_path(target) as tmp, tf.io.gfile.GFile(path, "rb") as f, tf.io.TFRecordWriter(tmp) as out:
         for index in range(found.records):
             (length,) = struct.unpack("<Q", f.read(HEADER_BYTES)[:8])
             data = f.read(length)
@@ -176,7 +175,6 @@ def _repair(path: str, found: Scan, repair_dir: str, what: str) -> tuple[str, in
                 out.write(data)
                 kept += 1
                 data_bytes += length
-    tf.io.gfile.rename(tmp, target, overwrite=True)
     logging.warning("[input] --skip_corrupt: %s: %s: %s; reading its %d intact records from %s", what, path,
                     found.describe(), kept, target)
     return target, kept, data_bytes, len(found.corrupt)

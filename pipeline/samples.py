@@ -23,7 +23,7 @@ import av
 import numpy as np
 from absl import app, flags
 
-from pipeline.atomic_files import TMP_MARKER
+from pipeline.files import atomic_path
 
 CLASSES = ("circle", "square", "triangle", "cross")
 # Each class's shape has its own hue (jittered per clip): learnable even by random-weight features, which see
@@ -136,8 +136,7 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
     """Encodes RGB frames as H.264 (yuv420p) in an MP4 file, atomically (temporary name, then rename)."""
-    tmp = f"{path}{TMP_MARKER}{os.getpid()}"
-    with av.open(tmp, mode="w", format="mp4") as container:
+    with atomic_path(path) as tmp, av.open(tmp, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         # Same seed, same bytes: with its SIMD code on, x264 gave a different bitstream for identical frames in
@@ -149,7 +148,6 @@ def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
 
 
 def write_samples(output_dir: str, *, seed: int = 0, num_classes: int = 3, sessions: int = 6, clips: int = 2,

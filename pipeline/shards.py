@@ -10,6 +10,7 @@ see long runs of one video.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -20,7 +21,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 
 from pipeline import schema
-from pipeline.atomic_files import TMP_MARKER, temporary_name, write_atomically
+from pipeline.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
 
 DEFAULT_SHARD_BYTES = 128 * 2**20
 METADATA_JSON = "metadata.json"  # where TFDS keeps `DatasetInfo.metadata`  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
@@ -64,14 +65,12 @@ def write_shard(directory: str, name: str, split: str, index: int, num_shards: i
                 records: Iterable[tuple[str, bytes]]) -> ShardInfo:
     """Writes one shard: the serialized examples sorted by key, via a temporary file and a rename."""
     path = tf.io.gfile.join(directory, schema.shard_file_name(name, split, index, num_shards))
-    tmp = temporary_name(path)
     count = size = 0
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for _, data in sorted(records, key=lambda kv: kv[0]):
             writer.write(data)
             count += 1
             size += len(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
     return ShardInfo(split, index, num_shards, count, size)
 
 
@@ -83,12 +82,12 @@ def write_sorted_shards(directory: str, name: str, split: str, records: Iterable
     Raises:
       ValueError: the records are not in strictly increasing key order.
     """
-    paths = [tf.io.gfile.join(directory, schema.shard_file_name(name, split, i, num_shards)) for i in range(num_shards)]
-    temporaries = [temporary_name(p) for p in paths]
-    writers = [tf.io.TFRecordWriter(t) for t in temporaries]
     counts, sizes = [0] * num_shards, [0] * num_shards
     previous = None
-    try:
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(atomic_path(tf.io.gfile.join(
+            directory, schema.shard_file_name(name, split, i, num_shards)))) for i in range(num_shards)]
+        writers = [stack.enter_context(tf.io.TFRecordWriter(t)) for t in temporaries]  # closed before renaming
         for key, data in records:
             if previous is not None and key <= previous:
                 raise ValueError(f"{name}/{split}: record keys out of order ({previous!r} then {key!r})")
@@ -97,11 +96,6 @@ def write_sorted_shards(directory: str, name: str, split: str, records: Iterable
             writers[index].write(data)
             counts[index] += 1
             sizes[index] += len(data)
-    finally:
-        for writer in writers:
-            writer.close()
-    for tmp, path in zip(temporaries, paths):
-        tf.io.gfile.rename(tmp, path, overwrite=True)
     return [ShardInfo(split, i, num_shards, counts[i], sizes[i]) for i in range(num_shards)]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipeline import schema, shards
-from pipeline.atomic_files import write_atomically
+from pipeline.files import write_atomically
 from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
 
 FAILURES = "failures"

@@ -423,8 +423,9 @@ def bench_extraction_memory(size: str) -> dict:
 
 
 def _tree_memory_mb(root: int) -> float:
-    """Memory of process `root` and all its descendants now: the sum of their proportional set sizes (shared
-    pages split between the processes sharing them), or of their resident sizes where smaps is unreadable."""
+    """Resident memory of process `root` and all its descendants now, summed (pages shared between them counted
+    in each: an upper bound). Read from /proc/PID/statm, which does not stall the process the way reading
+    smaps_rollup (which takes its memory-map lock) does."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -434,23 +435,19 @@ def _tree_memory_mb(root: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total_kb, stack = 0, [root]
+    total, stack = 0, [root]
     while stack:
         pid = stack.pop()
         stack += children.get(pid, [])
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total_kb += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-        except (OSError, StopIteration):
-            try:
-                with open(f"/proc/{pid}/statm") as f:
-                    total_kb += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-            except OSError:
-                pass
-    return total_kb / 1024
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total / 2**20
 
 
-def _run_measured(cmd: list[str], interval: float = 0.1) -> tuple[float, float]:
+def _run_measured(cmd: list[str], interval: float = 0.25) -> tuple[float, float]:
     """Runs `cmd`; returns (seconds, peak memory in MB of it and every process it started, sampled)."""
     start = time.perf_counter()
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

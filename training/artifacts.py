@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import platform
 import numpy as np
 import tensorflow as tf
 
-from pipeline.atomic_files import write_atomically
+from pipeline.files import write_atomically
 
 DIFFICULTY_RECORDS_CSV = "difficulty_records.csv"
 HISTORY_CSV = "history.csv"
@@ -91,25 +92,35 @@ def _versions() -> dict:
             "numpy": np.__version__}
 
 
-def metrics_record(*, config, flags, labels, probabilities, class_names, val_loss, val_accuracy, epochs_run,
-                   model, precision, splits_read, data_fingerprint) -> dict:
-    """The metrics.json content; test loss and accuracy are computed from the one pass of predictions."""
+def evaluation(labels: np.ndarray, probabilities: np.ndarray, class_names) -> dict:
+    """Accuracy, loss, per-class accuracy and confusion matrix of one pass of predictions over a split."""
     predictions = _predictions(probabilities)
     k = len(class_names)
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                  for i, name in enumerate(class_names)}
+    return {"accuracy": float(np.mean(predictions == labels)), "loss": _cross_entropy(labels, probabilities),
+            "examples": int(len(labels)), "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
+
+
+def metrics_record(*, config, flags, final, class_names, val_loss, val_accuracy, epochs_run, model, precision,
+                   splits_read, data_fingerprint) -> dict:
+    """The metrics.json content. `final` maps each final-evaluation split to its `evaluation`; the first one's
+    numbers are also the top-level test_accuracy, test_loss, test_examples, per_class_accuracy and
+    confusion_matrix (absent when the run has no final split)."""
+    record = {}
+    if final:
+        first = next(iter(final.values()))
+        record.update(test_accuracy=first["accuracy"], test_loss=first["loss"], test_examples=first["examples"],
+                      per_class_accuracy=first["per_class_accuracy"], confusion_matrix=first["confusion_matrix"])
     return {
-        "test_accuracy": float(np.mean(predictions == labels)),
-        "test_loss": _cross_entropy(labels, probabilities),
+        **record,
+        "final_evaluation": final,
         "val_accuracy": float(val_accuracy),
         "val_loss": float(val_loss),
-        "num_classes": k,
+        "num_classes": len(class_names),
         "class_names": list(class_names),
-        "test_examples": int(len(labels)),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion.tolist(),
         "epochs_run": epochs_run,
         "seed": config.seed,
         "weights_sha256": weights_sha256(model),
@@ -151,12 +162,13 @@ def pyplot():
 
 
 def save_figure(fig, path: str) -> None:
-    """Saves a figure as PNG atomically (temporary name, then rename) and closes it."""
-    tmp = f"{path}.tmp.png"
+    """Saves a figure as PNG, atomically and on any file system (`gs://` too: matplotlib writes only local
+    files, so the PNG is rendered in memory), and closes it."""
+    png = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(tmp, dpi=80)
+    fig.savefig(png, format="png", dpi=80)
     pyplot().close(fig)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_atomically(path, png.getvalue())
 
 
 def plot_history(workdir: str) -> None:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import collections
 import csv
-import glob
+import io
 import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 
-from pipeline.atomic_files import write_atomically
+from pipeline import files
+from pipeline.files import write_atomically
 from training import artifacts
 from training.artifacts import DIFFICULTY_RECORDS_CSV, csv_field
 
@@ -43,11 +45,10 @@ def load_records(run_dirs: list[str]) -> list[dict]:
     """Every record of every run below `run_dirs`, with the run's folder."""
     rows = []
     for root in run_dirs:
-        for path in sorted(glob.glob(os.path.join(root, "**", DIFFICULTY_RECORDS_CSV), recursive=True)):
-            with open(path, newline="") as f:
-                for row in csv.DictReader(f):
-                    row["run"] = os.path.dirname(path)
-                    rows.append(row)
+        for path in files.find(root, DIFFICULTY_RECORDS_CSV):
+            for row in csv.DictReader(io.StringIO(files.read_text(path), newline="")):
+                row["run"] = os.path.dirname(path)
+                rows.append(row)
     return rows
 
 
@@ -82,10 +83,9 @@ def summarize_by(examples: list[dict], key: str) -> list[dict]:
 
 def _groups_from_splits_csv(data_dir: str) -> dict[str, str]:
     path = os.path.join(data_dir, "splits.csv")
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         return {}
-    with open(path, newline="") as f:
-        return {r["video_id"]: r["group"] for r in csv.DictReader(f)}
+    return {r["video_id"]: r["group"] for r in csv.DictReader(io.StringIO(files.read_text(path), newline=""))}
 
 
 def plot_map(examples: list[dict], path: str) -> None:
@@ -101,7 +101,7 @@ def plot_map(examples: list[dict], path: str) -> None:
 
 
 def write_report(examples: list[dict], output_dir: str) -> None:
-    os.makedirs(output_dir, exist_ok=True)
+    tf.io.gfile.makedirs(output_dir)
     lines = [",".join(COLUMNS)]
     for e in examples:
         lines.append(",".join(csv_field(str(e[c])) if isinstance(e[c], str) else

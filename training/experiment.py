@@ -20,9 +20,11 @@ import os
 import subprocess
 import sys
 
+import tensorflow as tf
 from absl import app, flags
 
-from pipeline.atomic_files import write_atomically
+from pipeline import files
+from pipeline.files import write_atomically
 from training import artifacts, stats
 
 FLAGS = flags.FLAGS
@@ -68,25 +70,27 @@ def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) 
     metrics_path = os.path.join(run_dir, "metrics.json")
     flags_of_run = [*common, *(f"--{k}={v}" for k, v in config.items()), f"--seed={seed}"]
     command_path = os.path.join(run_dir, "command.json")
-    if os.path.exists(command_path):  # resuming: the run must be the one this command asks for
-        with open(command_path) as f:
-            recorded = json.load(f)
+    if tf.io.gfile.exists(command_path):  # resuming: the run must be the one this command asks for
+        recorded = json.loads(files.read_text(command_path))
         if recorded != flags_of_run:
             raise ValueError(f"{run_dir} was run with other flags ({' '.join(recorded)}); use another --workdir")
-    if not os.path.exists(metrics_path):
-        os.makedirs(run_dir, exist_ok=True)
+    if not tf.io.gfile.exists(metrics_path):
+        tf.io.gfile.makedirs(run_dir)
         write_atomically(command_path, json.dumps(flags_of_run) + "\n")
         args = [sys.executable, "-m", "training.main", *flags_of_run, f"--workdir={run_dir}"]
         print(f"[experiment] {config_name(config)} seed {seed}: training", flush=True)
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"run {run_dir} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    with open(metrics_path) as f:
-        return json.load(f)
+    return json.loads(files.read_text(metrics_path))
 
 
 def build_report(results: dict[str, list[dict]], metric: str) -> dict:
     """Per-configuration summaries, pairwise comparisons and collapse counts."""
+    for name, runs in results.items():
+        if any(metric not in r for r in runs):
+            raise ValueError(f"the runs of {name} have no {metric!r} (a data set without a test split has no "
+                             "test_* metrics): choose --metric=val_accuracy or val_loss")
     values = {name: [r[metric] for r in runs] for name, runs in results.items()}
     report = {"metric": metric, "configurations": {}, "comparisons": []}
     for name, runs in results.items():
@@ -145,7 +149,7 @@ def plot_report(report: dict, path: str) -> None:
 def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int],
                    metric: str = "test_accuracy") -> dict:
     """Runs (or resumes) the grid and writes experiment.json, report.md and experiment.png."""
-    os.makedirs(workdir, exist_ok=True)
+    tf.io.gfile.makedirs(workdir)
     names = [config_name(c) for c in configurations(vary)]
     if len(set(names)) != len(names):
         raise ValueError(f"--vary values give clashing run names {names}: use paths with different last components")

@@ -111,7 +111,7 @@ def main(argv):
           f"{input_config.shuffle_buffer or 'whole split'}, seed={config.seed}")
     print(format_table(report))
     if FLAGS.json:
-        from pipeline.atomic_files import write_atomically
+        from pipeline.files import write_atomically
 
         write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
     return 0

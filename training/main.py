@@ -84,6 +84,11 @@ def define_flags():
                       "verified; copies of the intact records go to WORKDIR/repaired) and count the skipped ones in "
                       "metrics.json, instead of stopping with an error naming the file.")
     flags.DEFINE_string("tpu", "", "TPU address for --distribution=tpu ('' = the local TPU VM).")
+    flags.DEFINE_string("train_split", "train", "The split to train on (the names are the extraction's --splits).")
+    flags.DEFINE_list("eval_splits", ["valid", "test"], "The first selects the model (best checkpoint, early "
+                      "stopping, plateau, collapse detection); the others are read once, after training, for the "
+                      "final evaluation (the first of them gives test_accuracy). A data set without 'test' skips it "
+                      "with a log line.")
     flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to run "
                          "--distribution=mirrored without GPUs, e.g. in tests).")
 
@@ -112,6 +117,7 @@ def config_from_flags() -> TrainConfig:
         collapse_patience=FLAGS.collapse_patience,
         track_difficulty=FLAGS.track_difficulty,
         distribution=FLAGS.distribution, tpu=FLAGS.tpu, cpu_devices=FLAGS.cpu_devices,
+        train_split=FLAGS.train_split, eval_splits=tuple(FLAGS.eval_splits),
     )
 
 
@@ -127,7 +133,7 @@ def main(argv):
         print(f"train: error: {e}", file=sys.stderr)
         return 1
     shown = {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs_run",
-                                     "per_class_accuracy", "collapsed", "weights_sha256")}
+                                     "per_class_accuracy", "collapsed", "weights_sha256") if k in metrics}
     print(json.dumps(shown, indent=2))
     return 0
 

@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import integrity, schema
-from pipeline.atomic_files import TMP_MARKER, remove_stale_temporaries, write_atomically
+from pipeline import files, integrity, schema
+from pipeline.files import TMP_MARKER, atomic_path, remove_stale_temporaries, write_atomically
 from training import artifacts, distribute
 from training.diagnostics import CollapseDetector, DifficultyRecorder, class_probabilities
 from training.input_pipeline import (InputConfig, make_dataset, sequence_length, share_of, split_info,
@@ -56,11 +56,46 @@ class TrainConfig:
     distribution: str = "none"
     tpu: str = ""
     cpu_devices: int = 1
+    train_split: str = "train"
+    # The first selects the model (best checkpoint, early stopping, plateau, collapse); the others are read once,
+    # after training, for the final evaluation.
+    eval_splits: tuple[str, ...] = ("valid", "test")
 
     @property
     def kind(self) -> str:
         """The dataset the model reads: sequences/ for the LSTM, frames/ for the CNN."""
         return schema.SEQUENCES if self.model == "lstm" else schema.FRAMES
+
+
+def plan_splits(config: TrainConfig) -> tuple[str, str, tuple[str, ...]]:
+    """(train split, model-selection split, final-evaluation splits) of this run, checked against the data before
+    any work: a split the run names but the data lacks is an error listing the data's splits, except the default
+    final split `test`, which is skipped with a log line (extractions may be split e.g. train=0.8,valid=0.2)."""
+    import tensorflow_datasets as tfds
+
+    directory = f"{config.data_dir.rstrip('/')}/{config.kind}"
+    try:
+        available = sorted(tfds.builder_from_directory(directory).info.splits)
+    except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
+        raise TrainingError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
+    if not config.eval_splits:
+        raise TrainingError("--eval_splits is empty: name at least the split that selects the model (e.g. valid)")
+    train, selection, finals = config.train_split, config.eval_splits[0], tuple(config.eval_splits[1:])
+    for split in (train, selection) + finals:
+        if split not in available and split != "test":
+            raise TrainingError(f"{directory} has no split {split!r} (it has {', '.join(available)}): set "
+                                "--train_split and --eval_splits to the names its extraction used")
+    if len({train, selection} | set(finals)) != 2 + len(finals):
+        raise TrainingError(f"--train_split={train} and --eval_splits={','.join(config.eval_splits)} name a "
+                            "split twice: training, model selection and the final evaluation need separate splits")
+    for split in (train, selection):
+        if split not in available:
+            raise TrainingError(f"{directory} has no split {split!r} (it has {', '.join(available)})")
+    if "test" in finals and "test" not in available:
+        logging.warning("[train] %s has no split 'test' (it has %s): the final evaluation is skipped; the run "
+                        "reports the model-selection split %r only", directory, ", ".join(available), selection)
+        finals = tuple(s for s in finals if s != "test")
+    return train, selection, finals
 
 
 def choose_precision(requested: str) -> tuple[str, str]:
@@ -84,13 +119,13 @@ def choose_precision(requested: str) -> tuple[str, str]:
     return "float32", f"auto: GPU compute capability {capability} has no tensor cores"
 
 
-def feature_statistics(data_dir: str, config: InputConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and variance of the train split's frame features, ignoring padding rows."""
+def feature_statistics(data_dir: str, config: InputConfig, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and variance of the frame features of `split` (the train split), ignoring padding."""
     stats_config = dataclasses.replace(config, shuffle=False, sampling="epoch", balance="none", cache="",
                                        with_metadata=False, batch_size=64, data_service="", inputs_dtype="float32")
     total = total_sq = None
     count = 0
-    for inputs, _ in make_dataset(data_dir, "train", stats_config).as_numpy_iterator():
+    for inputs, _ in make_dataset(data_dir, split, stats_config).as_numpy_iterator():
         rows = inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
         rows = rows[np.any(rows != 0, axis=1)]
         total = rows.sum(0) if total is None else total + rows.sum(0)
@@ -150,9 +185,25 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is None or not value < self.best:
             return
         self.best = value
-        tmp = self.path.replace(".keras", f"{TMP_MARKER}{os.getpid()}.keras")
-        self.model.save(tmp)
-        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+        with atomic_path(self.path, suffix=".keras") as tmp:
+            self.model.save(tmp)
+
+
+class HistoryCsv(keras.callbacks.Callback):
+    """history.csv, one row per epoch (epoch, then the logged metrics in name order, as Keras' CSVLogger writes
+    it), rewritten atomically after every epoch through the project's file layer. Keras' CSVLogger appends in
+    place (a kill mid-write leaves a half row) and fails on gs:// paths (it asks tf.io.gfile.GFile for `closed`)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        lines = files.read_text(self.path).splitlines() if tf.io.gfile.exists(self.path) else []
+        header = lines[0].split(",") if lines else ["epoch"] + sorted(logs)
+        row = [str(epoch)] + [str(logs.get(k, "NA")) for k in header[1:]]
+        write_atomically(self.path, "\n".join((lines or [",".join(header)]) + [",".join(row)]) + "\n")
 
 
 class TrainingError(ValueError):
@@ -205,9 +256,8 @@ class Backup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         tf.io.gfile.makedirs(self.directory)
         name = f"epoch-{epoch + 1:05d}.keras"
-        tmp = os.path.join(self.directory, f"epoch-{epoch + 1:05d}{TMP_MARKER}{os.getpid()}.keras")
-        self.model.save(tmp)
-        tf.io.gfile.rename(tmp, os.path.join(self.directory, name), overwrite=True)
+        with atomic_path(os.path.join(self.directory, name), suffix=".keras") as tmp:
+            self.model.save(tmp)
         rng = [np.asarray(v.numpy()).tolist() for v in rng_state_variables(self.model)]
         write_atomically(os.path.join(self.directory, "latest.json"),
                          json.dumps({"completed_epochs": epoch + 1, "model": name, "rng_states": rng}) + "\n")
@@ -244,8 +294,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         return _train(config, workdir, flags)
     except tf.errors.DataLossError as e:
         kind = config.kind
+        train, selection, finals = plan_splits(config)
         found = [integrity.describe_damage(split_info(config.data_dir, kind, s), f"{config.data_dir}/{kind} {s}")
-                 for s in ("train", "valid", "test")]
+                 for s in (train, selection, *finals)]
         found = [f for f in found if f]
         raise integrity.CorruptDataError(
             "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
@@ -261,6 +312,9 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     Returns:
       The metrics also written to WORKDIR/metrics.json.
     """
+    if config.model not in ("lstm", "cnn"):
+        raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
+    train_split, selection_split, final_splits = plan_splits(config)  # before any heavy work
     distribute.split_cpu(config.cpu_devices)  # before anything initialises TensorFlow's devices
     strategy = distribute.make_strategy(config.distribution, config.tpu)
     this = distribute.role(strategy)
@@ -283,17 +337,15 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     logging.info("[train] precision: %s (%s)", policy, why)
 
     kind = config.kind
-    if config.model not in ("lstm", "cnn"):
-        raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, inputs_dtype="storage")
     if input_config.skip_corrupt and not input_config.repair_dir:
         input_config = dataclasses.replace(input_config, repair_dir=os.path.join(workdir, "repaired"))
-    train_info, _ = usable_split_info(config.data_dir, "train", input_config)
+    train_info, _ = usable_split_info(config.data_dir, train_split, input_config)
     num_classes = len(train_info.spec.class_names)
     per_worker_input = config.distribution in distribute.PER_WORKER_INPUT
     context = tf.distribute.InputContext(this.workers, this.worker, this.replicas) if per_worker_input else None
     steps = share_of(train_info, input_config, context).steps_per_epoch
-    splits_read = [{"split": "train", "phase": "fit"}, {"split": "valid", "phase": "model selection"}]
+    splits_read = [{"split": train_split, "phase": "fit"}, {"split": selection_split, "phase": "model selection"}]
 
     # A resumed run continues the backed-up model (weights, optimizer state, step count); only a fresh run builds
     # one, which for the LSTM means reading the train split once for the standardisation statistics.
@@ -302,11 +354,11 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
         start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
         if config.model == "lstm":
             # Every split is padded/truncated to the train split's length: the model is built for one length.
-            seq_len = sequence_length(config.data_dir, "train", input_config)
+            seq_len = sequence_length(config.data_dir, train_split, input_config)
             input_config = dataclasses.replace(input_config, seq_len=seq_len)
         if model is None:
             if config.model == "lstm":
-                mean, variance = feature_statistics(config.data_dir, input_config)
+                mean, variance = feature_statistics(config.data_dir, input_config, train_split)
                 model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch,
                                    input_dtype=train_info.spec.feature_dtype,
                                    quantization=train_info.spec.quantization)
@@ -321,7 +373,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     artifacts.truncate_history(workdir, start_epoch)
 
     def train_input(input_context=None):
-        return _for_keras(make_dataset(config.data_dir, "train", input_config, start_epoch=start_epoch,
+        return _for_keras(make_dataset(config.data_dir, train_split, input_config, start_epoch=start_epoch,
                                        num_epochs=max(1, config.epochs - start_epoch),
                                        input_context=input_context), num_classes)
 
@@ -330,7 +382,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     train_ds = strategy.distribute_datasets_from_function(train_input) if per_worker_input else train_input()
     eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
                                       augment=(), cache="memory", data_service="")
-    valid_ds = _for_keras(make_dataset(config.data_dir, "valid", eval_config), num_classes)
+    valid_ds = _for_keras(make_dataset(config.data_dir, selection_split, eval_config), num_classes)
 
     best_so_far = min((float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")),
                       default=float("inf"))
@@ -338,7 +390,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     # before the backup marks the epoch done, so a resumed run redoes (never skips) a half-recorded epoch.
     # Everything here writes through a temporary name and a rename.
     callbacks = [
-        keras.callbacks.CSVLogger(os.path.join(workdir, artifacts.HISTORY_CSV), append=True),
+        HistoryCsv(os.path.join(workdir, artifacts.HISTORY_CSV)),
         BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
         Backup(os.path.join(workdir, BACKUP)),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
@@ -355,7 +407,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     difficulty = None
     if config.track_difficulty:
         difficulty = DifficultyRecorder({s: _inputs_and_ids(config.data_dir, s, eval_config)
-                                         for s in ("train", "valid")})
+                                         for s in (train_split, selection_split)})
         callbacks.append(difficulty)
     model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
               validation_data=valid_ds, callbacks=callbacks, verbose=2)
@@ -372,23 +424,27 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     if tf.io.gfile.exists(best_path):
         model = keras.models.load_model(best_path, safe_mode=True)
     val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
-    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)))
-    # The first and only time the test split is read.
-    splits_read.append({"split": "test", "phase": "final evaluation"})
-    test_ds = make_dataset(config.data_dir, "test", eval_config)
-    labels = np.concatenate([y for _, y in test_ds.as_numpy_iterator()])
-    probabilities = model.predict(test_ds.map(lambda x, y: x), verbose=0)
-    collapse.check_final(class_probabilities(probabilities), split="test")
+    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)),
+                         split=selection_split)
+    final = {}
+    for split in final_splits:  # the first and only time these splits are read
+        splits_read.append({"split": split, "phase": "final evaluation"})
+        final_ds = make_dataset(config.data_dir, split, eval_config)
+        labels = np.concatenate([y for _, y in final_ds.as_numpy_iterator()])
+        probabilities = model.predict(final_ds.map(lambda x, y: x), verbose=0)
+        collapse.check_final(class_probabilities(probabilities), split=split)
+        final[split] = artifacts.evaluation(labels, probabilities, train_info.spec.class_names)
 
     metrics = artifacts.metrics_record(
-        config=config, flags=flags, labels=labels, probabilities=probabilities,
-        class_names=train_info.spec.class_names, val_loss=val_loss, val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)),
+        config=config, flags=flags, final=final, class_names=train_info.spec.class_names, val_loss=val_loss,
+        val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)),
         model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
         data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
     )
     if input_config.skip_corrupt:
         metrics["corrupt_records_skipped"] = {
-            s: usable_split_info(config.data_dir, s, input_config)[1] for s in ("train", "valid", "test")}
+            s: usable_split_info(config.data_dir, s, input_config)[1]
+            for s in (train_split, selection_split, *final_splits)}
     metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
                                "workers": this.workers, "worker": this.worker, "chief": this.chief,
                                "global_batch_size": config.input.batch_size, "per_replica_batch_size": per_replica,

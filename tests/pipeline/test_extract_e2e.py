@@ -141,7 +141,7 @@ def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_pa
     import time
 
     from pipeline import integrity
-    from pipeline.atomic_files import TMP_MARKER
+    from pipeline.files import TMP_MARKER
 
     reference, _ = run
     out = tmp_path / "out"

@@ -180,3 +180,58 @@ def test_non_finite_loss_stops_training_with_a_clear_message(extracted_samples, 
     assert "the training loss became" in result.stderr and "at epoch 1, batch" in result.stderr
     assert "--learning_rate" in result.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path):
+    """Extractions may name their splits anything (--splits=fit=0.8,select=0.2): training follows
+    --train_split/--eval_splits, checks them before any work, and skips a missing default test split."""
+    data = tmp_path / "data"
+    write_sequences(str(data), {"fit": [(i % 2, 3) for i in range(16)], "select": [(i % 2, 3) for i in range(6)]})
+    small = ["--model=lstm", "--epochs=2", "--lstm_units=8", "--dense_units=8"]
+
+    wrong = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data}", f"--workdir={tmp_path / 'w'}",
+                            *small], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1
+    assert "has no split 'train' (it has fit, select)" in wrong.stderr and "--train_split" in wrong.stderr
+    assert not (tmp_path / "w" / "history.csv").exists()  # refused before training
+
+    metrics = train(str(data), tmp_path / "run", *small, "--train_split=fit", "--eval_splits=select,test")
+    assert [s["split"] for s in metrics["splits_read"]] == ["fit", "select"]
+    assert metrics["final_evaluation"] == {} and "test_accuracy" not in metrics
+    assert 0 <= metrics["val_accuracy"] <= 1
+
+    twice = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data}",
+                            f"--workdir={tmp_path / 'twice'}", *small, "--train_split=fit",
+                            "--eval_splits=select,fit"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert twice.returncode == 1 and "name a split twice" in twice.stderr
+
+
+def test_a_remote_workdir_gets_every_artifact(tmp_path):
+    """gs:// workdirs go through the same file layer as local ones; TensorFlow's ram:// file system stands in
+    for GCS (history.png used to be saved through matplotlib's local-path API and failed there)."""
+    data = tmp_path / "data"
+    write_sequences(str(data), {"train": [(i % 2, 3) for i in range(16)], "valid": [(i % 2, 3) for i in range(6)],
+                                "test": [(i % 2, 3) for i in range(6)]})
+    script = f"""
+import json
+import tensorflow as tf
+from training import difficulty
+from training.models import ModelConfig
+from training.train import TrainConfig, train_and_evaluate
+
+metrics = train_and_evaluate(TrainConfig(data_dir={str(data)!r}, epochs=2, track_difficulty=True,
+                                         arch=ModelConfig(lstm_units=8, dense_units=8)), "ram://run")
+records = difficulty.load_records(["ram://"])
+difficulty.write_report(difficulty.summarize_examples(records, {{}}), "ram://report")
+print(json.dumps({{"run": sorted(tf.io.gfile.listdir("ram://run")), "report": sorted(tf.io.gfile.listdir("ram://report")),
+                  "records": len(records), "test_accuracy": metrics["test_accuracy"]}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in ("metrics.json", "history.csv", "history.png", "best.keras", "difficulty_records.csv",
+                 "tensorboard/"):
+        assert name in found["run"] or name.rstrip("/") in found["run"], (name, found["run"])
+    assert not [n for n in found["run"] if ".tmp-" in n]
+    assert found["records"] == (16 + 6) * 2
+    assert {"difficulty.csv", "difficulty.png"} <= set(found["report"])
