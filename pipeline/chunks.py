@@ -30,8 +30,8 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from pipeline import schema, shards
-from pipeline.files import atomic_path, temporary_name, write_atomically
+from dataformat import schema, shards
+from dataformat.files import atomic_path, temporary_name, write_atomically
 from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
 
 SPILL_INDEX = "index.json"
@@ -145,7 +145,7 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
     if spec.feature_dtype == "uint8":
         quantization = feature_range(v for split in splits for v in videos(split))
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
-    infos, warnings = [], []
+    infos, warnings, longest = [], [], {}
     for split in splits:
         encoded = temporary_name(tf.io.gfile.join(directory, f"{split}.encoded"))
         size = 0
@@ -154,13 +154,13 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
                 _, key, example, warning = encode_sequence(encode, spec, video, quantization)
                 writer.write(key.encode("ascii") + _SEPARATOR + example)
                 size += len(example)
+                longest[split] = max(longest.get(split, 0), len(video[2]))
                 if warning is not None:
                     warnings.append(warning)
         n = shards.num_shards_for(size, shard_bytes)
         infos += shards.write_sorted_shards(directory, schema.SEQUENCES, split, read_spill(encoded), n)
         tf.io.gfile.remove(encoded)
-    metadata = {schema.QUANTIZATION: quantization.as_metadata()} if quantization is not None else None
-    shards.write_metadata(directory, schema.SEQUENCES, spec, infos, metadata)
+    shards.write_metadata(directory, schema.SEQUENCES, spec, infos, schema.sequences_metadata(longest, quantization))
     return warnings
 
 
@@ -177,19 +177,19 @@ def _read_text(path: str) -> str:
 def merge_reports(spill_dirs: Sequence[str], out: str, listing_problems: Sequence[dict],
                   sequence_warnings: Sequence[dict]) -> None:
     """failures.jsonl, warnings.jsonl and splits.csv of the whole run from the chunks' own."""
-    from pipeline import extraction, transforms
+    from pipeline import transforms
 
     def rows(file_name):
         return [json.loads(line) for d in spill_dirs
                 for line in _read_text(tf.io.gfile.join(d, file_name)).splitlines() if line]
 
-    failures = list(listing_problems) + rows(extraction.FAILURES_JSONL)
-    warnings = rows(extraction.WARNINGS_JSONL) + list(sequence_warnings)
+    failures = list(listing_problems) + rows(schema.FAILURES_JSONL)
+    warnings = rows(schema.WARNINGS_JSONL) + list(sequence_warnings)
     videos = [row for d in spill_dirs
-              for row in csv.DictReader(_read_text(tf.io.gfile.join(d, extraction.SPLITS_CSV)).splitlines())]
-    for file_name, report, report_rows in ((extraction.FAILURES_JSONL, transforms.FAILURES_REPORT, failures),
-                                           (extraction.WARNINGS_JSONL, transforms.WARNINGS_REPORT, warnings),
-                                           (extraction.SPLITS_CSV, transforms.SPLITS_REPORT, videos)):
+              for row in csv.DictReader(_read_text(tf.io.gfile.join(d, schema.SPLITS_CSV)).splitlines())]
+    for file_name, report, report_rows in ((schema.FAILURES_JSONL, transforms.FAILURES_REPORT, failures),
+                                           (schema.WARNINGS_JSONL, transforms.WARNINGS_REPORT, warnings),
+                                           (schema.SPLITS_CSV, transforms.SPLITS_REPORT, videos)):
         write_atomically(tf.io.gfile.join(out, file_name), report.text(report_rows))
 
 

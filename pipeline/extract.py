@@ -2,7 +2,7 @@ r"""Extract frames and InceptionV3 features from videos into split, sharded, TFD
 
 Locally (DirectRunner), on the embedded sample videos:
 
-    python -m pipeline.samples --output_dir=/tmp/videos
+    python -m tools.samples --output_dir=/tmp/videos
     python -m pipeline.extract --input_dir=/tmp/videos --output_dir=/tmp/extracted \
         --group_regex='^([^/]+/s\d+)_' --weights=imagenet
 
@@ -24,8 +24,8 @@ import sys
 
 from absl import app, flags
 
-from pipeline.extraction import ExtractConfig, ExtractionError, format_summary, run_extraction
-from pipeline.shards import DEFAULT_SHARD_BYTES
+from pipeline.job import ExtractConfig, ExtractionError, format_summary, run_extraction
+from dataformat.shards import DEFAULT_SHARD_BYTES
 from pipeline.sources import InputError
 from pipeline.splits import DEFAULT_SPLITS
 
@@ -61,7 +61,7 @@ def define_flags():
                       "right way). frame: LEAKY, for demonstrating story 002 only: frames/ is split frame by frame.")
     flags.DEFINE_enum("frame_order", "hashed", ["hashed", "video"], "Order of frames/ records: hashed (frames of a "
                       "video spread over shards and positions) or video (each video's frames together, in order, "
-                      "like a naive writer; to study story 002 with training.inspect).")
+                      "like a naive writer; to study story 002 with training.inspect_order).")
     flags.DEFINE_integer("shard_bytes", DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.")
     flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the frames in frames/.")
     flags.DEFINE_bool("isolate_decode", True, "Decode each worker's videos in a child process, so a crash or hang "

@@ -24,15 +24,14 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipeline import schema, shards
-from pipeline.files import write_atomically
+from dataformat import schema, shards
+from dataformat.files import write_atomically
 from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
 
 FAILURES = "failures"
 VIDEOS = "videos"
 WARNINGS = "warnings"
 
-SPLITS_CSV_COLUMNS = ("video_id", "group", "label", "split", "frames", "status")
 
 
 class _SetUpDoFn(beam.DoFn):
@@ -193,7 +192,7 @@ class FeaturizeFrames(beam.PTransform):
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
                  frame_split=None, frame_key=shards.sort_key):
         """frame_split: None, or a function (video_id, frame_index) -> split for the leaky --split_by=frame.
-        frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see pipeline.shards)."""
+        frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see dataformat.shards)."""
         super().__init__()
         self._fn = _FeaturizeFn(spec, weights, image_size, batch_size, frame_split, frame_key)
 
@@ -297,24 +296,32 @@ class StackVideos(beam.PTransform):
 class BuildSequences(beam.PTransform):
     """(video_id, per-frame features) -> (split, key, sequence example): all frames of a video, in order.
 
-    For --feature_dtype=uint8 the features are quantized over the range of the whole dataset, so every video
-    waits for that range (a global min/max) before it is encoded; `quantization` is then a one-element
-    PCollection holding the `schema.Quantization` used (None for float dtypes).
+    `metadata` is then a one-element PCollection holding sequences/metadata.json's content
+    (`schema.sequences_metadata`): each split's longest video and, for --feature_dtype=uint8, the quantization.
+    uint8 features are quantized over the range of the whole dataset, so every video waits for that range (a
+    global min/max) before it is encoded.
     """
 
     def __init__(self, spec: schema.DatasetSpec):
         super().__init__()
         self._spec = spec
-        self.quantization = None
+        self.metadata = None
 
     def expand(self, features):
         """Main output: (split, key, example); tagged `warnings`: {video_id, warning} for saturated features."""
         videos = features | "StackVideos" >> StackVideos()
+        longest = (videos
+                   | "SplitLengths" >> beam.Map(lambda v: (v[1]["split"], len(v[2])))
+                   | "LongestPerSplit" >> beam.CombinePerKey(max)
+                   | "Longest" >> beam.combiners.ToDict())
         encode = _EncodeSequenceFn(self._spec)
         if self._spec.feature_dtype == "uint8":
-            self.quantization = videos | "FeatureRange" >> beam.CombineGlobally(_FeatureRangeFn())
-            return videos | "Encode" >> beam.ParDo(encode, beam.pvalue.AsSingleton(self.quantization)).with_outputs(
+            quantization = videos | "FeatureRange" >> beam.CombineGlobally(_FeatureRangeFn())
+            self.metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata,
+                                                             beam.pvalue.AsSingleton(quantization))
+            return videos | "Encode" >> beam.ParDo(encode, beam.pvalue.AsSingleton(quantization)).with_outputs(
                 WARNINGS, main="sequences")
+        self.metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata)
         return videos | "Encode" >> beam.ParDo(encode).with_outputs(WARNINGS, main="sequences")
 
 
@@ -332,15 +339,15 @@ def _write_one_shard(element, directory: str, name: str):
 class WriteShards(beam.PTransform):
     """(split, sort_key, serialized example) -> a TFDS folder dataset in `directory`, shards sized by bytes."""
 
-    def __init__(self, directory: str, name: str, spec: schema.DatasetSpec, shard_bytes: int, quantization=None):
-        """quantization: None, or a one-element PCollection of the `schema.Quantization` the examples were
-        written with (recorded in the dataset's metadata.json)."""
+    def __init__(self, directory: str, name: str, spec: schema.DatasetSpec, shard_bytes: int, metadata=None):
+        """metadata: None, or a one-element PCollection holding the dataset's metadata.json content (TFDS'
+        `info.metadata`; for sequences/, `BuildSequences.metadata`)."""
         super().__init__()
         self._directory = directory
         self._name = name
         self._spec = spec
         self._shard_bytes = shard_bytes
-        self._quantization = quantization
+        self._metadata = metadata
 
     def expand(self, examples):
         shard_bytes = self._shard_bytes
@@ -358,12 +365,12 @@ class WriteShards(beam.PTransform):
         )
         directory, name, spec = self._directory, self._name, self._spec
         all_shards = written | "AllShards" >> beam.combiners.ToList()
-        if self._quantization is None:
+        if self._metadata is None:
             return all_shards | "WriteMetadata" >> beam.Map(
                 lambda infos: shards.write_metadata(directory, name, spec, infos))
         return all_shards | "WriteMetadata" >> beam.Map(
-            lambda infos, q: shards.write_metadata(directory, name, spec, infos, {schema.QUANTIZATION: q.as_metadata()}),
-            beam.pvalue.AsSingleton(self._quantization))
+            lambda infos, metadata: shards.write_metadata(directory, name, spec, infos, metadata),
+            beam.pvalue.AsSingleton(self._metadata))
 
 
 class WriteSpills(beam.PTransform):
@@ -394,7 +401,7 @@ def _jsonl(rows: Iterable[dict]) -> str:
 
 def _splits_csv(rows: Iterable[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=SPLITS_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=schema.SPLITS_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

@@ -73,7 +73,7 @@ def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_
     (in num_shards shards) and whose other dataset is empty; written with the project's own shard writer."""
     import tensorflow as tf
 
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     for name in schema.DATASET_NAMES:
         directory = os.path.join(data_dir, name)
@@ -88,7 +88,7 @@ def _write_sequence_data(root: str, n: int, dtypes: tuple[str, ...], seq_len: in
                          dim: int = 2048) -> tuple[dict[str, str], list[str]]:
     """The same n random sequences as sequences/ shards in each of `dtypes` (via the project's writer; uint8
     quantized over their range, as pipeline.extract does) and as float32 .npy files (story 000's storage)."""
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     rng = np.random.default_rng(0)
     matrices, npy = [], []
@@ -152,7 +152,7 @@ _SEQUENCE_DATA: dict = {}
 
 
 def _default_dtype() -> str:
-    from pipeline.extraction import ExtractConfig
+    from pipeline.job import ExtractConfig
 
     return ExtractConfig.feature_dtype  # pipeline.extract's --feature_dtype default
 
@@ -232,7 +232,7 @@ def _write_frame_data(root: str, n: int, size: int = 128) -> tuple[str, np.ndarr
 
     import tensorflow as tf
 
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     spec = schema.DatasetSpec(class_names=("a", "b", "c"))
     encode = schema.ExampleEncoder(schema.frames_features(spec))
@@ -277,7 +277,7 @@ def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
     """Extraction end to end vs the model alone vs a batch-1 loop, on the same frames."""
     from pipeline.decode import DecodeSettings, decode_frames
     from pipeline.features import InceptionV3Featurizer
-    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+    from tools.samples import SESSION_GROUP_REGEX, write_samples
 
     work = tempfile.mkdtemp(prefix="bench-extract-")
     videos = os.path.join(work, "videos")
@@ -355,7 +355,7 @@ def bench_extraction_workers(size: str, image_size: int) -> dict:
     sample videos: seconds, speed-up, and whether the outputs are byte-identical (every file but summary.json)."""
     import filecmp
 
-    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+    from tools.samples import SESSION_GROUP_REGEX, write_samples
 
     work = tempfile.mkdtemp(prefix="bench-workers-")
     sessions, image_size = _pick(size, (2, 75), (2, 75), (6, image_size))
@@ -449,23 +449,25 @@ def _tree_memory_mb(root: int) -> float:
 
 def _run_measured(cmd: list[str], interval: float = 0.25) -> tuple[float, float]:
     """Runs `cmd`; returns (seconds, peak memory in MB of it and every process it started, sampled)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, _tree_memory_mb(process.pid))
-        time.sleep(interval)
-    stderr = process.stderr.read().decode(errors="replace")
-    if process.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{stderr[-3000:]}")
-    return time.perf_counter() - start, peak
+    with tempfile.TemporaryFile() as log:  # not a pipe: a long job's log would fill it and block the job
+        start = time.perf_counter()
+        process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, _tree_memory_mb(process.pid))
+            time.sleep(interval)
+        seconds = time.perf_counter() - start
+        if process.returncode:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
+    return seconds, peak
 
 
 def bench_extraction_scaling(size: str) -> dict:
     """Wall time and peak memory (all processes of the job) of `pipeline.extract` on N tiny sample videos for
     growing N, per sampled frame, on the DirectRunner with its default settings; and the run with 10x the frames
     of the middle one (the same videos, 10x longer), which should stay within 1.5x of its memory."""
-    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+    from tools.samples import SESSION_GROUP_REGEX, write_samples
 
     counts = _pick(size, (8, 16), (50, 200), (100, 400, 1600))
     work = tempfile.mkdtemp(prefix="bench-scaling-")
@@ -511,14 +513,14 @@ def bench_storage(size: str) -> dict:
     import keras
     import numpy as np
 
-    from pipeline import schema
-    from pipeline.samples import SESSION_GROUP_REGEX
-    from pipeline.schema import split_info
+    from dataformat import schema
+    from tools.samples import SESSION_GROUP_REGEX
+    from dataformat.schema import split_info
     from training.input_pipeline import InputConfig, make_dataset
 
     work = tempfile.mkdtemp(prefix="bench-storage-")
     (sessions, clips), seeds, epochs = _pick(size, ((3, 1), [0], 2), ((5, 3), [0], 6), ((8, 6), [0, 1, 2], 15))
-    _run(["-m", "pipeline.samples", f"--output_dir={work}/videos", "--seed=0", f"--sessions={sessions}",
+    _run(["-m", "tools.samples", f"--output_dir={work}/videos", "--seed=0", f"--sessions={sessions}",
           f"--clips={clips}", "--seconds=2", "--noclass_colours"])
     results: dict = {"dtypes": {}}
     for dtype in schema.FEATURE_DTYPES:
@@ -545,7 +547,7 @@ def bench_storage(size: str) -> dict:
     model = keras.models.load_model(f"{work}/float32/run{seeds[0]}/best.keras", safe_mode=True)
     probabilities, labels = {}, {}
     for dtype in schema.FEATURE_DTYPES:  # shuffle=False: both splits in the same (content-keyed) order
-        batches = list(make_dataset(f"{work}/{dtype}", "test", InputConfig(shuffle=False, inputs_dtype="float32"))
+        batches = list(make_dataset(f"{work}/{dtype}", "test", InputConfig(kind="sequences", shuffle=False, inputs_dtype="float32"))
                        .as_numpy_iterator())
         probabilities[dtype] = np.concatenate([np.asarray(model.predict_on_batch(x)) for x, _ in batches])
         labels[dtype] = np.concatenate([y for _, y in batches])
@@ -573,7 +575,7 @@ def bench_training_step(size: str) -> dict:
     """Steps/s of one small LSTM fed by the project's reader vs by story 000's generator (same data, batch 32)."""
     import keras
 
-    from pipeline.schema import split_info
+    from dataformat.schema import split_info
     from training.input_pipeline import InputConfig, make_dataset
 
     data_dirs, npy = _sequence_data(size)

@@ -13,7 +13,7 @@ WEIGHTS="${WEIGHTS:-none}"
 
 echo "== 1. sample videos -> $OUT/videos"
 rm -rf "$OUT"
-"$PY" -m pipeline.samples --output_dir="$OUT/videos" --seed=0
+"$PY" -m tools.samples --output_dir="$OUT/videos" --seed=0
 
 echo "== 2. extraction (weights=$WEIGHTS, 2 frames/s, 299x299, split by recording session)"
 "$PY" -m pipeline.extract --input_dir="$OUT/videos" --output_dir="$OUT/extracted" \

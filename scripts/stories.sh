@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 
 # The harder sample variant: shapes in random colours, so only outline and motion tell the class.
 samples() {
-  [ -d "$OUT/videos" ] || "$PY" -m pipeline.samples --output_dir="$OUT/videos" --sessions=10 --clips=3 --noclass_colours
+  [ -d "$OUT/videos" ] || "$PY" -m tools.samples --output_dir="$OUT/videos" --sessions=10 --clips=3 --noclass_colours
 }
 
 for story in ${stories[@]}; do
@@ -25,7 +25,7 @@ for story in ${stories[@]}; do
       ;;
     001)  # Same data, same seed: same weights? Which runs collapse to one class?
       # The default (coloured) samples, small: 3 classes x 6 sessions x 5 clips of 2 s.
-      [ -d "$OUT/videos001" ] || "$PY" -m pipeline.samples --output_dir="$OUT/videos001" --sessions=6 --clips=5 \
+      [ -d "$OUT/videos001" ] || "$PY" -m tools.samples --output_dir="$OUT/videos001" --sessions=6 --clips=5 \
         --seconds=2 --video_fps=8 --width=64 --height=48
       [ -d "$OUT/extracted001" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos001" \
         --output_dir="$OUT/extracted001" --weights=none --image_size=75 --fps=2 --group_regex="$GROUPS_BY_SESSION"
@@ -45,13 +45,13 @@ for story in ${stories[@]}; do
           --output_dir="$OUT/split_by_$by" --weights=none --image_size=75 --fps=2 \
           --group_regex="$GROUPS_BY_SESSION" --split_by=$by --frame_order=video
       done
-      "$PY" -m pipeline.audit --data_dir="$OUT/split_by_frame" --examples=3 || true
+      "$PY" -m tools.audit --data_dir="$OUT/split_by_frame" --examples=3 || true
       "$PY" -m training.experiment --workdir="$OUT/exp002" --seeds=3 --metric=val_accuracy \
         --vary=data_dir="$OUT/split_by_group,$OUT/split_by_frame" --model=cnn --epochs=10 --track_difficulty
       "$PY" -m training.experiment --workdir="$OUT/exp002" --seeds=3 --metric=test_accuracy \
         --vary=data_dir="$OUT/split_by_group,$OUT/split_by_frame" --model=cnn --epochs=10 --track_difficulty
-      "$PY" -m training.inspect --data_dir="$OUT/split_by_group" --model=cnn --epochs=1 --shuffle_buffer=16
-      "$PY" -m training.inspect --data_dir="$OUT/split_by_group" --model=cnn --epochs=1
+      "$PY" -m training.inspect_order --data_dir="$OUT/split_by_group" --model=cnn --epochs=1 --shuffle_buffer=16
+      "$PY" -m training.inspect_order --data_dir="$OUT/split_by_group" --model=cnn --epochs=1
       "$PY" -m training.difficulty --runs="$OUT/exp002/data_dir=split_by_group" \
         --data_dir="$OUT/split_by_group" --output_dir="$OUT/difficulty" --top=3
       ;;

@@ -13,7 +13,7 @@ TINY = dict(num_classes=3, sessions=6, clips=1, seconds=2.0, video_fps=8, width=
 @pytest.fixture(scope="session")
 def sample_videos(tmp_path_factory):
     """18 H.264 videos: 3 classes x 6 sessions x 1 clip of 2 s at 8 fps (16 frames each)."""
-    from pipeline.samples import write_samples
+    from tools.samples import write_samples
 
     root = tmp_path_factory.mktemp("videos")
     write_samples(str(root), seed=0, **TINY)
@@ -24,8 +24,8 @@ def sample_videos(tmp_path_factory):
 def extracted_samples(tmp_path_factory):
     """A real extraction output of 90 sample videos (3 classes x 6 sessions x 5 clips, 2 s, 4 frames each at
     2 fps; random InceptionV3 at 75 px): 60/15/15 videos, 240/60/60 frames."""
-    from pipeline.extraction import ExtractConfig, run_extraction
-    from pipeline.samples import SESSION_GROUP_REGEX, write_samples
+    from pipeline.job import ExtractConfig, run_extraction
+    from tools.samples import SESSION_GROUP_REGEX, write_samples
 
     videos = tmp_path_factory.mktemp("train_videos")
     write_samples(str(videos), seed=0, **dict(TINY, clips=5))

@@ -18,7 +18,8 @@ import platform
 import numpy as np
 import tensorflow as tf
 
-from pipeline.files import write_atomically
+from dataformat import schema
+from dataformat.files import write_atomically
 
 DIFFICULTY_RECORDS_CSV = "difficulty_records.csv"
 HISTORY_CSV = "history.csv"
@@ -39,7 +40,7 @@ def weights_sha256(model) -> str:
 def data_fingerprint(data_dir: str, kind: str) -> str:
     """SHA-256 of the dataset's metadata (shard names, lengths, bytes, schema) and splits.csv if present."""
     digest = hashlib.sha256()
-    for name in (f"{kind}/dataset_info.json", f"{kind}/features.json", "splits.csv"):
+    for name in (f"{kind}/dataset_info.json", f"{kind}/features.json", schema.SPLITS_CSV):
         path = f"{data_dir.rstrip('/')}/{name}"
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path, "rb") as f:
@@ -134,7 +135,7 @@ def metrics_record(*, config, flags, final, class_names, val_loss, val_accuracy,
 
 
 def write_difficulty_records(workdir: str, records) -> None:
-    """Per-epoch confidence of every train/valid example in its true label (see training.diagnostics)."""
+    """Per-epoch confidence of every train/valid example in its true label (see training.monitors)."""
     lines = ["split,video_id,frame_index,epoch,label,confidence,correct"]
     lines += [f"{s},{csv_field(v)},{f},{e},{label},{c:.6f},{int(ok)}" for s, v, f, e, label, c, ok in records]
     write_atomically(os.path.join(workdir, DIFFICULTY_RECORDS_CSV), "\n".join(lines) + "\n")

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from pipeline import files
-from pipeline.files import write_atomically
+from dataformat import files, schema
+from dataformat.files import write_atomically
 from training import artifacts
 from training.artifacts import DIFFICULTY_RECORDS_CSV, csv_field
 
@@ -82,7 +82,7 @@ def summarize_by(examples: list[dict], key: str) -> list[dict]:
 
 
 def _groups_from_splits_csv(data_dir: str) -> dict[str, str]:
-    path = os.path.join(data_dir, "splits.csv")
+    path = os.path.join(data_dir, schema.SPLITS_CSV)
     if not tf.io.gfile.exists(path):
         return {}
     return {r["video_id"]: r["group"] for r in csv.DictReader(io.StringIO(files.read_text(path), newline=""))}

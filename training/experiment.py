@@ -23,8 +23,8 @@ import sys
 import tensorflow as tf
 from absl import app, flags
 
-from pipeline import files
-from pipeline.files import write_atomically
+from dataformat import files
+from dataformat.files import write_atomically
 from training import artifacts, stats
 
 FLAGS = flags.FLAGS

@@ -1,8 +1,9 @@
-"""tf.data readers of an extraction output: `make_dataset(data_dir, split, InputConfig(...))`.
+"""tf.data readers of an extraction output: `open_data(data_dir, kind, splits)` once, then
+`make_train_dataset(data, split, InputConfig(...)) -> (batches, steps per epoch)` and `make_dataset(...)`.
 
 No Python generator anywhere: shard files -> parallel interleave -> parse in batches -> (cache) -> per-epoch
 draws and shuffle -> batch -> map (decode, augment) -> prefetch. Other teams can call `make_dataset` on any
-directory written by `pipeline.extract`; the parsing derives from `pipeline.schema`, the same declaration the
+directory written by `pipeline.extract`; the parsing derives from `dataformat.schema`, the same declaration the
 writer used.
 
 Every epoch's order is a function of (seed, epoch) only: epochs are built one by one with their own shuffle
@@ -14,7 +15,6 @@ orders across processes set the global seed first, as `training.train` does (`ke
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import logging
@@ -23,8 +23,8 @@ from typing import Optional
 
 import tensorflow as tf
 
-from pipeline import integrity, schema
-from pipeline.schema import SplitInfo, split_info
+from dataformat import integrity, schema
+from dataformat.schema import SplitInfo, split_info
 
 ORDERS = ("fixed", "reshuffle")
 SAMPLINGS = ("epoch", "replacement")
@@ -41,7 +41,9 @@ EPOCHS_IN_FLIGHT = 2  # the epoch being consumed and the next one, filling its s
 class InputConfig:
     """How one split is read. Defaults are the fast, reproducible choices.
 
-    kind: 'sequences' (features [T, 2048] per video) or 'frames' (one JPEG frame per example).
+    kind: 'sequences' (features [T, 2048] per video) or 'frames' (one JPEG frame per example); needed only when
+      `make_dataset` is given a path (an `ExtractedData` knows its kind). No default: reading the wrong
+      dataset silently is worse than an error.
     batch_size: examples per batch; the last batch of an epoch may be smaller.
     order: 'fixed' = one seeded order repeated every epoch; 'reshuffle' = a new seeded order each epoch.
     sampling: 'epoch' = every example exactly once per epoch; 'replacement' = N i.i.d. uniform draws with
@@ -63,7 +65,7 @@ class InputConfig:
       batches. Each service worker produces the whole dataset (ShardingPolicy.OFF keeps the exact epochs and
       order), so give one job one worker; several training processes can share a dispatcher.
     skip_corrupt: read only the intact records of damaged shards (copies in repair_dir, default a temporary
-      folder) instead of stopping at the first damaged record; `usable_split_info` says how many were skipped.
+      folder) instead of stopping at the first damaged record; `open_data(...).skipped` says how many were skipped.
     zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
     inputs_dtype: 'storage' yields inputs as stored, for the model to cast in its first layer (on the
       accelerator, where it is free; `training.models` does): features in the dataset's feature dtype (float16,
@@ -71,7 +73,7 @@ class InputConfig:
       dequantized, padding rows kept all-zero) and float32 frames in [0, 255].
     """
 
-    kind: str = schema.SEQUENCES
+    kind: Optional[str] = None
     batch_size: int = 32
     order: str = "reshuffle"
     sampling: str = "epoch"
@@ -96,7 +98,7 @@ class InputConfig:
     def __post_init__(self):
         for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
                                      ("balance", self.balance, BALANCES), ("inputs_dtype", self.inputs_dtype, INPUTS_DTYPES),
-                                     ("kind", self.kind, schema.DATASET_NAMES)):
+                                     ("kind", self.kind or schema.SEQUENCES, schema.DATASET_NAMES)):
             if value not in allowed:
                 raise ValueError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
         unknown = set(self.augment) - set(AUGMENTATIONS)
@@ -161,42 +163,76 @@ def share_of(info: SplitInfo, config: InputConfig,
                  pipelines, index, data_shard)
 
 
-def usable_split_info(data_dir: str, split: str, config: InputConfig) -> tuple[SplitInfo, int]:
-    """The split's metadata, checked against its files, and how many damaged records it leaves out.
-
-    By default the shard files are checked cheaply (integrity.check_lengths: missing or truncated files raise an
-    error naming the file); with config.skip_corrupt every record's checksum is verified and damaged shards are
-    replaced by copies of their intact records.
-    """
-    info = split_info(data_dir, config.kind, split)
-    what = f"{data_dir}/{config.kind} split {split!r}"
-    if config.skip_corrupt:
-        return integrity.without_corrupt_records(info, what, config.repair_dir or None)
-    integrity.check_lengths(info, what)
-    return info, 0
-
-
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Batches in one epoch: every epoch yields N examples, the last batch possibly short."""
     return max(1, math.ceil(num_examples / batch_size))
 
 
-def longest_sequence(data_dir: str, split: str) -> Optional[int]:
-    """The most frames of any video of `split`, from splits.csv (None when the file is absent)."""
-    path = f"{data_dir.rstrip('/')}/splits.csv"
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        frames = [int(r["frames"]) for r in csv.DictReader(f) if r["split"] == split and r["status"] != "failed"]
-    return max(frames) if frames else None
+@dataclasses.dataclass(frozen=True)
+class ExtractedData:
+    """One dataset (sequences/ or frames/) of an extraction output, opened once (`open_data`): its schema, the
+    splits a run reads, checked against their files (or repaired), and the length sequences are padded to.
+    Readers and step counts all come from here, so no fact about the data is derived twice in a run."""
+
+    data_dir: str
+    kind: str
+    spec: schema.DatasetSpec
+    splits: dict  # split name -> SplitInfo of the files to read
+    skipped: dict  # split name -> damaged records left out (--skip_corrupt)
+    seq_len: Optional[int]  # sequences: frames per example after padding/truncation; None for frames
+
+    def info(self, split: str) -> SplitInfo:
+        if split not in self.splits:
+            raise ValueError(f"{self.data_dir}/{self.kind}: split {split!r} was not opened (opened: "
+                             f"{', '.join(self.splits)})")
+        return self.splits[split]
+
+    def describe(self, split: str) -> str:
+        return f"{self.data_dir}/{self.kind} split {split!r}"
+
+    def steps_per_epoch(self, split: str, config: InputConfig,
+                        input_context: Optional[tf.distribute.InputContext] = None) -> int:
+        """Optimizer steps in one epoch of `split` read with `config` (see `share_of`)."""
+        return share_of(self.info(split), config, input_context).steps_per_epoch
 
 
-def sequence_length(data_dir: str, split: str, config: InputConfig) -> int:
-    """The length sequences of `split` are padded or truncated to: --seq_len, else the longest video in the
-    split (from splits.csv), at most MAX_DEFAULT_SEQ_LEN."""
-    if config.seq_len:
-        return config.seq_len
-    return min(longest_sequence(data_dir, split) or MAX_DEFAULT_SEQ_LEN, MAX_DEFAULT_SEQ_LEN)
+def open_data(data_dir: str, kind: str, splits, *, seq_len: Optional[int] = None, skip_corrupt: bool = False,
+              repair_dir: str = "") -> ExtractedData:
+    """Opens `splits` of dataset `kind` ('sequences' or 'frames') of the extraction output at `data_dir`.
+
+    Every split's files are checked cheaply against the metadata (missing or truncated files raise an error
+    naming the file); with `skip_corrupt` every record's checksum is verified and damaged shards are replaced by
+    copies of their intact records (in `repair_dir`), counted in `skipped`. An empty split is an error.
+    Sequences are padded or truncated to `seq_len`, else to the longest video of the first split (from the
+    metadata; outputs older than format 1.1.0 are counted), at most MAX_DEFAULT_SEQ_LEN.
+    """
+    if kind not in schema.DATASET_NAMES:
+        raise ValueError(f"dataset kind {kind!r}: expected one of {', '.join(schema.DATASET_NAMES)}")
+    infos, skipped = {}, {}
+    for split in dict.fromkeys(splits):
+        info = split_info(data_dir, kind, split)
+        what = f"{data_dir}/{kind} split {split!r}"
+        if skip_corrupt:
+            info, skipped[split] = integrity.without_corrupt_records(info, what, repair_dir or None)
+        else:
+            integrity.check_lengths(info, what)
+            skipped[split] = 0
+        if info.num_examples == 0:
+            raise ValueError(f"{what} is empty")
+        infos[split] = info
+    first = next(iter(infos.values()))
+    length = None
+    if kind == schema.SEQUENCES:
+        length = seq_len or min(first.max_num_frames or _longest_sequence(first), MAX_DEFAULT_SEQ_LEN)
+    return ExtractedData(data_dir, kind, first.spec, infos, skipped, length)
+
+
+def _longest_sequence(info: SplitInfo) -> int:
+    """The most frames of any sequence of a split, read from its records (outputs whose metadata lacks it)."""
+    parse = schema.batch_parser(schema.SEQUENCES, info.spec, [schema.NUM_FRAMES])
+    lengths = tf.data.TFRecordDataset(list(info.filepaths)).batch(256).map(
+        lambda batch: tf.reduce_max(parse(batch)[schema.NUM_FRAMES]))
+    return int(max(lengths.as_numpy_iterator(), default=1))
 
 
 def _draw_counts(n: int, seed, labels: Optional[tf.Tensor]):
@@ -328,12 +364,23 @@ def retain_freed_memory() -> bool:
     return ok
 
 
-def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: int = 0, num_epochs: int = 1,
-                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+def make_train_dataset(data: ExtractedData, split: str, config: InputConfig, start_epoch: int = 0,
+                       num_epochs: int = 1, input_context: Optional[tf.distribute.InputContext] = None
+                       ) -> tuple[tf.data.Dataset, int]:
+    """(`make_dataset(...)`, optimizer steps per epoch): the batches and the count a training loop needs, from
+    one source."""
+    return (make_dataset(data, split, config, start_epoch, num_epochs, input_context),
+            data.steps_per_epoch(split, config, input_context))
+
+
+def make_dataset(data: ExtractedData | str, split: str, config: InputConfig, start_epoch: int = 0,
+                 num_epochs: int = 1, input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
     """The batches of `split` for training or evaluation.
 
     Args:
-      data_dir: an extraction output (the folder holding frames/ and sequences/; local or gs://).
+      data: the dataset opened by `open_data`, or the path of an extraction output (the folder holding frames/
+        and sequences/; local or gs://), opened here for `split` with `config.kind`, `config.seq_len` and
+        `config.skip_corrupt`.
       split: 'train', 'valid', 'test' or any split the extraction wrote.
       config: ordering, sampling, batching and decoding settings.
       start_epoch: first epoch to produce (a resumed run passes the epoch it stopped at).
@@ -350,16 +397,20 @@ def make_dataset(data_dir: str, split: str, config: InputConfig, start_epoch: in
       that also carry video_id, group (and frame_index for frames), for inspection tools.
     """
     retain_freed_memory()
-    info, _ = usable_split_info(data_dir, split, config)
-    if info.num_examples == 0:
-        raise ValueError(f"{data_dir}/{config.kind} split {split!r} is empty")
+    if isinstance(data, str):
+        if config.kind is None:
+            raise ValueError("make_dataset(path, ...) needs InputConfig(kind='sequences' or 'frames'): which "
+                             "dataset of the extraction output to read")
+        data = open_data(data, config.kind, [split], seq_len=config.seq_len, skip_corrupt=config.skip_corrupt,
+                         repair_dir=config.repair_dir)
+    config = dataclasses.replace(config, kind=data.kind)
+    info = data.info(split)
     share = share_of(info, config, input_context)
     n = share.examples_read
     det = config.deterministic
-    seq_len = sequence_length(data_dir, split, config) if config.kind == schema.SEQUENCES else None
     buffer, shuffle_files = _shuffle_buffer(info, config)
     files = tf.data.Dataset.from_tensor_slices(list(share.files))
-    parse_batch = _parser(info, config, seq_len, f"{data_dir}/{config.kind} split {split!r}")
+    parse_batch = _parser(info, config, data.seq_len, data.describe(split))
     # Streaming, the per-epoch sampling and shuffle move *serialized* records and parsing happens after
     # batching, in the parallel per-batch map: a shuffle buffer of parsed examples made every record cost one
     # more copy (unbatch) and measured up to 2x slower (scripts/bench.py, sequence_input). With a cache, parsing

@@ -45,7 +45,7 @@ def build_lstm(num_classes: int, seq_len: Optional[int], feature_dim: int, mean:
     The features are standardized inside the model with statistics of the train split (raw InceptionV3
     features can be ~1e-4 with random weights, or 0..10 with ImageNet weights), so the saved model carries them.
     The model takes the features as stored (`input_dtype`: float32, float16 or uint8) and casts them in that
-    first layer, on the device; for uint8, `quantization` (a `pipeline.schema.Quantization`) is folded into the
+    first layer, on the device; for uint8, `quantization` (a `dataformat.schema.Quantization`) is folded into the
     standardization: (offset + scale q - mean) / std = (q - (mean - offset) / scale) / (std / scale). Padding is
     found on the stored values (zero bytes), before any cast. The LSTM keeps Keras' defaults (tanh, sigmoid, no
     recurrent dropout) and so stays eligible for cuDNN.

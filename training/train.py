@@ -16,12 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import files, integrity, schema
-from pipeline.files import TMP_MARKER, atomic_path, remove_stale_temporaries, write_atomically
+from dataformat import files, integrity, schema
+from dataformat.files import TMP_MARKER, atomic_path, remove_stale_temporaries, write_atomically
 from training import artifacts, distribute
-from training.diagnostics import CollapseDetector, DifficultyRecorder, class_probabilities
-from training.input_pipeline import (InputConfig, make_dataset, sequence_length, share_of, split_info,
-                                     usable_split_info)
+from training.monitors import CollapseDetector, DifficultyRecorder, class_probabilities
+from training.input_pipeline import ExtractedData, InputConfig, make_dataset, open_data, split_info
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.schedules import CyclicLearningRate
 
@@ -60,6 +59,17 @@ class TrainConfig:
     # The first selects the model (best checkpoint, early stopping, plateau, collapse); the others are read once,
     # after training, for the final evaluation.
     eval_splits: tuple[str, ...] = ("valid", "test")
+
+    def validate(self) -> None:
+        """Checks the choices that would otherwise fail only after the strategy is built and the data read."""
+        for name, value, allowed in (("model", self.model, ("lstm", "cnn")),
+                                     ("optimizer", self.optimizer, ("adam", "sgd")),
+                                     ("lr_schedule", self.lr_schedule, ("constant", "cyclic", "plateau")),
+                                     ("mixed_precision", self.mixed_precision, ("auto", "off", "float16", "bfloat16"))):
+            if value not in allowed:
+                raise ValueError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
 
     @property
     def kind(self) -> str:
@@ -119,13 +129,13 @@ def choose_precision(requested: str) -> tuple[str, str]:
     return "float32", f"auto: GPU compute capability {capability} has no tensor cores"
 
 
-def feature_statistics(data_dir: str, config: InputConfig, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(data: ExtractedData, config: InputConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and variance of the frame features of `split` (the train split), ignoring padding."""
     stats_config = dataclasses.replace(config, shuffle=False, sampling="epoch", balance="none", cache="",
                                        with_metadata=False, batch_size=64, data_service="", inputs_dtype="float32")
     total = total_sq = None
     count = 0
-    for inputs, _ in make_dataset(data_dir, split, stats_config).as_numpy_iterator():
+    for inputs, _ in make_dataset(data, split, stats_config).as_numpy_iterator():
         rows = inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
         rows = rows[np.any(rows != 0, axis=1)]
         total = rows.sum(0) if total is None else total + rows.sum(0)
@@ -158,16 +168,16 @@ def _for_keras(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
     return ds
 
 
-def _inputs_and_ids(data_dir: str, split: str, eval_config: InputConfig):
+def _inputs_and_ids(data: ExtractedData, split: str, eval_config: InputConfig):
     """A split's inputs in a fixed order, and the ids and labels of its examples in that order."""
     with_ids = dataclasses.replace(eval_config, with_metadata=True)
     ids = {schema.VIDEO_ID: [], schema.FRAME_INDEX: [], schema.LABEL: []}
-    for batch in make_dataset(data_dir, split, with_ids).as_numpy_iterator():
+    for batch in make_dataset(data, split, with_ids).as_numpy_iterator():
         ids[schema.VIDEO_ID] += [v.decode() for v in batch[schema.VIDEO_ID]]
         ids[schema.FRAME_INDEX] += list(batch.get(schema.FRAME_INDEX, np.full(len(batch[schema.LABEL]), -1)))
         ids[schema.LABEL] += list(batch[schema.LABEL])
     ids[schema.LABEL] = np.array(ids[schema.LABEL])
-    return make_dataset(data_dir, split, eval_config).map(lambda x, y: x), ids
+    return make_dataset(data, split, eval_config).map(lambda x, y: x), ids
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -302,8 +312,107 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
             "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
 
 
+def _finished_run(workdir: str) -> Optional[dict]:
+    """Prepares WORKDIR (removing what a killed run was writing) and returns the metrics of a run that finished
+    there, if one did."""
+    tf.io.gfile.makedirs(workdir)
+    for folder in (workdir, os.path.join(workdir, BACKUP)):
+        remove_stale_temporaries(folder)  # e.g. a checkpoint a killed run was writing
+    metrics_path = os.path.join(workdir, artifacts.METRICS_JSON)
+    if tf.io.gfile.exists(metrics_path) and not tf.io.gfile.exists(os.path.join(workdir, BACKUP)):
+        logging.warning("[train] %s holds a finished run; returning its metrics (delete the folder to retrain)",
+                        workdir)
+        return json.loads(files.read_text(metrics_path))
+    return None
+
+
+def _set_up_process(config: TrainConfig) -> tuple[str, str]:
+    """Seeds, op determinism and the dtype policy, all process-wide; returns the policy and why it was chosen."""
+    keras.utils.set_random_seed(config.seed)
+    if config.input.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy, why = choose_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    logging.info("[train] precision: %s (%s)", policy, why)
+    return policy, why
+
+
+def _new_model(config: TrainConfig, data: ExtractedData, input_config: InputConfig, train_split: str,
+               steps: int) -> keras.Model:
+    """A compiled model for a fresh run; the LSTM reads the train split once for its standardisation."""
+    num_classes = len(data.spec.class_names)
+    if config.model == "lstm":
+        mean, variance = feature_statistics(data, input_config, train_split)
+        model = build_lstm(num_classes, data.seq_len, data.spec.feature_dim, mean, variance, config.arch,
+                           input_dtype=data.spec.feature_dtype, quantization=data.spec.quantization)
+    else:
+        model = build_cnn(num_classes, input_config.image_size, config.arch, input_dtype="uint8")
+    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+    return model
+
+
+def _callbacks(config: TrainConfig, workdir: str, valid_ds: tf.data.Dataset, difficulty_inputs: Optional[dict]):
+    """(callbacks for fit, the non-finite-loss stopper, the collapse detector, the difficulty recorder or None).
+
+    Order matters for a kill between two callbacks: the history row and the best checkpoint are written before
+    the backup marks the epoch done, so a resumed run redoes (never skips) a half-recorded epoch. Everything
+    here writes through a temporary name and a rename.
+    """
+    best_so_far = min((float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")),
+                      default=float("inf"))
+    non_finite = StopOnNonFiniteLoss()
+    collapse = CollapseDetector(valid_ds.map(lambda x, y: x), patience=config.collapse_patience)
+    callbacks = [
+        HistoryCsv(os.path.join(workdir, artifacts.HISTORY_CSV)),
+        BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
+        Backup(os.path.join(workdir, BACKUP)),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
+        non_finite,
+        collapse,
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=config.plateau_factor,
+                                                           patience=config.plateau_patience))
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience))
+    difficulty = DifficultyRecorder(difficulty_inputs) if difficulty_inputs is not None else None
+    if difficulty is not None:
+        callbacks.append(difficulty)
+    return callbacks, non_finite, collapse, difficulty
+
+
+def _diverged(where, config: TrainConfig, policy: str, workdir: str) -> TrainingError:
+    epoch, batch, value = where
+    scaling = " Loss scaling was on (float16) and did not prevent it." if policy == "mixed_float16" else ""
+    return TrainingError(
+        f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped.{scaling} Try a "
+        f"lower --learning_rate (now {config.learning_rate}), check the inputs for extreme values "
+        f"(python -m training.inspect_order), or --mixed_precision=off. {workdir}/backup holds the last good epoch; "
+        "delete the workdir to start over with other flags.")
+
+
+def _evaluate(model: keras.Model, data: ExtractedData, valid_ds: tf.data.Dataset, selection_split: str,
+              final_splits: tuple[str, ...], eval_config: InputConfig, collapse: CollapseDetector,
+              splits_read: list) -> tuple[float, float, dict]:
+    """(val_loss, val_accuracy, {final split: evaluation}) of the selected model; the final splits are read
+    here for the first and only time."""
+    val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
+    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)),
+                         split=selection_split)
+    final = {}
+    for split in final_splits:
+        splits_read.append({"split": split, "phase": "final evaluation"})
+        final_ds = make_dataset(data, split, eval_config)
+        labels = np.concatenate([y for _, y in final_ds.as_numpy_iterator()])
+        probabilities = model.predict(final_ds.map(lambda x, y: x), verbose=0)
+        collapse.check_final(class_probabilities(probabilities), split=split)
+        final[split] = artifacts.evaluation(labels, probabilities, data.spec.class_names)
+    return val_loss, val_accuracy, final
+
+
 def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
-    """Trains `config.model` on the train split, selects on valid, evaluates once on test.
+    """Trains `config.model` on the train split, selects on the first eval split, evaluates once on the others.
 
     Rerunning with the same workdir after a kill resumes from the last completed epoch. Under
     --distribution=multi_worker every worker process calls this; the chief writes WORKDIR, the others
@@ -312,60 +421,35 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     Returns:
       The metrics also written to WORKDIR/metrics.json.
     """
-    if config.model not in ("lstm", "cnn"):
-        raise ValueError(f"--model={config.model!r}: expected lstm or cnn")
+    config.validate()
     train_split, selection_split, final_splits = plan_splits(config)  # before any heavy work
     distribute.split_cpu(config.cpu_devices)  # before anything initialises TensorFlow's devices
     strategy = distribute.make_strategy(config.distribution, config.tpu)
     this = distribute.role(strategy)
     per_replica = distribute.check_batch_size(config.input.batch_size, this)
     workdir = distribute.worker_workdir(workdir, this)
-    tf.io.gfile.makedirs(workdir)
-    for folder in (workdir, os.path.join(workdir, BACKUP)):
-        remove_stale_temporaries(folder)  # e.g. a checkpoint a killed run was writing
-    metrics_path = os.path.join(workdir, artifacts.METRICS_JSON)
-    if tf.io.gfile.exists(metrics_path) and not tf.io.gfile.exists(os.path.join(workdir, BACKUP)):
-        logging.warning("[train] %s holds a finished run; returning its metrics (delete the folder to retrain)",
-                        workdir)
-        with tf.io.gfile.GFile(metrics_path) as f:
-            return json.load(f)
-    keras.utils.set_random_seed(config.seed)
-    if config.input.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    policy, why = choose_precision(config.mixed_precision)
-    keras.mixed_precision.set_global_policy(policy)
-    logging.info("[train] precision: %s (%s)", policy, why)
+    finished = _finished_run(workdir)
+    if finished is not None:
+        return finished
+    policy, why = _set_up_process(config)
 
-    kind = config.kind
-    input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, inputs_dtype="storage")
-    if input_config.skip_corrupt and not input_config.repair_dir:
-        input_config = dataclasses.replace(input_config, repair_dir=os.path.join(workdir, "repaired"))
-    train_info, _ = usable_split_info(config.data_dir, train_split, input_config)
-    num_classes = len(train_info.spec.class_names)
+    input_config = dataclasses.replace(config.input, kind=config.kind, seed=config.seed, inputs_dtype="storage")
+    # Every split the run reads, opened once: checked (or repaired), sized, and the sequence length fixed by the
+    # train split (the model is built for one length; the other splits are padded or cut to it).
+    data = open_data(config.data_dir, config.kind, [train_split, selection_split, *final_splits],
+                     seq_len=input_config.seq_len, skip_corrupt=input_config.skip_corrupt,
+                     repair_dir=input_config.repair_dir or os.path.join(workdir, "repaired"))
+    num_classes = len(data.spec.class_names)
     per_worker_input = config.distribution in distribute.PER_WORKER_INPUT
     context = tf.distribute.InputContext(this.workers, this.worker, this.replicas) if per_worker_input else None
-    steps = share_of(train_info, input_config, context).steps_per_epoch
-    splits_read = [{"split": train_split, "phase": "fit"}, {"split": selection_split, "phase": "model selection"}]
+    steps = data.steps_per_epoch(train_split, input_config, context)
 
     # A resumed run continues the backed-up model (weights, optimizer state, step count); only a fresh run builds
-    # one, which for the LSTM means reading the train split once for the standardisation statistics.
-    # Variables (restored or new) are created in the strategy's scope, so they are mirrored across replicas.
+    # one. Variables (restored or new) are created in the strategy's scope, so they are mirrored across replicas.
     with strategy.scope():
         start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
-        if config.model == "lstm":
-            # Every split is padded/truncated to the train split's length: the model is built for one length.
-            seq_len = sequence_length(config.data_dir, train_split, input_config)
-            input_config = dataclasses.replace(input_config, seq_len=seq_len)
         if model is None:
-            if config.model == "lstm":
-                mean, variance = feature_statistics(config.data_dir, input_config, train_split)
-                model = build_lstm(num_classes, seq_len, train_info.spec.feature_dim, mean, variance, config.arch,
-                                   input_dtype=train_info.spec.feature_dtype,
-                                   quantization=train_info.spec.quantization)
-            else:
-                model = build_cnn(num_classes, input_config.image_size, config.arch, input_dtype="uint8")
-            loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
-            model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+            model = _new_model(config, data, input_config, train_split, steps)
     if start_epoch:
         logging.warning("[train] resuming %s at epoch %d (%d completed)", workdir, start_epoch + 1, start_epoch)
     # Keep only the history of epochs the backup holds: none for a fresh start; on resume, not the row of an
@@ -373,7 +457,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     artifacts.truncate_history(workdir, start_epoch)
 
     def train_input(input_context=None):
-        return _for_keras(make_dataset(config.data_dir, train_split, input_config, start_epoch=start_epoch,
+        return _for_keras(make_dataset(data, train_split, input_config, start_epoch=start_epoch,
                                        num_epochs=max(1, config.epochs - start_epoch),
                                        input_context=input_context), num_classes)
 
@@ -382,69 +466,29 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     train_ds = strategy.distribute_datasets_from_function(train_input) if per_worker_input else train_input()
     eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
                                       augment=(), cache="memory", data_service="")
-    valid_ds = _for_keras(make_dataset(config.data_dir, selection_split, eval_config), num_classes)
-
-    best_so_far = min((float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")),
-                      default=float("inf"))
-    # Order matters for a kill between two callbacks: the history row and the best checkpoint are written
-    # before the backup marks the epoch done, so a resumed run redoes (never skips) a half-recorded epoch.
-    # Everything here writes through a temporary name and a rename.
-    callbacks = [
-        HistoryCsv(os.path.join(workdir, artifacts.HISTORY_CSV)),
-        BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
-        Backup(os.path.join(workdir, BACKUP)),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
-    ]
-    non_finite = StopOnNonFiniteLoss()
-    callbacks.append(non_finite)
-    if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=config.plateau_factor,
-                                                           patience=config.plateau_patience))
-    if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience))
-    collapse = CollapseDetector(valid_ds.map(lambda x, y: x), patience=config.collapse_patience)
-    callbacks.append(collapse)
-    difficulty = None
-    if config.track_difficulty:
-        difficulty = DifficultyRecorder({s: _inputs_and_ids(config.data_dir, s, eval_config)
-                                         for s in (train_split, selection_split)})
-        callbacks.append(difficulty)
+    valid_ds = _for_keras(make_dataset(data, selection_split, eval_config), num_classes)
+    difficulty_inputs = ({s: _inputs_and_ids(data, s, eval_config) for s in (train_split, selection_split)}
+                         if config.track_difficulty else None)
+    callbacks, non_finite, collapse, difficulty = _callbacks(config, workdir, valid_ds, difficulty_inputs)
     model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
               validation_data=valid_ds, callbacks=callbacks, verbose=2)
     if non_finite.where:
-        epoch, batch, value = non_finite.where
-        scaling = (" Loss scaling was on (float16) and did not prevent it." if policy == "mixed_float16" else "")
-        raise TrainingError(
-            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped.{scaling} Try a "
-            f"lower --learning_rate (now {config.learning_rate}), check the inputs for extreme values "
-            f"(python -m training.inspect), or --mixed_precision=off. {workdir}/backup holds the last good epoch; "
-            "delete the workdir to start over with other flags.")
+        raise _diverged(non_finite.where, config, policy, workdir)
 
     best_path = os.path.join(workdir, BEST)
     if tf.io.gfile.exists(best_path):
         model = keras.models.load_model(best_path, safe_mode=True)
-    val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
-    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)),
-                         split=selection_split)
-    final = {}
-    for split in final_splits:  # the first and only time these splits are read
-        splits_read.append({"split": split, "phase": "final evaluation"})
-        final_ds = make_dataset(config.data_dir, split, eval_config)
-        labels = np.concatenate([y for _, y in final_ds.as_numpy_iterator()])
-        probabilities = model.predict(final_ds.map(lambda x, y: x), verbose=0)
-        collapse.check_final(class_probabilities(probabilities), split=split)
-        final[split] = artifacts.evaluation(labels, probabilities, train_info.spec.class_names)
-
+    splits_read = [{"split": train_split, "phase": "fit"}, {"split": selection_split, "phase": "model selection"}]
+    val_loss, val_accuracy, final = _evaluate(model, data, valid_ds, selection_split, final_splits, eval_config,
+                                              collapse, splits_read)
     metrics = artifacts.metrics_record(
-        config=config, flags=flags, final=final, class_names=train_info.spec.class_names, val_loss=val_loss,
+        config=config, flags=flags, final=final, class_names=data.spec.class_names, val_loss=val_loss,
         val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)),
         model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
-        data_fingerprint=artifacts.data_fingerprint(config.data_dir, kind),
+        data_fingerprint=artifacts.data_fingerprint(config.data_dir, config.kind),
     )
     if input_config.skip_corrupt:
-        metrics["corrupt_records_skipped"] = {
-            s: usable_split_info(config.data_dir, s, input_config)[1]
-            for s in (train_split, selection_split, *final_splits)}
+        metrics["corrupt_records_skipped"] = dict(data.skipped)
     metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
                                "workers": this.workers, "worker": this.worker, "chief": this.chief,
                                "global_batch_size": config.input.batch_size, "per_replica_batch_size": per_replica,

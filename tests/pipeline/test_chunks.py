@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from pipeline import chunks, extraction, schema, shards
+from dataformat import schema, shards
+from pipeline import chunks, job
 from pipeline.decode import DecodeSettings
 
 
@@ -69,22 +70,22 @@ def test_records_out_of_key_order_are_refused(tmp_path):
 
 def test_a_job_that_will_not_fit_says_so_with_the_estimate_and_the_setting(sample_videos, monkeypatch, caplog):
     plan = [{"path": str(p)} for p in sorted(sample_videos.glob("*/*.mp4"))]  # 18 videos of 4 frames
-    config = extraction.ExtractConfig(output_dir="unused", input_dir="unused", fps=2, image_size=75,
+    config = job.ExtractConfig(output_dir="unused", input_dir="unused", fps=2, image_size=75,
                                       chunk_frames=8)
-    options = extraction.PipelineOptions([])
-    monkeypatch.setattr(extraction, "_available_memory", lambda: 10 * 2**30)
+    options = job.PipelineOptions([])
+    monkeypatch.setattr(job, "_available_memory", lambda: 10 * 2**30)
     with caplog.at_level(logging.INFO):
-        parts = extraction._plan_chunks(config, options, plan, DecodeSettings(fps=2, image_size=75))
+        parts = job._plan_chunks(config, options, plan, DecodeSettings(fps=2, image_size=75))
     assert len(parts) == 9 and all(len(p) == 2 for p in parts)
     assert "about 72 frames to extract in 9 chunks" in caplog.text
     assert "out of memory" not in caplog.text
 
-    monkeypatch.setattr(extraction, "_available_memory", lambda: 2**20)  # 1 MiB free
+    monkeypatch.setattr(job, "_available_memory", lambda: 2**20)  # 1 MiB free
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        extraction._plan_chunks(config, options, plan, DecodeSettings(fps=2, image_size=75))
+        job._plan_chunks(config, options, plan, DecodeSettings(fps=2, image_size=75))
     assert "about 8 frames at once need about" in caplog.text and "--chunk_frames" in caplog.text
     # Distributed runners keep one pass unless asked, and need no estimate.
-    dataflow = extraction.PipelineOptions(["--runner=DataflowRunner"])
-    assert extraction._plan_chunks(dataclasses.replace(config, chunk_frames=None), dataflow, plan,
+    dataflow = job.PipelineOptions(["--runner=DataflowRunner"])
+    assert job._plan_chunks(dataclasses.replace(config, chunk_frames=None), dataflow, plan,
                                    DecodeSettings(fps=2)) == [range(18)]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
-from pipeline.samples import render_clip, write_video
+from tools.samples import render_clip, write_video
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pipeline.samples import SESSION_GROUP_REGEX
+from tools.samples import SESSION_GROUP_REGEX
 
 pytestmark = pytest.mark.slow
 
@@ -140,8 +140,8 @@ def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_pa
     import signal
     import time
 
-    from pipeline import integrity
-    from pipeline.files import TMP_MARKER
+    from dataformat import integrity
+    from dataformat.files import TMP_MARKER
 
     reference, _ = run
     out = tmp_path / "out"

@@ -16,7 +16,7 @@ def test_sdist_builds_and_contains_the_packages_and_the_schema(tmp_path):
     (archive,) = [p for p in os.listdir(tmp_path) if p.endswith(".tar.gz")]
     with tarfile.open(tmp_path / archive) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for module in ("pipeline/schema.py", "pipeline/transforms.py", "pipeline/decode.py", "pipeline/features.py",
-                   "pipeline/shards.py", "training/input_pipeline.py", "setup.py"):
+    for module in ("dataformat/schema.py", "pipeline/transforms.py", "pipeline/decode.py", "pipeline/features.py",
+                   "dataformat/shards.py", "training/input_pipeline.py", "setup.py"):
         assert module in names, module
     assert not any(n.startswith((".venv/", "demo_out/")) for n in names)  # nothing local is shipped

@@ -6,7 +6,8 @@ import tensorflow_datasets as tfds
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import schema, transforms
+from dataformat import schema
+from pipeline import transforms
 from pipeline.decode import DecodeSettings
 
 SPEC = schema.DatasetSpec(class_names=("circle", "square", "triangle"))
@@ -68,7 +69,7 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
                        schema.VIDEO_ID: f"v{i:02d}", schema.GROUP: f"g{i}", schema.NUM_FRAMES: 3,
                        schema.TIMESTAMPS: np.arange(3, dtype=np.float32)})
 
-    from pipeline.shards import sort_key
+    from dataformat.shards import sort_key
     rows = [("train" if i % 4 else "test", sort_key(f"v{i:02d}"), example(i)) for i in range(40)]
     one_example = len(rows[0][2])
     with TestPipeline() as p:
@@ -83,7 +84,7 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
 
 
 def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
-    from pipeline.extraction import ExtractConfig, build_pipeline
+    from pipeline.job import ExtractConfig, build_pipeline
 
     config = ExtractConfig(output_dir=str(tmp_path), input_dir=str(tmp_path), weights="none",
                            featurize_accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")

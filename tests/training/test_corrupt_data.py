@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import integrity, schema, shards
-from pipeline.schema import split_info
-from training.input_pipeline import InputConfig, make_dataset, usable_split_info
+from dataformat import integrity, schema, shards
+from dataformat.schema import split_info
+from training.input_pipeline import InputConfig, make_dataset, open_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -61,11 +61,10 @@ def test_truncated_shard_is_named_on_open(damaged):
                                                          rf"dataset_info.json says {info.shard_lengths[0]}"):
         make_dataset(str(copy), "train", InputConfig(kind="sequences"))
     # --skip_corrupt trains on what is left and says how much is missing.
-    repaired, skipped = usable_split_info(str(copy), "train", InputConfig(kind="sequences", skip_corrupt=True,
-                                                                          repair_dir=str(copy / "repaired")))
+    data = open_data(str(copy), schema.SEQUENCES, ["train"], skip_corrupt=True, repair_dir=str(copy / "repaired"))
+    repaired, skipped = data.info("train"), data.skipped["train"]
     assert skipped > 0 and repaired.num_examples == info.num_examples - skipped
-    batches = list(make_dataset(str(copy), "train", InputConfig(kind="sequences", batch_size=8, skip_corrupt=True,
-                                                                repair_dir=str(copy / "repaired"))))
+    batches = list(make_dataset(data, "train", InputConfig(batch_size=8)))
     assert sum(len(y) for _, y in batches) == repaired.num_examples
 
 

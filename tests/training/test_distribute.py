@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.schema import split_info
+from dataformat.schema import split_info
 from training.input_pipeline import InputConfig, make_dataset, share_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def write_sharded_sequences(data_dir, n, num_shards, frames=3):
     """A sequences/ dataset of n short videos in num_shards files (the project's own writer)."""
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype="float16")
     encode = schema.ExampleEncoder(schema.sequences_features(spec))

@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from training.input_pipeline import InputConfig, make_dataset, steps_per_epoch
+from training.input_pipeline import InputConfig, make_dataset, make_train_dataset, open_data, steps_per_epoch
 
 
 def epoch_ids(data_dir, config, epochs=3, split="train", start_epoch=0):
@@ -63,7 +63,7 @@ def write_frames(data_dir, labels):
 
     import tensorflow as tf
 
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     spec = schema.DatasetSpec(class_names=("common", "rare"))
     encode = schema.ExampleEncoder(schema.frames_features(spec))
@@ -148,7 +148,7 @@ def write_sequences(data_dir, features, dtype):
     """A sequences/ dataset holding `features` (one [T, 2048] array per video) stored as `dtype`."""
     import tensorflow as tf
 
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=dtype)
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
@@ -202,3 +202,25 @@ def test_uint8_storage_goes_to_the_model_as_bytes_with_zero_padding(tmp_path):
     np.testing.assert_array_equal(stored["v0"][:2], quantization.quantize(features[0]))
     assert not stored["v0"][2:].any() and stored["v0"][:2].min() >= 1  # q = 0 only in padding rows
     np.testing.assert_allclose(quantization.dequantize(stored["v1"]), features[1], atol=quantization.scale / 2 * 1.001)
+
+
+def test_the_data_is_opened_once_with_its_sequence_length_from_the_metadata(extracted_samples, tmp_path):
+    data = open_data(extracted_samples, "sequences", ["train", "valid"])
+    assert data.info("train").max_num_frames == 4 and data.seq_len == 4  # sequences/metadata.json (format 1.1.0)
+    assert data.info("train").num_examples == 60 and data.skipped == {"train": 0, "valid": 0}
+    ds, steps = make_train_dataset(data, "train", InputConfig(batch_size=32), num_epochs=2)
+    assert steps == data.steps_per_epoch("train", InputConfig(batch_size=32)) == 2
+    assert [len(y) for _, y in ds.as_numpy_iterator()] == [32, 28, 32, 28]
+    with pytest.raises(ValueError, match="split 'test' was not opened"):
+        data.info("test")
+    # An output written before format 1.1.0 has no max_num_frames: the length is counted from its records.
+    rng = np.random.default_rng(2)
+    write_sequences(str(tmp_path), [rng.normal(size=(t, 2048)).astype(np.float32) for t in (3, 7, 2)], "float16")
+    older = open_data(str(tmp_path), "sequences", ["train"])
+    assert older.info("train").max_num_frames is None and older.seq_len == 7
+    assert open_data(str(tmp_path), "sequences", ["train"], seq_len=5).seq_len == 5
+
+
+def test_a_path_without_a_dataset_kind_is_refused(extracted_samples):
+    with pytest.raises(ValueError, match=r"needs InputConfig\(kind="):
+        make_dataset(extracted_samples, "train", InputConfig())

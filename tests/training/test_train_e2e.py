@@ -140,7 +140,7 @@ def write_sequences(data_dir, lengths):
     """sequences/ (and empty frames/) with {split: [(label, T), ...]}, plus splits.csv, via the project's writer."""
     import numpy as np
 
-    from pipeline import schema, shards
+    from dataformat import schema, shards
 
     spec = schema.DatasetSpec(class_names=("a", "b"))
     encode = schema.ExampleEncoder(schema.sequences_features(spec))

@@ -1,7 +1,7 @@
 r"""Inspect what an input pipeline feeds the model, without training: the same flags as training.main.
 
-    python -m training.inspect --data_dir=/tmp/extracted --model=cnn --shuffle_buffer=16 --epochs=3
-    python -m training.inspect --data_dir=/tmp/extracted --model=lstm --sampling=replacement --json=inspect.json
+    python -m training.inspect_order --data_dir=/tmp/extracted --model=cnn --shuffle_buffer=16 --epochs=3
+    python -m training.inspect_order --data_dir=/tmp/extracted --model=lstm --sampling=replacement --json=inspect.json
 
 Per epoch: how many distinct examples were seen, the most repeats of one example, how many were never seen, and
 a fingerprint of the order. Per batch: the share of the majority class, the class entropy, and the most
@@ -22,9 +22,9 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from pipeline import schema
+from dataformat import schema
 from training import main as train_flags  # the same flags as training.main, for the same pipeline
-from training.input_pipeline import make_dataset, split_info
+from training.input_pipeline import make_train_dataset, open_data
 
 FLAGS = flags.FLAGS
 
@@ -100,10 +100,10 @@ def main(argv):
     kind = config.kind
     keras.utils.set_random_seed(config.seed)  # as training.train does: tf.data seeds depend on the global seed
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, with_metadata=True, decode=False)
-    info = split_info(config.data_dir, kind, FLAGS.split)
-    ds = make_dataset(config.data_dir, FLAGS.split, input_config, num_epochs=config.epochs)
+    data = open_data(config.data_dir, kind, [FLAGS.split], seq_len=input_config.seq_len)
+    info = data.info(FLAGS.split)
+    ds, steps = make_train_dataset(data, FLAGS.split, input_config, num_epochs=config.epochs)
     batches = list(ds.as_numpy_iterator())
-    steps = math.ceil(info.num_examples / input_config.batch_size)
     report = inspect_order(batches, info.num_examples, len(info.spec.class_names), steps)
     report["settings"] = {"split": FLAGS.split, "kind": kind, **dataclasses.asdict(input_config)}
     print(f"{kind} {FLAGS.split}: {info.num_examples} examples, batch {input_config.batch_size}, "
@@ -111,7 +111,7 @@ def main(argv):
           f"{input_config.shuffle_buffer or 'whole split'}, seed={config.seed}")
     print(format_table(report))
     if FLAGS.json:
-        from pipeline.files import write_atomically
+        from dataformat.files import write_atomically
 
         write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
     return 0

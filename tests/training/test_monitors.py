@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.diagnostics import CollapseDetector, class_probabilities, is_collapsed
+from training.monitors import CollapseDetector, class_probabilities, is_collapsed
 
 
 def healthy(n=30, k=3, seed=0):

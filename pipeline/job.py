@@ -20,19 +20,17 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline import chunks, schema, shards, transforms
-from pipeline.files import remove_stale_temporaries, temporary_name, write_atomically
+from dataformat import schema, shards
+from dataformat.files import remove_stale_temporaries, temporary_name, write_atomically
+from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
+from dataformat.shards import DEFAULT_SHARD_BYTES
+from pipeline import chunks, transforms
 from pipeline.decode import DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE
-from pipeline.shards import DEFAULT_SHARD_BYTES
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
 from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
 from pipeline.splits import frame_split as frame_split_of
 
-SPLITS_CSV = "splits.csv"
-FAILURES_JSONL = "failures.jsonl"
-WARNINGS_JSONL = "warnings.jsonl"
-SUMMARY_JSON = "summary.json"
 # Frames a local runner holds at once (see pipeline.chunks): about 0.5 GiB at 75 px, 1.1 GiB at 299 px.
 DEFAULT_CHUNK_FRAMES = 5000
 
@@ -139,7 +137,7 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         build_sequences = transforms.BuildSequences(spec)
         sequences = featurized.features | "BuildSequences" >> build_sequences
         _ = sequences.sequences | "WriteSequences" >> transforms.WriteShards(
-            f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes, build_sequences.quantization)
+            f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes, build_sequences.metadata)
         problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
         reports_dir = out
         failures = (decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()

@@ -12,7 +12,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from pipeline import schema
+from dataformat import schema
 
 
 def class_probabilities(outputs: np.ndarray) -> np.ndarray:

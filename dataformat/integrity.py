@@ -19,8 +19,8 @@ from typing import Optional
 import google_crc32c
 import tensorflow as tf
 
-from pipeline.files import atomic_path
-from pipeline.schema import SplitInfo
+from dataformat.files import atomic_path
+from dataformat.schema import SplitInfo
 
 HEADER_BYTES = 12
 FOOTER_BYTES = 4
@@ -126,25 +126,19 @@ def describe_damage(info: SplitInfo, what: str) -> Optional[str]:
     return (f"{what}: " + "; ".join(f"{s.path}: {s.describe()}" for s in damaged) + f". To go on: {SKIP_CORRUPT_HINT}")
 
 
-_REPAIRED: dict = {}
-
-
 def without_corrupt_records(info: SplitInfo, what: str, repair_dir: Optional[str] = None) -> tuple[SplitInfo, int]:
     """--skip_corrupt: the split with every damaged shard replaced by a copy holding only its intact records.
 
     Returns the adjusted SplitInfo and how many records were left out. Copies go to repair_dir (default: a
     folder in the system's temporary directory), named after the damaged file's path, size and modification
-    time, so a second call reuses them. Clean splits cost one checksum pass over their files.
+    time. Clean splits cost one checksum pass over their files; a run calls this once per split (see
+    `training.input_pipeline.open_data`).
     """
     repair_dir = repair_dir or os.path.join(tempfile.gettempdir(), "video-pipeline-repaired")
     paths, lengths, skipped, num_bytes = [], [], 0, 0
     expected = info.shard_lengths or (None,) * len(info.filepaths)
     for path, listed in zip(info.filepaths, expected):
-        stat = tf.io.gfile.stat(path)
-        key = (path, stat.length, stat.mtime_nsec)
-        if key not in _REPAIRED:
-            _REPAIRED[key] = _repair(path, scan(path, check_data=True), repair_dir, what)
-        used, count, data_bytes, corrupt = _REPAIRED[key]
+        used, count, data_bytes, corrupt = _repair(path, scan(path, check_data=True), repair_dir, what)
         paths.append(used)
         lengths.append(count)
         num_bytes += data_bytes

@@ -9,7 +9,7 @@ Both are loadable with TFDS alone, no project code needed:
 
     tfds.builder_from_directory(OUTPUT_DIR + '/sequences').as_dataset(split='train')
 
-The Beam writer (`pipeline.transforms`), the TFDS metadata (`pipeline.shards`) and the tf.data reader
+The Beam writer (`pipeline.transforms`), the TFDS metadata (`dataformat.shards`) and the tf.data reader
 (`training`) all build their `tfds.features.FeaturesDict` with the functions below, so the writer and the
 readers cannot drift apart. Changing a name, dtype or shape here changes the public contract: bump
 `FORMAT_VERSION` and say so in README.md ("Output format").
@@ -25,11 +25,19 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
 
 # Version of the layout below; written as the TFDS dataset version of both folder datasets.
-FORMAT_VERSION = "1.0.0"
+# 1.1.0 added `max_num_frames` to sequences/metadata.json; readers of 1.0.0 outputs fall back to the data.
+FORMAT_VERSION = "1.1.0"
 
 FRAMES = "frames"
 SEQUENCES = "sequences"
 DATASET_NAMES = (FRAMES, SEQUENCES)
+
+# The files beside the two datasets (README, "Output format").
+SPLITS_CSV = "splits.csv"  # every input video: its group, label, split, sampled frames and status
+SPLITS_CSV_COLUMNS = ("video_id", "group", "label", "split", "frames", "status")
+FAILURES_JSONL = "failures.jsonl"  # one {path, video_id, error} per input that could not be extracted
+WARNINGS_JSONL = "warnings.jsonl"  # one {video_id, warning} per video kept with a warning
+SUMMARY_JSON = "summary.json"
 
 # TFDS' default naming, which `tfds.builder_from_directory` expects: frames-train.tfrecord-00000-of-00004.
 FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -41,6 +49,16 @@ FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint
 # Where a uint8 dataset's dequantization constants live: `metadata.json` of sequences/, which TFDS loads as
 # `builder.info.metadata` (see `Quantization`).
 QUANTIZATION = "quantization"
+# Also in sequences/metadata.json: {split: frames of its longest video}, what readers pad sequences to.
+MAX_NUM_FRAMES = "max_num_frames"
+
+
+def sequences_metadata(max_num_frames: dict, quantization: Optional["Quantization"] = None) -> dict:
+    """sequences/metadata.json (TFDS' `info.metadata`): written the same way by every writer."""
+    metadata = {MAX_NUM_FRAMES: {split: int(n) for split, n in sorted(max_num_frames.items())}}
+    if quantization is not None:
+        metadata[QUANTIZATION] = quantization.as_metadata()
+    return metadata
 
 # Keys of the examples. Readers should use these constants rather than string literals.
 IMAGE = "image"
@@ -250,6 +268,7 @@ class SplitInfo:
     num_bytes: int
     spec: DatasetSpec
     shard_lengths: tuple[int, ...] = ()  # examples per file, as dataset_info.json records them
+    max_num_frames: Optional[int] = None  # sequences: frames of the longest video (None: not recorded, < 1.1.0)
 
 
 def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
@@ -258,5 +277,7 @@ def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
     if split not in builder.info.splits:
         raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(builder.info.splits)}")
     info = builder.info.splits[split]
+    longest = ((builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {}).get(split) if kind == SEQUENCES else None
     return SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes,
-                     read_spec(data_dir), tuple(int(n) for n in info.shard_lengths))
+                     read_spec(data_dir), tuple(int(n) for n in info.shard_lengths),
+                     int(longest) if longest is not None else None)

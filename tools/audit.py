@@ -1,6 +1,6 @@
 r"""Leakage audit of an extraction output: is the validation/test data really unseen?
 
-    python -m pipeline.audit --data_dir=/tmp/extracted [--json=audit.json] [--max_distance=4]
+    python -m tools.audit --data_dir=/tmp/extracted [--json=audit.json] [--max_distance=4]
 
 Checks, per split: no video and no recording group in two splits; the class balance; and near-duplicate frames
 across splits: every valid/test frame's 64-bit difference hash (dHash) is compared with every train frame's, and
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import app, flags
 
-from pipeline import schema
+from dataformat import schema
 
 FLAGS = flags.FLAGS
 
@@ -155,7 +155,7 @@ def main(argv):
     report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples)
     print(format_report(report))
     if FLAGS.json:
-        from pipeline.files import write_atomically
+        from dataformat.files import write_atomically
 
         write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
     return 1 if report["leak"] else 0

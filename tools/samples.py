@@ -1,6 +1,6 @@
 r"""Writes the embedded sample dataset: small labelled H.264 videos in a class-per-folder layout.
 
-    python -m pipeline.samples --output_dir=/tmp/videos [--seed=0]
+    python -m tools.samples --output_dir=/tmp/videos [--seed=0]
 
 gives /tmp/videos/<class>/s<session>_c<clip>.mp4, e.g. circle/s03_c02.mp4. The same seed gives the same pixels.
 
@@ -23,7 +23,7 @@ import av
 import numpy as np
 from absl import app, flags
 
-from pipeline.files import atomic_path
+from dataformat.files import atomic_path
 
 CLASSES = ("circle", "square", "triangle", "cross")
 # Each class's shape has its own hue (jittered per clip): learnable even by random-weight features, which see

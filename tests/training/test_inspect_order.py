@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from training.inspect import inspect_order
+from training.inspect_order import inspect_order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,14 +36,14 @@ def test_counts_on_a_known_order():
 
 @pytest.mark.slow
 def test_video_ordered_frames_and_a_small_buffer_give_batches_of_one_video(sample_videos, tmp_path):
-    from pipeline.extraction import ExtractConfig, run_extraction
-    from pipeline.samples import SESSION_GROUP_REGEX
+    from pipeline.job import ExtractConfig, run_extraction
+    from tools.samples import SESSION_GROUP_REGEX
 
     run_extraction(ExtractConfig(output_dir=str(tmp_path), input_dir=str(sample_videos), fps=4, image_size=75,
                                  weights="none", group_regex=SESSION_GROUP_REGEX, frame_order="video"))
 
     def worst_same_video(*args):
-        result = subprocess.run([sys.executable, "-m", "training.inspect", f"--data_dir={tmp_path}", "--model=cnn",
+        result = subprocess.run([sys.executable, "-m", "training.inspect_order", f"--data_dir={tmp_path}", "--model=cnn",
                                  "--epochs=2", "--batch_size=16", f"--json={tmp_path}/i.json", *args],
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]

@@ -1,8 +1,8 @@
 import hashlib
 
-from pipeline.samples import CLASSES, write_samples
+from tools.samples import CLASSES, write_samples
 from pipeline.sources import list_videos_in_dir
-from pipeline.samples import SESSION_GROUP_REGEX
+from tools.samples import SESSION_GROUP_REGEX
 
 SMALL = dict(num_classes=2, sessions=2, clips=2, seconds=1.0, video_fps=6, width=32, height=24)
 

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.audit import audit, dhash, nearest
-from pipeline.extraction import ExtractConfig, run_extraction
-from pipeline.samples import SESSION_GROUP_REGEX
+from tools.audit import audit, dhash, nearest
+from pipeline.job import ExtractConfig, run_extraction
+from tools.samples import SESSION_GROUP_REGEX
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,6 +51,6 @@ def test_planted_frame_split_leak_is_found(sample_videos, tmp_path):
     leaked = sum(nd["with_near_duplicate_in_train"] for nd in report["near_duplicates"].values())
     same_video = sum(nd["of_which_same_video"] for nd in report["near_duplicates"].values())
     assert leaked >= 3 and same_video == leaked, report["near_duplicates"]
-    result = subprocess.run([sys.executable, "-m", "pipeline.audit", f"--data_dir={out}"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "tools.audit", f"--data_dir={out}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "LEAK" in result.stdout

@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipeline import schema, shards
+from dataformat import schema, shards
 
 SPEC = schema.DatasetSpec(class_names=("a", "b"), feature_dtype="float16")
 

@@ -20,8 +20,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 
-from pipeline import schema
-from pipeline.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
+from dataformat import schema
+from dataformat.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
 
 DEFAULT_SHARD_BYTES = 128 * 2**20
 METADATA_JSON = "metadata.json"  # where TFDS keeps `DatasetInfo.metadata`  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
