@@ -465,14 +465,16 @@ def _run_measured(cmd: list[str], interval: float = 0.25) -> tuple[float, float]
 
 def bench_extraction_scaling(size: str) -> dict:
     """Wall time and peak memory (all processes of the job) of `pipeline.extract` on N tiny sample videos for
-    growing N, per sampled frame, on the DirectRunner with its default settings; and the run with 10x the frames
-    of the middle one (the same videos, 10x longer), which should stay within 1.5x of its memory."""
+    growing N, per sampled frame, on the DirectRunner with its default settings; and a run with `factor` times
+    the frames of the middle one (the same videos, that much longer: 10x outside --tiny), which should stay
+    within 1.5x of its memory (--chunk_frames bounds it)."""
     from tools.samples import SESSION_GROUP_REGEX, write_samples
 
-    counts = _pick(size, (8, 16), (50, 200), (100, 400, 1600))
+    counts = _pick(size, (4, 8), (50, 200), (100, 400, 1600))
+    factor = _pick(size, 2, 10, 10)
     work = tempfile.mkdtemp(prefix="bench-scaling-")
     runs = []
-    for n, seconds in [(n, 2.0) for n in counts] + [(counts[-2], 20.0)]:
+    for n, seconds in [(n, 2.0) for n in counts] + [(counts[-2], 2.0 * factor)]:
         videos = f"{work}/videos-{n}-{seconds:g}"
         write_samples(videos, seed=0, num_classes=4, sessions=max(1, n // 16), clips=min(4, max(1, n // 4)),
                       seconds=seconds, video_fps=8, width=64, height=48)
@@ -488,10 +490,10 @@ def bench_extraction_scaling(size: str) -> dict:
     middle, longer = runs[-3], runs[-1]
     growth = [(b["peak_memory_mb"] - a["peak_memory_mb"]) * 1024 / max(b["frames"] - a["frames"], 1)
               for a, b in zip(runs[:-2], runs[1:-1])]
-    return {"runs": runs, "image_size": 75, "fps_sampled": 2,
+    return {"runs": runs, "image_size": 75, "fps_sampled": 2, "longer_run_frames_factor": factor,
             "memory_growth_kb_per_added_frame": [round(g, 1) for g in growth],
-            "ratios": {"extraction_10x_frames_memory_ratio": round(longer["peak_memory_mb"] / middle["peak_memory_mb"], 3),
-                       "extraction_10x_frames_time_per_frame_ratio": round(
+            "ratios": {"extraction_longer_run_memory_ratio": round(longer["peak_memory_mb"] / middle["peak_memory_mb"], 3),
+                       "extraction_longer_run_time_per_frame_ratio": round(
                            longer["ms_per_frame"] / middle["ms_per_frame"], 3)}}
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reruns the "Diagnosing training" answers of README.md on the sample videos (about 25 minutes on 2 cores).
+# Reruns the case studies of docs/diagnosing.md on the sample videos (about 25 minutes on 2 cores).
 # Usage: scripts/stories.sh [000|001|002 ...]   (default: all three). Outputs under $OUT (default /tmp/stories).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_venv.sh"

@@ -21,13 +21,15 @@ def test_bench_tiny_runs_and_reports_every_ratio(tmp_path):
     for key in ("sequence_input_vs_seed_generator", "sequence_input_cached_vs_seed_generator",
                 "sequence_input_uint8_vs_seed_generator", "sequence_input_efficiency", "storage_uint8_vs_float32",
                 "frame_input_vs_image_data_generator", "extraction_vs_model_only", "extraction_vs_batch1",
-                "storage_float16_vs_float32", "training_step_vs_seed_generator"):
+                "storage_float16_vs_float32", "training_step_vs_seed_generator", "extraction_longer_run_memory_ratio"):
         assert isinstance(report["ratios"][key], float) and report["ratios"][key] > 0, key
-    for section in ("sequence_input", "frame_input", "extraction", "extraction_workers", "extraction_memory", "storage",
-                    "training_step"):
+    for section in ("sequence_input", "frame_input", "extraction", "extraction_workers", "extraction_memory",
+                    "extraction_scaling", "storage", "training_step"):
         assert section in report
     for dtype in ("float32", "float16", "uint8"):
         assert report["storage"]["dtypes"][dtype]["feature_bytes_per_frame"] > 0
     assert isinstance(report["storage"]["eval_change_points_uint8"], float)
     assert report["ratios"]["storage_uint8_vs_float32"] < 0.35  # a quarter of the bytes, plus per-example fields
     assert report["extraction_workers"]["byte_identical"] is True
+    # 4 and 8 videos, then the 4 videos twice as long
+    assert [r["frames"] for r in report["extraction_scaling"]["runs"]] == [16, 32, 32]

@@ -74,7 +74,7 @@ class CollapseDetector(keras.callbacks.Callback):
             self.collapsed = True
             self.collapse_epoch = self._streak_start
             logging.warning("[train] COLLAPSED since epoch %d: %s. The run is predicting one class; see "
-                            "BUILD_NOTES.md (Diagnosing training).", self._streak_start + 1, why)
+                            "docs/diagnosing.md (story 001).", self._streak_start + 1, why)
 
 
     def check_final(self, probabilities: np.ndarray, split: str = "valid") -> None:

@@ -79,7 +79,7 @@ def test_random_weights_do_not_depend_on_the_process_random_state():
     stop = threading.Event()
 
     def draw():
-        while not stop.is_set():
+        while not stop.wait(0.0002):  # thousands of draws while the model is built, without hogging the GIL
             random.random()
 
     thread = threading.Thread(target=draw)
