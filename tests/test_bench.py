@@ -10,26 +10,39 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+GROUPS = {
+    "input": (("sequence_input", "frame_input", "training_step"),
+              ("sequence_input_vs_seed_generator", "sequence_input_cached_vs_seed_generator",
+               "sequence_input_uint8_vs_seed_generator", "sequence_input_efficiency",
+               "frame_input_vs_image_data_generator", "training_step_vs_seed_generator")),
+    "extraction": (("extraction", "extraction_workers", "extraction_memory"),
+                   ("extraction_vs_model_only", "extraction_vs_batch1", "extraction_two_processes_speedup")),
+    "storage": (("storage",), ("storage_uint8_vs_float32", "storage_float16_vs_float32")),
+    "scaling": (("extraction_scaling",), ("extraction_longer_run_memory_ratio",)),
+}
+
+
 @pytest.mark.slow
-def test_bench_tiny_runs_and_reports_every_ratio(tmp_path):
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_bench_tiny_runs_and_reports_every_ratio(tmp_path, group):
+    """Every section, in four groups (so that a parallel test run spreads them over its workers)."""
+    sections, ratios = GROUPS[group]
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "scripts/bench.py", "--tiny", f"--json={out}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "scripts/bench.py", "--tiny", f"--only={','.join(sections)}",
+                             f"--json={out}"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["machine"]) >= {"cores", "cpu", "tensorflow", "apache_beam"}
-    for key in ("sequence_input_vs_seed_generator", "sequence_input_cached_vs_seed_generator",
-                "sequence_input_uint8_vs_seed_generator", "sequence_input_efficiency", "storage_uint8_vs_float32",
-                "frame_input_vs_image_data_generator", "extraction_vs_model_only", "extraction_vs_batch1",
-                "storage_float16_vs_float32", "training_step_vs_seed_generator", "extraction_longer_run_memory_ratio"):
+    for key in ratios:
         assert isinstance(report["ratios"][key], float) and report["ratios"][key] > 0, key
-    for section in ("sequence_input", "frame_input", "extraction", "extraction_workers", "extraction_memory",
-                    "extraction_scaling", "storage", "training_step"):
+    for section in sections:
         assert section in report
-    for dtype in ("float32", "float16", "uint8"):
-        assert report["storage"]["dtypes"][dtype]["feature_bytes_per_frame"] > 0
-    assert isinstance(report["storage"]["eval_change_points_uint8"], float)
-    assert report["ratios"]["storage_uint8_vs_float32"] < 0.35  # a quarter of the bytes, plus per-example fields
-    assert report["extraction_workers"]["byte_identical"] is True
-    # 4 and 8 videos, then the 4 videos twice as long
-    assert [r["frames"] for r in report["extraction_scaling"]["runs"]] == [16, 32, 32]
+    if group == "storage":
+        for dtype in ("float32", "float16", "uint8"):
+            assert report["storage"]["dtypes"][dtype]["feature_bytes_per_frame"] > 0
+        assert isinstance(report["storage"]["eval_change_points_uint8"], float)
+        assert report["ratios"]["storage_uint8_vs_float32"] < 0.35  # a quarter of the bytes, plus per-example fields
+    if group == "extraction":
+        assert report["extraction_workers"]["byte_identical"] is True
+    if group == "scaling":  # 4 and 8 videos, then the 4 videos twice as long
+        assert [r["frames"] for r in report["extraction_scaling"]["runs"]] == [16, 32, 32]
