@@ -2,7 +2,7 @@
 
 `pip install .` gives the CPU build; `pip install .[gpu]` adds the CUDA libraries TensorFlow needs on a GPU
 machine; `pip install .[gcp]` adds what the DataflowRunner and gs:// paths need. The same file is the
-`--setup_file` that Beam ships to remote workers (see BUILD_NOTES.md, "Running at scale").
+`--setup_file` that Beam ships to remote workers (see docs/running_at_scale.md).
 """
 import setuptools
 

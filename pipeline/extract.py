@@ -10,7 +10,7 @@ Any flag this module does not define goes to Beam's PipelineOptions, e.g. two lo
 
     python -m pipeline.extract ... --direct_num_workers=2 --direct_running_mode=multi_processing
 
-or Dataflow (see BUILD_NOTES.md, "Running at scale"):
+or Dataflow (see docs/running_at_scale.md):
 
     python -m pipeline.extract --input_dir=gs://b/videos --output_dir=gs://b/out ... \
         --runner=DataflowRunner --project=P --region=R --temp_location=gs://b/tmp --setup_file=./setup.py

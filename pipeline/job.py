@@ -267,7 +267,7 @@ def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: list[dic
     if problem:
         logging.warning(
             "[extract] this job will probably run out of memory: %s. Lower --chunk_frames (now %s: frames held at "
-            "once) or run it on a distributed runner (README, 'Running at scale').", problem, chunk_frames)
+            "once) or run it on a distributed runner (docs/running_at_scale.md).", problem, chunk_frames)
     logging.info("[extract] about %d frames to extract in %s", total,
                  "one pass" if len(parts) == 1 else f"{len(parts)} chunks of at most about {chunk_frames} frames "
                  "(--chunk_frames)")
