@@ -17,6 +17,10 @@ import av
 import numpy as np
 
 
+# Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
+DEFAULT_DECODE_TIMEOUT = 300.0
+
+
 class DecodeError(Exception):
     """A video could not be opened or yielded no frame; the message says why, for failures.jsonl."""
 

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, Frame, decode_frames
+from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, Frame, decode_frames
 
 # Fault injection for tests: the child kills itself with SIGSEGV after the first frame of any video whose path
 # contains this environment variable's value. Unset in normal runs.
@@ -55,7 +55,7 @@ def _serve(requests: Connection, conn: Connection) -> None:
 class DecoderProcess:
     """A child process decoding videos on request; restarted after a crash or a hang."""
 
-    def __init__(self, timeout: float = 300.0):
+    def __init__(self, timeout: float = DEFAULT_DECODE_TIMEOUT):
         self.timeout = timeout
         self._process = None
         self._conn = None

@@ -25,7 +25,7 @@ from dataformat.files import remove_stale_temporaries, temporary_name, write_ato
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
 from dataformat.shards import DEFAULT_SHARD_BYTES
 from pipeline import chunks, transforms
-from pipeline.decode import DecodeSettings
+from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
 from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
@@ -62,7 +62,7 @@ class ExtractConfig:
     jpeg_quality: int = 90
     featurize_accelerator: str = ""
     isolate_decode: bool = True
-    decode_timeout: float = 300.0
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT
     chunk_frames: Optional[int] = None  # None: DEFAULT_CHUNK_FRAMES on local runners, one pass on the others
 
     def validate(self) -> None:

@@ -26,7 +26,7 @@ from apache_beam.metrics import Metrics
 
 from dataformat import schema, shards
 from dataformat.files import write_atomically
-from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
+from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, decode_frames
 
 FAILURES = "failures"
 VIDEOS = "videos"
@@ -53,7 +53,7 @@ class _DecodeFramesFn(_SetUpDoFn):
     _SET_UP = ("_done", "_decoder")
 
     def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int, isolate: bool = True,
-                 timeout: float = 300.0, batch_size: int = 32):
+                 timeout: float = DEFAULT_DECODE_TIMEOUT, batch_size: int = 32):
         self._settings = settings
         self._batch_size = batch_size
         self._total = total_videos
@@ -127,7 +127,7 @@ class DecodeFrames(beam.PTransform):
     order)}; tagged `failures` and `videos`."""
 
     def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int = 90, isolate: bool = True,
-                 timeout: float = 300.0, batch_size: int = 32):
+                 timeout: float = DEFAULT_DECODE_TIMEOUT, batch_size: int = 32):
         """isolate: decode in a child process (pipeline.isolated_decode), so a native crash or a hang fails one
         video instead of the worker; timeout: seconds without a frame before a hung decoder is stopped;
         batch_size: frames per batch, the featurizer's forward-pass size."""
