@@ -55,7 +55,8 @@ class InputConfig:
     cache: '' (none), 'memory', or a file path prefix for tf.data's on-disk cache.
     deterministic: tf.data keeps element order across parallel stages (off = faster, order not reproducible).
     seq_len: sequences are truncated/zero-padded to this many frames; None = the longest in the split (capped at
-      300). Padding rows are all zero, so a Masking layer can skip them.
+      300). Used when `make_dataset` opens a path; an `ExtractedData` carries the length it was opened with.
+      Padding rows are all zero, so a Masking layer can skip them.
     image_size: frames are resized to image_size x image_size.
     augment: subset of ('zoom', 'flip_h', 'flip_v'), applied in the graph (training only: leave empty otherwise).
     with_metadata: yield dicts with video_id, group, label (and frame_index) besides the inputs.
