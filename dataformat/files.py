@@ -9,6 +9,9 @@ A killed job can leave temporaries behind: `remove_stale_temporaries` deletes th
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import uuid
 from typing import Iterator
 
@@ -66,6 +69,16 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 def read_text(path: str) -> str:
     with tf.io.gfile.GFile(path, "r") as f:
         return f.read()
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The objects of a JSON-lines file (failures.jsonl, warnings.jsonl), blank lines skipped."""
+    return [json.loads(line) for line in read_text(path).splitlines() if line]
+
+
+def read_csv(path: str) -> list[dict]:
+    """The rows of a CSV file with a header (splits.csv)."""
+    return list(csv.DictReader(io.StringIO(read_text(path), newline="")))
 
 
 def find(root: str, file_name: str) -> list[str]:

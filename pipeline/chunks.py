@@ -21,7 +21,6 @@ never its output (tests/pipeline/test_extract_e2e.py compares them).
 from __future__ import annotations
 
 import concurrent.futures
-import csv
 import heapq
 import json
 import pickle
@@ -30,7 +29,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dataformat import schema, shards
+from dataformat import files, schema, shards
 from dataformat.files import atomic_path, temporary_name, write_atomically
 from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
 
@@ -169,24 +168,17 @@ def stacked_video_record(video) -> tuple[str, str, bytes]:
     return video[1]["split"], shards.sort_key(video[0]), pickle.dumps(video, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _read_text(path: str) -> str:
-    with tf.io.gfile.GFile(path) as f:
-        return f.read()
-
-
 def merge_reports(spill_dirs: Sequence[str], out: str, listing_problems: Sequence[dict],
                   sequence_warnings: Sequence[dict]) -> None:
     """failures.jsonl, warnings.jsonl and splits.csv of the whole run from the chunks' own."""
     from pipeline import transforms
 
-    def rows(file_name):
-        return [json.loads(line) for d in spill_dirs
-                for line in _read_text(tf.io.gfile.join(d, file_name)).splitlines() if line]
+    def rows(file_name, read=files.read_jsonl):
+        return [row for d in spill_dirs for row in read(tf.io.gfile.join(d, file_name))]
 
     failures = list(listing_problems) + rows(schema.FAILURES_JSONL)
     warnings = rows(schema.WARNINGS_JSONL) + list(sequence_warnings)
-    videos = [row for d in spill_dirs
-              for row in csv.DictReader(_read_text(tf.io.gfile.join(d, schema.SPLITS_CSV)).splitlines())]
+    videos = rows(schema.SPLITS_CSV, files.read_csv)
     for file_name, report, report_rows in ((schema.FAILURES_JSONL, transforms.FAILURES_REPORT, failures),
                                            (schema.WARNINGS_JSONL, transforms.WARNINGS_REPORT, warnings),
                                            (schema.SPLITS_CSV, transforms.SPLITS_REPORT, videos)):

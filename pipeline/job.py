@@ -7,7 +7,6 @@ assign splits, write the plan, run the Beam pipeline, then summarise from the fi
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import functools
 import json
@@ -20,7 +19,7 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.metrics.metric import MetricsFilter
 
-from dataformat import schema, shards
+from dataformat import files, schema, shards
 from dataformat.files import remove_stale_temporaries, temporary_name, write_atomically
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
 from dataformat.shards import DEFAULT_SHARD_BYTES
@@ -151,18 +150,13 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
                                                              transforms.WARNINGS_REPORT)
 
 
-def _read_lines(path: str) -> list[str]:
-    with tf.io.gfile.GFile(path, "r") as f:
-        return f.read().splitlines()
-
-
 def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec, split_warnings: Sequence[str],
               wall_seconds: float) -> dict:
     """Builds summary.json from the files the pipeline wrote (so it is right on any runner)."""
     out = config.output_dir
-    rows = list(csv.DictReader(_read_lines(f"{out}/{SPLITS_CSV}")))
-    failures = [json.loads(line) for line in _read_lines(f"{out}/{FAILURES_JSONL}") if line]
-    warnings = [json.loads(line) for line in _read_lines(f"{out}/{WARNINGS_JSONL}") if line]
+    rows = files.read_csv(f"{out}/{SPLITS_CSV}")
+    failures = files.read_jsonl(f"{out}/{FAILURES_JSONL}")
+    warnings = files.read_jsonl(f"{out}/{WARNINGS_JSONL}")
     splits: dict = {}
     groups = collections.defaultdict(set)
     for row in rows:

@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 from dataformat import schema, shards
 from dataformat.files import write_atomically
 from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, decode_frames
+from pipeline.features import padded_batch_size
 
 FAILURES = "failures"
 VIDEOS = "videos"
@@ -163,8 +164,6 @@ class _FeaturizeFn(_SetUpDoFn):
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
     def process(self, batch: dict):
-        from pipeline.features import padded_batch_size
-
         frames, video = batch["frames"], batch["video"]
         features = self._featurizer(np.stack([f["rgb"] for f in frames]))
         self._images.inc(len(frames))

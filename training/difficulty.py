@@ -13,8 +13,6 @@ map), and prints the hardest and most ambiguous examples and the videos and grou
 from __future__ import annotations
 
 import collections
-import csv
-import io
 import os
 import sys
 
@@ -46,7 +44,7 @@ def load_records(run_dirs: list[str]) -> list[dict]:
     rows = []
     for root in run_dirs:
         for path in files.find(root, DIFFICULTY_RECORDS_CSV):
-            for row in csv.DictReader(io.StringIO(files.read_text(path), newline="")):
+            for row in files.read_csv(path):
                 row["run"] = os.path.dirname(path)
                 rows.append(row)
     return rows
@@ -85,7 +83,7 @@ def _groups_from_splits_csv(data_dir: str) -> dict[str, str]:
     path = os.path.join(data_dir, schema.SPLITS_CSV)
     if not tf.io.gfile.exists(path):
         return {}
-    return {r["video_id"]: r["group"] for r in csv.DictReader(io.StringIO(files.read_text(path), newline=""))}
+    return {r["video_id"]: r["group"] for r in files.read_csv(path)}
 
 
 def plot_map(examples: list[dict], path: str) -> None:
