@@ -27,7 +27,7 @@ setuptools.setup(
     description="Videos to frames and InceptionV3 features as TFDS-loadable TFRecords (Apache Beam), "
     "and tf.data training pipelines over them.",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["dataformat", "dataformat.*", "pipeline", "pipeline.*", "tools",
+    packages=setuptools.find_packages(include=["dataformat", "dataformat.*", "pipeline", "pipeline.*", "settings", "tools",
                                                "tools.*", "training", "training.*"]),
     install_requires=REQUIRED,
     extras_require={

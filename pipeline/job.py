@@ -29,6 +29,7 @@ from pipeline.features import MIN_IMAGE_SIZE
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
 from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
 from pipeline.splits import frame_split as frame_split_of
+from settings import check_choices, setting
 
 # Frames a local runner holds at once (see pipeline.chunks): about 0.5 GiB at 75 px, 1.1 GiB at 299 px.
 DEFAULT_CHUNK_FRAMES = 5000
@@ -40,45 +41,71 @@ class ExtractionError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
-    """Settings of one extraction; `pipeline/extract.py` documents each as a flag."""
+    """Settings of one extraction; each is a flag of `pipeline.extract` (see `settings`)."""
 
-    output_dir: str
-    input_dir: Optional[str] = None
-    manifest: Optional[str] = None
-    group_regex: Optional[str] = None
-    fps: float = 1.0
-    max_frames: Optional[int] = None
-    image_size: int = 299
-    features: str = "inception_v3"
-    weights: str = "imagenet"
-    feature_dtype: str = "float16"
-    feature_batch_size: int = 32
-    splits: str = DEFAULT_SPLITS
-    split_salt: str = ""
-    split_by: str = "group"
-    frame_order: str = "hashed"
-    shard_bytes: int = DEFAULT_SHARD_BYTES
-    jpeg_quality: int = 90
-    featurize_accelerator: str = ""
-    isolate_decode: bool = True
-    decode_timeout: float = DEFAULT_DECODE_TIMEOUT
-    chunk_frames: Optional[int] = None  # None: DEFAULT_CHUNK_FRAMES on local runners, one pass on the others
+    output_dir: str = setting(help="Where frames/, sequences/, splits.csv, failures.jsonl and summary.json go "
+                              "(local or gs://).")
+    input_dir: Optional[str] = setting(None, "Folder with one subfolder per class (like Keras' "
+                                       "image_dataset_from_directory); every file below a class folder is an input.")
+    manifest: Optional[str] = setting(None, "Instead of --input_dir: a CSV with header `path,label[,group]`; "
+                                      "relative paths are relative to the manifest's folder.")
+    group_regex: Optional[str] = setting(
+        None, "Regex searched in each video's path relative to the input root; its first capture group (or whole "
+        "match) is the recording group, e.g. `_g(\\d+)_` for UCF101, `^([^/]+/s\\d+)_` for the samples. Every "
+        "video of a group lands in one split.", shown_default="each video is its own group")
+    fps: float = setting(1.0, "Frames sampled per second of video, by presentation time (YouTube-8M uses 1).")
+    max_frames: Optional[int] = setting(None, "Keep at most this many sampled frames per video.", shown_default="all")
+    image_size: int = setting(299, f"Frames are resized to a square of this size (InceptionV3 needs at least "
+                              f"{MIN_IMAGE_SIZE}).")
+    features: str = setting("inception_v3", "Frame feature extractor.", choices=("inception_v3",))
+    weights: str = setting("imagenet", "`imagenet` (downloaded once by Keras), `none` (random, for tests) or the "
+                           "path of an InceptionV3 no-top weights file (.h5 / .weights.h5) for offline machines.")
+    feature_dtype: str = setting(
+        "float16", "Storage dtype of the features. float16 halves sequences/ on disk and the LSTM's accuracy did "
+        "not change (scripts/bench.py, storage); uint8 quarters it, quantized over the dataset's range (README, "
+        "'Output format'); float32 for features beyond float16's range (65504).",
+        choices=tuple(sorted(schema.FEATURE_DTYPES)))
+    feature_batch_size: int = setting(32, "Frames per InceptionV3 forward pass.")
+    splits: str = setting(DEFAULT_SPLITS, "Split names and fractions of recording groups.")
+    split_salt: str = setting("", "Salt of the group hash: another salt draws another (equally valid) split.")
+    split_by: str = setting("group", "group: every video of a group in one split (the right way). frame: LEAKY, "
+                            "for demonstrating story 002 only: frames/ is split frame by frame.",
+                            choices=("group", "frame"))
+    frame_order: str = setting("hashed", "Order of frames/ records: hashed (frames of a video spread over shards "
+                               "and positions) or video (each video's frames together, in order, like a naive "
+                               "writer; to study story 002 with training.inspect_order).", choices=("hashed", "video"))
+    shard_bytes: int = setting(DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.",
+                               shown_default="128 MiB")
+    jpeg_quality: int = setting(90, "JPEG quality of the frames in frames/ (1-100).")
+    featurize_accelerator: str = setting(
+        "", "A Beam accelerator resource hint for the InceptionV3 step only, e.g. "
+        "`type:nvidia-tesla-t4;count:1;install-nvidia-driver`: on Dataflow, GPU workers featurize while CPU workers "
+        "decode and write. Ignored by local runners.")
+    isolate_decode: bool = setting(True, "Decode each worker's videos in a child process, so a crash or hang in "
+                                   "FFmpeg's native code fails that one video (failures.jsonl), not the job.")
+    decode_timeout: float = setting(DEFAULT_DECODE_TIMEOUT, "Seconds without a decoded frame before a hung decoder "
+                                    "is stopped (with --isolate_decode).")
+    chunk_frames: Optional[int] = setting(
+        None, "A local runner holds a pipeline's data in memory: the videos are extracted in chunks of about this "
+        "many sampled frames (estimated from their declared durations) and merged into the bytes one pass writes, "
+        "so memory stays bounded whatever the dataset's size; a job that will not fit says so at the start. 0: one "
+        f"pass. About 0.5 GiB at 75 px, 1.1 GiB at 299 px per {DEFAULT_CHUNK_FRAMES} frames.",
+        shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
 
     def validate(self) -> None:
+        """Raises ExtractionError naming the flag of the first setting that cannot work."""
+        if not self.output_dir:
+            raise ExtractionError("--output_dir is required")
+        try:
+            check_choices(self)
+        except ValueError as e:
+            raise ExtractionError(str(e)) from None
         if bool(self.input_dir) == bool(self.manifest):
             raise ExtractionError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
-        if self.features != "inception_v3":
-            raise ExtractionError(f"--features={self.features}: only 'inception_v3' is available")
         if self.image_size < MIN_IMAGE_SIZE:
             raise ExtractionError(f"--image_size={self.image_size}: InceptionV3 needs at least {MIN_IMAGE_SIZE}")
-        if self.feature_dtype not in schema.FEATURE_DTYPES:
-            raise ExtractionError(f"--feature_dtype must be one of {sorted(schema.FEATURE_DTYPES)}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ExtractionError(f"--jpeg_quality must be in 1..100, got {self.jpeg_quality}")
-        if self.split_by not in ("group", "frame"):
-            raise ExtractionError(f"--split_by must be 'group' or 'frame', got {self.split_by!r}")
-        if self.frame_order not in ("hashed", "video"):
-            raise ExtractionError(f"--frame_order must be 'hashed' or 'video', got {self.frame_order!r}")
         if self.shard_bytes < 1:
             raise ExtractionError(f"--shard_bytes must be positive, got {self.shard_bytes}")
         if self.chunk_frames is not None and self.chunk_frames < 0:

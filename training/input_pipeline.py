@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from dataformat import integrity, schema
 from dataformat.schema import SplitInfo, split_info
+from settings import check_choices, setting
 
 ORDERS = ("fixed", "reshuffle")
 SAMPLINGS = ("epoch", "replacement")
@@ -39,72 +40,67 @@ EPOCHS_IN_FLIGHT = 2  # the epoch being consumed and the next one, filling its s
 
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
-    """How one split is read. Defaults are the fast, reproducible choices.
+    """How one split is read. Defaults are the fast, reproducible choices. Fields with help text are flags of
+    `training.main` (see `settings`); the others are for library callers:
 
     kind: 'sequences' (features [T, 2048] per video) or 'frames' (one JPEG frame per example); needed only when
       `make_dataset` is given a path (an `ExtractedData` knows its kind). No default: reading the wrong
       dataset silently is worse than an error.
-    batch_size: examples per batch; the last batch of an epoch may be smaller.
-    order: 'fixed' = one seeded order repeated every epoch; 'reshuffle' = a new seeded order each epoch.
-    sampling: 'epoch' = every example exactly once per epoch; 'replacement' = N i.i.d. uniform draws with
-      replacement per epoch (N = split size), like story 000's random.choice generator.
-    balance: 'oversample' draws N examples per epoch with equal probability per class (with replacement).
     shuffle: False reads in file order (evaluation).
-    shuffle_buffer: examples in the shuffle buffer; None = the whole split if two epochs' buffers fit
-      `shuffle_memory_mb` (a uniform shuffle), otherwise as many as fit, plus a seeded shuffle of the shard file order.
-    cache: '' (none), 'memory', or a file path prefix for tf.data's on-disk cache.
-    deterministic: tf.data keeps element order across parallel stages (off = faster, order not reproducible).
-    seq_len: sequences are truncated/zero-padded to this many frames; None = the longest in the split (capped at
-      300). Used when `make_dataset` opens a path; an `ExtractedData` carries the length it was opened with.
-      Padding rows are all zero, so a Masking layer can skip them.
-    image_size: frames are resized to image_size x image_size.
-    augment: subset of ('zoom', 'flip_h', 'flip_v'), applied in the graph (training only: leave empty otherwise).
+    seed: the seed of the order, draws and augmentation (`training.train` sets it from --seed).
     with_metadata: yield dicts with video_id, group, label (and frame_index) besides the inputs.
     decode: False skips producing inputs (no JPEG decoding): for tools that only look at the order.
-    data_service: '' or the address of a tf.data service dispatcher ('grpc://host:5050'): the reading,
-      shuffling, decoding and augmentation then run on the service's workers and this process only receives
-      batches. Each service worker produces the whole dataset (ShardingPolicy.OFF keeps the exact epochs and
-      order), so give one job one worker; several training processes can share a dispatcher.
-    skip_corrupt: read only the intact records of damaged shards (copies in repair_dir, default a temporary
-      folder) instead of stopping at the first damaged record; `open_data(...).skipped` says how many were skipped.
-    zoom_range: zoom factor drawn uniformly from [1 - r, 1 + r] (ImageDataGenerator's zoom_range).
+    repair_dir: where `skip_corrupt` copies the intact records (default a temporary folder).
     inputs_dtype: 'storage' yields inputs as stored, for the model to cast in its first layer (on the
       accelerator, where it is free; `training.models` does): features in the dataset's feature dtype (float16,
       uint8 quantized, or float32), frames as uint8. 'float32' yields values: float32 features (uint8 ones
       dequantized, padding rows kept all-zero) and float32 frames in [0, 255].
     """
 
-    kind: Optional[str] = None
-    batch_size: int = 32
-    order: str = "reshuffle"
-    sampling: str = "epoch"
-    balance: str = "none"
+    kind: Optional[str] = setting(None, choices=schema.DATASET_NAMES)
+    batch_size: int = setting(32, "Examples per batch; the last batch of an epoch may be smaller.")
+    order: str = setting("reshuffle", "fixed: one seeded order repeated every epoch; reshuffle: a new seeded order "
+                         "per epoch. Both reproducible by --seed.", choices=ORDERS)
+    sampling: str = setting("epoch", "epoch: every example exactly once per epoch; replacement: N uniform draws "
+                            "with replacement per epoch (N = split size; story 000's random.choice, ~63% distinct).",
+                            choices=SAMPLINGS)
+    balance: str = setting("none", "oversample: draws N examples per epoch with equal probability per class (with "
+                           "replacement).", choices=BALANCES)
     shuffle: bool = True
-    shuffle_buffer: Optional[int] = None
-    shuffle_memory_mb: int = 2048
-    cache: str = ""
-    deterministic: bool = True
+    shuffle_buffer: Optional[int] = setting(
+        None, "Examples in the shuffle buffer. Default: the whole split if two epochs' buffers fit "
+        "--shuffle_memory_mb (a uniform shuffle), otherwise as many as fit plus a seeded shuffle of the shard file "
+        "order (logged).", shown_default="the whole split if it fits")
+    shuffle_memory_mb: int = setting(2048, "Memory budget of the default shuffle buffers (two epochs' buffers "
+                                     "exist at once).")
+    cache: str = setting("", "`memory`, a file path prefix for tf.data's on-disk cache, or empty for none.")
+    deterministic: bool = setting(True, "tf.data keeps element order across parallel stages and TF ops are "
+                                  "deterministic (bit-reproducible on CPU); --nodeterministic is faster and not "
+                                  "reproducible.")
     seed: int = 0
-    seq_len: Optional[int] = None
-    image_size: int = 64
-    augment: tuple[str, ...] = ()
-    zoom_range: float = 0.2
+    seq_len: Optional[int] = setting(
+        None, f"Sequences are truncated or zero-padded (and masked) to this many frames. Default: the train "
+        f"split's longest video (sequences/metadata.json), at most {MAX_DEFAULT_SEQ_LEN}.",
+        shown_default=f"longest video, at most {MAX_DEFAULT_SEQ_LEN}")
+    image_size: int = setting(64, "CNN input size: frames are resized to image_size x image_size.")
+    augment: tuple[str, ...] = setting((), "Frame augmentations, applied in the graph to the training split only.",
+                                       choices=AUGMENTATIONS)
+    zoom_range: float = setting(0.2, "--augment=zoom draws a zoom factor uniformly from [1 - r, 1 + r] "
+                                "(ImageDataGenerator's zoom_range).")
     with_metadata: bool = False
     decode: bool = True
-    data_service: str = ""
-    skip_corrupt: bool = False
+    data_service: str = setting(
+        "", "Address of a tf.data service dispatcher (`grpc://host:5050`): reading, shuffling, decoding and "
+        "augmentation run on its worker and this process only receives batches. Each worker produces the whole "
+        "dataset (ShardingPolicy.OFF keeps the exact epochs and order), so give one job one worker.")
+    skip_corrupt: bool = setting(
+        False, "Train on the intact records of damaged shard files (checksums are verified; metrics.json counts "
+        "the skipped ones) instead of stopping with an error naming the file and record.")
     repair_dir: str = ""
-    inputs_dtype: str = "storage"
+    inputs_dtype: str = setting("storage", choices=INPUTS_DTYPES)
 
     def __post_init__(self):
-        for name, value, allowed in (("order", self.order, ORDERS), ("sampling", self.sampling, SAMPLINGS),
-                                     ("balance", self.balance, BALANCES), ("inputs_dtype", self.inputs_dtype, INPUTS_DTYPES),
-                                     ("kind", self.kind or schema.SEQUENCES, schema.DATASET_NAMES)):
-            if value not in allowed:
-                raise ValueError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
-        unknown = set(self.augment) - set(AUGMENTATIONS)
-        if unknown:
-            raise ValueError(f"--augment: unknown {sorted(unknown)}; expected a subset of {AUGMENTATIONS}")
+        check_choices(self)
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
 

@@ -94,8 +94,6 @@ def format_table(report: dict) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.data_dir:
-        raise app.UsageError("--data_dir is required")
     config = train_flags.config_from_flags()
     kind = config.kind
     keras.utils.set_random_seed(config.seed)  # as training.train does: tf.data seeds depend on the global seed

@@ -13,22 +13,21 @@ import keras
 import numpy as np
 from keras import layers
 
+from settings import setting
+
 CNN_ARCHITECTURES = ("small", "story002")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture settings; see training/main.py for the flags.
+    """Architecture settings: LSTM -> Dense(relu) -> Dropout -> output (story 000: 2048, 512, 0.5), or a CNN.
+    Each is a flag of `training.main` (see `settings`)."""
 
-    lstm_units, dense_units, dropout: LSTM -> Dense(relu) -> Dropout -> output (story 000:
-      2048, 512, 0.5).
-    cnn: 'small' (three conv blocks and global pooling) or 'story002' (story 002's network).
-    """
-
-    lstm_units: int = 256
-    dense_units: int = 128
-    dropout: float = 0.5
-    cnn: str = "small"
+    lstm_units: int = setting(256, "LSTM units (story 000: 2048).")
+    dense_units: int = setting(128, "Units of the Dense(relu) layer after the LSTM (story 000: 512).")
+    dropout: float = setting(0.5, "Dropout before the output layer.")
+    cnn: str = setting("small", "CNN architecture: small (three conv blocks and global pooling) or story002 "
+                       "(story 002's network).", choices=CNN_ARCHITECTURES)
 
 
 def output_layer(num_classes: int) -> layers.Layer:

@@ -18,56 +18,69 @@ import tensorflow as tf
 
 from dataformat import files, integrity, schema
 from dataformat.files import TMP_MARKER, atomic_path, remove_stale_temporaries, write_atomically
+from settings import check_choices, setting
 from training import artifacts, distribute
-from training.monitors import CollapseDetector, DifficultyRecorder, class_probabilities
 from training.input_pipeline import ExtractedData, InputConfig, make_dataset, open_data, split_info
 from training.models import ModelConfig, build_cnn, build_lstm
-from training.schedules import CyclicLearningRate
+from training.monitors import CollapseDetector, DifficultyRecorder, class_probabilities
+from training.schedules import MODES, CyclicLearningRate
 
+MODELS = ("lstm", "cnn")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cyclic", "plateau")
+PRECISIONS = ("auto", "off", "float16", "bfloat16")
 BEST = "best.keras"
 BACKUP = "backup"
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run depends on; training/main.py documents each field as a flag."""
+    """Everything one training run depends on; each setting is a flag of `training.main` (see `settings`)."""
 
-    data_dir: str
-    model: str = "lstm"
-    epochs: int = 20
-    seed: int = 0
+    data_dir: str = setting(help="Output folder of pipeline.extract (holds frames/ and sequences/).")
+    model: str = setting("lstm", "lstm reads sequences/, cnn reads frames/.", choices=MODELS)
+    epochs: int = setting(20, "Epochs (each is one pass, or N draws, over the train split).")
+    seed: int = setting(0, "Seed of initialisation, order, draws, dropout and augmentation.")
+    train_split: str = setting("train", "The split to train on (the names are the extraction's --splits).")
+    eval_splits: tuple[str, ...] = setting(
+        ("valid", "test"), "The first selects the model (best checkpoint, early stopping, plateau, collapse "
+        "detection); the others are read once, after training, for the final evaluation (the first of them gives "
+        "test_accuracy). Checked before any work; data without a 'test' split skips it with a log line.")
     input: InputConfig = InputConfig()
     arch: ModelConfig = ModelConfig()
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.0
-    lr_schedule: str = "constant"
-    cyclic_max_lr: float = 6e-3
-    cyclic_step_size: int = 0  # 0: two epochs' worth of steps, Smith's suggestion of 2-10 epochs per half cycle
-    cyclic_mode: str = "triangular"
-    cyclic_gamma: float = 1.0
-    plateau_factor: float = 0.2
-    plateau_patience: int = 5
-    early_stopping_patience: int = 0  # 0: off
-    mixed_precision: str = "auto"
-    collapse_patience: int = 3
-    track_difficulty: bool = False
-    distribution: str = "none"
-    tpu: str = ""
-    cpu_devices: int = 1
-    train_split: str = "train"
-    # The first selects the model (best checkpoint, early stopping, plateau, collapse); the others are read once,
-    # after training, for the final evaluation.
-    eval_splits: tuple[str, ...] = ("valid", "test")
+    mixed_precision: str = setting("auto", "Compute dtype policy: auto picks float16/bfloat16 on GPUs with tensor "
+                                   "cores and float32 otherwise, and logs why.", choices=PRECISIONS)
+    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "Learning rate (the base of the cyclic schedule).")
+    momentum: float = setting(0.0, "SGD momentum.")
+    lr_schedule: str = setting("constant", "cyclic: triangular cyclical learning rate (Smith 2017, the --cyclic_* "
+                               "settings); plateau: ReduceLROnPlateau on the model-selection split's loss.",
+                               choices=LR_SCHEDULES)
+    cyclic_max_lr: float = setting(6e-3, "Peak learning rate of the cyclic schedule.")
+    cyclic_step_size: int = setting(0, "Steps per half cycle; 0: two epochs' worth (Smith suggests 2-10 epochs).")
+    cyclic_mode: str = setting("triangular", "Cyclic schedule shape.", choices=MODES)
+    cyclic_gamma: float = setting(1.0, "Decay per step for --cyclic_mode=exp_range.")
+    plateau_factor: float = setting(0.2, "Factor of ReduceLROnPlateau.")
+    plateau_patience: int = setting(5, "Patience of ReduceLROnPlateau, in epochs.")
+    early_stopping_patience: int = setting(0, "Stop after this many epochs without a better validation loss "
+                                           "(0: off).")
+    collapse_patience: int = setting(3, "Flag the run as collapsed after this many consecutive epochs in which at "
+                                     "least 95% of validation predictions are one class (or outputs barely vary).")
+    track_difficulty: bool = setting(False, "Record every train/valid example's confidence in its true label each "
+                                     "epoch (difficulty_records.csv, for training.difficulty; costs one forward "
+                                     "pass over train per epoch).")
+    distribution: str = setting(
+        "none", "tf.distribute strategy. none: one device. mirrored: every GPU of this machine (or --cpu_devices "
+        "logical CPUs). multi_worker: several hosts, each process configured by TF_CONFIG "
+        "(scripts/launch_multi_worker.py starts local ones). tpu: TPUStrategy at --tpu. --batch_size stays the "
+        "global batch: each of R replicas gets batch_size / R.", choices=distribute.DISTRIBUTIONS)
+    tpu: str = setting("", "TPU address for --distribution=tpu (empty: the local TPU VM).")
+    cpu_devices: int = setting(1, "Split the CPU into this many logical devices, to run --distribution=mirrored "
+                               "without GPUs (e.g. in tests).")
 
     def validate(self) -> None:
-        """Checks the choices that would otherwise fail only after the strategy is built and the data read."""
-        for name, value, allowed in (("model", self.model, ("lstm", "cnn")),
-                                     ("optimizer", self.optimizer, ("adam", "sgd")),
-                                     ("lr_schedule", self.lr_schedule, ("constant", "cyclic", "plateau")),
-                                     ("mixed_precision", self.mixed_precision, ("auto", "off", "float16", "bfloat16"))):
-            if value not in allowed:
-                raise ValueError(f"--{name}={value!r}: expected one of {', '.join(allowed)}")
+        """Checks every setting before the strategy is built and the data read."""
+        check_choices(self)
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
 

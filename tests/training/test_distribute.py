@@ -1,7 +1,6 @@
 """tf.distribute: input sharding by InputContext, MirroredStrategy over 2 logical CPUs, MultiWorkerMirroredStrategy
 with two local processes, and the tf.data service option."""
 
-import collections
 import json
 import os
 import subprocess

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from training import artifacts
+from training.models import ModelConfig
 from training.schedules import CyclicLearningRate
 from training.train import Backup, BestCheckpoint, HistoryCsv, TrainConfig, make_optimizer, rng_state_variables
 
@@ -25,9 +26,10 @@ def fit_one_step(model):
 
 
 @pytest.mark.parametrize("field, value", [("optimizer", "rmsprop"), ("lr_schedule", "cosine"), ("model", "gru"),
-                                          ("mixed_precision", "int8"), ("epochs", 0)])
+                                          ("mixed_precision", "int8"), ("epochs", 0), ("distribution", "ring"),
+                                          ("cyclic_mode", "sine"), ("arch", ModelConfig(cnn="vgg"))])
 def test_bad_settings_are_refused_before_any_work(field, value):
-    with pytest.raises(ValueError, match=f"--{field}"):
+    with pytest.raises(ValueError, match=f"--{'cnn' if field == 'arch' else field}"):
         TrainConfig(data_dir="unused", **{field: value}).validate()
 
 

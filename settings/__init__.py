@@ -1,0 +1,189 @@
+"""One declaration per setting: a config dataclass field carries its default, help text and choices; the
+command-line flags, their validation and the README's flag tables are derived from it.
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        fps: float = setting(1.0, "Frames sampled per second of video.")
+        split_by: str = setting("group", "group: ...; frame: ...", choices=("group", "frame"))
+
+    define_flags(Config)                    # --fps, --split_by (an enum), in `absl.flags.FLAGS`
+    config = config_from_flags(Config)      # Config(fps=..., split_by=...) from the parsed flags
+    check_choices(config)                   # the same choices, for library callers who never parse flags
+
+A field without `help` is not a flag (library-only settings such as `InputConfig.with_metadata`). A field
+whose type is itself a config dataclass (`TrainConfig.input`) contributes its own flags, unprefixed: every flag
+name must be unique over the tree, and `define_flags` refuses a repeated one.
+"""
+
+import dataclasses
+import types
+import typing
+from typing import Any, Iterator, Optional, Sequence
+
+from absl import flags
+
+_HELP, _CHOICES, _SHOWN = "help", "choices", "shown_default"
+
+# absl files a flag under the module that defines it, and --helpshort shows the main module's flags: the flags
+# defined here belong to the command that calls `define_flags`.
+flags.disclaim_key_flags()
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002 - absl's word for it
+            choices: Sequence[str] = (), shown_default: Optional[str] = None) -> Any:
+    """A dataclass field that is also a flag.
+
+    Args:
+      default: the default value (required fields: leave it out).
+      help: what the setting does, one or a few sentences; shown by `--help` and in the README's tables.
+      choices: the allowed values of a str field (an enum flag), or of each item of a tuple[str, ...] field.
+      shown_default: how the README shows the default when the value alone would not say it (e.g. None).
+    """
+    metadata = {_HELP: help, _CHOICES: tuple(choices), _SHOWN: shown_default}
+    if isinstance(default, list):
+        raise TypeError("a list default is shared between instances: use a tuple")
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    name: str
+    kind: type  # str, int, float, bool or tuple (a comma-separated list of str)
+    default: Any
+    help: str
+    choices: tuple[str, ...]
+    shown_default: Optional[str]
+    required: bool
+
+
+def _value_type(annotation) -> tuple[type, bool]:
+    """(str|int|float|bool|tuple, optional?) of a field's annotation."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"unsupported setting type {annotation}")
+        annotation, optional = args[0], True
+    if typing.get_origin(annotation) is tuple:
+        return tuple, optional
+    if annotation in (str, int, float, bool):
+        return annotation, optional
+    raise TypeError(f"unsupported setting type {annotation}")
+
+
+def _default_of(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _walk(config_cls: type) -> Iterator[tuple[tuple[str, ...], Optional[_Flag]]]:
+    """(path of field names, flag or None for a nested config) for every field of `config_cls` and its nested
+    configs, depth first; fields without help are left out."""
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            yield (field.name,), None
+            for path, flag in _walk(kind):
+                yield (field.name,) + path, flag
+        elif field.metadata.get(_HELP):
+            value_type, _ = _value_type(kind)
+            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+            yield (field.name,), _Flag(field.name, value_type, _default_of(field), field.metadata[_HELP],
+                                       field.metadata[_CHOICES], field.metadata[_SHOWN], required)
+
+
+def flags_of(config_cls: type) -> list[_Flag]:
+    """The flags `config_cls` declares (nested configs included), in declaration order."""
+    found = [flag for _, flag in _walk(config_cls) if flag is not None]
+    seen = set()
+    for flag in found:
+        if flag.name in seen:
+            raise ValueError(f"{config_cls.__name__}: two settings are called {flag.name!r}; flag names must be "
+                             "unique over the nested configs")
+        seen.add(flag.name)
+    return found
+
+
+def define_flags(config_cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines one absl flag per setting of `config_cls` (see the module docstring); a field without a default
+    is a required flag."""
+    for flag in flags_of(config_cls):
+        if flag.kind is tuple:
+            help_text = flag.help + (f" Any of: {', '.join(flag.choices)}." if flag.choices else "")
+            flags.DEFINE_list(flag.name, list(flag.default or ()), help_text, flag_values=flag_values)
+        elif flag.choices:
+            flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help, flag_values=flag_values)
+        else:
+            define = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                      bool: flags.DEFINE_bool}[flag.kind]
+            define(flag.name, flag.default, flag.help, flag_values=flag_values)
+        if flag.required:
+            flags.mark_flag_as_required(flag.name, flag_values=flag_values)
+
+
+def config_from_flags(config_cls: type, flag_values: flags.FlagValues = flags.FLAGS, **overrides) -> Any:
+    """An instance of `config_cls` whose settings are the parsed flags' values; fields that are not flags keep
+    their defaults. `overrides` replace top-level fields (e.g. a normalised path)."""
+    return _build(config_cls, flag_values, overrides)
+
+
+def _build(config_cls: type, flag_values: flags.FlagValues, overrides: dict) -> Any:
+    hints = typing.get_type_hints(config_cls)
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        if field.name in overrides:
+            values[field.name] = overrides[field.name]
+        elif dataclasses.is_dataclass(hints[field.name]):
+            values[field.name] = _build(hints[field.name], flag_values, {})
+        elif field.metadata.get(_HELP):
+            value = flag_values[field.name].value
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    return config_cls(**values)
+
+
+def check_choices(config: Any) -> None:
+    """Raises ValueError naming the flag when a setting of `config` (or of its nested configs) is not one of its
+    declared choices; the same check absl makes when it parses an enum flag, for callers of the library."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            check_choices(value)
+            continue
+        allowed = field.metadata.get(_CHOICES)
+        if not allowed or value is None:
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            if item not in allowed:
+                raise ValueError(f"--{field.name}={item!r}: expected one of {', '.join(allowed)}")
+
+
+def markdown_table(config_cls: type) -> str:
+    """The README's table of `config_cls`'s flags: flag, default, help."""
+    rows = ["| flag | default | what it does |", "| --- | --- | --- |"]
+    for flag in flags_of(config_cls):
+        help_text = flag.help.replace("|", "\\|")
+        if flag.choices:
+            listed = ", ".join(f"`{c}`" for c in flag.choices)
+            help_text += f" Any of: {listed}." if flag.kind is tuple else f" One of: {listed}."
+        rows.append(f"| `--{flag.name}` | {_shown(flag)} | {help_text} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown(flag: _Flag) -> str:
+    if flag.shown_default is not None:
+        return flag.shown_default
+    if flag.required:
+        return "required"
+    if flag.kind is bool:
+        return "on" if flag.default else "off"
+    if flag.default in (None, ()):
+        return "none"
+    if flag.default == "":
+        return "empty"
+    if flag.kind is tuple:
+        return f"`{','.join(flag.default)}`"
+    return f"`{flag.default}`"
