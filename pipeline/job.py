@@ -143,14 +143,9 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
     if config.split_by == "frame":
         frame_split = functools.partial(frame_split_of, fractions=parse_split_fractions(config.splits),
                                         salt=config.split_salt)
-    featurize = transforms.FeaturizeFrames(
+    featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
         spec, config.weights, config.image_size, config.feature_batch_size, frame_split,
-        shards.video_order_key if config.frame_order == "video" else shards.sort_key)
-    if config.featurize_accelerator:
-        # A Beam resource hint on this step only: runners that do right fitting (Dataflow) run InceptionV3 on
-        # accelerator workers and decoding/writing on CPU workers; other runners ignore it.
-        featurize = featurize.with_resource_hints(accelerator=config.featurize_accelerator)
-    featurized = decoded.frames | "FeaturizeFrames" >> featurize
+        shards.video_order_key if config.frame_order == "video" else shards.sort_key, config.featurize_accelerator)
     if spill_dir is not None:
         _ = featurized[schema.FRAMES] | "SpillFrames" >> transforms.WriteSpills(f"{spill_dir}/{schema.FRAMES}")
         _ = (featurized.features | "StackVideos" >> transforms.StackVideos()

@@ -6,9 +6,10 @@
                                  └─ video rows (frames, status, warning) ──────────────────── splits.csv, warnings.jsonl
 
 A plan record is a dict {video_id, path, label, group, split}. A frame batch holds consecutive frames of one video
-(see `pipeline.features` for why batches never mix videos). Heavy state (the InceptionV3 model, the TFDS
-feature encoders) is created once per worker in `DoFn.setup()`. Bad videos never raise: they leave through the
-`failures` output and a Beam counter.
+(see `pipeline.features` for why batches never mix videos). InceptionV3 runs in Beam's RunInference with a
+custom model handler (`InceptionV3Handler`), which loads the model once per process; the TFDS feature encoders
+are created in `DoFn.setup()`. Bad videos never raise: they leave through the `failures` output and a Beam
+counter.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable, Iterable, Optional
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from dataformat import schema, shards
 from dataformat.files import write_atomically
@@ -139,38 +141,72 @@ class DecodeFrames(beam.PTransform):
         return records | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
 
 
-class _FeaturizeFn(_SetUpDoFn):
-    """Runs InceptionV3 on a batch of frames; emits frame examples and per-frame features."""
+class InceptionV3Handler(ModelHandler):
+    """RunInference's model handler for InceptionV3 features.
 
-    _SET_UP = ("_featurizer", "_encode", "_labels")
+    An example is one frame batch of one video ({"frames": [...], "video": {...}}, at most `batch_size` frames,
+    made by DecodeFrames), and its prediction is float32 features [n, 2048]. Each example is one forward pass,
+    padded inside `run_inference` to a fixed shape (`features.padded_batch_size`). Beam's own batching is set to
+    one example per call: it follows bundle boundaries, which vary between runs and runners, and a frame's
+    features depend on the shape of its batch and its position in it (see `pipeline.features`).
 
-    def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
-                 frame_split=None, frame_key=shards.sort_key):
-        self._frame_key = frame_key
-        self._spec = spec
-        self._frame_split = frame_split
-        self._weights = weights
-        self._image_size = image_size
-        self._batch_size = batch_size
+    The model is one per process (`features.shared_featurizer`): RunInference's threads share it, and so do the
+    pipelines of a chunked local run.
+    """
+
+    def __init__(self, weights: str, image_size: int, batch_size: int, accelerator: str = ""):
+        super().__init__(min_batch_size=1, max_batch_size=1)
+        self._weights, self._image_size, self._batch_size = weights, image_size, batch_size
+        self._accelerator = accelerator
         self._images = Metrics.counter("extract", "frames_featurized")
         self._batches = Metrics.counter("extract", "model_batches")
         self._padding = Metrics.counter("extract", "model_rows_padded")
 
-    def setup(self):
+    def load_model(self):
         from pipeline.features import shared_featurizer
 
-        self._featurizer = shared_featurizer(self._weights, self._image_size, self._batch_size)
+        return shared_featurizer(self._weights, self._image_size, self._batch_size)
+
+    def run_inference(self, batch, model, inference_args=None):
+        results = []
+        for example in batch:
+            frames = example["frames"]
+            results.append(PredictionResult(example, model(np.stack([f["rgb"] for f in frames]))))
+            self._images.inc(len(frames))
+            self._batches.inc()
+            # forward-pass rows spent on zero padding
+            self._padding.inc(padded_batch_size(len(frames), self._batch_size) - len(frames))
+        return results
+
+    def get_num_bytes(self, batch) -> int:
+        return sum(f["rgb"].nbytes for example in batch for f in example["frames"])
+
+    def get_resource_hints(self) -> dict:
+        # Runners that do right fitting (Dataflow) run this step on accelerator workers and decoding and writing
+        # on CPU workers; other runners ignore the hint.
+        return {"accelerator": self._accelerator} if self._accelerator else {}
+
+    def model_identifier(self) -> str:
+        return f"inception_v3:{self._weights}:{self._image_size}:{self._batch_size}"
+
+
+class _EncodeFramesFn(_SetUpDoFn):
+    """A frame batch's features -> frame examples (tagged `frames`) and per-frame features (main output)."""
+
+    _SET_UP = ("_encode", "_labels")
+
+    def __init__(self, spec: schema.DatasetSpec, frame_split=None, frame_key=shards.sort_key):
+        self._frame_key = frame_key
+        self._spec = spec
+        self._frame_split = frame_split
+
+    def setup(self):
         self._encode = schema.ExampleEncoder(schema.frames_features(self._spec))
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
-    def process(self, batch: dict):
-        frames, video = batch["frames"], batch["video"]
-        features = self._featurizer(np.stack([f["rgb"] for f in frames]))
-        self._images.inc(len(frames))
-        self._batches.inc()
-        # forward-pass rows spent on zero padding
-        self._padding.inc(padded_batch_size(len(frames), self._batch_size) - len(frames))
-        for frame, vector in zip(frames, features):
+    def process(self, result: PredictionResult):
+        frames, video = result.example["frames"], result.example["video"]
+        for frame, vector in zip(frames, result.inference):
             example = self._encode({
                 schema.IMAGE: io.BytesIO(frame["jpeg"]),
                 schema.LABEL: self._labels[video["label"]],
@@ -189,16 +225,22 @@ class FeaturizeFrames(beam.PTransform):
     """frame batches -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
-                 frame_split=None, frame_key=shards.sort_key):
+                 frame_split=None, frame_key=shards.sort_key, accelerator: str = ""):
         """frame_split: None, or a function (video_id, frame_index) -> split for the leaky --split_by=frame.
-        frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see dataformat.shards)."""
+        frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see dataformat.shards).
+        accelerator: a Beam accelerator resource hint for the InceptionV3 step ('' for none)."""
         super().__init__()
-        self._fn = _FeaturizeFn(spec, weights, image_size, batch_size, frame_split, frame_key)
+        self._handler = InceptionV3Handler(weights, image_size, batch_size, accelerator)
+        self._encode = _EncodeFramesFn(spec, frame_split, frame_key)
 
     def expand(self, batches):
         # Batches are made per video by DecodeFrames, not by Beam (whose batches follow bundle boundaries and
         # vary between runs): a frame's forward pass is then the same on every run (see pipeline.features).
-        return batches | "InceptionV3" >> beam.ParDo(self._fn).with_outputs(schema.FRAMES, main="features")
+        # A fixed model_identifier, not RunInference's random one, keeps the step's description the same on
+        # every run.
+        features = batches | "InceptionV3" >> RunInference(self._handler,
+                                                           model_identifier=self._handler.model_identifier())
+        return features | "EncodeFrames" >> beam.ParDo(self._encode).with_outputs(schema.FRAMES, main="features")
 
 
 def _stack_video(element):
