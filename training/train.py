@@ -160,19 +160,21 @@ def feature_statistics(data: ExtractedData, config: InputConfig, split: str) -> 
 
 
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    """The optimizer and learning rate (schedule) of `config`; `steps` per epoch size the default cycle."""
+    # float(): a library caller's TrainConfig(learning_rate=100) is an int, which Keras refuses.
     if config.lr_schedule == "cyclic":
         step_size = config.cyclic_step_size or 2 * steps
-        lr = CyclicLearningRate(config.learning_rate, config.cyclic_max_lr, step_size, config.cyclic_mode,
-                                config.cyclic_gamma)
+        lr = CyclicLearningRate(float(config.learning_rate), float(config.cyclic_max_lr), step_size,
+                                config.cyclic_mode, float(config.cyclic_gamma))
     elif config.lr_schedule in ("constant", "plateau"):
-        lr = config.learning_rate
+        lr = float(config.learning_rate)
     else:
-        raise ValueError(f"--lr_schedule={config.lr_schedule!r}: expected constant, cyclic or plateau")
+        raise ValueError(f"--lr_schedule={config.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
     if config.optimizer == "adam":
         return keras.optimizers.Adam(lr)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=config.momentum)
-    raise ValueError(f"--optimizer={config.optimizer!r}: expected adam or sgd")
+        return keras.optimizers.SGD(lr, momentum=float(config.momentum))
+    raise ValueError(f"--optimizer={config.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
 def _for_keras(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:

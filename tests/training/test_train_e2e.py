@@ -1,4 +1,6 @@
-"""End to end: `python -m training.main` on a real extraction of the sample videos."""
+"""End to end on a real extraction of the sample videos: `python -m training.main` where the command itself is
+under test (flags, exit status, messages, a kill), the library's `train_and_evaluate` in this process otherwise
+(flax's train_test.py style: the same code without paying TensorFlow's start-up per run)."""
 
 import json
 import os
@@ -13,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def train(data_dir, workdir, *args):
+    """`python -m training.main` with `args`; its metrics.json."""
     result = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data_dir}",
                              f"--workdir={workdir}", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -20,12 +23,41 @@ def train(data_dir, workdir, *args):
         return json.load(f)
 
 
-@pytest.mark.parametrize("model, args", [
-    ("lstm", ["--epochs=12", "--lstm_units=64", "--dense_units=32", "--track_difficulty"]),
-    ("cnn", ["--epochs=8", "--augment=flip_h,flip_v,zoom", "--image_size=48"]),
-])
-def test_trains_well_above_chance_and_records_everything(extracted_samples, tmp_path, model, args):
-    metrics = train(extracted_samples, tmp_path, f"--model={model}", *args)
+def make_config(data_dir, **values):
+    """A TrainConfig from flag-style keyword settings (each goes to the config that declares it as a flag)."""
+    import settings
+    from training.input_pipeline import InputConfig
+    from training.models import ModelConfig
+    from training.train import TrainConfig
+
+    def part(cls):
+        names = {flag.name for flag in settings.flags_of(cls)}
+        return cls(**{k: values.pop(k) for k in list(values) if k in names})
+
+    input_config, arch = part(InputConfig), part(ModelConfig)
+    return TrainConfig(data_dir=str(data_dir), input=input_config, arch=arch, **values)
+
+
+@pytest.fixture
+def train_here():
+    """Runs `train_and_evaluate` in this process and afterwards puts back what it sets process-wide (op
+    determinism, the dtype policy), so the tests that follow in this worker see a fresh process's settings."""
+    import keras
+    from tensorflow.python.framework import config as tf_config
+
+    from training.train import train_and_evaluate
+
+    determinism = tf_config.is_op_determinism_enabled()
+    yield lambda data_dir, workdir, **settings: train_and_evaluate(make_config(data_dir, **settings), str(workdir))
+    if not determinism:
+        tf_config.disable_op_determinism()
+    keras.mixed_precision.set_global_policy("float32")
+    keras.backend.clear_session()
+
+
+def test_the_command_trains_well_above_chance_and_records_everything(extracted_samples, tmp_path):
+    metrics = train(extracted_samples, tmp_path, "--model=lstm", "--epochs=12", "--lstm_units=64",
+                    "--dense_units=32", "--track_difficulty")
     assert metrics["num_classes"] == 3
     # Chance is 1/3. The test split is one recording session per class (5 videos each), so accuracy moves in
     # large steps; the LSTM on random-weight features misses one whole session on every seed tried (0.667).
@@ -33,6 +65,7 @@ def test_trains_well_above_chance_and_records_everything(extracted_samples, tmp_
     for key in ("test_loss", "val_accuracy", "val_loss", "per_class_accuracy", "confusion_matrix", "epochs_run",
                 "seed", "weights_sha256", "data_fingerprint", "versions", "flags"):
         assert key in metrics, key
+    assert metrics["flags"]["lstm_units"] == 64 and metrics["config"]["arch"]["lstm_units"] == 64
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_examples"]
     # Model selection used valid only; the test split was read once, last.
     assert [s["split"] for s in metrics["splits_read"]] == ["train", "valid", "test"]
@@ -41,45 +74,56 @@ def test_trains_well_above_chance_and_records_everything(extracted_samples, tmp_
         assert os.path.exists(tmp_path / name), name
     with open(tmp_path / "history.csv") as f:
         assert len(f.read().strip().splitlines()) == 1 + metrics["epochs_run"]
-    if "--track_difficulty" in args:  # one record per train and valid sequence per epoch
-        with open(tmp_path / "difficulty_records.csv") as f:
-            assert len(f.read().strip().splitlines()) == 1 + (60 + 15) * metrics["epochs_run"]
+    with open(tmp_path / "difficulty_records.csv") as f:  # one record per train and valid sequence per epoch
+        assert len(f.read().strip().splitlines()) == 1 + (60 + 15) * metrics["epochs_run"]
 
 
-def test_same_seed_gives_bit_identical_weights_other_seed_does_not(extracted_samples, tmp_path):
-    args = ["--model=lstm", "--epochs=3", "--lstm_units=32", "--dense_units=16", "--deterministic"]
-    a = train(extracted_samples, tmp_path / "a", *args, "--seed=1")
-    b = train(extracted_samples, tmp_path / "b", *args, "--seed=1")
-    c = train(extracted_samples, tmp_path / "c", *args, "--seed=2")
+def test_the_cnn_trains_well_above_chance_on_augmented_frames(extracted_samples, tmp_path, train_here):
+    metrics = train_here(extracted_samples, tmp_path, model="cnn", epochs=8, augment=("flip_h", "flip_v", "zoom"),
+                         image_size=48)
+    assert metrics["test_accuracy"] >= 0.6, metrics["test_accuracy"]
+    assert metrics["test_examples"] == 60 and tuple(metrics["config"]["input"]["augment"]) == ("flip_h", "flip_v", "zoom")
+    assert [s["split"] for s in metrics["splits_read"]] == ["train", "valid", "test"]
+    with open(tmp_path / "history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + metrics["epochs_run"]
+
+
+def test_same_seed_gives_bit_identical_weights_other_seed_does_not(extracted_samples, tmp_path, train_here):
+    settings = dict(model="lstm", epochs=3, lstm_units=32, dense_units=16, deterministic=True)
+    a = train_here(extracted_samples, tmp_path / "a", **settings, seed=1)
+    b = train_here(extracted_samples, tmp_path / "b", **settings, seed=1)
+    c = train_here(extracted_samples, tmp_path / "c", **settings, seed=2)
     assert a["weights_sha256"] == b["weights_sha256"]
     assert a["test_loss"] == b["test_loss"] and a["val_loss"] == b["val_loss"]
     assert c["weights_sha256"] != a["weights_sha256"]
 
 
-def test_cyclic_schedule_and_sgd_run(extracted_samples, tmp_path):
-    metrics = train(extracted_samples, tmp_path, "--model=lstm", "--epochs=4", "--lstm_units=32",
-                    "--dense_units=16", "--lr_schedule=cyclic", "--optimizer=sgd", "--momentum=0.9",
-                    "--learning_rate=0.001", "--cyclic_max_lr=0.05", "--sampling=replacement")
+def test_cyclic_schedule_and_sgd_run(extracted_samples, tmp_path, train_here):
+    metrics = train_here(extracted_samples, tmp_path, model="lstm", epochs=4, lstm_units=32, dense_units=16,
+                         lr_schedule="cyclic", optimizer="sgd", momentum=0.9, learning_rate=0.001, cyclic_max_lr=0.05,
+                         sampling="replacement")
     assert metrics["epochs_run"] == 4 and metrics["config"]["lr_schedule"] == "cyclic"
 
 
-def test_a_run_stuck_on_one_class_is_flagged_collapsed(extracted_samples, tmp_path):
+def test_a_run_stuck_on_one_class_is_flagged_collapsed(extracted_samples, tmp_path, train_here):
     # SGD with a learning rate of 100 kills the one ReLU unit between the LSTM and the output: the output is then
     # the same for every input, one class for everything, and accuracy sits at that class's share (story 001's
     # "stuck at 50%", with 3 classes). With 8 units the run oscillated between collapsed and not, depending on
     # the features; one unit collapses on every seed tried (0, 1, 2).
-    metrics = train(extracted_samples, tmp_path, "--model=lstm", "--epochs=5", "--optimizer=sgd",
-                    "--learning_rate=100", "--lstm_units=16", "--dense_units=1", "--collapse_patience=2")
+    metrics = train_here(extracted_samples, tmp_path, model="lstm", epochs=5, optimizer="sgd", learning_rate=100,
+                         lstm_units=16, dense_units=1, collapse_patience=2)
     assert metrics["collapsed"] is True, metrics["collapse_history"]
     assert metrics["collapse_epoch"] in (0, 1, 2)
     assert metrics["test_accuracy"] < 0.5
 
 
-def test_experiment_reports_seed_noise(extracted_samples, tmp_path):
+def test_experiment_reports_seed_noise(extracted_samples, tmp_path, capsys):
+    from training.experiment import run_experiment
+
+    common = [f"--data_dir={extracted_samples}", "--model=lstm", "--epochs=1", "--lstm_units=16", "--dense_units=8"]
     result = subprocess.run(
         [sys.executable, "-m", "training.experiment", f"--workdir={tmp_path}", "--seeds=2",
-         "--vary=sampling=epoch,replacement", f"--data_dir={extracted_samples}", "--model=lstm", "--epochs=2",
-         "--lstm_units=16", "--dense_units=8", "--metric=test_loss"],
+         "--vary=sampling=epoch,replacement", *common, "--metric=test_loss"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "experiment.json") as f:
@@ -90,15 +134,14 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path):
     assert cmp["ci_low"] <= cmp["difference"] <= cmp["ci_high"]
     assert "sampling=epoch vs sampling=replacement" in result.stdout
     assert (tmp_path / "experiment.png").exists() and (tmp_path / "report.md").exists()
-    # Resuming: a second invocation trains nothing and reports the same numbers.
-    again = subprocess.run(result.args, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "[experiment]" not in again.stdout
-    with open(tmp_path / "experiment.json") as f:
-        assert json.load(f)["configurations"] == report["configurations"]
+    # Resuming (the library, in this process): nothing is trained again and the numbers are the same.
+    vary = [("sampling", ["epoch", "replacement"])]
+    again = run_experiment(str(tmp_path), common, vary, [0, 1], "test_loss")
+    assert "[experiment]" not in capsys.readouterr().out
+    assert json.loads(json.dumps(again["configurations"])) == report["configurations"]
     # Resuming with other common flags would mix runs of different experiments: refused.
-    other = subprocess.run([*result.args[:-1], "--metric=test_loss", "--epochs=3"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=300)
-    assert other.returncode == 1 and "was run with other flags" in other.stderr
+    with pytest.raises(ValueError, match="was run with other flags"):
+        run_experiment(str(tmp_path), [*common, "--epochs=3"], vary, [0, 1], "test_loss")
 
 
 def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(extracted_samples, tmp_path):
@@ -165,28 +208,31 @@ def write_sequences(data_dir, lengths):
         f.write("\n".join(rows) + "\n")
 
 
-def test_longer_sequences_in_valid_and_test_are_cut_to_the_train_length(tmp_path):
+def test_longer_sequences_in_valid_and_test_are_cut_to_the_train_length(tmp_path, train_here):
     data = tmp_path / "data"
     write_sequences(str(data), {"train": [(i % 2, 3) for i in range(16)], "valid": [(i % 2, 7) for i in range(6)],
                                 "test": [(i % 2, 5) for i in range(6)]})
-    metrics = train(str(data), tmp_path / "run", "--model=lstm", "--epochs=2", "--lstm_units=8", "--dense_units=8")
+    metrics = train_here(data, tmp_path / "run", model="lstm", epochs=2, lstm_units=8, dense_units=8)
     assert metrics["test_examples"] == 6 and metrics["num_classes"] == 2
 
 
-def test_non_finite_loss_stops_training_with_a_clear_message(extracted_samples, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={extracted_samples}",
-                             f"--workdir={tmp_path}", "--model=lstm", "--epochs=3", "--lstm_units=16",
-                             "--dense_units=8", "--optimizer=sgd", "--learning_rate=1e30"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert "the training loss became" in result.stderr and "at epoch 1, batch" in result.stderr
-    assert "--learning_rate" in result.stderr
+def test_non_finite_loss_stops_training_with_a_clear_message(extracted_samples, tmp_path, train_here):
+    from training.train import TrainingError
+
+    with pytest.raises(TrainingError) as raised:
+        train_here(extracted_samples, tmp_path, model="lstm", epochs=3, lstm_units=16, dense_units=8,
+                   optimizer="sgd", learning_rate=1e30)
+    message = str(raised.value)
+    assert "the training loss became" in message and "at epoch 1, batch" in message
+    assert "--learning_rate" in message
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path):
+def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path, train_here):
     """Extractions may name their splits anything (--splits=fit=0.8,select=0.2): training follows
     --train_split/--eval_splits, checks them before any work, and skips a missing default test split."""
+    from training.train import TrainingError
+
     data = tmp_path / "data"
     write_sequences(str(data), {"fit": [(i % 2, 3) for i in range(16)], "select": [(i % 2, 3) for i in range(6)]})
     small = ["--model=lstm", "--epochs=2", "--lstm_units=8", "--dense_units=8"]
@@ -197,43 +243,35 @@ def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path):
     assert "has no split 'train' (it has fit, select)" in wrong.stderr and "--train_split" in wrong.stderr
     assert not (tmp_path / "w" / "history.csv").exists()  # refused before training
 
-    metrics = train(str(data), tmp_path / "run", *small, "--train_split=fit", "--eval_splits=select,test")
+    small = dict(model="lstm", epochs=2, lstm_units=8, dense_units=8, train_split="fit")
+    metrics = train_here(data, tmp_path / "run", **small, eval_splits=("select", "test"))
     assert [s["split"] for s in metrics["splits_read"]] == ["fit", "select"]
     assert metrics["final_evaluation"] == {} and "test_accuracy" not in metrics
     assert 0 <= metrics["val_accuracy"] <= 1
 
-    twice = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data}",
-                            f"--workdir={tmp_path / 'twice'}", *small, "--train_split=fit",
-                            "--eval_splits=select,fit"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert twice.returncode == 1 and "name a split twice" in twice.stderr
+    with pytest.raises(TrainingError, match="name a split twice"):
+        train_here(data, tmp_path / "twice", **small, eval_splits=("select", "fit"))
+    assert not (tmp_path / "twice" / "history.csv").exists()
 
 
-def test_a_remote_workdir_gets_every_artifact(tmp_path):
+def test_a_remote_workdir_gets_every_artifact(tmp_path, train_here):
     """gs:// workdirs go through the same file layer as local ones; TensorFlow's ram:// file system stands in
     for GCS (history.png used to be saved through matplotlib's local-path API and failed there)."""
+    import tensorflow as tf
+
+    from training import difficulty
+
     data = tmp_path / "data"
     write_sequences(str(data), {"train": [(i % 2, 3) for i in range(16)], "valid": [(i % 2, 3) for i in range(6)],
                                 "test": [(i % 2, 3) for i in range(6)]})
-    script = f"""
-import json
-import tensorflow as tf
-from training import difficulty
-from training.models import ModelConfig
-from training.train import TrainConfig, train_and_evaluate
-
-metrics = train_and_evaluate(TrainConfig(data_dir={str(data)!r}, epochs=2, track_difficulty=True,
-                                         arch=ModelConfig(lstm_units=8, dense_units=8)), "ram://run")
-records = difficulty.load_records(["ram://"])
-difficulty.write_report(difficulty.summarize_examples(records, {{}}), "ram://report")
-print(json.dumps({{"run": sorted(tf.io.gfile.listdir("ram://run")), "report": sorted(tf.io.gfile.listdir("ram://report")),
-                  "records": len(records), "test_accuracy": metrics["test_accuracy"]}}))
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    workdir = f"ram://{tmp_path.name}/run"  # one name per test: ram:// lives as long as this process
+    train_here(data, workdir, epochs=2, track_difficulty=True, lstm_units=8, dense_units=8)
+    records = difficulty.load_records([workdir])
+    difficulty.write_report(difficulty.summarize_examples(records, {}), f"ram://{tmp_path.name}/report")
+    run = tf.io.gfile.listdir(workdir)
     for name in ("metrics.json", "history.csv", "history.png", "best.keras", "difficulty_records.csv",
                  "tensorboard/"):
-        assert name in found["run"] or name.rstrip("/") in found["run"], (name, found["run"])
-    assert not [n for n in found["run"] if ".tmp-" in n]
-    assert found["records"] == (16 + 6) * 2
-    assert {"difficulty.csv", "difficulty.png"} <= set(found["report"])
+        assert name in run or name.rstrip("/") in run, (name, run)
+    assert not [n for n in run if ".tmp-" in n]
+    assert len(records) == (16 + 6) * 2
+    assert {"difficulty.csv", "difficulty.png"} <= set(tf.io.gfile.listdir(f"ram://{tmp_path.name}/report"))
