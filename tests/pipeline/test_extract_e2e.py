@@ -1,4 +1,6 @@
-"""End to end: `python -m pipeline.extract` on generated H.264 videos, read back with TFDS alone."""
+"""End to end: `python -m pipeline.extract` on generated H.264 videos, read back with TFDS alone. The command
+runs where it is under test (the reference run, runner and worker options, a kill, exit statuses); other runs
+call the library's `run_extraction` in this process, which extracts the same bytes without paying the start-up."""
 
 import csv
 import filecmp
@@ -23,6 +25,14 @@ COMMON = ["--weights=none", "--image_size=75", "--fps=2", f"--group_regex={SESSI
 def extract(*args):
     return subprocess.run([sys.executable, "-m", "pipeline.extract", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
+
+
+def extract_here(input_dir, output_dir, **settings):
+    """`run_extraction` in this process with COMMON's settings; its summary."""
+    from pipeline.job import ExtractConfig, run_extraction
+
+    return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), weights="none",
+                                        image_size=75, fps=2, group_regex=SESSION_GROUP_REGEX, **settings))
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +117,14 @@ def test_two_workers_give_byte_identical_output(run, inputs, tmp_path):
     assert_same_output(out, tmp_path / "workers")
 
 
-def test_chunked_run_writes_the_one_pass_bytes(run, inputs, tmp_path):
+def test_chunked_run_writes_the_one_pass_bytes(run, inputs, tmp_path, caplog):
     """--chunk_frames bounds a local run's memory (five chunks of the 20 inputs here, with their failures), and
     changes nothing in the output."""
-    chunked = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--chunk_frames=16")
-    assert chunked.returncode == 0, chunked.stderr[-2000:]
-    assert "in 5 chunks of at most about 16 frames" in chunked.stderr
+    caplog.set_level("INFO")
+    summary = extract_here(inputs, tmp_path, chunk_frames=16)
+    assert "in 5 chunks of at most about 16 frames" in caplog.text
     assert_same_output(run[0], tmp_path)
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]  # the chunks' spills are gone
-    summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["counters"] == json.loads((run[0] / "summary.json").read_text())["counters"]
 
 
@@ -165,8 +174,7 @@ def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_pa
 
 def test_float16_halves_and_uint8_quarters_the_sequences_and_keep_the_values(run, inputs, tmp_path):
     half, _ = run  # the default --feature_dtype, float16
-    full = extract(f"--input_dir={inputs}", f"--output_dir={tmp_path}", *COMMON, "--feature_dtype=float32")
-    assert full.returncode == 0, full.stderr[-2000:]
+    extract_here(inputs, tmp_path, feature_dtype="float32")
 
     def total(d):
         return sum(os.path.getsize(d / n) for n in os.listdir(d) if ".tfrecord-" in n)
@@ -183,9 +191,7 @@ def test_float16_halves_and_uint8_quarters_the_sequences_and_keep_the_values(run
     # uint8: a quarter of float32's feature bytes, dequantized with TFDS alone (scale, offset in info.metadata).
     quarter = tmp_path / "uint8"
     # Chunked: the quantization must still span every chunk's values (the merge encodes with the global range).
-    done = extract(f"--input_dir={inputs}", f"--output_dir={quarter}", *COMMON, "--feature_dtype=uint8",
-                   "--chunk_frames=24")
-    assert done.returncode == 0, done.stderr[-2000:]
+    extract_here(inputs, quarter, feature_dtype="uint8", chunk_frames=24)
     assert 0.2 < total(quarter / "sequences") / total(tmp_path / "sequences") < 0.3
     builder = tfds.builder_from_directory(str(quarter / "sequences"))
     q = builder.info.metadata["quantization"]
@@ -209,15 +215,23 @@ def test_nothing_extractable_exits_non_zero_with_a_message(tmp_path):
     assert (tmp_path / "out" / "failures.jsonl").read_text().count("\n") == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--input_dir=/no/such/dir"], "does not exist"),
-    ([], "exactly one of --input_dir"),
-    (["--input_dir=.", "--splits=train=0.9"], "sum to 1"),
+@pytest.mark.parametrize("settings, message", [
+    (dict(input_dir="/no/such/dir"), "does not exist"),
+    (dict(input_dir=None), "exactly one of --input_dir"),
+    (dict(input_dir=".", splits="train=0.9"), "sum to 1"),
 ])
-def test_bad_invocations_fail_fast_with_a_message(tmp_path, args, message):
-    result = extract(*args, f"--output_dir={tmp_path}", "--weights=none")
-    assert result.returncode != 0
-    assert message in result.stderr
+def test_bad_settings_fail_fast_with_a_message(tmp_path, settings, message):
+    from pipeline.job import ExtractConfig, ExtractionError, run_extraction
+    from pipeline.sources import InputError
+
+    with pytest.raises((ExtractionError, InputError), match=message):
+        run_extraction(ExtractConfig(output_dir=str(tmp_path), weights="none", **settings))
+    assert not os.listdir(tmp_path)  # refused before any work
+
+
+def test_the_command_names_a_missing_flag():
+    result = extract("--input_dir=.", "--weights=none")
+    assert result.returncode != 0 and "--output_dir" in result.stderr
 
 
 def _free_port():
