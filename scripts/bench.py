@@ -497,12 +497,6 @@ def bench_extraction_scaling(size: str) -> dict:
                            longer["ms_per_frame"] / middle["ms_per_frame"], 3)}}
 
 
-def _run(args: list[str]) -> None:
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
-
-
 def bench_storage(size: str) -> dict:
     """Bytes per frame feature for each --feature_dtype, and what the compact dtype does to LSTM accuracy.
 
@@ -510,36 +504,37 @@ def bench_storage(size: str) -> dict:
     once per dtype. Two accuracy changes are reported: `eval_change_points`, the float32-trained model evaluated
     on the test split stored in each dtype (the storage effect alone), and `retrained_change_points`, the mean
     test accuracy of LSTMs trained and tested on each dtype over the same seeds (storage plus the training
-    noise it perturbs).
+    noise it perturbs). Bytes and accuracies do not depend on process boundaries, so extraction and training
+    run in this process, through the libraries the commands call (one model build for the three extractions).
     """
     import keras
     import numpy as np
 
     from dataformat import schema
-    from tools.samples import SESSION_GROUP_REGEX
     from dataformat.schema import split_info
+    from pipeline.job import ExtractConfig, run_extraction
+    from tools.samples import SESSION_GROUP_REGEX, write_samples
     from training.input_pipeline import InputConfig, make_dataset
+    from training.models import ModelConfig
+    from training.train import TrainConfig, train_and_evaluate
 
     work = tempfile.mkdtemp(prefix="bench-storage-")
     (sessions, clips), seeds, epochs = _pick(size, ((3, 1), [0], 2), ((5, 3), [0], 6), ((8, 6), [0, 1, 2], 15))
-    _run(["-m", "tools.samples", f"--output_dir={work}/videos", "--seed=0", f"--sessions={sessions}",
-          f"--clips={clips}", "--seconds=2", "--noclass_colours"])
+    write_samples(f"{work}/videos", seed=0, sessions=sessions, clips=clips, seconds=2, class_colours=False)
     results: dict = {"dtypes": {}}
     for dtype in schema.FEATURE_DTYPES:
         data = f"{work}/{dtype}"
-        _run(["-m", "pipeline.extract", f"--input_dir={work}/videos", f"--output_dir={data}", "--weights=none",
-              "--image_size=75", "--fps=2", f"--feature_dtype={dtype}", f"--group_regex={SESSION_GROUP_REGEX}"])
+        frames = run_extraction(ExtractConfig(output_dir=data, input_dir=f"{work}/videos", weights="none",
+                                              image_size=75, fps=2, feature_dtype=dtype,
+                                              group_regex=SESSION_GROUP_REGEX))["frames"]
         info = [split_info(data, schema.SEQUENCES, s) for s in ("train", "valid", "test")]
-        with open(f"{data}/summary.json") as f:
-            frames = json.load(f)["frames"]
         accuracies = []
         # Retraining on float16 (storage plus training noise) is measured in full mode only; every mode measures
         # the storage effect alone (the float32 model evaluated on both).
         for seed in seeds if dtype == "float32" or size == "full" else []:
-            _run(["-m", "training.main", f"--data_dir={data}", f"--workdir={data}/run{seed}", "--model=lstm",
-                  f"--epochs={epochs}", f"--seed={seed}", "--lstm_units=64", "--dense_units=32"])
-            with open(f"{data}/run{seed}/metrics.json") as f:
-                accuracies.append(json.load(f)["test_accuracy"])
+            config = TrainConfig(data_dir=data, model="lstm", epochs=epochs, seed=seed,
+                                 arch=ModelConfig(lstm_units=64, dense_units=32))
+            accuracies.append(train_and_evaluate(config, f"{data}/run{seed}")["test_accuracy"])
         results["dtypes"][dtype] = {
             "feature_bytes_per_frame": 2048 * np.dtype(dtype).itemsize,
             "shard_bytes_per_frame": round(sum(i.num_bytes for i in info) / frames, 1),
