@@ -271,13 +271,28 @@ class SplitInfo:
     max_num_frames: Optional[int] = None  # sequences: frames of the longest video (None: not recorded, < 1.1.0)
 
 
+def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
+    """Every split of dataset `kind` under `data_dir` (files, sizes, schema), from its TFDS metadata, read once.
+
+    Raises:
+      ValueError: `data_dir/kind` is not a dataset written by pipeline.extract.
+    """
+    directory = f"{data_dir.rstrip('/')}/{kind}"
+    try:
+        builder = tfds.builder_from_directory(directory)
+    except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
+        raise ValueError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
+    spec = read_spec(data_dir)
+    longest = (builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {} if kind == SEQUENCES else {}
+    return {name: SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes, spec,
+                            tuple(int(n) for n in info.shard_lengths),
+                            int(longest[name]) if longest.get(name) is not None else None)
+            for name, info in builder.info.splits.items()}
+
+
 def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
-    """Files, size and schema of `split` of dataset `kind` under `data_dir`, from its TFDS metadata."""
-    builder = tfds.builder_from_directory(f"{data_dir.rstrip('/')}/{kind}")
-    if split not in builder.info.splits:
-        raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(builder.info.splits)}")
-    info = builder.info.splits[split]
-    longest = ((builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {}).get(split) if kind == SEQUENCES else None
-    return SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes,
-                     read_spec(data_dir), tuple(int(n) for n in info.shard_lengths),
-                     int(longest) if longest is not None else None)
+    """`read_splits(data_dir, kind)[split]`, with an error that lists the splits there are."""
+    splits = read_splits(data_dir, kind)
+    if split not in splits:
+        raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(splits)}")
+    return splits[split]

@@ -6,6 +6,18 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+
+def pytest_collection_modifyitems(items):
+    """Longest first: the benchmark smoke runs, then the other slow tests, then the rest (each group in file
+    order). pytest-xdist hands tests out in this order, so the long ones start early and the short ones fill the
+    gaps at the end instead of one worker finishing a long test alone."""
+    def weight(item):
+        return 0 if item.nodeid.startswith("tests/test_bench.py") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=weight)
+
+
 # Small enough for InceptionV3 at its minimum input size to run in seconds on 2 CPU cores.
 TINY = dict(num_classes=3, sessions=6, clips=1, seconds=2.0, video_fps=8, width=64, height=48)
 

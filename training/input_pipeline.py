@@ -24,7 +24,7 @@ from typing import Optional
 import tensorflow as tf
 
 from dataformat import integrity, schema
-from dataformat.schema import SplitInfo, split_info
+from dataformat.schema import SplitInfo
 from settings import check_choices, setting
 
 ORDERS = ("fixed", "reshuffle")
@@ -205,9 +205,11 @@ def open_data(data_dir: str, kind: str, splits, *, seq_len: Optional[int] = None
     """
     if kind not in schema.DATASET_NAMES:
         raise ValueError(f"dataset kind {kind!r}: expected one of {', '.join(schema.DATASET_NAMES)}")
-    infos, skipped = {}, {}
+    available, infos, skipped = schema.read_splits(data_dir, kind), {}, {}
     for split in dict.fromkeys(splits):
-        info = split_info(data_dir, kind, split)
+        if split not in available:
+            raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(available)}")
+        info = available[split]
         what = f"{data_dir}/{kind} split {split!r}"
         if skip_corrupt:
             info, skipped[split] = integrity.without_corrupt_records(info, what, repair_dir or None)

@@ -20,7 +20,7 @@ from dataformat import files, integrity, schema
 from dataformat.files import TMP_MARKER, atomic_path, remove_stale_temporaries, write_atomically
 from settings import check_choices, setting
 from training import artifacts, distribute
-from training.input_pipeline import ExtractedData, InputConfig, make_dataset, open_data, split_info
+from training.input_pipeline import ExtractedData, InputConfig, make_dataset, open_data
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.monitors import CollapseDetector, DifficultyRecorder, class_probabilities
 from training.schedules import MODES, CyclicLearningRate
@@ -94,13 +94,11 @@ def plan_splits(config: TrainConfig) -> tuple[str, str, tuple[str, ...]]:
     """(train split, model-selection split, final-evaluation splits) of this run, checked against the data before
     any work: a split the run names but the data lacks is an error listing the data's splits, except the default
     final split `test`, which is skipped with a log line (extractions may be split e.g. train=0.8,valid=0.2)."""
-    import tensorflow_datasets as tfds
-
     directory = f"{config.data_dir.rstrip('/')}/{config.kind}"
     try:
-        available = sorted(tfds.builder_from_directory(directory).info.splits)
-    except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
-        raise TrainingError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
+        available = sorted(schema.read_splits(config.data_dir, config.kind))
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     if not config.eval_splits:
         raise TrainingError("--eval_splits is empty: name at least the split that selects the model (e.g. valid)")
     train, selection, finals = config.train_split, config.eval_splits[0], tuple(config.eval_splits[1:])
@@ -320,7 +318,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     except tf.errors.DataLossError as e:
         kind = config.kind
         train, selection, finals = plan_splits(config)
-        found = [integrity.describe_damage(split_info(config.data_dir, kind, s), f"{config.data_dir}/{kind} {s}")
+        found = [integrity.describe_damage(schema.split_info(config.data_dir, kind, s), f"{config.data_dir}/{kind} {s}")
                  for s in (train, selection, *finals)]
         found = [f for f in found if f]
         raise integrity.CorruptDataError(
