@@ -22,8 +22,15 @@ GROUPS = {
 }
 
 
+# The sections that time and measure whole `pipeline.extract` processes cost about 2.5 minutes even at --tiny
+# (process start-up dominates) and exercise only the bench's own harness beyond what the extraction tests cover:
+# they run with `scripts/test.sh -m bench_processes`, not in every suite run.
+PROCESS_GROUPS = ("extraction", "scaling")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("group", sorted(GROUPS))
+@pytest.mark.parametrize("group", [pytest.param(g, marks=pytest.mark.bench_processes) if g in PROCESS_GROUPS else g
+                                   for g in sorted(GROUPS)])
 def test_bench_tiny_runs_and_reports_every_ratio(tmp_path, group):
     """Every section, in four groups (so that a parallel test run spreads them over its workers)."""
     sections, ratios = GROUPS[group]
