@@ -91,22 +91,29 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = train_flags.config_from_flags()
+def inspect_training_order(config, split: str = "train") -> dict:
+    """What `config`'s training input pipeline feeds the model from `split` (`inspect_order`'s report, with the
+    settings), built exactly as `training.train` builds it, without decoding any input."""
     kind = config.kind
     keras.utils.set_random_seed(config.seed)  # as training.train does: tf.data seeds depend on the global seed
     input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, with_metadata=True, decode=False)
-    data = open_data(config.data_dir, kind, [FLAGS.split], seq_len=input_config.seq_len)
-    info = data.info(FLAGS.split)
-    ds, steps = make_train_dataset(data, FLAGS.split, input_config, num_epochs=config.epochs)
-    batches = list(ds.as_numpy_iterator())
-    report = inspect_order(batches, info.num_examples, len(info.spec.class_names), steps)
-    report["settings"] = {"split": FLAGS.split, "kind": kind, **dataclasses.asdict(input_config)}
-    print(f"{kind} {FLAGS.split}: {info.num_examples} examples, batch {input_config.batch_size}, "
-          f"order={input_config.order}, sampling={input_config.sampling}, shuffle_buffer="
-          f"{input_config.shuffle_buffer or 'whole split'}, seed={config.seed}")
+    data = open_data(config.data_dir, kind, [split], seq_len=input_config.seq_len)
+    info = data.info(split)
+    ds, steps = make_train_dataset(data, split, input_config, num_epochs=config.epochs)
+    report = inspect_order(list(ds.as_numpy_iterator()), info.num_examples, len(info.spec.class_names), steps)
+    report["settings"] = {"split": split, "kind": kind, "examples": info.num_examples, "seed": config.seed,
+                          **dataclasses.asdict(input_config)}
+    return report
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    report = inspect_training_order(train_flags.config_from_flags(), FLAGS.split)
+    settings = report["settings"]
+    print(f"{settings['kind']} {FLAGS.split}: {settings['examples']} examples, batch {settings['batch_size']}, "
+          f"order={settings['order']}, sampling={settings['sampling']}, shuffle_buffer="
+          f"{settings['shuffle_buffer'] or 'whole split'}, seed={settings['seed']}")
     print(format_table(report))
     if FLAGS.json:
         from dataformat.files import write_atomically

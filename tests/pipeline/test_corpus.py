@@ -4,8 +4,6 @@ stated behaviour) or in failures.jsonl with a reason, and summary.json adds up."
 import csv
 import json
 import os
-import subprocess
-import sys
 from fractions import Fraction
 
 import av
@@ -14,8 +12,13 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+def extract_here(input_dir, output_dir):
+    """`run_extraction` in this process (the library `python -m pipeline.extract` calls)."""
+    from pipeline.job import ExtractConfig, run_extraction
+
+    return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), weights="none",
+                                        image_size=75, fps=2, splits="train=1"))
 
 def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None, rotation=None):
     """Writes RGB frames as a video; `times` (seconds) gives each frame its own timestamp (variable frame rate)."""
@@ -100,10 +103,7 @@ def corpus(tmp_path_factory):
     encode(case("circle/clip.mp4", ("ok", 2)), moving(12, seed=3))
     encode(case("square/clip.mp4", ("ok", 2)), moving(12, seed=4))
     out = tmp_path_factory.mktemp("corpus_out")
-    result = subprocess.run([sys.executable, "-m", "pipeline.extract", f"--input_dir={root}", f"--output_dir={out}",
-                             "--weights=none", "--image_size=75", "--fps=2", "--splits=train=1"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+    extract_here(root, out)
     return root, out, cases
 
 
@@ -178,7 +178,8 @@ def test_odd_names_and_duplicate_base_names_keep_distinct_ids(corpus):
     assert "chien méchant" in labels
 
 
-def test_a_decoder_crash_in_native_code_fails_one_video_not_the_job(tmp_path):
+def test_a_decoder_crash_in_native_code_fails_one_video_not_the_job(tmp_path, monkeypatch):
+    """The job here is this test's own process: a crash that reached it would end the test run."""
     from pipeline.isolated_decode import CRASH_MARKER_ENV
 
     root = tmp_path / "in"
@@ -186,11 +187,8 @@ def test_a_decoder_crash_in_native_code_fails_one_video_not_the_job(tmp_path):
     encode(root / "cat" / "crash_me.mp4", moving(12, seed=5))
     encode(root / "dog" / "fine.mp4", moving(12, seed=6))
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "pipeline.extract", f"--input_dir={root}", f"--output_dir={out}",
-                             "--weights=none", "--image_size=75", "--fps=2", "--splits=train=1"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, **{CRASH_MARKER_ENV: "crash_me"}))
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.setenv(CRASH_MARKER_ENV, "crash_me")  # read by the decoder's child process
+    extract_here(root, out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == 3 == summary["extracted"] + summary["failed"]
     # The crash came after the first frame: that frame is kept, with a warning naming the signal.

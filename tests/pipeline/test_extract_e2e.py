@@ -31,8 +31,8 @@ def extract_here(input_dir, output_dir, **settings):
     """`run_extraction` in this process with COMMON's settings; its summary."""
     from pipeline.job import ExtractConfig, run_extraction
 
-    return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), weights="none",
-                                        image_size=75, fps=2, group_regex=SESSION_GROUP_REGEX, **settings))
+    settings = dict(dict(weights="none", image_size=75, fps=2, group_regex=SESSION_GROUP_REGEX), **settings)
+    return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), **settings))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def _files(root):
 @pytest.mark.parametrize("moment", ["writing", "metadata"])
 def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_path, moment):
     """SIGKILL at two moments (while a temporary file is being written; after shards exist but before
-    summary.json), then the same command again: the output equals an uninterrupted run's."""
+    summary.json), then the same extraction again: the output equals an uninterrupted run's."""
     import signal
     import time
 
@@ -166,8 +166,7 @@ def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_pa
     for f in _files(out):
         if ".tfrecord-" in f and TMP_MARKER not in f:
             assert integrity.scan(f, check_data=True).lost_at is None, f
-    rerun = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    extract_here(inputs, out)  # the same settings as COMMON, through the library the command calls
     assert not [f for f in _files(out) if TMP_MARKER in f]  # the killed run's temporaries are gone
     assert_same_output(reference, out)
 
@@ -205,13 +204,14 @@ def test_float16_halves_and_uint8_quarters_the_sequences_and_keep_the_values(run
         assert np.abs(values - f32[ex["video_id"].numpy()]).max() <= q["scale"] / 2 * 1.001
 
 
-def test_nothing_extractable_exits_non_zero_with_a_message(tmp_path):
+def test_nothing_extractable_is_an_error_and_its_failures_are_listed(tmp_path):
+    from pipeline.job import ExtractionError
+
     bad = tmp_path / "in" / "circle"
     bad.mkdir(parents=True)
     (bad / "a.mp4").write_bytes(b"")
-    result = extract(f"--input_dir={tmp_path / 'in'}", f"--output_dir={tmp_path / 'out'}", *COMMON[:2])
-    assert result.returncode != 0
-    assert "none of the 1 input files could be extracted" in result.stderr
+    with pytest.raises(ExtractionError, match="none of the 1 input files could be extracted"):
+        extract_here(tmp_path / "in", tmp_path / "out", group_regex=None)
     assert (tmp_path / "out" / "failures.jsonl").read_text().count("\n") == 1
 
 
@@ -229,9 +229,12 @@ def test_bad_settings_fail_fast_with_a_message(tmp_path, settings, message):
     assert not os.listdir(tmp_path)  # refused before any work
 
 
-def test_the_command_names_a_missing_flag():
-    result = extract("--input_dir=.", "--weights=none")
-    assert result.returncode != 0 and "--output_dir" in result.stderr
+def test_the_command_exits_non_zero_naming_the_problem(tmp_path):
+    missing_flag = extract("--input_dir=.", "--weights=none")
+    assert missing_flag.returncode != 0 and "--output_dir" in missing_flag.stderr
+    missing_input = extract("--input_dir=/no/such/dir", f"--output_dir={tmp_path}", "--weights=none")
+    assert missing_input.returncode == 1 and "extract: error:" in missing_input.stderr
+    assert "does not exist" in missing_input.stderr
 
 
 def _free_port():

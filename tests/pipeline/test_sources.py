@@ -1,4 +1,4 @@
-import os
+"""Listing inputs: class folders, groups, manifests and the errors that name the file and line."""
 
 import pytest
 
@@ -102,8 +102,8 @@ def test_labels_that_would_break_the_output_are_refused_with_their_line(tmp_path
 @pytest.mark.slow
 def test_path_like_labels_stay_names_and_write_nothing_outside_the_output(sample_videos, tmp_path):
     import json
-    import subprocess
-    import sys
+
+    from pipeline.job import ExtractConfig, run_extraction
 
     videos = sorted(p for p in sample_videos.rglob("*.mp4"))[:4]
     rows = ["path,label"] + [f"{v},{label}" for v, label in zip(videos, ["../escape", "a/b", "../escape", "a/b"])]
@@ -112,11 +112,8 @@ def test_path_like_labels_stay_names_and_write_nothing_outside_the_output(sample
     manifest.write_text("\n".join(rows) + "\n")
     out = tmp_path / "work" / "out"
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    result = subprocess.run([sys.executable, "-m", "pipeline.extract", f"--manifest={manifest}",
-                             f"--output_dir={out}", "--weights=none", "--image_size=75", "--fps=2", "--splits=train=1"],
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_extraction(ExtractConfig(output_dir=str(out), manifest=str(manifest), weights="none", image_size=75, fps=2,
+                                 splits="train=1"))
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert [p for p in after if p not in before and not str(p).startswith("work")] == []
     assert json.loads((out / "summary.json").read_text())["class_names"] == ["../escape", "a/b"]

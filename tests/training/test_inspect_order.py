@@ -47,12 +47,22 @@ def test_video_ordered_frames_and_a_small_buffer_give_batches_of_one_video(sampl
                                  "--epochs=2", "--batch_size=16", f"--json={tmp_path}/i.json", *args],
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
+        assert "frames train: 96 examples, batch 16" in result.stdout
         import json
         with open(f"{tmp_path}/i.json") as f:
             return json.load(f)["epochs"][0]["mean_max_same_video"]
 
+    def worst_same_video_here(**settings):  # the library the command calls, in this process
+        from training.input_pipeline import InputConfig
+        from training.inspect_order import inspect_training_order
+        from training.train import TrainConfig
+
+        config = TrainConfig(data_dir=str(tmp_path), model="cnn", epochs=2,
+                             input=InputConfig(batch_size=16, **settings))
+        return inspect_training_order(config)["epochs"][0]["mean_max_same_video"]
+
     # 8 frames per video (2 s at 4 fps), 12 train videos, batches of 16. A 4-example buffer keeps each video's
     # run of frames together (about 7 of 16 from one video); the default whole-split shuffle scatters them
     # (about 3.5, what random batches from 12 videos give).
-    small, whole = worst_same_video("--shuffle_buffer=4"), worst_same_video()
+    small, whole = worst_same_video("--shuffle_buffer=4"), worst_same_video_here()
     assert small >= 6 and whole <= 4.5 and small - whole >= 2.5, (small, whole)
