@@ -18,18 +18,26 @@ def make_config(data_dir, **values):
     return TrainConfig(data_dir=str(data_dir), input=input_config, arch=arch, **values)
 
 
-@pytest.fixture
-def train_here():
-    """Runs `train_and_evaluate` in this process and afterwards puts back what it sets process-wide (op
-    determinism, the dtype policy), so the tests that follow in this worker see a fresh process's settings."""
+def train_in_this_process(data_dir, workdir, **settings):
+    """`train_and_evaluate` here, on `make_config(data_dir, **settings)`; afterwards puts back what it sets
+    process-wide (op determinism, the dtype policy), so later tests in this worker see a fresh process's
+    settings."""
     import keras
     from tensorflow.python.framework import config as tf_config
 
     from training.train import train_and_evaluate
 
     determinism = tf_config.is_op_determinism_enabled()
-    yield lambda data_dir, workdir, **settings: train_and_evaluate(make_config(data_dir, **settings), str(workdir))
-    if not determinism:
-        tf_config.disable_op_determinism()
-    keras.mixed_precision.set_global_policy("float32")
-    keras.backend.clear_session()
+    try:
+        return train_and_evaluate(make_config(data_dir, **settings), str(workdir))
+    finally:
+        if not determinism:
+            tf_config.disable_op_determinism()
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session()
+
+
+@pytest.fixture
+def train_here():
+    """`train_in_this_process`, for tests that train in process."""
+    return train_in_this_process

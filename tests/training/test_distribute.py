@@ -90,7 +90,11 @@ CNN = ["--model=cnn", "--epochs=6", "--image_size=32", "--batch_size=16", "--see
 
 @pytest.fixture(scope="module")
 def one_device(extracted_samples, tmp_path_factory):
-    return train(extracted_samples, tmp_path_factory.mktemp("one"), *CNN)
+    """The CNN on one device, trained in this process (the library the command calls)."""
+    from tests.training.conftest import train_in_this_process
+
+    return train_in_this_process(extracted_samples, tmp_path_factory.mktemp("one"), model="cnn", epochs=6,
+                                 image_size=32, batch_size=16, seed=0)
 
 
 @pytest.mark.slow
