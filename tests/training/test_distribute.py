@@ -85,7 +85,7 @@ def train(data_dir, workdir, *args, launcher=None):
         return json.load(f)
 
 
-CNN = ["--model=cnn", "--epochs=6", "--image_size=32", "--batch_size=16", "--seed=0"]
+CNN = ["--model=cnn", "--epochs=3", "--image_size=32", "--batch_size=16", "--seed=0"]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def one_device(extracted_samples, tmp_path_factory):
     """The CNN on one device, trained in this process (the library the command calls)."""
     from tests.training.conftest import train_in_this_process
 
-    return train_in_this_process(extracted_samples, tmp_path_factory.mktemp("one"), model="cnn", epochs=6,
+    return train_in_this_process(extracted_samples, tmp_path_factory.mktemp("one"), model="cnn", epochs=3,
                                  image_size=32, batch_size=16, seed=0)
 
 
