@@ -47,8 +47,8 @@ def test_the_command_trains_well_above_chance_and_records_everything(extracted_s
 
 
 def test_the_cnn_trains_well_above_chance_on_augmented_frames(extracted_samples, tmp_path, train_here):
-    metrics = train_here(extracted_samples, tmp_path, model="cnn", epochs=8, augment=("flip_h", "flip_v", "zoom"),
-                         image_size=48)
+    metrics = train_here(extracted_samples, tmp_path, model="cnn", epochs=4, augment=("flip_h", "flip_v", "zoom"),
+                         image_size=32, batch_size=16)
     assert metrics["test_accuracy"] >= 0.6, metrics["test_accuracy"]
     assert metrics["test_examples"] == 60 and tuple(metrics["config"]["input"]["augment"]) == ("flip_h", "flip_v", "zoom")
     assert [s["split"] for s in metrics["splits_read"]] == ["train", "valid", "test"]
@@ -57,7 +57,7 @@ def test_the_cnn_trains_well_above_chance_on_augmented_frames(extracted_samples,
 
 
 def test_same_seed_gives_bit_identical_weights_other_seed_does_not(extracted_samples, tmp_path, train_here):
-    settings = dict(model="lstm", epochs=3, lstm_units=32, dense_units=16, deterministic=True)
+    settings = dict(model="lstm", epochs=2, lstm_units=32, dense_units=16, deterministic=True)
     a = train_here(extracted_samples, tmp_path / "a", **settings, seed=1)
     b = train_here(extracted_samples, tmp_path / "b", **settings, seed=1)
     c = train_here(extracted_samples, tmp_path / "c", **settings, seed=2)
