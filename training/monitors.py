@@ -39,9 +39,11 @@ class CollapseDetector(keras.callbacks.Callback):
     staying collapsed for long, and still select a checkpoint that answers one class).
 
     A collapsed run is what story 001 saw as "stuck at 50%": accuracy at the majority-class rate because the
-    network answers the same class for everything. The run goes on (a collapse can end); `collapsed`,
-    `collapse_epoch` (first epoch of the streak, 0-based; None when only the final model collapsed) and
-    `final_model_collapsed` are written to metrics.json.
+    network answers the same class for everything. The run goes on, and a collapse can end (a small CNN's
+    BatchNorm statistics warming up can give a few one-class epochs): `collapsed` is the verdict on the run as
+    it ended (still in the streak, or the final model collapsed), `collapse_epoch` the first epoch of that
+    streak (0-based; None when only the final model collapsed), `recovered_collapses` the streaks it came out
+    of ([first, last] epochs), and `final_model_collapsed`; all are written to metrics.json.
     """
 
     def __init__(self, inputs, patience: int = 3, majority_share: float = 0.95, min_std: float = 1e-3):
@@ -53,6 +55,7 @@ class CollapseDetector(keras.callbacks.Callback):
         self.collapsed = False
         self.collapse_epoch: Optional[int] = None
         self.final_model_collapsed: Optional[bool] = None
+        self.recovered_collapses: list[list[int]] = []
         self.history: list[dict] = []
         self._streak_start: Optional[int] = None
 
@@ -66,6 +69,11 @@ class CollapseDetector(keras.callbacks.Callback):
         collapsed = bool(collapsed)
         self.history.append({"epoch": epoch, "collapsed": collapsed, "detail": why})
         if not collapsed:
+            if self.collapsed and self.collapse_epoch is not None:  # a flagged streak ended: the run recovered
+                self.recovered_collapses.append([self.collapse_epoch, epoch - 1])
+                logging.warning("[train] recovered at epoch %d from the collapse of epochs %d-%d: %s", epoch + 1,
+                                self.collapse_epoch + 1, epoch, why)
+                self.collapsed, self.collapse_epoch = False, None
             self._streak_start = None
             return
         if self._streak_start is None:

@@ -507,6 +507,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
                                "global_batch_size": config.input.batch_size, "per_replica_batch_size": per_replica,
                                "steps_per_epoch": steps}
     metrics.update(collapsed=collapse.collapsed, collapse_epoch=collapse.collapse_epoch,
+                   recovered_collapses=collapse.recovered_collapses,
                    final_model_collapsed=collapse.final_model_collapsed, collapse_history=collapse.history)
     if difficulty is not None:
         artifacts.write_difficulty_records(workdir, difficulty.records)

@@ -31,6 +31,18 @@ def test_a_short_dip_is_not_a_collapse():
     assert not detector.collapsed and detector.collapse_epoch is None
 
 
+def test_a_collapse_the_run_came_out_of_is_recorded_not_the_verdict():
+    # The demo's CNN: one class for epochs 1-3 while BatchNorm's statistics warm up, then 100% valid accuracy.
+    detector = CollapseDetector(inputs=None, patience=3)
+    for epoch, p in enumerate([healthy(), collapsed(), collapsed(), collapsed(), healthy(seed=2), healthy(seed=3)]):
+        detector.observe(epoch, p)
+    assert not detector.collapsed and detector.collapse_epoch is None
+    assert detector.recovered_collapses == [[1, 3]]
+    for epoch, p in enumerate([collapsed()] * 3, start=6):  # and a second collapse that lasts to the end
+        detector.observe(epoch, p)
+    assert detector.collapsed and detector.collapse_epoch == 6 and detector.recovered_collapses == [[1, 3]]
+
+
 def test_constant_outputs_count_as_collapsed_even_if_split_between_classes():
     # A sigmoid stuck at 0.5 for every input: argmax ties, outputs do not vary.
     flat = class_probabilities(np.full((20, 1), 0.5))
