@@ -241,12 +241,16 @@ def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
 def read_spec(data_dir: str) -> DatasetSpec:
     """Reads the class names and feature dtype back from an extraction output's `sequences/` metadata."""
     directory = f"{data_dir.rstrip('/')}/{SEQUENCES}"
-    builder = tfds.builder_from_directory(directory)
-    features = builder.info.features
+    return _spec_of(tfds.builder_from_directory(directory), directory)
+
+
+def _spec_of(sequences_builder, directory: str) -> DatasetSpec:
+    """The DatasetSpec declared by the metadata of a `sequences/` dataset (read by `sequences_builder`)."""
+    features = sequences_builder.info.features
     dtype = np.dtype(features[FEATURES].np_dtype).name
     quantization = None
     if dtype == "uint8":
-        constants = (builder.info.metadata or {}).get(QUANTIZATION)
+        constants = (sequences_builder.info.metadata or {}).get(QUANTIZATION)
         if not constants:
             raise ValueError(f"{directory} stores uint8 features but its metadata.json has no {QUANTIZATION!r} "
                              "(scale, offset): the output is incomplete; re-run pipeline.extract")
@@ -282,7 +286,8 @@ def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
         builder = tfds.builder_from_directory(directory)
     except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
         raise ValueError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
-    spec = read_spec(data_dir)
+    # The spec lives in sequences/' metadata: the builder just read, or (for frames/) one more read.
+    spec = _spec_of(builder, directory) if kind == SEQUENCES else read_spec(data_dir)
     longest = (builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {} if kind == SEQUENCES else {}
     return {name: SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes, spec,
                             tuple(int(n) for n in info.shard_lengths),
@@ -292,7 +297,11 @@ def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
 
 def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
     """`read_splits(data_dir, kind)[split]`, with an error that lists the splits there are."""
-    splits = read_splits(data_dir, kind)
+    return pick_split(read_splits(data_dir, kind), split, f"{data_dir}/{kind}")
+
+
+def pick_split(splits: dict[str, SplitInfo], split: str, where: str) -> SplitInfo:
+    """`splits[split]` (a `read_splits` result for the dataset at `where`), or an error listing its splits."""
     if split not in splits:
-        raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(splits)}")
+        raise ValueError(f"{where} has no split {split!r}; it has {sorted(splits)}")
     return splits[split]

@@ -512,7 +512,7 @@ def bench_storage(size: str) -> dict:
     import numpy as np
 
     from dataformat import schema
-    from dataformat.schema import split_info
+    from dataformat.schema import read_splits
     from pipeline.job import ExtractConfig, run_extraction
     from tools.samples import SESSION_GROUP_REGEX, write_samples
     from training.input_pipeline import InputConfig, make_dataset
@@ -528,7 +528,7 @@ def bench_storage(size: str) -> dict:
         frames = run_extraction(ExtractConfig(output_dir=data, input_dir=f"{work}/videos", weights="none",
                                               image_size=75, fps=2, feature_dtype=dtype,
                                               group_regex=SESSION_GROUP_REGEX))["frames"]
-        info = [split_info(data, schema.SEQUENCES, s) for s in ("train", "valid", "test")]
+        info = list(read_splits(data, schema.SEQUENCES).values())
         accuracies = []
         # Retraining on float16 (storage plus training noise) is measured in full mode only; every mode measures
         # the storage effect alone (the float32 model evaluated on both).

@@ -56,49 +56,36 @@ class _Flag:
     required: bool
 
 
-def _value_type(annotation) -> tuple[type, bool]:
-    """(str|int|float|bool|tuple, optional?) of a field's annotation."""
-    optional = False
+def _value_type(annotation) -> type:
+    """str, int, float, bool or tuple: what a field's annotation holds (Optional[X] holds X)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:
             raise TypeError(f"unsupported setting type {annotation}")
-        annotation, optional = args[0], True
+        annotation = args[0]
     if typing.get_origin(annotation) is tuple:
-        return tuple, optional
+        return tuple
     if annotation in (str, int, float, bool):
-        return annotation, optional
+        return annotation
     raise TypeError(f"unsupported setting type {annotation}")
 
 
-def _default_of(field: dataclasses.Field) -> Any:
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return None
-
-
-def _walk(config_cls: type) -> Iterator[tuple[tuple[str, ...], Optional[_Flag]]]:
-    """(path of field names, flag or None for a nested config) for every field of `config_cls` and its nested
-    configs, depth first; fields without help are left out."""
+def _walk(config_cls: type) -> Iterator[_Flag]:
+    """The flag of every field of `config_cls` and of its nested configs, depth first (fields without help are
+    not flags)."""
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
-        kind = hints[field.name]
-        if dataclasses.is_dataclass(kind):
-            yield (field.name,), None
-            for path, flag in _walk(kind):
-                yield (field.name,) + path, flag
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _walk(hints[field.name])
         elif field.metadata.get(_HELP):
-            value_type, _ = _value_type(kind)
-            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-            yield (field.name,), _Flag(field.name, value_type, _default_of(field), field.metadata[_HELP],
-                                       field.metadata[_CHOICES], field.metadata[_SHOWN], required)
+            required = field.default is dataclasses.MISSING  # `setting` never makes a default_factory
+            yield _Flag(field.name, _value_type(hints[field.name]), None if required else field.default,
+                        field.metadata[_HELP], field.metadata[_CHOICES], field.metadata[_SHOWN], required)
 
 
 def flags_of(config_cls: type) -> list[_Flag]:
     """The flags `config_cls` declares (nested configs included), in declaration order."""
-    found = [flag for _, flag in _walk(config_cls) if flag is not None]
+    found = list(_walk(config_cls))
     seen = set()
     for flag in found:
         if flag.name in seen:
@@ -108,13 +95,22 @@ def flags_of(config_cls: type) -> list[_Flag]:
     return found
 
 
+def _listed_choices(flag: _Flag, quote: str = "") -> str:
+    """' One of: a, b.' (or 'Any of' for a list flag), the sentence the help text ends with; '' without choices."""
+    if not flag.choices:
+        return ""
+    listed = ", ".join(f"{quote}{c}{quote}" for c in flag.choices)
+    return f" Any of: {listed}." if flag.kind is tuple else f" One of: {listed}."
+
+
 def define_flags(config_cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one absl flag per setting of `config_cls` (see the module docstring); a field without a default
     is a required flag."""
     for flag in flags_of(config_cls):
         if flag.kind is tuple:
-            help_text = flag.help + (f" Any of: {', '.join(flag.choices)}." if flag.choices else "")
-            flags.DEFINE_list(flag.name, list(flag.default or ()), help_text, flag_values=flag_values)
+            # An enum flag lists its choices itself; a list flag does not.
+            flags.DEFINE_list(flag.name, list(flag.default or ()), flag.help + _listed_choices(flag),
+                              flag_values=flag_values)
         elif flag.choices:
             flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help, flag_values=flag_values)
         else:
@@ -165,10 +161,7 @@ def markdown_table(config_cls: type) -> str:
     """The README's table of `config_cls`'s flags: flag, default, help."""
     rows = ["| flag | default | what it does |", "| --- | --- | --- |"]
     for flag in flags_of(config_cls):
-        help_text = flag.help.replace("|", "\\|")
-        if flag.choices:
-            listed = ", ".join(f"`{c}`" for c in flag.choices)
-            help_text += f" Any of: {listed}." if flag.kind is tuple else f" One of: {listed}."
+        help_text = flag.help.replace("|", "\\|") + _listed_choices(flag, quote="`")
         rows.append(f"| `--{flag.name}` | {_shown(flag)} | {help_text} |")
     return "\n".join(rows) + "\n"
 

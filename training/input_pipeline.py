@@ -207,9 +207,7 @@ def open_data(data_dir: str, kind: str, splits, *, seq_len: Optional[int] = None
         raise ValueError(f"dataset kind {kind!r}: expected one of {', '.join(schema.DATASET_NAMES)}")
     available, infos, skipped = schema.read_splits(data_dir, kind), {}, {}
     for split in dict.fromkeys(splits):
-        if split not in available:
-            raise ValueError(f"{data_dir}/{kind} has no split {split!r}; it has {sorted(available)}")
-        info = available[split]
+        info = schema.pick_split(available, split, f"{data_dir}/{kind}")
         what = f"{data_dir}/{kind} split {split!r}"
         if skip_corrupt:
             info, skipped[split] = integrity.without_corrupt_records(info, what, repair_dir or None)
