@@ -59,10 +59,20 @@ class Frame:
 
 @dataclasses.dataclass
 class DecodeReport:
-    """Filled in while `decode_frames` runs: what a caller should know once the generator is exhausted."""
+    """Filled in while `decode_frames` runs: what a caller should know once the generator is exhausted.
+
+    warning: what a user should know about this video (warnings.jsonl), or None.
+    partial: frames were lost (the file is damaged or cut short); the video's status is then `partial`. A
+      warning without loss (e.g. timestamps that restart) leaves the status `ok`.
+    """
 
     frames: int = 0
     warning: Optional[str] = None
+    partial: bool = False
+
+    def warn(self, text: str, partial: bool) -> None:
+        self.warning = f"{self.warning}; {text}" if self.warning else text
+        self.partial = self.partial or partial
 
 
 def _open(path: str):
@@ -109,12 +119,19 @@ def _describe(e: Exception) -> str:
     return f"{type(e).__name__}: {text}"
 
 
+def unexpected_error(e: Exception) -> str:
+    """failures.jsonl's reason for an error no decoder check anticipated: the video fails, the job goes on."""
+    return (f"unexpected error while decoding ({_describe(e)}); the other videos are not affected. Please report "
+            "it with the file if you can")
+
+
 def probe_seconds(path: str) -> Optional[float]:
     """The duration a video's header declares, read without decoding; None when it cannot be read or declares
     none (used only to estimate a job's size: decoding reports the real problems)."""
     try:
         with _open(path) as container:
-            return _declared_seconds(container, container.streams.video[0]) if container.streams.video else None
+            stream = container.streams.best("video")
+            return _declared_seconds(container, stream) if stream is not None else None
     except Exception:  # noqa: BLE001 - any FFmpeg error: unknown size, decoding will say what is wrong
         return None
 
@@ -127,11 +144,50 @@ def expected_frames(seconds: Optional[float], settings: DecodeSettings) -> int:
     return min(frames, settings.max_frames) if settings.max_frames is not None else frames
 
 
+class _Timeline:
+    """Seconds from the start of a video stream, in presentation order, across timestamp restarts.
+
+    Files joined by copying (`cat a.ts b.ts`, as dashcams and HLS downloads produce) start their timestamps
+    again at each joint; so do some cameras' segment boundaries. A frame whose timestamp falls back by more
+    than a couple of frame durations starts a new segment, which continues one frame after the previous one's
+    last frame: without this, every frame after the joint would be "before" the next sampling instant and be
+    skipped. Frames without any timestamp (raw .h264 elementary streams) are placed by their count and the
+    nominal frame rate.
+    """
+
+    def __init__(self, stream):
+        # The rate the bitstream declares (H.264's timing info) first: FFmpeg guesses 25 fps for raw streams.
+        self.rate = float(stream.codec_context.framerate or stream.average_rate or stream.guessed_rate or 25)
+        self.frame_seconds = 1.0 / self.rate
+        self.restarts = 0
+        self.untimed = 0  # frames without a timestamp
+        self._start: Optional[float] = None
+        self._offset = 0.0
+        self._previous: Optional[float] = None
+        self._count = 0
+
+    def seconds(self, frame) -> float:
+        raw = frame.time
+        if raw is None:
+            raw = self._count * self.frame_seconds
+            self.untimed += 1
+        self._count += 1
+        if self._previous is not None and raw < self._previous - max(2 * self.frame_seconds, 0.1):
+            self._offset += self._previous + self.frame_seconds - raw
+            self.restarts += 1
+        self._previous = raw
+        if self._start is None:
+            self._start = raw
+        return raw + self._offset - self._start
+
+
 def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:
     """Yields the sampled frames of the video at `path`.
 
-    Damage after at least one good frame ends the video early: the frames before it are kept and
-    `report.warning` says what happened (the caller records it in the summary).
+    The video stream is the one FFmpeg itself would pick (`av_find_best_stream`: e.g. the real video, not a
+    one-frame cover or thumbnail stream listed first). Damage after at least one good frame ends the video
+    early: the frames before it are kept and `report` says what happened (the caller records it in the
+    summary).
 
     Raises:
       DecodeError: the file cannot be opened as a video, has no video stream, or yields no frame.
@@ -146,25 +202,18 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     with container:
         if container.format.name in STILL_IMAGE_FORMATS:
             raise DecodeError(f"a still image ({container.format.name}), not a video")
-        if not container.streams.video:
+        stream = container.streams.best("video")
+        if stream is None:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame-parallel decoding in FFmpeg's own threads
         interval = 1.0 / settings.fps
-        start: Optional[float] = None
+        timeline = _Timeline(stream)
         next_time = 0.0
         last = 0.0
         try:
             for frame in container.decode(stream):
-                t = frame.time
-                if t is None:  # no timestamp at all: fall back to the frame counter and the nominal rate
-                    rate = float(stream.average_rate or stream.guessed_rate or 25)
-                    t = frame.index / rate
-                if start is None:
-                    start = t
-                t -= start
-                last = t
+                t = last = timeline.seconds(frame)
                 if t + 1e-6 < next_time:
                     continue
                 # One swscale thread, so the pixels cannot depend on how a frame is sliced across threads (shards
@@ -180,12 +229,19 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
         except (av.FFmpegError, ValueError, OSError) as e:
             if report.frames == 0:
                 raise DecodeError(f"no decodable frame: {_describe(e)}") from None
-            report.warning = f"decoding stopped early after {report.frames} frame(s): {_describe(e)}"
+            report.warn(f"decoding stopped early after {report.frames} frame(s): {_describe(e)}", partial=True)
+        if timeline.restarts:
+            report.warn(f"the timestamps restart {timeline.restarts} time(s) (recordings joined into one file?); "
+                        "frames were taken in presentation order, each segment continuing the previous one's "
+                        "timeline", partial=False)
+        if timeline.untimed:
+            report.warn(f"{timeline.untimed} frame(s) carry no timestamp (a raw elementary stream?): placed at "
+                        f"the {timeline.rate:g} fps the stream declares", partial=False)
         declared = _declared_seconds(container, stream)
-        if (report.warning is None and declared and settings.max_frames is None
+        if (not report.partial and declared and settings.max_frames is None
                 and last < declared - max(2 * interval, 1.0)):
             # Some containers (Matroska, MPEG-TS) end quietly where a file was cut: compare with the header.
-            report.warning = (f"the video stream ends at {last:.1f} s but its header declares {declared:.1f} s "
-                              "(truncated file?); kept the frames before the end")
+            report.warn(f"the video stream ends at {last:.1f} s but its header declares {declared:.1f} s "
+                        "(truncated file?); kept the frames before the end", partial=True)
     if report.frames == 0:
         raise DecodeError("no decodable frame (the video stream is empty)")

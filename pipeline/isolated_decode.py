@@ -22,7 +22,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, Frame, decode_frames
+from pipeline.decode import (DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, Frame, decode_frames,
+                             unexpected_error)
 
 # Fault injection for tests: the child kills itself with SIGSEGV after the first frame of any video whose path
 # contains this environment variable's value. Unset in normal runs.
@@ -47,9 +48,12 @@ def _serve(requests: Connection, conn: Connection) -> None:
                 conn.send_bytes(np.ascontiguousarray(frame.rgb, dtype=np.uint8).tobytes())
                 if marker and marker in request["path"]:
                     os.kill(os.getpid(), signal.SIGSEGV)
-            conn.send_bytes(json.dumps({"kind": "done", "frames": report.frames, "warning": report.warning}).encode())
+            conn.send_bytes(json.dumps({"kind": "done", "frames": report.frames, "warning": report.warning,
+                                        "partial": report.partial}).encode())
         except DecodeError as e:
             conn.send_bytes(json.dumps({"kind": "error", "error": str(e)}).encode())
+        except Exception as e:  # noqa: BLE001 - a bug met on one file fails that file, with the reason
+            conn.send_bytes(json.dumps({"kind": "error", "error": unexpected_error(e)}).encode())
 
 
 class DecoderProcess:
@@ -126,7 +130,7 @@ class DecoderProcess:
                     yield Frame(index=message["index"], timestamp=message["timestamp"], rgb=pixels)
                     report.frames += 1
                 elif message["kind"] == "done":
-                    report.warning = message["warning"]
+                    report.warning, report.partial = message["warning"], message["partial"]
                     finished = True
                     return
                 else:
@@ -136,7 +140,7 @@ class DecoderProcess:
             finished = True  # _kill already stopped it
             if report.frames == 0:
                 raise DecodeError(str(e)) from None
-            report.warning = f"decoding stopped early after {report.frames} frame(s): {e}"
+            report.warn(f"decoding stopped early after {report.frames} frame(s): {e}", partial=True)
         finally:
             if not finished and self._process is not None:
                 self._kill()  # the caller stopped early: the child's remaining messages must not reach the next video

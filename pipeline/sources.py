@@ -7,13 +7,17 @@ so `gs://` inputs work like local ones.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import heapq
 import io
+import os
 import posixpath
 import re
+import stat
 import unicodedata
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import tensorflow as tf
 
@@ -75,26 +79,52 @@ def compile_group_regex(pattern: Optional[str]) -> Optional[re.Pattern]:
 def group_of(video_id: str, regex: Optional[re.Pattern]) -> Optional[str]:
     """The group of a video: the regex's first capture group (or whole match) searched in the video id.
 
-    Without a regex each video is its own group. Returns None when the regex does not match.
+    Without a regex each video is its own group. Returns None when the regex gives no group: no match, a capture
+    group that took no part in the match, or an empty match (see `_no_group_reason`).
     """
     if regex is None:
         return video_id
     m = regex.search(video_id)
+    group = (m.group(1) if regex.groups else m.group(0)) if m else None
+    return group or None
+
+
+def _no_group_reason(video_id: str, regex: re.Pattern) -> str:
+    m = regex.search(video_id)
     if not m:
-        return None
-    return m.group(1) if regex.groups else m.group(0)
+        return "no match"
+    if regex.groups and m.group(1) is None:
+        return f"matched {m.group(0)!r}, but its first capture group took no part in the match"
+    return (f"matched an empty string at position {m.start()}: every such video would share the group '' (a "
+            "pattern like 'x*' matches nothing anywhere)")
 
 
 def _require_groups(records: list[VideoRecord], regex: Optional[re.Pattern], where: list[str]):
-    unmatched = [w for r, w in zip(records, where) if r.group is None]
+    unmatched = [f"{w} ({_no_group_reason(r.video_id, regex)})" for r, w in zip(records, where) if r.group is None]
     if unmatched:
         examples = "\n  ".join(unmatched[:10])
         raise InputError(
-            f"--group_regex={regex.pattern!r} does not match {len(unmatched)} of {len(records)} videos, e.g.\n"
+            f"--group_regex={regex.pattern!r} gives no group for {len(unmatched)} of {len(records)} videos, e.g.\n"
             f"  {examples}\nA video without a group could leak across splits. Fix the regex (it is searched "
-            "in the path relative to the input root, and its first capture group is the group), or drop it to "
-            "make each video its own group."
+            "in the path relative to the input root, and its first capture group, which must match at least one "
+            "character, is the group), or drop it to make each video its own group."
         )
+
+
+def similar_labels(labels: Iterable[str]) -> list[str]:
+    """Warnings about class names that differ only in letter case or Unicode normalization (`Cat` and `cat`;
+    `café` typed as one code point or as `e` plus an accent, as macOS file names store it): almost always one
+    class written two ways, which would train as two classes."""
+    by_form = collections.defaultdict(set)
+    for label in labels:
+        by_form[unicodedata.normalize("NFC", label).casefold()].add(label)
+    warnings = []
+    for variants in sorted(sorted(v) for v in by_form.values() if len(v) > 1):
+        how = ("letter case" if len({unicodedata.normalize("NFC", v) for v in variants}) == len(variants)
+               else "Unicode normalization (the same letters, encoded differently)")
+        warnings.append(f"classes {', '.join(repr(v) for v in variants)} differ only in {how} and are "
+                        "separate classes: rename the folders or fix the manifest if they are one class")
+    return warnings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,21 +132,169 @@ class Listing:
     """What `list_videos_in_dir` found.
 
     records: the videos, sorted by video id.
-    problems: files that cannot be labelled, as {'path', 'video_id', 'error'} rows for failures.jsonl.
+    problems: inputs that are not extracted, as {'path', 'video_id', 'error'} rows for failures.jsonl: files
+      that cannot be labelled, what is not a regular file (FIFOs, sockets, devices, broken links), a second path
+      to a file already listed, links to folders already listed.
     hidden: paths of ignored hidden files (names starting with '.'), reported in summary.json.
+    ignored: folders left out whole, as {'path', 'reason'} (the extraction's own output, earlier extraction
+      outputs), reported in summary.json.
     """
 
     records: list[VideoRecord]
     problems: list[dict]
     hidden: list[str]
+    ignored: list[dict] = dataclasses.field(default_factory=list)
 
 
-def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None) -> Listing:
+@dataclasses.dataclass
+class _Walk:
+    """The state of one walk of a local input folder: what was found, and which real files and folders (by
+    device and inode, so symbolic and hard links to one file count once) it has listed, under which path."""
+
+    root: str
+    skip: Callable[[str], Optional[str]]
+    files: list = dataclasses.field(default_factory=list)  # (relative path, problem or None)
+    hidden: list = dataclasses.field(default_factory=list)
+    ignored: list = dataclasses.field(default_factory=list)
+    links: list = dataclasses.field(default_factory=list)  # heap of relative paths of links still to follow
+    seen_dirs: dict = dataclasses.field(default_factory=dict)
+    seen_files: dict = dataclasses.field(default_factory=dict)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _add_file(walk: _Walk, rel: str, st: os.stat_result, how: str) -> None:
+    """Lists a file found at `rel` (`how`: 'file' or 'link'), once per real file."""
+    if not stat.S_ISREG(st.st_mode):
+        walk.files.append((rel, f"{_file_kind(st.st_mode)}, not a regular file: only regular files are read "
+                                "(a FIFO would block the job)"))
+        return
+    key = _key(st)
+    if key in walk.seen_files:
+        through = "a symbolic link" if how == "link" else "a hard link"
+        walk.files.append((rel, f"the same file as {walk.seen_files[key]} (through {through}): listed once, "
+                                "so that one video cannot land in two splits or under two labels"))
+        return
+    walk.seen_files[key] = rel
+    walk.files.append((rel, None))
+
+
+def _walk_folder(walk: _Walk, rel_dir: str) -> None:
+    """Lists one real folder (recursively) without following links; links are queued for `_follow_links`."""
+    directory = os.path.join(walk.root, rel_dir) if rel_dir else walk.root
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as e:
+        walk.files.append((rel_dir, f"folder cannot be read: {e.strerror or e}"))
+        return
+    for entry in entries:
+        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+        if entry.name.startswith("."):
+            walk.hidden.append(entry.path)
+        elif entry.is_symlink():
+            heapq.heappush(walk.links, rel)
+        else:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                _enter_folder(walk, rel, st)
+            else:
+                _add_file(walk, rel, st, "file")
+
+
+def _enter_folder(walk: _Walk, rel: str, st: os.stat_result, through_link: bool = False) -> None:
+    key = _key(st)
+    if key in walk.seen_dirs:
+        listed = walk.seen_dirs[key] or "the input folder itself"
+        walk.files.append((rel, f"a {'link to a ' if through_link else ''}folder already listed as {listed}: not "
+                                "followed, so that no video is listed twice (a link loop would list it forever)"))
+        return
+    reason = walk.skip(os.path.join(walk.root, rel))
+    if reason:
+        walk.ignored.append({"path": os.path.join(walk.root, rel), "reason": reason})
+        return
+    walk.seen_dirs[key] = rel
+    _walk_folder(walk, rel)
+
+
+def _follow_links(walk: _Walk) -> None:
+    """Follows the links found, in path order, after the real tree: a file or folder that is inside the input
+    folder is listed at its own path, never again through a link, and each real file outside it once."""
+    while walk.links:
+        rel = heapq.heappop(walk.links)
+        path = os.path.join(walk.root, rel)
+        try:
+            st = os.stat(path)
+        except OSError:
+            target = os.readlink(path) if os.path.islink(path) else "?"
+            walk.files.append((rel, f"a broken symbolic link (to {target})"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _enter_folder(walk, rel, st, through_link=True)
+        else:
+            _add_file(walk, rel, st, "link")
+
+
+def _list_local(root: str, skip: Callable[[str], Optional[str]]) -> _Walk:
+    walk = _Walk(root, skip)
+    walk.seen_dirs[_key(os.stat(root))] = ""
+    _walk_folder(walk, "")
+    _follow_links(walk)
+    walk.files.sort()
+    return walk
+
+
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _list_remote(root: str, skip: Callable[[str], Optional[str]]) -> _Walk:
+    """Object stores (gs://) have no links or special files: a plain walk."""
+    walk = _Walk(root, skip)
+    for dirpath, dirnames, filenames in tf.io.gfile.walk(root):
+        walk.hidden.extend(_join(dirpath, d) for d in dirnames if d.startswith("."))
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            reason = skip(_join(dirpath, d))
+            if reason:
+                walk.ignored.append({"path": _join(dirpath, d), "reason": reason})
+            else:
+                kept.append(d)
+        dirnames[:] = kept
+        rel_dir = posixpath.relpath(dirpath.replace("\\", "/"), root.replace("\\", "/"))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                walk.hidden.append(_join(dirpath, name))
+            else:
+                walk.files.append((name if rel_dir == "." else f"{rel_dir}/{name}", None))
+    walk.files.sort()
+    return walk
+
+
+def is_extraction_output(directory: str) -> bool:
+    """Whether `directory` holds an extraction output (or the start of one): never input videos."""
+    return any(tf.io.gfile.exists(_join(directory, marker)) for marker in EXTRACTION_MARKERS)
+
+
+# Files whose presence marks a folder as an extraction output (README, "Output format").
+EXTRACTION_MARKERS = ("summary.json", "frames/dataset_info.json", "sequences/dataset_info.json", "splits.csv")
+
+
+def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclude: Sequence[str] = ()) -> Listing:
     """Lists a class-per-folder tree: INPUT_DIR/<class>/<any/depth>/<file>.
 
     Every regular file below a class folder is an input (a non-video file then fails decoding and is reported in
     failures.jsonl, rather than being skipped by its extension). Hidden files and folders (names starting with
-    '.') are ignored and listed in the result.
+    '.') are ignored and listed in the result. Links are followed, but every real file and folder is listed
+    once, at its own path when it lies inside the input folder: a link loop, or a link from one class folder to
+    another, cannot list a video twice or under another label (`Listing.problems` says what was not followed).
+    FIFOs, sockets and devices are problems, never opened. Folders in `exclude` (the extraction's own output)
+    and folders holding an extraction output are left out (`Listing.ignored`).
 
     Raises:
       InputError: the folder is missing, or has no class folder with files in it.
@@ -124,42 +302,41 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None) -> Lis
     if not tf.io.gfile.isdir(input_dir):
         raise InputError(f"--input_dir={input_dir} does not exist or is not a folder.")
     regex = compile_group_regex(group_regex)
-    records, problems, hidden = [], [], []
-    root = input_dir.rstrip("/")
-    for dirpath, dirnames, filenames in tf.io.gfile.walk(root):
-        hidden.extend(_join(dirpath, d) for d in dirnames if d.startswith("."))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = posixpath.relpath(dirpath.replace("\\", "/"), root.replace("\\", "/"))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                hidden.append(_join(dirpath, name))
-                continue
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            path = _join(root, rel)
-            if rel_dir == ".":
-                problems.append(
-                    {
-                        "path": path,
-                        "video_id": rel,
-                        "error": "file is directly in --input_dir, not in a class folder, so it has no label; "
-                        "move it into INPUT_DIR/<class>/ or list it in a --manifest",
-                    }
-                )
-                continue
-            label = rel.split("/", 1)[0]
-            problem = label_problem(label)
-            if problem:
-                raise InputError(f"--input_dir: class folder {_join(root, label)}: {problem}; rename the folder.")
-            records.append(VideoRecord(video_id=rel, path=path, label=label, group=group_of(rel, regex)))
+    root = input_dir.rstrip("/") or "/"
+    remote = "://" in root
+    excluded = {p.rstrip("/") if remote else os.path.realpath(p) for p in exclude}
+
+    def skip(directory: str) -> Optional[str]:
+        if (directory if remote else os.path.realpath(directory)) in excluded:
+            return "the extraction's own output folder (--output_dir is inside --input_dir): never read as input"
+        if is_extraction_output(directory):
+            return "an extraction output (pipeline.extract), not videos: left out"
+        return None
+
+    walk = _list_remote(root, skip) if remote else _list_local(root, skip)
+    records, problems = [], []
+    for rel, problem in walk.files:
+        path = _join(root, rel)
+        if problem is None and "/" not in rel:
+            problem = ("file is directly in --input_dir, not in a class folder, so it has no label; move it into "
+                       "INPUT_DIR/<class>/ or list it in a --manifest")
+        if problem is not None:
+            problems.append({"path": path, "video_id": rel, "error": problem})
+            continue
+        label = rel.split("/", 1)[0]
+        label_issue = label_problem(label)
+        if label_issue:
+            raise InputError(f"--input_dir: class folder {_join(root, label)}: {label_issue}; rename the folder.")
+        records.append(VideoRecord(video_id=rel, path=path, label=label, group=group_of(rel, regex)))
     if not records:
         raise InputError(
             f"--input_dir={input_dir} has no files in class folders. Expected INPUT_DIR/<class>/<video>, "
             "e.g. INPUT_DIR/circle/s01_c01.mp4."
-        )
+            + "".join(f"\n  left out: {i['path']}: {i['reason']}" for i in walk.ignored))
     if regex is not None:
         _require_groups(records, regex, [r.video_id for r in records])
     records.sort(key=lambda r: r.video_id)
-    return Listing(records, problems, sorted(hidden))
+    return Listing(records, problems, sorted(walk.hidden), walk.ignored)
 
 
 def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list[VideoRecord]:
@@ -177,6 +354,7 @@ def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list
         raise InputError(f"--manifest={manifest_path} does not exist.")
     with tf.io.gfile.GFile(manifest_path, "r") as f:
         text = f.read()
+    text = text.removeprefix("\ufeff")  # the byte order mark of Excel's "CSV UTF-8"
     regex = compile_group_regex(group_regex)
     root = posixpath.dirname(manifest_path.replace("\\", "/")) or "."
     try:
@@ -198,7 +376,7 @@ def _parse_manifest(manifest_path: str, text: str, regex, root: str) -> list[Vid
             + ("; " if missing and unknown else "")
             + (f"unknown column(s) {unknown}" if unknown else "")
         )
-    records, where, seen = [], [], {}
+    records, where, seen, real_files = [], [], {}, {}
     end_of_previous = reader.line_num  # the header's last line
     for row in reader:
         # The row's first physical line (a quoted cell may span several lines).
@@ -229,6 +407,16 @@ def _parse_manifest(manifest_path: str, text: str, regex, root: str) -> list[Vid
         if not tf.io.gfile.exists(full):
             errors.append(f"{manifest_path}:{line_no}: file not found: {full}")
             continue
+        if "://" not in full:  # local: a FIFO would block the job; one file under two paths would count twice
+            st = os.stat(full)
+            if not stat.S_ISREG(st.st_mode):
+                errors.append(f"{manifest_path}:{line_no}: {full} is {_file_kind(st.st_mode)}, not a regular file")
+                continue
+            if _key(st) in real_files:
+                errors.append(f"{manifest_path}:{line_no}: {path} is the same file as line {real_files[_key(st)]} "
+                              "(a link)")
+                continue
+            real_files[_key(st)] = line_no
         records.append(VideoRecord(video_id=video_id, path=full, label=label, group=group or group_of(video_id, regex)))
         where.append(f"{manifest_path}:{line_no}: {video_id}")
     if errors:

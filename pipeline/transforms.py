@@ -28,7 +28,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from dataformat import schema, shards
 from dataformat.files import write_atomically
-from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, decode_frames
+from pipeline.decode import (DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, decode_frames,
+                             unexpected_error)
 from pipeline.features import padded_batch_size
 
 FAILURES = "failures"
@@ -94,23 +95,30 @@ class _DecodeFramesFn(_SetUpDoFn):
                 if len(batch) == self._batch_size:
                     yield {"video": record, "frames": batch}
                     batch = []
-        except DecodeError as e:
-            self._failed.inc()
-            yield beam.pvalue.TaggedOutput(FAILURES, {"path": record["path"], "video_id": record["video_id"],
-                                                      "error": str(e)})
-            yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, 0, "failed"), warning=None))
-            self._log_progress(record, "FAILED: " + str(e))
-            return
+        except Exception as e:  # noqa: BLE001 - DecodeError, or a bug met on one file: that file fails
+            error = str(e) if isinstance(e, DecodeError) else unexpected_error(e)
+            if not report.frames:
+                yield from self._failed_video(record, error)
+                return
+            # Frames already went downstream: keep them, as with damage found by the decoder.
+            report.warn(f"decoding stopped early after {report.frames} frame(s): {error}", partial=True)
         if batch:
             yield {"video": record, "frames": batch}
-        status = "partial" if report.warning else "ok"
-        if report.warning:
+        status = "partial" if report.partial else "ok"
+        if report.partial:
             self._partial.inc()
         self._decoded.inc()
         self._frames.inc(report.frames)
         yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, report.frames, status),
                                                     warning=report.warning))
         self._log_progress(record, f"{report.frames} frames" + (f" (warning: {report.warning})" if report.warning else ""))
+
+    def _failed_video(self, record: dict, error: str):
+        self._failed.inc()
+        yield beam.pvalue.TaggedOutput(FAILURES, {"path": record["path"], "video_id": record["video_id"],
+                                                  "error": error})
+        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, 0, "failed"), warning=None))
+        self._log_progress(record, "FAILED: " + error)
 
     def _log_progress(self, record, what):
         self._done += 1

@@ -39,6 +39,32 @@ def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None
         out.mux(stream.encode())
 
 
+def encode_raw_h264(path, frames, rate=12):
+    """An H.264 elementary stream without a container (no timestamps), as raspivid writes."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        out.mux(stream.encode())
+
+
+def encode_two_streams(path, frames, rate=12):
+    """A Matroska file whose first video stream is a one-frame 32 x 32 stub and whose second is `frames`."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stub = out.add_stream("libx264", rate=1)
+        stub.width, stub.height, stub.pix_fmt = 32, 32, "yuv420p"
+        main = out.add_stream("libx264", rate=rate)
+        main.width, main.height, main.pix_fmt = width, height, "yuv420p"
+        out.mux(stub.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stub.encode())
+        for rgb in frames:
+            out.mux(main.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        out.mux(main.encode())
+
+
 def moving(n, height=48, width=64, seed=0):
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
@@ -100,6 +126,17 @@ def corpus(tmp_path_factory):
     encode(case("odd/variable_rate.mkv", ("ok", 5)), vfr, times=VFR_TIMES)
     encode(case("odd/huge.mp4", ("ok", 1)), moving(6, height=2160, width=3840))
     encode(case("chien méchant/mon clip é 視頻 01.mp4", ("ok", 2)), moving(12, seed=2))
+    # Issue 18, case 5: recordings joined by copying (`cat a.ts b.ts`) restart their timestamps at the joint;
+    # every frame after it was skipped (4 of 8 s kept, status ok, no warning).
+    encode(root / "tmp_a.ts", moving(48, seed=7))
+    encode(root / "tmp_b.ts", moving(48, seed=8))
+    case("odd/joined.ts", ("ok", 16)).write_bytes((root / "tmp_a.ts").read_bytes() + (root / "tmp_b.ts").read_bytes())
+    # Case 9: a raw H.264 elementary stream (raspivid) has no timestamps at all; it crashed the decoder.
+    encode_raw_h264(case("odd/raspivid.h264", ("ok", 4)), moving(24, seed=9))
+    # Case 8: a one-frame stub stream listed before the real video stream; only the stub was read.
+    encode_two_streams(case("odd/stub_first.mkv", ("ok", 8)), moving(48, seed=10))
+    for tmp in ("tmp_a.ts", "tmp_b.ts"):
+        (root / tmp).unlink()
     encode(case("circle/clip.mp4", ("ok", 2)), moving(12, seed=3))
     encode(case("square/clip.mp4", ("ok", 2)), moving(12, seed=4))
     out = tmp_path_factory.mktemp("corpus_out")
@@ -125,6 +162,25 @@ def test_every_input_is_extracted_or_failed_with_a_reason(corpus):
     # The truncated Matroska file kept its first frames and says why it has no more.
     warning = next(w for w in summary["warnings"] if w["video_id"] == "odd/truncated.mkv")
     assert "truncated" in warning["warning"] and 1 <= int(rows["odd/truncated.mkv"]["frames"]) < 8
+    # Kept whole, but with what a user should know about them.
+    warnings = {w["video_id"]: w["warning"] for w in summary["warnings"]}
+    assert "timestamps restart 1 time(s)" in warnings["odd/joined.ts"]
+    assert "carry no timestamp" in warnings["odd/raspivid.h264"] and "12 fps" in warnings["odd/raspivid.h264"]
+
+
+def test_joined_recordings_continue_one_timeline(corpus):
+    _, out, _ = corpus
+    np.testing.assert_allclose(sequences(out)["odd/joined.ts"]["timestamps"], np.arange(16) * 0.5, atol=1e-3)
+    # The second half is the second recording (seed 8's pattern), not the first one's frames again.
+    images = frames(out, "odd/joined.ts")
+    assert np.abs(images[8].astype(float) - images[0].astype(float)).mean() > 20
+
+
+def test_the_real_video_stream_is_read_not_a_stub_listed_first(corpus):
+    _, out, _ = corpus
+    found = sequences(out)["odd/stub_first.mkv"]
+    assert found["num_frames"] == 8
+    np.testing.assert_allclose(found["timestamps"], np.arange(8) * 0.5, atol=1e-3)
 
 
 def sequences(out):

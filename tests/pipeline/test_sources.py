@@ -118,3 +118,97 @@ def test_path_like_labels_stay_names_and_write_nothing_outside_the_output(sample
     assert [p for p in after if p not in before and not str(p).startswith("work")] == []
     assert json.loads((out / "summary.json").read_text())["class_names"] == ["../escape", "a/b"]
     assert (out / "sequences" / "label.labels.txt").read_text().splitlines() == ["../escape", "a/b"]
+
+
+def test_links_never_list_a_video_twice_or_under_another_label(tmp_path):
+    """Issue 18, case 1: a link loop (`in/b/loop -> ..`) made the walk list 206 inputs from 3 videos, copies
+    labelled by the class folder the link sat in, and a top-level file got in through it."""
+    root = tmp_path / "in"
+    touch(root / "a" / "x.webm")
+    touch(root / "b" / "y.webm")
+    touch(root / "top.mp4")
+    (root / "b" / "loop").symlink_to("..")
+    (root / "b" / "to_a").symlink_to("../a")
+    (root / "b" / "x_again.webm").symlink_to("../a/x.webm")
+    (root / "b" / "top_again.mp4").symlink_to("../top.mp4")
+    listing = list_videos_in_dir(str(root))
+    assert [(r.video_id, r.label) for r in listing.records] == [("a/x.webm", "a"), ("b/y.webm", "b")]
+    problems = {p["video_id"]: p["error"] for p in listing.problems}
+    assert set(problems) == {"top.mp4", "b/loop", "b/to_a", "b/x_again.webm", "b/top_again.mp4"}
+    assert "already listed as the input folder itself" in problems["b/loop"]
+    assert "already listed as a" in problems["b/to_a"]
+    assert "the same file as a/x.webm (through a symbolic link)" in problems["b/x_again.webm"]
+    assert "the same file as top.mp4" in problems["b/top_again.mp4"]
+
+
+def test_a_link_to_a_folder_outside_is_followed_once(tmp_path):
+    """A class folder may be a link to where the videos live; each real file is still listed once."""
+    elsewhere = tmp_path / "store" / "cats"
+    touch(elsewhere / "c1.mp4")
+    root = tmp_path / "in"
+    touch(root / "dog" / "d1.mp4")
+    (root / "cat").symlink_to(elsewhere)
+    (root / "kitten").symlink_to(elsewhere)
+    (root / "dog" / "hard.mp4").hardlink_to(root / "dog" / "d1.mp4")
+    (root / "dog" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    listing = list_videos_in_dir(str(root))
+    assert [(r.video_id, r.label) for r in listing.records] == [("cat/c1.mp4", "cat"), ("dog/d1.mp4", "dog")]
+    problems = {p["video_id"]: p["error"] for p in listing.problems}
+    assert "already listed as cat" in problems["kitten"]
+    assert "the same file as dog/d1.mp4 (through a hard link)" in problems["dog/hard.mp4"]
+    assert "broken symbolic link" in problems["dog/gone.mp4"]
+
+
+def test_special_files_are_problems_never_opened(tmp_path):
+    """Issue 18, case 10: a FIFO hung the job forever in the duration probe."""
+    import os
+
+    touch(tmp_path / "a" / "ok.mp4")
+    os.mkfifo(tmp_path / "a" / "pipe.mp4")
+    listing = list_videos_in_dir(str(tmp_path))
+    assert [r.video_id for r in listing.records] == ["a/ok.mp4"]
+    (problem,) = listing.problems
+    assert problem["video_id"] == "a/pipe.mp4" and "a FIFO (named pipe), not a regular file" in problem["error"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\na/ok.mp4,x\na/pipe.mp4,x\n")
+    with pytest.raises(InputError, match=r"m.csv:3: .*pipe.mp4 is a FIFO"):
+        read_manifest(str(manifest))
+
+
+def test_the_output_folder_and_other_extraction_outputs_are_never_input(tmp_path):
+    """Issue 18, case 4: a second run read the first run's output as a class `out`."""
+    touch(tmp_path / "a" / "x.mp4")
+    touch(tmp_path / "out" / "frames" / "frames-train.tfrecord-00000-of-00001")
+    touch(tmp_path / "old_run" / "summary.json")
+    touch(tmp_path / "old_run" / "frames" / "frames-train.tfrecord-00000-of-00001")
+    listing = list_videos_in_dir(str(tmp_path), exclude=[str(tmp_path / "out")])
+    assert [r.video_id for r in listing.records] == ["a/x.mp4"] and listing.problems == []
+    reasons = {i["path"]: i["reason"] for i in listing.ignored}
+    assert "own output folder" in reasons[str(tmp_path / "out")]
+    assert "an extraction output" in reasons[str(tmp_path / "old_run")]
+
+
+def test_group_regex_that_matches_empty_or_skips_its_group_says_so(tmp_path):
+    touch(tmp_path / "a" / "s01_c01.mp4")
+    with pytest.raises(InputError, match="matched an empty string"):
+        list_videos_in_dir(str(tmp_path), group_regex="x*")
+    with pytest.raises(InputError, match="first capture group took no part in the match"):
+        list_videos_in_dir(str(tmp_path), group_regex=r"(\d+)?")
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path):
+    touch(tmp_path / "one.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,label\none.mp4,walk\n".encode("utf-8-sig"))
+    assert [(r.video_id, r.label) for r in read_manifest(str(manifest))] == [("one.mp4", "walk")]
+
+
+def test_labels_differing_only_in_case_or_normalization_are_warned_about():
+    from pipeline.sources import similar_labels
+
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    warnings = similar_labels(["Cat", "cat", nfc, nfd, "dog"])
+    assert len(warnings) == 2
+    assert "'Cat', 'cat' differ only in letter case" in warnings[0]
+    assert "Unicode normalization" in warnings[1]
+    assert similar_labels(["cat", "dog"]) == []
