@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import struct
@@ -89,6 +90,49 @@ def scan(path: str, check_data: bool = False) -> Scan:
             offset = end
             index += 1
     return Scan(path, index, tuple(corrupt), lost_at)
+
+
+# Settings of an extraction (summary.json's "config") that change how it runs, not what it writes.
+EXECUTION_SETTINGS = frozenset({"output_dir", "overwrite", "chunk_frames", "isolate_decode", "decode_timeout",
+                                "featurize_accelerator"})
+
+
+def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:
+    """SHA-256 identifying the content of dataset `kind` of an extraction output, cheaply: its metadata (shard
+    names, lengths, bytes, schema), splits.csv, the extraction's settings (summary.json, paths and execution
+    settings aside, so e.g. another --weights shows) and, per shard, its size and the checksum of its first
+    record (two small reads: a dataset re-extracted from changed videos shows too). Moving or copying the
+    folder keeps it."""
+    digest = hashlib.sha256()
+    root = data_dir.rstrip("/")
+    for name in (f"{kind}/dataset_info.json", f"{kind}/features.json", f"{kind}/metadata.json", "splits.csv"):
+        path = f"{root}/{name}"
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    summary = f"{root}/summary.json"
+    if tf.io.gfile.exists(summary):
+        with tf.io.gfile.GFile(summary) as f:
+            settings = json.load(f).get("config", {})
+        digest.update(json.dumps({k: v for k, v in settings.items() if k not in EXECUTION_SETTINGS}, sort_keys=True).encode())
+    for split in sorted(splits):
+        for path in splits[split].filepaths:
+            digest.update(f"{split}/{os.path.basename(path)}:{_first_record_checksum(path)}".encode())
+    return digest.hexdigest()
+
+
+def _first_record_checksum(path: str) -> str:
+    """'size:crc' of a shard: its byte size and its first record's stored data checksum ('' if it has none)."""
+    size = tf.io.gfile.stat(path).length
+    with tf.io.gfile.GFile(path, "rb") as f:
+        header = f.read(HEADER_BYTES)
+        if len(header) < HEADER_BYTES:
+            return f"{size}:"
+        (length,) = struct.unpack("<Q", header[:8])
+        if HEADER_BYTES + length + FOOTER_BYTES > size:
+            return f"{size}:"
+        f.seek(HEADER_BYTES + length)
+        return f"{size}:{f.read(FOOTER_BYTES).hex()}"
 
 
 def check_lengths(info: SplitInfo, what: str) -> None:

@@ -286,6 +286,9 @@ def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
         builder = tfds.builder_from_directory(directory)
     except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
         raise ValueError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
+    check_format_version(str(builder.info.version), directory)
+    if not builder.info.splits:
+        raise ValueError(f"{directory} has no splits: the extraction output is incomplete; re-run pipeline.extract")
     # The spec lives in sequences/' metadata: the builder just read, or (for frames/) one more read.
     spec = _spec_of(builder, directory) if kind == SEQUENCES else read_spec(data_dir)
     longest = (builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {} if kind == SEQUENCES else {}
@@ -293,6 +296,21 @@ def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
                             tuple(int(n) for n in info.shard_lengths),
                             int(longest[name]) if longest.get(name) is not None else None)
             for name, info in builder.info.splits.items()}
+
+
+def check_format_version(version: str, where: str) -> None:
+    """Refuses a dataset written in a format this reader does not know: another major version, or a newer minor
+    one (whose additions this reader would ignore silently)."""
+    def parts(v):
+        return tuple(int(p) for p in v.split("."))
+
+    try:
+        found, known = parts(version), parts(FORMAT_VERSION)
+    except ValueError:
+        found, known = (), (0,)
+    if not found or found[0] != known[0] or found > known:
+        raise ValueError(f"{where} is in format {version}; this version of video-pipeline reads formats "
+                         f"{known[0]}.0.0 to {FORMAT_VERSION}. Use the video-pipeline that wrote it, or re-extract")
 
 
 def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:

@@ -23,8 +23,9 @@ from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 from dataformat import schema
 from dataformat.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
 
-DEFAULT_SHARD_BYTES = 128 * 2**20
-METADATA_JSON = "metadata.json"  # where TFDS keeps `DatasetInfo.metadata`  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
+DEFAULT_SHARD_BYTES = 128 * 2**20  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
+MAX_SHARDS = 10_000  # per split: 1.2 TB at the default size; beyond it shards grow instead
+METADATA_JSON = "metadata.json"  # where TFDS keeps `DatasetInfo.metadata`
 
 
 def sort_key(video_id: str, frame_index: int | None = None) -> str:
@@ -40,9 +41,11 @@ def video_order_key(video_id: str, frame_index: int) -> str:
     return f"{sort_key(video_id)}:{frame_index:09d}"
 
 
-def num_shards_for(total_bytes: int, shard_bytes: int) -> int:
-    """Shards a split of `total_bytes` gets: enough that none exceeds about `shard_bytes`."""
-    return max(1, math.ceil(total_bytes / shard_bytes))
+def num_shards_for(total_bytes: int, shard_bytes: int, num_examples: int) -> int:
+    """Shards a split of `num_examples` examples and `total_bytes` gets: enough that none exceeds about
+    `shard_bytes`, but never more than one per example (a tiny --shard_bytes gave tens of thousands of mostly
+    empty files) nor more than MAX_SHARDS (shard names have five digits, TFDS' template)."""
+    return max(1, min(math.ceil(total_bytes / shard_bytes), num_examples, MAX_SHARDS))
 
 
 def shard_of(key: str, num_shards: int) -> int:

@@ -121,19 +121,20 @@ def merge_frames(spill_dirs: Sequence[str], directory: str, spec: schema.Dataset
     """frames/ from the chunks' spilled frame examples: the shards a one-pass run writes, byte for byte."""
     infos = []
     for split, total in splits_of(spill_dirs).items():
-        n = shards.num_shards_for(total["bytes"], shard_bytes)
+        n = shards.num_shards_for(total["bytes"], shard_bytes, total["records"])
         infos += shards.write_sorted_shards(directory, schema.FRAMES, split, merged(spill_dirs, split), n)
     shards.write_metadata(directory, schema.FRAMES, spec, infos)
 
 
 def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.DatasetSpec,
-                    shard_bytes: int) -> list[dict]:
-    """sequences/ from the chunks' spilled per-video features; returns the encoding's warning rows.
+                    shard_bytes: int) -> tuple[list[dict], list[dict]]:
+    """sequences/ from the chunks' spilled per-video features; returns the encoding's warning rows and the
+    videos left out because their features are not finite (see `pipeline.transforms.NonFiniteFeatures`).
 
     Each split is encoded in key order into one sorted temporary file (its size decides the shard count), then
     cut into shards. uint8 is quantized over every chunk's range, found by a first pass.
     """
-    from pipeline.transforms import encode_sequence, feature_range
+    from pipeline.transforms import NonFiniteFeatures, encode_sequence, feature_range
 
     splits = splits_of(spill_dirs)
 
@@ -144,23 +145,28 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
     if spec.feature_dtype == "uint8":
         quantization = feature_range(v for split in splits for v in videos(split))
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
-    infos, warnings, longest = [], [], {}
+    infos, warnings, non_finite, longest = [], [], [], {}
     for split in splits:
         encoded = temporary_name(tf.io.gfile.join(directory, f"{split}.encoded"))
-        size = 0
+        size = count = 0
         with tf.io.TFRecordWriter(encoded) as writer:
             for video in videos(split):
-                _, key, example, warning = encode_sequence(encode, spec, video, quantization)
+                try:
+                    _, key, example, warning = encode_sequence(encode, spec, video, quantization)
+                except NonFiniteFeatures as e:
+                    non_finite.append(e.row)
+                    continue
                 writer.write(key.encode("ascii") + _SEPARATOR + example)
                 size += len(example)
+                count += 1
                 longest[split] = max(longest.get(split, 0), len(video[2]))
                 if warning is not None:
                     warnings.append(warning)
-        n = shards.num_shards_for(size, shard_bytes)
+        n = shards.num_shards_for(size, shard_bytes, count)
         infos += shards.write_sorted_shards(directory, schema.SEQUENCES, split, read_spill(encoded), n)
         tf.io.gfile.remove(encoded)
     shards.write_metadata(directory, schema.SEQUENCES, spec, infos, schema.sequences_metadata(longest, quantization))
-    return warnings
+    return warnings, non_finite
 
 
 def stacked_video_record(video) -> tuple[str, str, bytes]:

@@ -11,6 +11,8 @@ import dataclasses
 import functools
 import json
 import logging
+import math
+import os
 import time
 from typing import Optional, Sequence
 
@@ -19,20 +21,24 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.metrics.metric import MetricsFilter
 
-from dataformat import files, schema, shards
-from dataformat.files import remove_stale_temporaries, temporary_name, write_atomically
+from dataformat import files, integrity, schema, shards
+from dataformat.files import temporary_name, write_atomically
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
 from dataformat.shards import DEFAULT_SHARD_BYTES
 from pipeline import chunks, transforms
 from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE
-from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
+from pipeline.sources import (Listing, class_names, compile_group_regex, list_videos_in_dir, read_manifest,
+                              similar_labels)
+from pipeline.transaction import STAGING_SUFFIX, OutputBusyError, OutputTransaction, differences, existing_output
 from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
 from pipeline.splits import frame_split as frame_split_of
-from settings import check_choices, setting
+from settings import check_choices, require, setting
 
 # Frames a local runner holds at once (see pipeline.chunks): about 0.5 GiB at 75 px, 1.1 GiB at 299 px.
 DEFAULT_CHUNK_FRAMES = 5000
+MAX_FPS = 1000.0  # beyond any camera: every frame is sampled long before
+MAX_IMAGE_SIZE = 4096
 
 
 class ExtractionError(RuntimeError):
@@ -92,30 +98,53 @@ class ExtractConfig:
         f"pass. About 0.5 GiB at 75 px, 1.1 GiB at 299 px per {DEFAULT_CHUNK_FRAMES} frames.",
         shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
 
+    overwrite: bool = setting(False, "Replace an existing extraction in --output_dir that was made with other "
+                              "settings (one made with the same settings is replaced without it; a folder holding "
+                              "anything else is never replaced).")
+
     def validate(self) -> None:
-        """Raises ExtractionError naming the flag of the first setting that cannot work."""
+        """Raises ExtractionError naming the flag, and the values it takes, of the first setting that cannot work."""
         if not self.output_dir:
             raise ExtractionError("--output_dir is required")
-        try:
-            check_choices(self)
-        except ValueError as e:
-            raise ExtractionError(str(e)) from None
         if bool(self.input_dir) == bool(self.manifest):
             raise ExtractionError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
-        if self.image_size < MIN_IMAGE_SIZE:
-            raise ExtractionError(f"--image_size={self.image_size}: InceptionV3 needs at least {MIN_IMAGE_SIZE}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ExtractionError(f"--jpeg_quality must be in 1..100, got {self.jpeg_quality}")
-        if self.shard_bytes < 1:
-            raise ExtractionError(f"--shard_bytes must be positive, got {self.shard_bytes}")
-        if self.chunk_frames is not None and self.chunk_frames < 0:
-            raise ExtractionError(f"--chunk_frames must be >= 0 (0: one pass), got {self.chunk_frames}")
+        try:
+            check_choices(self)
+            require(math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS, "fps", self.fps, f"a number in (0, {MAX_FPS}]")
+            require(self.max_frames is None or self.max_frames >= 1, "max_frames", self.max_frames,
+                    "at least 1 (leave it out for all frames)")
+            require(MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE, "image_size", self.image_size,
+                    f"{MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} (InceptionV3 needs at least {MIN_IMAGE_SIZE})")
+            require(1 <= self.feature_batch_size <= 4096, "feature_batch_size", self.feature_batch_size, "1..4096")
+            require(1 <= self.jpeg_quality <= 100, "jpeg_quality", self.jpeg_quality, "1..100")
+            require(self.shard_bytes >= 1, "shard_bytes", self.shard_bytes, "a positive number of bytes")
+            require(math.isfinite(self.decode_timeout) and self.decode_timeout > 0, "decode_timeout",
+                    self.decode_timeout, "a positive number of seconds")
+            require(self.chunk_frames is None or self.chunk_frames >= 0, "chunk_frames", self.chunk_frames,
+                    ">= 0 (0: one pass)")
+            parse_split_fractions(self.splits)
+            compile_group_regex(self.group_regex)
+        except ValueError as e:
+            raise ExtractionError(str(e)) from None
+        if self.input_dir:
+            _check_folders(self.input_dir, self.output_dir)
+
+
+def _check_folders(input_dir: str, output_dir: str) -> None:
+    """An output folder that contains the input would be deleted with it when the new output replaces it."""
+    real = (lambda p: p.rstrip("/")) if "://" in input_dir + output_dir else os.path.realpath
+    source, target = real(input_dir), real(output_dir)
+    if source == target or source.startswith(target.rstrip("/") + "/"):
+        raise ExtractionError(f"--input_dir={input_dir} is inside --output_dir={output_dir}: replacing the output "
+                              "would delete the videos. Choose an --output_dir outside the input folder")
 
 
 def list_inputs(config: ExtractConfig) -> Listing:
-    """The input videos of `config`, validated (see `pipeline.sources`)."""
+    """The input videos of `config`, validated (see `pipeline.sources`); the output folder and its staging
+    folder are never input, even when they lie inside --input_dir."""
     if config.input_dir:
-        return list_videos_in_dir(config.input_dir, config.group_regex)
+        out = config.output_dir.rstrip("/")
+        return list_videos_in_dir(config.input_dir, config.group_regex, exclude=[out, out + STAGING_SUFFIX])
     return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
 
@@ -164,6 +193,8 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, settings: DecodeSett
         failures = (decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
         warnings = ((decoded[transforms.VIDEOS], sequences[transforms.WARNINGS])
                     | "AllWarnings" >> beam.Flatten())
+        _ = sequences[transforms.NON_FINITE] | "WriteNonFinite" >> transforms.WriteReport(
+            f"{out}/{transforms.NON_FINITE_JSONL}", transforms.NON_FINITE_REPORT)
     _ = failures | "WriteFailures" >> transforms.WriteReport(f"{reports_dir}/{FAILURES_JSONL}",
                                                              transforms.FAILURES_REPORT)
     _ = decoded[transforms.VIDEOS] | "WriteSplitsCsv" >> transforms.WriteReport(f"{reports_dir}/{SPLITS_CSV}",
@@ -211,6 +242,7 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
         "split_warnings": list(split_warnings),
         "warnings": warnings,
         "hidden_files_ignored": listing.hidden,
+        "folders_left_out": listing.ignored,
         "wall_seconds": round(wall_seconds, 3),
         "frames_per_second": round(frames / wall_seconds, 3) if wall_seconds > 0 else None,
         "split_by": config.split_by,
@@ -323,8 +355,9 @@ def _run_chunked(options: PipelineOptions, config: ExtractConfig, settings: Deco
     logging.info("[extract] merging %d chunks into %s", len(parts), out)
     chunks.merge_frames([f"{d}/{schema.FRAMES}" for d in spill_dirs], f"{out}/{schema.FRAMES}", spec,
                         config.shard_bytes)
-    warnings = chunks.merge_sequences([f"{d}/{schema.SEQUENCES}" for d in spill_dirs], f"{out}/{schema.SEQUENCES}",
-                                      spec, config.shard_bytes)
+    warnings, non_finite = chunks.merge_sequences([f"{d}/{schema.SEQUENCES}" for d in spill_dirs],
+                                                  f"{out}/{schema.SEQUENCES}", spec, config.shard_bytes)
+    _refuse_non_finite(non_finite)
     chunks.merge_reports(spill_dirs, out, listing_problems, warnings)
     tf.io.gfile.rmtree(work)
     return dict(sorted(counters.items()))
@@ -333,21 +366,21 @@ def _run_chunked(options: PipelineOptions, config: ExtractConfig, settings: Deco
 def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs one extraction end to end and returns its summary (also written to summary.json).
 
+    The run is a transaction (`pipeline.transaction`): it holds the output folder's lock, writes into a staging
+    folder beside it, and replaces the output only when everything was written. A run that fails leaves the
+    previous output as it was.
+
     Args:
       config: what to extract and how.
       beam_args: Beam pipeline options (e.g. ['--runner=DataflowRunner', '--project=...']); defaults to the
         local DirectRunner.
 
     Raises:
-      ExtractionError: bad settings, missing or empty input, or no video could be extracted.
+      ExtractionError: bad settings, missing or empty input, an output folder that is busy or must not be
+        replaced, a write that failed, or no video could be extracted.
       pipeline.sources.InputError: a manifest or folder problem, listing every bad line.
     """
     config.validate()
-    try:
-        fractions = parse_split_fractions(config.splits)
-        settings = DecodeSettings(fps=config.fps, max_frames=config.max_frames, image_size=config.image_size)
-    except ValueError as e:
-        raise ExtractionError(str(e)) from None
     start = time.time()
     listing = list_inputs(config)
     spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
@@ -358,29 +391,95 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
                         "effect; sequences/ is split by video.")
         # sequences/ is split by video: each video is its own unit of assignment (the written group is kept).
         by_group = [dataclasses.replace(r, group=r.video_id) for r in by_group]
-    assignment = assign_splits(by_group, fractions, config.split_salt)
-    for w in assignment.warnings:
+    assignment = assign_splits(by_group, parse_split_fractions(config.splits), config.split_salt)
+    warnings = list(assignment.warnings) + similar_labels(spec.class_names)
+    for w in warnings:
         logging.warning("[extract] %s", w)
+    for ignored in listing.ignored:
+        logging.warning("[extract] left out %s: %s", ignored["path"], ignored["reason"])
     logging.info("[extract] %d videos in %d classes, %d groups -> %s", len(listing.records),
                  len(spec.class_names), len({r.group for r in listing.records}), config.output_dir)
-
-    out = config.output_dir
-    for d in (out, f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
-        tf.io.gfile.makedirs(d)
-        for stale in remove_stale_temporaries(d):
-            logging.info("[extract] removed a temporary file left by an interrupted run: %s", stale)
     plan = [dict(dataclasses.asdict(r), split=assignment.split_of_video[r.video_id]) for r in listing.records]
+    transaction = OutputTransaction(config.output_dir)
+    try:
+        with transaction as staging:
+            _check_replaceable(config)
+            staged = dataclasses.replace(config, output_dir=staging)
+            counters = _extract(staged, beam_args, listing, spec, plan)
+            summary = summarize(staged, listing, spec, warnings, time.time() - start)
+            summary.update(config=dataclasses.asdict(config), counters=counters)
+            write_atomically(f"{staging}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+            if summary["extracted"] == 0:
+                raise ExtractionError(
+                    f"none of the {summary['inputs']} input files could be extracted; the reasons are in "
+                    f"{staging}/{FAILURES_JSONL}. {config.output_dir} was not changed")
+            transaction.publish()
+    except OutputBusyError as e:
+        raise ExtractionError(str(e)) from None
+    except Exception as e:
+        if not _is_storage_error(e):
+            raise  # a bug: its traceback helps; the output is unchanged all the same
+        # A full disk, a read-only folder, a quota: Beam re-raises a worker's error inside a RuntimeError.
+        where = (f"; the incomplete files are in {transaction.staging} (the next run removes them)"
+                 if tf.io.gfile.exists(transaction.staging) else "")
+        raise ExtractionError(f"writing the extraction failed: {str(e).strip().splitlines()[-1]}. "
+                              f"{config.output_dir} was not changed{where}") from None
+    return summary
+
+
+_STORAGE_ERRORS = ("No space left on device", "File too large", "Permission denied", "Read-only file system",
+                   "Disk quota exceeded")
+
+
+def _is_storage_error(e: Exception) -> bool:
+    return (isinstance(e, (OSError, tf.errors.OpError)) and not isinstance(e, FileNotFoundError)
+            or any(text in str(e) for text in _STORAGE_ERRORS))
+
+
+def _check_replaceable(config: ExtractConfig) -> None:
+    """Refuses to replace what must not be replaced: a folder that is not an extraction, or an extraction made
+    with other settings (unless --overwrite). The same settings again replace the output (a rerun)."""
+    out = config.output_dir
+    found = existing_output(out)
+    if found == "other":
+        raise ExtractionError(f"--output_dir={out} holds files that are not an extraction output; it is never "
+                              "replaced. Choose a new or empty folder")
+    if found == "incomplete":
+        logging.warning("[extract] replacing %s: an incomplete extraction output (no summary.json)", out)
+    if found != "extraction":
+        return
+    recorded = json.loads(files.read_text(f"{out}/{SUMMARY_JSON}")).get("config", {})
+    changed = differences(recorded, dataclasses.asdict(config), integrity.EXECUTION_SETTINGS)
+    if changed and not config.overwrite:
+        raise ExtractionError(f"{out} holds an extraction made with other settings:\n  " + "\n  ".join(changed)
+                              + "\nPass --overwrite to replace it, or choose another --output_dir to keep it")
+    if changed:
+        logging.warning("[extract] --overwrite: replacing %s, made with other settings (%s)", out, "; ".join(changed))
+
+
+def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, spec: schema.DatasetSpec,
+             plan: list[dict]) -> dict:
+    """Runs the pipeline(s) of `plan` into `config.output_dir` (the staging folder); returns Beam's counters."""
+    out = config.output_dir
+    for d in (f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
+        tf.io.gfile.makedirs(d)
+    settings = DecodeSettings(fps=config.fps, max_frames=config.max_frames, image_size=config.image_size)
     options = PipelineOptions(list(beam_args))
     parts = _plan_chunks(config, options, plan, settings)
-    if len(parts) == 1:
-        counters = _run_pipeline(options, config, settings, plan, spec, listing.problems)
-    else:
-        counters = _run_chunked(options, config, settings, plan, parts, spec, listing.problems)
-    summary = summarize(config, listing, spec, assignment.warnings, time.time() - start)
-    summary["counters"] = counters
-    write_atomically(f"{out}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    if summary["extracted"] == 0:
+    if len(parts) > 1:
+        return _run_chunked(options, config, settings, plan, parts, spec, listing.problems)
+    counters = _run_pipeline(options, config, settings, plan, spec, listing.problems)
+    report = f"{out}/{transforms.NON_FINITE_JSONL}"
+    non_finite = files.read_jsonl(report)
+    tf.io.gfile.remove(report)
+    _refuse_non_finite(non_finite)
+    return counters
+
+
+def _refuse_non_finite(rows: Sequence[dict]) -> None:
+    """NaN or Inf features are never written: the run stops before its output replaces anything."""
+    if rows:
+        shown = "\n  ".join(f"{r['video_id']}: {r['error']}" for r in sorted(rows, key=lambda r: r["video_id"])[:10])
         raise ExtractionError(
-            f"none of the {summary['inputs']} input files could be extracted; the reasons are in "
-            f"{out}/{FAILURES_JSONL}")
-    return summary
+            f"InceptionV3 gave non-finite features for {len(rows)} video(s); nothing was written:\n  {shown}\n"
+            "A broken or mismatched --weights file is the usual cause (or values beyond float32 in a custom one)")

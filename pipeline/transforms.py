@@ -35,6 +35,7 @@ from pipeline.features import padded_batch_size
 FAILURES = "failures"
 VIDEOS = "videos"
 WARNINGS = "warnings"
+NON_FINITE = "non_finite"
 
 
 
@@ -267,7 +268,9 @@ class _FeatureRangeFn(beam.CombineFn):
         return (float("inf"), float("-inf"))
 
     def add_input(self, accumulator, video):
-        matrix = video[3]
+        matrix = video[3][np.isfinite(video[3])]  # a video with NaN or Inf is never written (encode_sequence)
+        if not matrix.size:
+            return accumulator
         return (min(accumulator[0], float(matrix.min())), max(accumulator[1], float(matrix.max())))
 
     def merge_accumulators(self, accumulators):
@@ -277,6 +280,14 @@ class _FeatureRangeFn(beam.CombineFn):
     def extract_output(self, accumulator):
         low, high = accumulator
         return schema.Quantization.spanning(low, high) if low <= high else schema.Quantization.spanning(0.0, 0.0)
+
+
+class NonFiniteFeatures(ValueError):
+    """A video's features hold NaN or Inf: never written (the job stops, see `pipeline.job`)."""
+
+    def __init__(self, video_id: str, message: str):
+        super().__init__(message)
+        self.row = {"video_id": video_id, "error": message}
 
 
 def encode_sequence(encode: schema.ExampleEncoder, spec: schema.DatasetSpec, video,
@@ -289,6 +300,11 @@ def encode_sequence(encode: schema.ExampleEncoder, spec: schema.DatasetSpec, vid
     from pipeline.features import cast_features
 
     video_id, record, timestamps, features = video
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        raise NonFiniteFeatures(
+            video_id, f"{int((~finite).sum())} of {len(finite)} frame(s) (the first at "
+            f"{float(timestamps[~finite][0]):.1f} s) have non-finite InceptionV3 features (NaN or Inf)")
     warning = None
     if quantization is not None:
         matrix = quantization.quantize(features)
@@ -329,7 +345,11 @@ class _EncodeSequenceFn(_SetUpDoFn):
         self._encode = schema.ExampleEncoder(schema.sequences_features(self._spec))
 
     def process(self, video, quantization=None):
-        split, key, example, warning = encode_sequence(self._encode, self._spec, video, quantization)
+        try:
+            split, key, example, warning = encode_sequence(self._encode, self._spec, video, quantization)
+        except NonFiniteFeatures as e:
+            yield beam.pvalue.TaggedOutput(NON_FINITE, e.row)
+            return
         if warning is not None:
             yield beam.pvalue.TaggedOutput(WARNINGS, warning)
         yield split, key, example
@@ -369,9 +389,9 @@ class BuildSequences(beam.PTransform):
             self.metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata,
                                                              beam.pvalue.AsSingleton(quantization))
             return videos | "Encode" >> beam.ParDo(encode, beam.pvalue.AsSingleton(quantization)).with_outputs(
-                WARNINGS, main="sequences")
+                WARNINGS, NON_FINITE, main="sequences")
         self.metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata)
-        return videos | "Encode" >> beam.ParDo(encode).with_outputs(WARNINGS, main="sequences")
+        return videos | "Encode" >> beam.ParDo(encode).with_outputs(WARNINGS, NON_FINITE, main="sequences")
 
 
 def _assign_shard(element, num_shards: dict):
@@ -402,9 +422,9 @@ class WriteShards(beam.PTransform):
         shard_bytes = self._shard_bytes
         num_shards = (
             examples
-            | "Bytes" >> beam.Map(lambda e: (e[0], len(e[2])))
-            | "BytesPerSplit" >> beam.CombinePerKey(sum)
-            | "NumShards" >> beam.MapTuple(lambda split, size: (split, shards.num_shards_for(size, shard_bytes)))
+            | "Bytes" >> beam.Map(lambda e: (e[0], (len(e[2]), 1)))
+            | "BytesPerSplit" >> beam.CombinePerKey(lambda sizes: tuple(map(sum, zip(*sizes))))
+            | "NumShards" >> beam.MapTuple(lambda split, size: (split, shards.num_shards_for(size[0], shard_bytes, size[1])))
         )
         written = (
             examples
@@ -476,6 +496,9 @@ WARNINGS_REPORT = Report(lambda rows: _jsonl({"video_id": r["video_id"], "warnin
                          keep=lambda r: bool(r.get("warning")))
 # splits.csv: every input video with its group, label, split, sampled frames and status.
 SPLITS_REPORT = Report(_splits_csv)
+# Videos whose features are not finite: the job reads this file from its staging folder and stops.
+NON_FINITE_JSONL = "non_finite_features.jsonl"
+NON_FINITE_REPORT = Report(_jsonl)
 
 
 class WriteReport(beam.PTransform):

@@ -141,6 +141,19 @@ def _build(config_cls: type, flag_values: flags.FlagValues, overrides: dict) -> 
     return config_cls(**values)
 
 
+def flag_values(config: Any) -> dict:
+    """{flag name: value} of every setting of `config` that is a flag, nested configs included (tuples as
+    lists, as JSON holds them): what a command line fixed, e.g. to record or compare two runs' settings."""
+    values = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            values.update(flag_values(value))
+        elif field.metadata.get(_HELP):
+            values[field.name] = list(value) if isinstance(value, tuple) else value
+    return values
+
+
 def check_choices(config: Any) -> None:
     """Raises ValueError naming the flag when a setting of `config` (or of its nested configs) is not one of its
     declared choices; the same check absl makes when it parses an enum flag, for callers of the library."""
@@ -155,6 +168,13 @@ def check_choices(config: Any) -> None:
         for item in value if isinstance(value, tuple) else (value,):
             if item not in allowed:
                 raise ValueError(f"--{field.name}={item!r}: expected one of {', '.join(allowed)}")
+
+
+def require(ok: bool, flag: str, value: Any, expected: str) -> None:
+    """Raises ValueError('--flag=value: expected ...') unless `ok`: the range check every config's `validate`
+    makes before any work, with the allowed values in the message."""
+    if not ok:
+        raise ValueError(f"--{flag}={value}: expected {expected}")
 
 
 def markdown_table(config_cls: type) -> str:

@@ -5,7 +5,8 @@ r"""Leakage audit of an extraction output: is the validation/test data really un
 Checks, per split: no video and no recording group in two splits; the class balance; and near-duplicate frames
 across splits: every valid/test frame's 64-bit difference hash (dHash) is compared with every train frame's, and
 a frame within --max_distance bits of a train frame counts as a near-duplicate (with examples, and whether the
-two frames come from the same video). Exit status 1 when a video or group is in two splits, else 0.
+two frames come from the same video). Exit status 1 when a video or group is in two splits, 2 when --data_dir is
+not an extraction output, else 0.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import app, flags
 
 from dataformat import schema
@@ -36,8 +36,7 @@ def define_flags():
 TRAIN = "train"
 
 
-def _read_split(data_dir: str, kind: str, split: str, keys: list[str]) -> dict[str, np.ndarray]:
-    info = schema.split_info(data_dir, kind, split)
+def _read_split(info: schema.SplitInfo, kind: str, keys: list[str]) -> dict[str, np.ndarray]:
     parse = schema.batch_parser(kind, info.spec, keys)
 
     def prepare(serialized):
@@ -76,17 +75,21 @@ def nearest(queries: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> tuple[n
 
 
 def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
-    """The audit report as a dict (see the module docstring)."""
-    spec = schema.read_spec(data_dir)
-    names = spec.class_names
+    """The audit report as a dict (see the module docstring).
+
+    Raises:
+      ValueError: `data_dir` is not an extraction output (the message says what is missing).
+    """
+    datasets = {kind: schema.read_splits(data_dir, kind) for kind in (schema.FRAMES, schema.SEQUENCES)}
+    names = next(iter(datasets[schema.SEQUENCES].values())).spec.class_names
     report: dict = {"data_dir": data_dir, "max_distance": max_distance, "splits": {}, "near_duplicates": {}}
     frames, splits_of_video, splits_of_group = {}, collections.defaultdict(set), collections.defaultdict(set)
-    for kind in (schema.FRAMES, schema.SEQUENCES):
-        for split in tfds.builder_from_directory(f"{data_dir}/{kind}").info.splits:
+    for kind, splits in datasets.items():
+        for split, info in splits.items():
             keys = [schema.VIDEO_ID, schema.GROUP, schema.LABEL]
             if kind == schema.FRAMES:
                 keys += [schema.FRAME_INDEX, schema.IMAGE]
-            rows = _read_split(data_dir, kind, split, keys)
+            rows = _read_split(info, kind, keys)
             for v, g in zip(rows[schema.VIDEO_ID], rows[schema.GROUP]):
                 splits_of_video[v.decode()].add(split)
                 splits_of_group[g.decode()].add(split)
@@ -152,7 +155,11 @@ def main(argv):
     del argv
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
-    report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples)
+    try:
+        report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples)
+    except ValueError as e:
+        print(f"audit: error: {e}", file=sys.stderr)
+        return 2
     print(format_report(report))
     if FLAGS.json:
         from dataformat.files import write_atomically

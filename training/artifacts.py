@@ -18,7 +18,6 @@ import platform
 import numpy as np
 import tensorflow as tf
 
-from dataformat import schema
 from dataformat.files import write_atomically
 
 DIFFICULTY_RECORDS_CSV = "difficulty_records.csv"
@@ -34,17 +33,6 @@ def weights_sha256(model) -> str:
         w = np.ascontiguousarray(w)
         digest.update(f"{w.dtype.str}{w.shape}".encode())
         digest.update(w.tobytes())
-    return digest.hexdigest()
-
-
-def data_fingerprint(data_dir: str, kind: str) -> str:
-    """SHA-256 of the dataset's metadata (shard names, lengths, bytes, schema) and splits.csv if present."""
-    digest = hashlib.sha256()
-    for name in (f"{kind}/dataset_info.json", f"{kind}/features.json", schema.SPLITS_CSV):
-        path = f"{data_dir.rstrip('/')}/{name}"
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path, "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
     return digest.hexdigest()
 
 
@@ -109,12 +97,12 @@ def evaluation(labels: np.ndarray, probabilities: np.ndarray, class_names) -> di
 
 def metrics_record(*, config, flags, final, class_names, val_loss, val_accuracy, epochs_run, model, precision,
                    splits_read, data_fingerprint) -> dict:
-    """The metrics.json content. `final` maps each final-evaluation split to its `evaluation`; the first one's
-    numbers are also the top-level test_accuracy, test_loss, test_examples, per_class_accuracy and
-    confusion_matrix (absent when the run has no final split)."""
+    """The metrics.json content. `final` maps each final-evaluation split to its `evaluation`; the split named
+    `test` (else the first one) also gives the top-level test_accuracy, test_loss, test_examples,
+    per_class_accuracy and confusion_matrix (absent when the run has no final split)."""
     record = {}
     if final:
-        first = next(iter(final.values()))
+        first = final.get("test") or next(iter(final.values()))
         record.update(test_accuracy=first["accuracy"], test_loss=first["loss"], test_examples=first["examples"],
                       per_class_accuracy=first["per_class_accuracy"], confusion_matrix=first["confusion_matrix"])
     return {

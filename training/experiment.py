@@ -165,11 +165,36 @@ def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[s
     return report
 
 
+def check_runs(common: list[str], vary: list[tuple[str, list[str]]]) -> None:
+    """Parses and validates the flags of every configuration as `training.main` will, before any run trains: an
+    unknown flag, a value of the wrong type or out of range is found now, not after hours of other runs."""
+    import settings
+    from training.train import TrainConfig
+
+    known = {f.name for f in settings.flags_of(TrainConfig)}
+    for name, _ in vary:
+        if name not in known:
+            raise ValueError(f"--vary={name}=...: {name!r} is not a flag of training.main")
+    for config in configurations(vary):
+        values = flags.FlagValues()
+        settings.define_flags(TrainConfig, flag_values=values)
+        args = [*common, *(f"--{k}={v}" for k, v in config.items())]
+        try:
+            values(["training.main", *args])
+            settings.config_from_flags(TrainConfig, values).validate()
+        except (flags.Error, ValueError) as e:
+            raise ValueError(f"configuration {config_name(config)}: {e}") from None
+
+
 def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     try:
+        if FLAGS.seeds < 2:
+            raise ValueError(f"--seeds={FLAGS.seeds}: expected at least 2 (seed noise, and with it a confidence "
+                             "interval, is measured between seeds)")
+        check_runs(argv[1:], parse_vary(FLAGS.vary))
         report = run_experiment(FLAGS.workdir, argv[1:], parse_vary(FLAGS.vary), seeds, FLAGS.metric)
     except ValueError as e:
         print(f"experiment: error: {e}", file=sys.stderr)

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
+import os
 from typing import Optional
 
 import tensorflow as tf
 
 from dataformat import integrity, schema
+from dataformat.files import read_text, write_atomically
 from dataformat.schema import SplitInfo
-from settings import check_choices, setting
+from settings import check_choices, require, setting
 
 ORDERS = ("fixed", "reshuffle")
 SAMPLINGS = ("epoch", "replacement")
@@ -33,6 +36,7 @@ BALANCES = ("none", "oversample")
 AUGMENTATIONS = ("zoom", "flip_h", "flip_v")
 INPUTS_DTYPES = ("storage", "float32")
 MAX_DEFAULT_SEQ_LEN = 300
+MIN_IMAGE_SIZE = 8  # the small CNN halves the frame three times
 PARSE_BATCH = 64
 PARALLEL_READS = 4  # shard files read at once
 EPOCHS_IN_FLIGHT = 2  # the epoch being consumed and the next one, filling its shuffle buffer
@@ -101,8 +105,16 @@ class InputConfig:
 
     def __post_init__(self):
         check_choices(self)
-        if self.batch_size < 1:
-            raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
+        require(self.shuffle_buffer is None or self.shuffle_buffer >= 1, "shuffle_buffer", self.shuffle_buffer,
+                "at least 1 (leave it out for the default)")
+        require(self.shuffle_memory_mb >= 1, "shuffle_memory_mb", self.shuffle_memory_mb, "at least 1")
+        require(self.seq_len is None or 1 <= self.seq_len <= 100_000, "seq_len", self.seq_len,
+                "1..100000 frames (leave it out for the longest video)")
+        require(MIN_IMAGE_SIZE <= self.image_size <= 1024, "image_size", self.image_size,
+                f"{MIN_IMAGE_SIZE}..1024 pixels")
+        require(math.isfinite(self.zoom_range) and 0 <= self.zoom_range < 1, "zoom_range", self.zoom_range,
+                "a fraction in [0, 1) (zoom factors 1 - r .. 1 + r)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +189,7 @@ class ExtractedData:
     splits: dict  # split name -> SplitInfo of the files to read
     skipped: dict  # split name -> damaged records left out (--skip_corrupt)
     seq_len: Optional[int]  # sequences: frames per example after padding/truncation; None for frames
+    fingerprint: str = ""  # identifies the dataset's content (`integrity.fingerprint`): runs and caches check it
 
     def info(self, split: str) -> SplitInfo:
         if split not in self.splits:
@@ -221,7 +234,8 @@ def open_data(data_dir: str, kind: str, splits, *, seq_len: Optional[int] = None
     length = None
     if kind == schema.SEQUENCES:
         length = seq_len or min(first.max_num_frames or _longest_sequence(first), MAX_DEFAULT_SEQ_LEN)
-    return ExtractedData(data_dir, kind, first.spec, infos, skipped, length)
+    return ExtractedData(data_dir, kind, first.spec, infos, skipped, length,
+                         integrity.fingerprint(data_dir, kind, available))
 
 
 def _longest_sequence(info: SplitInfo) -> int:
@@ -312,6 +326,13 @@ def _parser(info: SplitInfo, config: InputConfig, seq_len: Optional[int], what: 
             as_type = tf.uint16 if dtype == tf.float16 else dtype
             raw = tf.io.decode_raw(ex[schema.FEATURES], as_type, fixed_length=seq_len * dim * dtype.size)
             ex[schema.FEATURES] = tf.reshape(tf.bitcast(raw, dtype) if as_type != dtype else raw, [-1, seq_len, dim])
+            if dtype.is_floating:  # NaN or Inf would train to a finite loss and look like a collapse
+                bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(ex[schema.FEATURES]), axis=[1, 2]))
+                check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
+                    f"{what}: features hold NaN or Inf (the extraction refuses to write them: the file was changed "
+                    "after it, or written by another tool); video_id:", tf.boolean_mask(ids, bad)], summarize=10)
+                with tf.control_dependencies([check]):
+                    ex[schema.FEATURES] = tf.identity(ex[schema.FEATURES])
         return ex
 
     return parse_batch
@@ -417,6 +438,9 @@ def make_dataset(data: ExtractedData | str, split: str, config: InputConfig, sta
     ds = _records(files, info)
     if not parse_late:
         ds = _parsed(ds, parse_batch, config)
+        if config.cache != "memory":
+            _claim_cache(config.cache, {"data_fingerprint": data.fingerprint, "kind": data.kind, "split": split,
+                                        "seq_len": data.seq_len, "files": [os.path.basename(f) for f in share.files]})
         ds = ds.cache() if config.cache == "memory" else ds.cache(config.cache)
     labels = None
     if config.balance == "oversample":
@@ -474,6 +498,26 @@ def make_dataset(data: ExtractedData | str, split: str, config: InputConfig, sta
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     # Prefetch last: overlap producing the next batches with the training step.
     return out.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _claim_cache(path: str, identity: dict) -> None:
+    """tf.data reads a cache file back whenever it exists, whatever it was made from: a --cache path reused for
+    another dataset or split trained on the first one's examples. `PATH.identity.json` records what the cache
+    holds; a cache of anything else is refused."""
+    record = path + ".identity.json"
+    if tf.io.gfile.exists(record):
+        recorded = json.loads(read_text(record))
+        if recorded != identity:
+            changed = ", ".join(k for k in sorted(identity) if recorded.get(k) != identity[k])
+            raise ValueError(f"--cache={path} holds the cache of other data (its {changed} differ): delete "
+                             f"{path}.* or choose another --cache path")
+        return
+    existing = tf.io.gfile.glob(path + ".*")
+    if existing:
+        raise ValueError(f"--cache={path}: {existing[0]} exists but records no identity (made by an older version "
+                         f"or another program): delete {path}.* or choose another --cache path")
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    write_atomically(record, json.dumps(identity, sort_keys=True) + "\n")
 
 
 def _identity(epoch: tf.data.Dataset) -> tf.data.Dataset:

@@ -109,7 +109,11 @@ def inspect_training_order(config, split: str = "train") -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    report = inspect_training_order(train_flags.config_from_flags(), FLAGS.split)
+    try:
+        report = inspect_training_order(train_flags.config_from_flags(), FLAGS.split)
+    except ValueError as e:  # a missing folder or split, a bad setting
+        print(f"inspect_order: error: {e}", file=sys.stderr)
+        return 1
     settings = report["settings"]
     print(f"{settings['kind']} {FLAGS.split}: {settings['examples']} examples, batch {settings['batch_size']}, "
           f"order={settings['order']}, sampling={settings['sampling']}, shuffle_buffer="

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from settings import setting
+from settings import check_choices, require, setting
 
 CNN_ARCHITECTURES = ("small", "story002")
 
@@ -28,6 +28,12 @@ class ModelConfig:
     dropout: float = setting(0.5, "Dropout before the output layer.")
     cnn: str = setting("small", "CNN architecture: small (three conv blocks and global pooling) or story002 "
                        "(story 002's network).", choices=CNN_ARCHITECTURES)
+
+    def __post_init__(self):
+        check_choices(self)
+        require(self.lstm_units >= 1, "lstm_units", self.lstm_units, "at least 1")
+        require(self.dense_units >= 1, "dense_units", self.dense_units, "at least 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a fraction in [0, 1)")
 
 
 def output_layer(num_classes: int) -> layers.Layer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from typing import Optional
 
@@ -16,13 +17,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import settings
 from dataformat import files, integrity, schema
-from dataformat.files import TMP_MARKER, atomic_path, remove_stale_temporaries, write_atomically
-from settings import check_choices, setting
+from dataformat.files import TMP_MARKER, atomic_path, write_atomically
+from settings import check_choices, require, setting
 from training import artifacts, distribute
 from training.input_pipeline import ExtractedData, InputConfig, make_dataset, open_data
 from training.models import ModelConfig, build_cnn, build_lstm
 from training.monitors import CollapseDetector, DifficultyRecorder, class_probabilities
+from training.workdir import BACKUP, open_workdir, run_identity
 from training.schedules import MODES, CyclicLearningRate
 
 MODELS = ("lstm", "cnn")
@@ -30,7 +33,6 @@ OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cyclic", "plateau")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 BEST = "best.keras"
-BACKUP = "backup"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +81,24 @@ class TrainConfig:
                                "without GPUs (e.g. in tests).")
 
     def validate(self) -> None:
-        """Checks every setting before the strategy is built and the data read."""
+        """Checks every setting before the strategy is built and the data read (the nested configs check theirs
+        when they are made); each error names the flag and the values it takes."""
         check_choices(self)
-        if self.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        require(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        for name in ("learning_rate", "cyclic_max_lr"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, name, value, "a positive number")
+        if self.lr_schedule == "cyclic":
+            require(self.cyclic_max_lr >= self.learning_rate, "cyclic_max_lr", self.cyclic_max_lr,
+                    f"at least --learning_rate ({self.learning_rate}), the bottom of the cycle")
+        require(0 <= self.momentum < 1, "momentum", self.momentum, "a fraction in [0, 1)")
+        require(self.cyclic_step_size >= 0, "cyclic_step_size", self.cyclic_step_size, ">= 0 (0: two epochs)")
+        require(0 < self.cyclic_gamma <= 1, "cyclic_gamma", self.cyclic_gamma, "a number in (0, 1]")
+        require(0 < self.plateau_factor < 1, "plateau_factor", self.plateau_factor, "a fraction in (0, 1)")
+        for name in ("plateau_patience", "early_stopping_patience"):
+            require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0 epochs")
+        require(self.collapse_patience >= 1, "collapse_patience", self.collapse_patience, "at least 1 epoch")
+        require(self.cpu_devices >= 1, "cpu_devices", self.cpu_devices, "at least 1")
 
     @property
     def kind(self) -> str:
@@ -102,6 +118,10 @@ def plan_splits(config: TrainConfig) -> tuple[str, str, tuple[str, ...]]:
     if not config.eval_splits:
         raise TrainingError("--eval_splits is empty: name at least the split that selects the model (e.g. valid)")
     train, selection, finals = config.train_split, config.eval_splits[0], tuple(config.eval_splits[1:])
+    if selection == "test" and finals:
+        raise TrainingError(f"--eval_splits={','.join(config.eval_splits)}: the first split selects the model (best "
+                            "checkpoint, early stopping), which makes its accuracy optimistic; name the selection "
+                            "split first and test after it, e.g. --eval_splits=valid,test")
     for split in (train, selection) + finals:
         if split not in available and split != "test":
             raise TrainingError(f"{directory} has no split {split!r} (it has {', '.join(available)}): set "
@@ -315,6 +335,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
     """
     try:
         return _train(config, workdir, flags)
+    except tf.errors.InvalidArgumentError as e:
+        if "assertion failed: [" not in e.message:
+            raise
+        # The reader's checks (input_pipeline._parser): a message naming the examples, not a traceback.
+        raise integrity.CorruptDataError(e.message.split("assertion failed: [", 1)[1].split("\n")[0]) from None
     except tf.errors.DataLossError as e:
         kind = config.kind
         train, selection, finals = plan_splits(config)
@@ -323,20 +348,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         found = [f for f in found if f]
         raise integrity.CorruptDataError(
             "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
-
-
-def _finished_run(workdir: str) -> Optional[dict]:
-    """Prepares WORKDIR (removing what a killed run was writing) and returns the metrics of a run that finished
-    there, if one did."""
-    tf.io.gfile.makedirs(workdir)
-    for folder in (workdir, os.path.join(workdir, BACKUP)):
-        remove_stale_temporaries(folder)  # e.g. a checkpoint a killed run was writing
-    metrics_path = os.path.join(workdir, artifacts.METRICS_JSON)
-    if tf.io.gfile.exists(metrics_path) and not tf.io.gfile.exists(os.path.join(workdir, BACKUP)):
-        logging.warning("[train] %s holds a finished run; returning its metrics (delete the folder to retrain)",
-                        workdir)
-        return json.loads(files.read_text(metrics_path))
-    return None
 
 
 def _set_up_process(config: TrainConfig) -> tuple[str, str]:
@@ -441,17 +452,17 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     this = distribute.role(strategy)
     per_replica = distribute.check_batch_size(config.input.batch_size, this)
     workdir = distribute.worker_workdir(workdir, this)
-    finished = _finished_run(workdir)
-    if finished is not None:
-        return finished
-    policy, why = _set_up_process(config)
-
     input_config = dataclasses.replace(config.input, kind=config.kind, seed=config.seed, inputs_dtype="storage")
-    # Every split the run reads, opened once: checked (or repaired), sized, and the sequence length fixed by the
-    # train split (the model is built for one length; the other splits are padded or cut to it).
+    # Every split the run reads, opened once: checked (or repaired), sized, fingerprinted, and the sequence length
+    # fixed by the train split (the model is built for one length; the other splits are padded or cut to it).
     data = open_data(config.data_dir, config.kind, [train_split, selection_split, *final_splits],
                      seq_len=input_config.seq_len, skip_corrupt=input_config.skip_corrupt,
                      repair_dir=input_config.repair_dir or os.path.join(workdir, "repaired"))
+    # A rerun resumes (or returns the finished metrics) only with the data and settings the run started with.
+    finished = open_workdir(workdir, run_identity(settings.flag_values(config), data.fingerprint))
+    if finished is not None:
+        return finished
+    policy, why = _set_up_process(config)
     num_classes = len(data.spec.class_names)
     per_worker_input = config.distribution in distribute.PER_WORKER_INPUT
     context = tf.distribute.InputContext(this.workers, this.worker, this.replicas) if per_worker_input else None
@@ -498,7 +509,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
         config=config, flags=flags, final=final, class_names=data.spec.class_names, val_loss=val_loss,
         val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)),
         model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
-        data_fingerprint=artifacts.data_fingerprint(config.data_dir, config.kind),
+        data_fingerprint=data.fingerprint,
     )
     if input_config.skip_corrupt:
         metrics["corrupt_records_skipped"] = dict(data.skipped)

@@ -151,23 +151,27 @@ def test_killed_extraction_rerun_gives_byte_identical_output(run, inputs, tmp_pa
     from dataformat import integrity
     from dataformat.files import TMP_MARKER
 
+    from pipeline.transaction import STAGING_SUFFIX
+
     reference, _ = run
     out = tmp_path / "out"
+    staging = tmp_path / ("out" + STAGING_SUFFIX)
     args = [sys.executable, "-m", "pipeline.extract", f"--input_dir={inputs}", f"--output_dir={out}", *COMMON]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ready = {"writing": lambda: any(TMP_MARKER in f for f in _files(out)),
-             "metadata": lambda: any(".tfrecord-" in f and TMP_MARKER not in f for f in _files(out))}[moment]
+    ready = {"writing": lambda: any(TMP_MARKER in f for f in _files(staging)),
+             "metadata": lambda: any(".tfrecord-" in f and TMP_MARKER not in f for f in _files(staging))}[moment]
     deadline = time.time() + 300
     while process.poll() is None and not ready() and time.time() < deadline:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL  # killed, not finished
-    # No half-written shard under its final name: every visible shard reads to its end.
-    for f in _files(out):
+    assert not out.exists()  # nothing appears under the output's name before the run is complete
+    # Even in the staging folder, no half-written shard under its final name: every one reads to its end.
+    for f in _files(staging):
         if ".tfrecord-" in f and TMP_MARKER not in f:
             assert integrity.scan(f, check_data=True).lost_at is None, f
     extract_here(inputs, out)  # the same settings as COMMON, through the library the command calls
-    assert not [f for f in _files(out) if TMP_MARKER in f]  # the killed run's temporaries are gone
+    assert not staging.exists() and not [f for f in _files(out) if TMP_MARKER in f]  # the killed run's files are gone
     assert_same_output(reference, out)
 
 
@@ -210,9 +214,10 @@ def test_nothing_extractable_is_an_error_and_its_failures_are_listed(tmp_path):
     bad = tmp_path / "in" / "circle"
     bad.mkdir(parents=True)
     (bad / "a.mp4").write_bytes(b"")
-    with pytest.raises(ExtractionError, match="none of the 1 input files could be extracted"):
+    with pytest.raises(ExtractionError, match="none of the 1 input files could be extracted.*out.staging"):
         extract_here(tmp_path / "in", tmp_path / "out", group_regex=None)
-    assert (tmp_path / "out" / "failures.jsonl").read_text().count("\n") == 1
+    assert not (tmp_path / "out").exists()  # an extraction of nothing replaces no output
+    assert (tmp_path / "out.staging" / "failures.jsonl").read_text().count("\n") == 1
 
 
 @pytest.mark.parametrize("settings, message", [

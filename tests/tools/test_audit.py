@@ -54,3 +54,9 @@ def test_planted_frame_split_leak_is_found(sample_videos, tmp_path):
     result = subprocess.run([sys.executable, "-m", "tools.audit", f"--data_dir={out}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "LEAK" in result.stdout
+
+
+def test_a_folder_that_is_not_an_extraction_is_a_clear_error(tmp_path):
+    """Issue 18: a missing folder gave a TFDS traceback."""
+    with pytest.raises(ValueError, match=f"{tmp_path}/nope/frames is not an extraction output"):
+        audit(str(tmp_path / "nope"))

@@ -133,6 +133,9 @@ def rewrite(data_dir, edit):
      "not a whole number of 2048-wide float16 rows"),
     ("empty", lambda ex: ex.features.feature["features"].bytes_list.value.__setitem__(0, b""),
      "features empty"),
+    # Issue 18, case 7: a NaN in a shard trained to a finite loss and was diagnosed as a collapse.
+    ("nan", lambda ex: ex.features.feature["features"].bytes_list.value.__setitem__(
+        0, np.full((2, 2048), np.nan, np.float16).tobytes()), "features hold NaN or Inf"),
 ])
 def test_examples_that_would_be_misread_raise_an_error_naming_them(tmp_path, case, edit, message):
     write_sequences(str(tmp_path), [("cats/v1.mp4", 0, 3), ("dogs/v2.mp4", 1, 2)])

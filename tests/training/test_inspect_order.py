@@ -66,3 +66,16 @@ def test_video_ordered_frames_and_a_small_buffer_give_batches_of_one_video(sampl
     # (about 3.5, what random batches from 12 videos give).
     small, whole = worst_same_video("--shuffle_buffer=4"), worst_same_video_here()
     assert small >= 6 and whole <= 4.5 and small - whole >= 2.5, (small, whole)
+
+
+def test_a_missing_folder_or_split_is_a_clear_error(tmp_path):
+    """Issue 18: tracebacks on a missing folder or split."""
+    from tests.training.conftest import make_config
+    from tests.training.test_train_e2e import write_sequences
+    from training.inspect_order import inspect_training_order
+
+    with pytest.raises(ValueError, match="is not an extraction output"):
+        inspect_training_order(make_config(tmp_path / "nope"))
+    write_sequences(str(tmp_path / "data"), {"train": [(0, 2), (1, 2)]})
+    with pytest.raises(ValueError, match=r"has no split 'holdout'; it has \['train'\]"):
+        inspect_training_order(make_config(tmp_path / "data"), "holdout")

@@ -135,6 +135,15 @@ def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(
     assert 2 <= done < 8
     with open(tmp_path / "backup" / "latest.json") as f:
         completed = json.load(f)["completed_epochs"]
+    # Issue 18, case 2: resuming with other flags mixed two runs in one record, and a killed LSTM resumed as a
+    # CNN died in a Keras shape error. Both are refused before any work, naming what differs.
+    from training.workdir import WorkdirError
+
+    for other, difference in ((dict(batch_size=16), "--batch_size: 32 there, 16 now"),
+                              (dict(model="cnn"), "--model: 'lstm' there, 'cnn' now")):
+        with pytest.raises(WorkdirError, match=difference):
+            train_here(extracted_samples, tmp_path, **dict(dict(model="lstm", epochs=8, lstm_units=32,
+                                                                dense_units=16, deterministic=True), **other))
     resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {tmp_path} at epoch {completed + 1} ({completed} completed)" in resumed.stderr
@@ -152,6 +161,9 @@ def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(
     again = train_here(extracted_samples, tmp_path, model="lstm", epochs=8, lstm_units=32, dense_units=16,
                        deterministic=True)
     assert "finished run" in caplog.text and again["weights_sha256"] == reference["weights_sha256"]
+    with pytest.raises(WorkdirError, match="finished its 8 epochs"):  # it printed the old metrics and exited 0
+        train_here(extracted_samples, tmp_path, model="lstm", epochs=9, lstm_units=32, dense_units=16,
+                   deterministic=True)
 
 
 def write_sequences(data_dir, lengths):
@@ -225,6 +237,29 @@ def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path, 
     with pytest.raises(TrainingError, match="name a split twice"):
         train_here(data, tmp_path / "twice", **small, eval_splits=("select", "fit"))
     assert not (tmp_path / "twice" / "history.csv").exists()
+    # Issue 18: --eval_splits=test,valid selected the model on test and reported valid as test_accuracy.
+    with pytest.raises(TrainingError, match="the first split selects the model"):
+        train_here(data, tmp_path / "on_test", **small, eval_splits=("test", "select"))
+
+
+def test_features_with_nan_stop_training_naming_the_video(tmp_path, train_here):
+    """Issue 18, case 7: a NaN in a shard trained to a finite loss and was diagnosed as a collapse."""
+    import numpy as np
+
+    from dataformat.integrity import CorruptDataError
+    from tests.training.test_corrupt_data import rewrite
+
+    data = tmp_path / "data"
+    write_sequences(str(data), {"train": [(i % 2, 3) for i in range(16)], "valid": [(i % 2, 3) for i in range(6)],
+                                "test": [(i % 2, 3) for i in range(6)]})
+
+    def poison(example):
+        if example.features.feature["video_id"].bytes_list.value[0] == b"train_5.mp4":
+            example.features.feature["features"].bytes_list.value[0] = np.full((3, 2048), np.nan, np.float32).tobytes()
+
+    rewrite(data, poison)
+    with pytest.raises(CorruptDataError, match=r"features hold NaN or Inf .*train_5.mp4"):
+        train_here(data, tmp_path / "run", model="lstm", epochs=2, lstm_units=8, dense_units=8)
 
 
 def test_a_remote_workdir_gets_every_artifact(tmp_path, train_here):

@@ -1,0 +1,56 @@
+"""A workdir and a tf.data cache file belong to one run's data and settings (issue 18, cases 2 and 3)."""
+
+import shutil
+
+import pytest
+
+from tests.training.test_train_e2e import write_sequences
+from training.workdir import WorkdirError, differences, open_workdir, run_identity
+
+SMALL = dict(model="lstm", epochs=2, lstm_units=8, dense_units=8)
+SPLITS = {"train": [(i % 2, 3) for i in range(16)], "valid": [(i % 2, 3) for i in range(6)],
+          "test": [(i % 2, 3) for i in range(6)]}
+
+
+def test_a_workdir_resumes_only_its_own_run(tmp_path):
+    identity = run_identity({"epochs": 5, "batch_size": 32, "augment": ("zoom",)}, "data-a")
+    assert open_workdir(str(tmp_path), identity) is None  # a fresh run: recorded
+    assert open_workdir(str(tmp_path), run_identity({"epochs": 9, "batch_size": 32, "augment": ("zoom",)},
+                                                    "data-a")) is None  # --epochs may change on resume
+    with pytest.raises(WorkdirError) as raised:
+        open_workdir(str(tmp_path), run_identity({"epochs": 9, "batch_size": 64, "augment": ["zoom"]}, "data-b"))
+    message = str(raised.value)
+    assert "the data: another extraction" in message and "--batch_size: 32 there, 64 now" in message
+    assert "--augment" not in message and "Use another --workdir" in message
+    assert differences(identity, identity) == []
+
+
+def test_other_data_in_a_workdir_is_refused_and_moved_data_is_not(tmp_path, train_here):
+    """A killed run resumed with another --data_dir (e.g. the same videos with another --split_salt) trained on
+    a split that had been the test split. The data's fingerprint is its content, not its path."""
+    data = tmp_path / "data"
+    write_sequences(str(data), SPLITS)
+    first = train_here(data, tmp_path / "run", **SMALL)
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    assert train_here(moved, tmp_path / "run", **SMALL)["weights_sha256"] == first["weights_sha256"]  # finished
+    other = tmp_path / "other"
+    write_sequences(str(other), dict(SPLITS, test=[(i % 2, 4) for i in range(6)]))
+    with pytest.raises(WorkdirError, match="the data: another extraction"):
+        train_here(other, tmp_path / "run", **SMALL)
+
+
+def test_a_cache_file_of_other_data_is_refused(tmp_path):
+    """--cache=PATH reused on another dataset trained on the first dataset's cached split."""
+    from training.input_pipeline import InputConfig, make_dataset
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_sequences(str(a), SPLITS)
+    write_sequences(str(b), dict(SPLITS, train=[(1 - i % 2, 3) for i in range(16)]))
+    config = InputConfig(kind="sequences", cache=str(tmp_path / "cache" / "train"), shuffle=False)
+    labels = [y for _, y in make_dataset(str(a), "train", config).unbatch().as_numpy_iterator()]
+    assert [y for _, y in make_dataset(str(a), "train", config).unbatch().as_numpy_iterator()] == labels  # reused
+    with pytest.raises(ValueError, match=r"holds the cache of other data \(its data_fingerprint differ\)"):
+        make_dataset(str(b), "train", config)
+    with pytest.raises(ValueError, match="holds the cache of other data"):
+        make_dataset(str(a), "valid", config)
