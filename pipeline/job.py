@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from typing import Optional, Sequence
 
@@ -422,8 +423,10 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
         # A full disk, a read-only folder, a quota: Beam re-raises a worker's error inside a RuntimeError.
         where = (f"; the incomplete files are in {transaction.staging} (the next run removes them)"
                  if tf.io.gfile.exists(transaction.staging) else "")
-        raise ExtractionError(f"writing the extraction failed: {str(e).strip().splitlines()[-1]}. "
-                              f"{config.output_dir} was not changed{where}") from None
+        # Beam's text is "module.SomeError: what [while running 'Step']": keep what.
+        what = re.sub(r"^[\w.]+(Error|Exception): | \[while running .*\]$", "", str(e).strip().splitlines()[-1])
+        raise ExtractionError(f"writing the extraction failed: {what}. {config.output_dir} was not "
+                              f"changed{where}") from None
     return summary
 
 

@@ -110,6 +110,10 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path, capsys):
     # Resuming with other common flags would mix runs of different experiments: refused.
     with pytest.raises(ValueError, match="was run with other flags"):
         run_experiment(str(tmp_path), [*common, "--epochs=3"], vary, [0, 1], "test_loss")
+    # One seed has no seed noise to compare with (it printed a CI of [-inf, inf]; zero failed in numpy).
+    one = subprocess.run([sys.executable, "-m", "training.experiment", f"--workdir={tmp_path / 'one'}", "--seeds=1",
+                          *common], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 1 and "--seeds=1: expected at least 2" in one.stderr
 
 
 def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(extracted_samples, tmp_path,
