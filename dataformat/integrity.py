@@ -21,7 +21,7 @@ import google_crc32c
 import tensorflow as tf
 
 from dataformat.files import atomic_path
-from dataformat.schema import SplitInfo
+from dataformat.schema import DataError, SplitInfo
 
 HEADER_BYTES = 12
 FOOTER_BYTES = 4
@@ -29,7 +29,7 @@ SKIP_CORRUPT_HINT = ("re-run pipeline.extract for this output (or copy the file 
                      "train on the records that are intact")
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(DataError):
     """A shard file is missing, truncated or damaged; the message names it and says what to do."""
 
 

@@ -24,13 +24,18 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
 
+class DataError(ValueError):
+    """The data on disk cannot be read as asked (not an extraction output, a missing split, another format
+    version, damaged files): the message names the file and says what to do."""
+
+
 # Version of the layout below; written as the TFDS dataset version of both folder datasets.
 # 1.1.0 added `max_num_frames` to sequences/metadata.json; readers of 1.0.0 outputs fall back to the data.
 FORMAT_VERSION = "1.1.0"
 
 FRAMES = "frames"
 SEQUENCES = "sequences"
-DATASET_NAMES = (FRAMES, SEQUENCES)
+DATASET_KINDS = (FRAMES, SEQUENCES)  # the two datasets of an output; a "kind" everywhere
 
 # The files beside the two datasets (README, "Output format").
 SPLITS_CSV = "splits.csv"  # every input video: its group, label, split, sampled frames and status
@@ -172,18 +177,18 @@ def sequences_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
     )
 
 
-def features_for(name: str, spec: DatasetSpec) -> tfds.features.FeaturesDict:
-    """The FeaturesDict of dataset `name` (`frames` or `sequences`)."""
-    if name == FRAMES:
+def features_for(kind: str, spec: DatasetSpec) -> tfds.features.FeaturesDict:
+    """The FeaturesDict of dataset `kind` (`frames` or `sequences`)."""
+    if kind == FRAMES:
         return frames_features(spec)
-    if name == SEQUENCES:
+    if kind == SEQUENCES:
         return sequences_features(spec)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASET_NAMES}")
+    raise ValueError(f"unknown dataset {kind!r}; expected one of {DATASET_KINDS}")
 
 
-def description_for(name: str) -> str:
+def description_for(kind: str) -> str:
     """The human description stored in dataset_info.json."""
-    if name == FRAMES:
+    if kind == FRAMES:
         return "One example per sampled video frame (JPEG), written by pipeline.extract."
     return "One example per video: InceptionV3 pooled features [T, 2048] per sampled frame, written by pipeline.extract."
 
@@ -205,8 +210,8 @@ class ExampleEncoder:
         return proto.SerializeToString(deterministic=True)
 
 
-def batch_parser(name: str, spec: DatasetSpec, keys: Sequence[str]):
-    """A function parsing a *batch* of serialized examples of dataset `name` into {key: tensor [B]}.
+def batch_parser(kind: str, spec: DatasetSpec, keys: Sequence[str]):
+    """A function parsing a *batch* of serialized examples of dataset `kind` into {key: tensor [B]}.
 
     One `tf.io.parse_example` call per batch is much cheaper than one per example. Only scalar features can be
     parsed this way (every training key is one: `features` is stored as a single bytes value); integers come
@@ -214,12 +219,12 @@ def batch_parser(name: str, spec: DatasetSpec, keys: Sequence[str]):
     """
     import tensorflow as tf
 
-    info = features_for(name, spec).get_serialized_info()
+    info = features_for(kind, spec).get_serialized_info()
     specs, casts = {}, {}
     for key in keys:
         tensor_info = info[key]
         if tuple(tensor_info.shape) != ():
-            raise ValueError(f"{name}/{key} has shape {tensor_info.shape}; batch parsing takes scalar features")
+            raise ValueError(f"{kind}/{key} has shape {tensor_info.shape}; batch parsing takes scalar features")
         dtype = tf.as_dtype(tensor_info.tf_dtype)
         wire = tf.int64 if dtype.is_integer else (tf.float32 if dtype.is_floating else tf.string)
         specs[key] = tf.io.FixedLenFeature([], wire)
@@ -233,9 +238,9 @@ def batch_parser(name: str, spec: DatasetSpec, keys: Sequence[str]):
     return parse
 
 
-def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
+def shard_file_name(kind: str, split: str, index: int, num_shards: int) -> str:
     """File name of one shard, following `FILENAME_TEMPLATE` (TFDS' default)."""
-    return f"{name}-{split}.{FILE_FORMAT}-{index:05d}-of-{num_shards:05d}"
+    return f"{kind}-{split}.{FILE_FORMAT}-{index:05d}-of-{num_shards:05d}"
 
 
 def read_spec(data_dir: str) -> DatasetSpec:
@@ -252,7 +257,7 @@ def _spec_of(sequences_builder, directory: str) -> DatasetSpec:
     if dtype == "uint8":
         constants = (sequences_builder.info.metadata or {}).get(QUANTIZATION)
         if not constants:
-            raise ValueError(f"{directory} stores uint8 features but its metadata.json has no {QUANTIZATION!r} "
+            raise DataError(f"{directory} stores uint8 features but its metadata.json has no {QUANTIZATION!r} "
                              "(scale, offset): the output is incomplete; re-run pipeline.extract")
         quantization = Quantization(scale=float(constants["scale"]), offset=float(constants["offset"]))
     return DatasetSpec(
@@ -285,10 +290,10 @@ def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
     try:
         builder = tfds.builder_from_directory(directory)
     except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
-        raise ValueError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
+        raise DataError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
     check_format_version(str(builder.info.version), directory)
     if not builder.info.splits:
-        raise ValueError(f"{directory} has no splits: the extraction output is incomplete; re-run pipeline.extract")
+        raise DataError(f"{directory} has no splits: the extraction output is incomplete; re-run pipeline.extract")
     # The spec lives in sequences/' metadata: the builder just read, or (for frames/) one more read.
     spec = _spec_of(builder, directory) if kind == SEQUENCES else read_spec(data_dir)
     longest = (builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {} if kind == SEQUENCES else {}
@@ -309,7 +314,7 @@ def check_format_version(version: str, where: str) -> None:
     except ValueError:
         found, known = (), (0,)
     if not found or found[0] != known[0] or found > known:
-        raise ValueError(f"{where} is in format {version}; this version of video-pipeline reads formats "
+        raise DataError(f"{where} is in format {version}; this version of video-pipeline reads formats "
                          f"{known[0]}.0.0 to {FORMAT_VERSION}. Use the video-pipeline that wrote it, or re-extract")
 
 
@@ -321,5 +326,5 @@ def split_info(data_dir: str, kind: str, split: str) -> SplitInfo:
 def pick_split(splits: dict[str, SplitInfo], split: str, where: str) -> SplitInfo:
     """`splits[split]` (a `read_splits` result for the dataset at `where`), or an error listing its splits."""
     if split not in splits:
-        raise ValueError(f"{where} has no split {split!r}; it has {sorted(splits)}")
+        raise DataError(f"{where} has no split {split!r}; it has {sorted(splits)}")
     return splits[split]

@@ -64,10 +64,10 @@ class ShardInfo:
     num_bytes: int
 
 
-def write_shard(directory: str, name: str, split: str, index: int, num_shards: int,
+def write_shard(directory: str, kind: str, split: str, index: int, num_shards: int,
                 records: Iterable[tuple[str, bytes]]) -> ShardInfo:
     """Writes one shard: the serialized examples sorted by key, via a temporary file and a rename."""
-    path = tf.io.gfile.join(directory, schema.shard_file_name(name, split, index, num_shards))
+    path = tf.io.gfile.join(directory, schema.shard_file_name(kind, split, index, num_shards))
     count = size = 0
     with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for _, data in sorted(records, key=lambda kv: kv[0]):
@@ -77,7 +77,7 @@ def write_shard(directory: str, name: str, split: str, index: int, num_shards: i
     return ShardInfo(split, index, num_shards, count, size)
 
 
-def write_sorted_shards(directory: str, name: str, split: str, records: Iterable[tuple[str, bytes]],
+def write_sorted_shards(directory: str, kind: str, split: str, records: Iterable[tuple[str, bytes]],
                         num_shards: int) -> list[ShardInfo]:
     """Writes all `num_shards` shards of a split from records that arrive sorted by key, in one pass with every
     shard open: each shard gets its records in key order, so the files equal what `write_shard` writes per shard.
@@ -89,11 +89,11 @@ def write_sorted_shards(directory: str, name: str, split: str, records: Iterable
     previous = None
     with contextlib.ExitStack() as stack:
         temporaries = [stack.enter_context(atomic_path(tf.io.gfile.join(
-            directory, schema.shard_file_name(name, split, i, num_shards)))) for i in range(num_shards)]
+            directory, schema.shard_file_name(kind, split, i, num_shards)))) for i in range(num_shards)]
         writers = [stack.enter_context(tf.io.TFRecordWriter(t)) for t in temporaries]  # closed before renaming
         for key, data in records:
             if previous is not None and key <= previous:
-                raise ValueError(f"{name}/{split}: record keys out of order ({previous!r} then {key!r})")
+                raise ValueError(f"{kind}/{split}: record keys out of order ({previous!r} then {key!r})")
             previous = key
             index = shard_of(key, num_shards)
             writers[index].write(data)
@@ -102,7 +102,7 @@ def write_sorted_shards(directory: str, name: str, split: str, records: Iterable
     return [ShardInfo(split, i, num_shards, counts[i], sizes[i]) for i in range(num_shards)]
 
 
-def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo],
+def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo],
                    metadata: Optional[dict] = None) -> None:
     """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json and features.json (and
     metadata.json, TFDS' `info.metadata`, when `metadata` is given), and removes shard files of an earlier run
@@ -121,10 +121,10 @@ def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: 
         n = next(iter(infos.values())).num_shards
         for index in range(n):
             if index not in infos:
-                infos[index] = write_shard(directory, name, split, index, n, [])
-            expected_files.add(schema.shard_file_name(name, split, index, n))
+                infos[index] = write_shard(directory, kind, split, index, n, [])
+            expected_files.add(schema.shard_file_name(kind, split, index, n))
         template = tfds.core.ShardedFileTemplate(
-            data_dir=directory, template=schema.FILENAME_TEMPLATE, dataset_name=name, split=split,
+            data_dir=directory, template=schema.FILENAME_TEMPLATE, dataset_name=kind, split=split,
             filetype_suffix=schema.FILE_FORMAT,
         )
         split_infos.append(
@@ -136,10 +136,10 @@ def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: 
             )
         )
     identity = tfds_dataset_info.DatasetIdentity(
-        name=name, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
+        name=kind, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
     )
     info = tfds.core.DatasetInfo(
-        builder=identity, features=schema.features_for(name, spec), description=schema.description_for(name),
+        builder=identity, features=schema.features_for(kind, spec), description=schema.description_for(kind),
         metadata=tfds.core.MetadataDict(metadata) if metadata else None,
     )
     info.set_file_format(schema.FILE_FORMAT)
@@ -155,7 +155,7 @@ def write_metadata(directory: str, name: str, spec: schema.DatasetSpec, shards: 
     stale_metadata = tf.io.gfile.join(directory, METADATA_JSON)
     if not metadata and tf.io.gfile.exists(stale_metadata):  # an earlier run's, e.g. of another feature dtype
         tf.io.gfile.remove(stale_metadata)
-    prefix = f"{name}-"
+    prefix = f"{kind}-"
     for file_name in tf.io.gfile.listdir(directory):
         is_shard = file_name.startswith(prefix) and f".{schema.FILE_FORMAT}-" in file_name
         if is_shard and TMP_MARKER not in file_name and file_name not in expected_files:

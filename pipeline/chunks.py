@@ -21,20 +21,16 @@ never its output (tests/pipeline/test_extract_e2e.py compares them).
 from __future__ import annotations
 
 import concurrent.futures
-import heapq
-import json
-import pickle
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from dataformat import files, schema, shards
-from dataformat.files import atomic_path, temporary_name, write_atomically
+from dataformat import files, reports, schema, shards
+from dataformat.files import temporary_name, write_atomically
+from pipeline import sequences
 from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
-
-SPILL_INDEX = "index.json"
-_SEPARATOR = b"\0"  # sort keys are hex digits, ':' and digits: never NUL
+from pipeline.spills import SEPARATOR, merged, read_spill, splits_of
 
 # Peak memory a local runner needs per sampled frame held in a pipeline, in bytes: a fixed part (features,
 # pickled per-frame records, Beam's buffers) plus the frame's JPEG, which grows with its area. Fitted to
@@ -73,50 +69,6 @@ def plan_chunks(frames: Sequence[int], chunk_frames: int) -> list[range]:
     return chunks
 
 
-def write_spill(directory: str, split: str, records: Iterable[tuple[str, bytes]]) -> dict:
-    """Writes one split's records of one chunk, sorted by key; returns {split, records, bytes} (payload bytes)."""
-    count = size = 0
-    with atomic_path(tf.io.gfile.join(directory, f"{split}.spill")) as tmp, tf.io.TFRecordWriter(tmp) as writer:
-        for key, data in sorted(records, key=lambda kv: kv[0]):
-            writer.write(key.encode("ascii") + _SEPARATOR + data)
-            count += 1
-            size += len(data)
-    return {"split": split, "records": count, "bytes": size}
-
-
-def write_spill_index(directory: str, infos: Sequence[dict]) -> None:
-    write_atomically(tf.io.gfile.join(directory, SPILL_INDEX),
-                     json.dumps({i["split"]: i for i in sorted(infos, key=lambda i: i["split"])}, indent=1))
-
-
-def read_spill_index(directory: str) -> dict:
-    with tf.io.gfile.GFile(tf.io.gfile.join(directory, SPILL_INDEX)) as f:
-        return json.load(f)
-
-
-def read_spill(path: str) -> Iterator[tuple[str, bytes]]:
-    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-        key, data = record.split(_SEPARATOR, 1)
-        yield key.decode("ascii"), data
-
-
-def merged(spill_dirs: Sequence[str], split: str) -> Iterator[tuple[str, bytes]]:
-    """The records of `split` from every chunk, in key order."""
-    paths = [tf.io.gfile.join(d, f"{split}.spill") for d in spill_dirs]
-    return heapq.merge(*(read_spill(p) for p in paths if tf.io.gfile.exists(p)), key=lambda kv: kv[0])
-
-
-def splits_of(spill_dirs: Sequence[str]) -> dict[str, dict]:
-    """{split: {records, bytes}} summed over the chunks' spill indexes."""
-    totals: dict[str, dict] = {}
-    for d in spill_dirs:
-        for split, info in read_spill_index(d).items():
-            t = totals.setdefault(split, {"records": 0, "bytes": 0})
-            t["records"] += info["records"]
-            t["bytes"] += info["bytes"]
-    return dict(sorted(totals.items()))
-
-
 def merge_frames(spill_dirs: Sequence[str], directory: str, spec: schema.DatasetSpec, shard_bytes: int) -> None:
     """frames/ from the chunks' spilled frame examples: the shards a one-pass run writes, byte for byte."""
     infos = []
@@ -134,16 +86,14 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
     Each split is encoded in key order into one sorted temporary file (its size decides the shard count), then
     cut into shards. uint8 is quantized over every chunk's range, found by a first pass.
     """
-    from pipeline.transforms import NonFiniteFeatures, encode_sequence, feature_range
-
     splits = splits_of(spill_dirs)
 
     def videos(split):
-        return (pickle.loads(data) for _, data in merged(spill_dirs, split))
+        return (sequences.from_spill(data) for _, data in merged(spill_dirs, split))
 
     quantization = None
     if spec.feature_dtype == "uint8":
-        quantization = feature_range(v for split in splits for v in videos(split))
+        quantization = sequences.feature_range(v for split in splits for v in videos(split))
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
     infos, warnings, non_finite, longest = [], [], [], {}
     for split in splits:
@@ -152,11 +102,11 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
         with tf.io.TFRecordWriter(encoded) as writer:
             for video in videos(split):
                 try:
-                    _, key, example, warning = encode_sequence(encode, spec, video, quantization)
-                except NonFiniteFeatures as e:
+                    _, key, example, warning = sequences.encode_sequence(encode, spec, video, quantization)
+                except sequences.NonFiniteFeatures as e:
                     non_finite.append(e.row)
                     continue
-                writer.write(key.encode("ascii") + _SEPARATOR + example)
+                writer.write(key.encode("ascii") + SEPARATOR + example)
                 size += len(example)
                 count += 1
                 longest[split] = max(longest.get(split, 0), len(video[2]))
@@ -169,25 +119,18 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
     return warnings, non_finite
 
 
-def stacked_video_record(video) -> tuple[str, str, bytes]:
-    """A stacked video (see `pipeline.transforms.StackVideos`) as a spill record (split, key, payload)."""
-    return video[1]["split"], shards.sort_key(video[0]), pickle.dumps(video, protocol=pickle.HIGHEST_PROTOCOL)
-
-
 def merge_reports(spill_dirs: Sequence[str], out: str, listing_problems: Sequence[dict],
                   sequence_warnings: Sequence[dict]) -> None:
     """failures.jsonl, warnings.jsonl and splits.csv of the whole run from the chunks' own."""
-    from pipeline import transforms
-
     def rows(file_name, read=files.read_jsonl):
         return [row for d in spill_dirs for row in read(tf.io.gfile.join(d, file_name))]
 
     failures = list(listing_problems) + rows(schema.FAILURES_JSONL)
     warnings = rows(schema.WARNINGS_JSONL) + list(sequence_warnings)
     videos = rows(schema.SPLITS_CSV, files.read_csv)
-    for file_name, report, report_rows in ((schema.FAILURES_JSONL, transforms.FAILURES_REPORT, failures),
-                                           (schema.WARNINGS_JSONL, transforms.WARNINGS_REPORT, warnings),
-                                           (schema.SPLITS_CSV, transforms.SPLITS_REPORT, videos)):
+    for file_name, report, report_rows in ((schema.FAILURES_JSONL, reports.FAILURES, failures),
+                                           (schema.WARNINGS_JSONL, reports.WARNINGS, warnings),
+                                           (schema.SPLITS_CSV, reports.SPLITS, videos)):
         write_atomically(tf.io.gfile.join(out, file_name), report.text(report_rows))
 
 

@@ -25,8 +25,10 @@ import sys
 from absl import app, flags
 
 import settings
-from pipeline.job import ExtractConfig, ExtractionError, format_summary, run_extraction
+from pipeline.config import ExtractConfig, ExtractionError
+from pipeline.job import run_extraction
 from pipeline.sources import InputError
+from pipeline.summary import format_summary
 
 FLAGS = flags.FLAGS
 

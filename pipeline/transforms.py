@@ -14,12 +14,9 @@ counter.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import io
-import json
 import logging
-from typing import Callable, Iterable, Optional
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -28,8 +25,10 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from dataformat import schema, shards
 from dataformat.files import write_atomically
+from dataformat.reports import Report
 from pipeline.decode import (DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, decode_frames,
                              unexpected_error)
+from pipeline import sequences, spills
 from pipeline.features import padded_batch_size
 
 FAILURES = "failures"
@@ -252,87 +251,20 @@ class FeaturizeFrames(beam.PTransform):
         return features | "EncodeFrames" >> beam.ParDo(self._encode).with_outputs(schema.FRAMES, main="features")
 
 
-def _stack_video(element):
-    """(video_id, per-frame parts) -> (video_id, video record, timestamps, float32 features [T, 2048])."""
-    video_id, parts = element
-    parts = sorted(parts, key=lambda p: p[0])
-    return (video_id, parts[0][3], np.array([p[1] for p in parts], np.float32),
-            np.stack([p[2] for p in parts]).astype(np.float32))
-
-
 class _FeatureRangeFn(beam.CombineFn):
-    """The smallest and largest feature value of every video: exact and order-independent (min/max), so the
-    quantization, and with it every byte of a uint8 dataset, is the same however the work was split."""
+    """The smallest and largest feature value of every video (`sequences.add_to_range`) -> the quantization."""
 
     def create_accumulator(self):
-        return (float("inf"), float("-inf"))
+        return sequences.EMPTY_RANGE
 
     def add_input(self, accumulator, video):
-        matrix = video[3][np.isfinite(video[3])]  # a video with NaN or Inf is never written (encode_sequence)
-        if not matrix.size:
-            return accumulator
-        return (min(accumulator[0], float(matrix.min())), max(accumulator[1], float(matrix.max())))
+        return sequences.add_to_range(accumulator, video)
 
     def merge_accumulators(self, accumulators):
-        lows, highs = zip(*accumulators)
-        return (min(lows), max(highs))
+        return sequences.merge_ranges(accumulators)
 
     def extract_output(self, accumulator):
-        low, high = accumulator
-        return schema.Quantization.spanning(low, high) if low <= high else schema.Quantization.spanning(0.0, 0.0)
-
-
-class NonFiniteFeatures(ValueError):
-    """A video's features hold NaN or Inf: never written (the job stops, see `pipeline.job`)."""
-
-    def __init__(self, video_id: str, message: str):
-        super().__init__(message)
-        self.row = {"video_id": video_id, "error": message}
-
-
-def encode_sequence(encode: schema.ExampleEncoder, spec: schema.DatasetSpec, video,
-                    quantization: Optional[schema.Quantization] = None):
-    """One stacked video (see `_stack_video`) -> (split, key, sequence example, warning or None).
-
-    Features beyond float16's range are stored saturated, with a warning row {video_id, warning}; uint8 features
-    are quantized with `quantization`, the whole dataset's.
-    """
-    from pipeline.features import cast_features
-
-    video_id, record, timestamps, features = video
-    finite = np.isfinite(features).all(axis=1)
-    if not finite.all():
-        raise NonFiniteFeatures(
-            video_id, f"{int((~finite).sum())} of {len(finite)} frame(s) (the first at "
-            f"{float(timestamps[~finite][0]):.1f} s) have non-finite InceptionV3 features (NaN or Inf)")
-    warning = None
-    if quantization is not None:
-        matrix = quantization.quantize(features)
-    else:
-        try:
-            matrix = cast_features(features, spec.feature_dtype, record["path"])
-        except ValueError as e:  # beyond float16's range: keep the video, saturated, and say so
-            limit = float(np.finfo(spec.feature_dtype).max)
-            matrix = np.clip(features, -limit, limit).astype(spec.feature_dtype)
-            warning = {"video_id": video_id, "warning": f"{e}; stored saturated at +-{limit:g}"}
-    example = encode({
-        schema.FEATURES: matrix,
-        schema.LABEL: spec.class_names.index(record["label"]),
-        schema.VIDEO_ID: video_id,
-        schema.GROUP: record["group"],
-        schema.NUM_FRAMES: len(timestamps),
-        schema.TIMESTAMPS: timestamps,
-    })
-    return record["split"], shards.sort_key(video_id), example, warning
-
-
-def feature_range(videos: Iterable) -> schema.Quantization:
-    """The uint8 quantization spanning every feature value of `videos` (stacked, see `_stack_video`)."""
-    fn = _FeatureRangeFn()
-    accumulator = fn.create_accumulator()
-    for video in videos:
-        accumulator = fn.add_input(accumulator, video)
-    return fn.extract_output(accumulator)
+        return sequences.quantization_of(accumulator)
 
 
 class _EncodeSequenceFn(_SetUpDoFn):
@@ -346,8 +278,8 @@ class _EncodeSequenceFn(_SetUpDoFn):
 
     def process(self, video, quantization=None):
         try:
-            split, key, example, warning = encode_sequence(self._encode, self._spec, video, quantization)
-        except NonFiniteFeatures as e:
+            split, key, example, warning = sequences.encode_sequence(self._encode, self._spec, video, quantization)
+        except sequences.NonFiniteFeatures as e:
             yield beam.pvalue.TaggedOutput(NON_FINITE, e.row)
             return
         if warning is not None:
@@ -359,39 +291,43 @@ class StackVideos(beam.PTransform):
     """(video_id, per-frame features) -> (video_id, video record, timestamps, float32 features [T, 2048])."""
 
     def expand(self, features):
-        return features | "GroupByVideo" >> beam.GroupByKey() | "Stack" >> beam.Map(_stack_video)
+        return features | "GroupByVideo" >> beam.GroupByKey() | "Stack" >> beam.Map(sequences.stack_video)
+
+
+class Sequences(NamedTuple):
+    """What `BuildSequences` returns."""
+
+    examples: beam.PCollection  # (split, key, serialized sequence example)
+    warnings: beam.PCollection  # {video_id, warning}: features stored saturated
+    non_finite: beam.PCollection  # {video_id, error}: videos whose features hold NaN or Inf (never written)
+    metadata: beam.PCollection  # one element: sequences/metadata.json's content (`schema.sequences_metadata`)
 
 
 class BuildSequences(beam.PTransform):
-    """(video_id, per-frame features) -> (split, key, sequence example): all frames of a video, in order.
+    """(video_id, per-frame features) -> `Sequences`: every video's frames, in order, as one example.
 
-    `metadata` is then a one-element PCollection holding sequences/metadata.json's content
-    (`schema.sequences_metadata`): each split's longest video and, for --feature_dtype=uint8, the quantization.
-    uint8 features are quantized over the range of the whole dataset, so every video waits for that range (a
-    global min/max) before it is encoded.
+    metadata holds each split's longest video and, for --feature_dtype=uint8, the quantization. uint8 features
+    are quantized over the range of the whole dataset, so every video waits for that range (a global min/max)
+    before it is encoded.
     """
 
     def __init__(self, spec: schema.DatasetSpec):
         super().__init__()
         self._spec = spec
-        self.metadata = None
 
-    def expand(self, features):
-        """Main output: (split, key, example); tagged `warnings`: {video_id, warning} for saturated features."""
+    def expand(self, features) -> Sequences:
         videos = features | "StackVideos" >> StackVideos()
         longest = (videos
                    | "SplitLengths" >> beam.Map(lambda v: (v[1]["split"], len(v[2])))
                    | "LongestPerSplit" >> beam.CombinePerKey(max)
                    | "Longest" >> beam.combiners.ToDict())
-        encode = _EncodeSequenceFn(self._spec)
+        encode, side_inputs = _EncodeSequenceFn(self._spec), []
         if self._spec.feature_dtype == "uint8":
-            quantization = videos | "FeatureRange" >> beam.CombineGlobally(_FeatureRangeFn())
-            self.metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata,
-                                                             beam.pvalue.AsSingleton(quantization))
-            return videos | "Encode" >> beam.ParDo(encode, beam.pvalue.AsSingleton(quantization)).with_outputs(
-                WARNINGS, NON_FINITE, main="sequences")
-        self.metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata)
-        return videos | "Encode" >> beam.ParDo(encode).with_outputs(WARNINGS, NON_FINITE, main="sequences")
+            side_inputs = [beam.pvalue.AsSingleton(videos | "FeatureRange" >> beam.CombineGlobally(_FeatureRangeFn()))]
+        metadata = longest | "Metadata" >> beam.Map(schema.sequences_metadata, *side_inputs)
+        encoded = videos | "Encode" >> beam.ParDo(encode, *side_inputs).with_outputs(WARNINGS, NON_FINITE,
+                                                                                     main="sequences")
+        return Sequences(encoded.sequences, encoded[WARNINGS], encoded[NON_FINITE], metadata)
 
 
 def _assign_shard(element, num_shards: dict):
@@ -400,20 +336,20 @@ def _assign_shard(element, num_shards: dict):
     return (split, shards.shard_of(key, n), n), (key, data)
 
 
-def _write_one_shard(element, directory: str, name: str):
+def _write_one_shard(element, directory: str, kind: str):
     (split, index, n), records = element
-    return shards.write_shard(directory, name, split, index, n, records)
+    return shards.write_shard(directory, kind, split, index, n, records)
 
 
 class WriteShards(beam.PTransform):
     """(split, sort_key, serialized example) -> a TFDS folder dataset in `directory`, shards sized by bytes."""
 
-    def __init__(self, directory: str, name: str, spec: schema.DatasetSpec, shard_bytes: int, metadata=None):
+    def __init__(self, directory: str, kind: str, spec: schema.DatasetSpec, shard_bytes: int, metadata=None):
         """metadata: None, or a one-element PCollection holding the dataset's metadata.json content (TFDS'
         `info.metadata`; for sequences/, `BuildSequences.metadata`)."""
         super().__init__()
         self._directory = directory
-        self._name = name
+        self._kind = kind
         self._spec = spec
         self._shard_bytes = shard_bytes
         self._metadata = metadata
@@ -430,15 +366,15 @@ class WriteShards(beam.PTransform):
             examples
             | "AssignShard" >> beam.Map(_assign_shard, num_shards=beam.pvalue.AsDict(num_shards))
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.Map(_write_one_shard, directory=self._directory, name=self._name)
+            | "WriteShard" >> beam.Map(_write_one_shard, directory=self._directory, kind=self._kind)
         )
-        directory, name, spec = self._directory, self._name, self._spec
+        directory, kind, spec = self._directory, self._kind, self._spec
         all_shards = written | "AllShards" >> beam.combiners.ToList()
         if self._metadata is None:
             return all_shards | "WriteMetadata" >> beam.Map(
-                lambda infos: shards.write_metadata(directory, name, spec, infos))
+                lambda infos: shards.write_metadata(directory, kind, spec, infos))
         return all_shards | "WriteMetadata" >> beam.Map(
-            lambda infos, metadata: shards.write_metadata(directory, name, spec, infos, metadata),
+            lambda infos, metadata: shards.write_metadata(directory, kind, spec, infos, metadata),
             beam.pvalue.AsSingleton(self._metadata))
 
 
@@ -451,54 +387,15 @@ class WriteSpills(beam.PTransform):
         self._directory = directory
 
     def expand(self, records):
-        from pipeline import chunks
-
         directory = self._directory
         return (
             records
             | "BySplit" >> beam.Map(lambda e: (e[0], (e[1], e[2])))
             | "GroupBySplit" >> beam.GroupByKey()
-            | "WriteSpill" >> beam.MapTuple(lambda split, rs: chunks.write_spill(directory, split, rs))
+            | "WriteSpill" >> beam.MapTuple(lambda split, rs: spills.write_spill(directory, split, rs))
             | "AllSpills" >> beam.combiners.ToList()
-            | "WriteIndex" >> beam.Map(lambda infos: chunks.write_spill_index(directory, infos))
+            | "WriteIndex" >> beam.Map(lambda infos: spills.write_spill_index(directory, infos))
         )
-
-
-def _jsonl(rows: Iterable[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-
-
-def _splits_csv(rows: Iterable[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=schema.SPLITS_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-@dataclasses.dataclass(frozen=True)
-class Report:
-    """A small per-video file: which rows it keeps, their order (so reruns give identical bytes), its text."""
-
-    render: Callable[[list], str]
-    sort_by: str = "video_id"
-    keep: Optional[Callable[[dict], bool]] = None
-
-    def text(self, rows: Iterable[dict]) -> str:
-        kept = [r for r in rows if self.keep is None or self.keep(r)]
-        return self.render(sorted(kept, key=lambda r: r[self.sort_by]))
-
-
-# failures.jsonl: one JSON object per failed input with `path`, `video_id` and `error`.
-FAILURES_REPORT = Report(_jsonl, sort_by="path")
-# warnings.jsonl: videos kept with a warning (e.g. decoding stopped early).
-WARNINGS_REPORT = Report(lambda rows: _jsonl({"video_id": r["video_id"], "warning": r["warning"]} for r in rows),
-                         keep=lambda r: bool(r.get("warning")))
-# splits.csv: every input video with its group, label, split, sampled frames and status.
-SPLITS_REPORT = Report(_splits_csv)
-# Videos whose features are not finite: the job reads this file from its staging folder and stops.
-NON_FINITE_JSONL = "non_finite_features.jsonl"
-NON_FINITE_REPORT = Report(_jsonl)
 
 
 class WriteReport(beam.PTransform):

@@ -75,7 +75,7 @@ def _write_extraction_output(data_dir: str, spec, kind: str, records: list, num_
 
     from dataformat import schema, shards
 
-    for name in schema.DATASET_NAMES:
+    for name in schema.DATASET_KINDS:
         directory = os.path.join(data_dir, name)
         tf.io.gfile.makedirs(directory)
         num = num_shards if name == kind else 0

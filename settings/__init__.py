@@ -29,6 +29,10 @@ _HELP, _CHOICES, _SHOWN = "help", "choices", "shown_default"
 flags.disclaim_key_flags()
 
 
+class SettingError(ValueError):
+    """A setting is not one of its choices or out of its range; the message names the flag and what it takes."""
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002 - absl's word for it
             choices: Sequence[str] = (), shown_default: Optional[str] = None) -> Any:
     """A dataclass field that is also a flag.
@@ -155,7 +159,7 @@ def flag_values(config: Any) -> dict:
 
 
 def check_choices(config: Any) -> None:
-    """Raises ValueError naming the flag when a setting of `config` (or of its nested configs) is not one of its
+    """Raises SettingError naming the flag when a setting of `config` (or of its nested configs) is not one of its
     declared choices; the same check absl makes when it parses an enum flag, for callers of the library."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
@@ -167,14 +171,14 @@ def check_choices(config: Any) -> None:
             continue
         for item in value if isinstance(value, tuple) else (value,):
             if item not in allowed:
-                raise ValueError(f"--{field.name}={item!r}: expected one of {', '.join(allowed)}")
+                raise SettingError(f"--{field.name}={item!r}: expected one of {', '.join(allowed)}")
 
 
 def require(ok: bool, flag: str, value: Any, expected: str) -> None:
     """Raises ValueError('--flag=value: expected ...') unless `ok`: the range check every config's `validate`
     makes before any work, with the allowed values in the message."""
     if not ok:
-        raise ValueError(f"--{flag}={value}: expected {expected}")
+        raise SettingError(f"--{flag}={value}: expected {expected}")
 
 
 def markdown_table(config_cls: type) -> str:

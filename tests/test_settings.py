@@ -84,7 +84,7 @@ def test_the_table_shows_defaults_and_choices():
 
 
 def test_the_commands_flags_give_the_configs_own_defaults_and_the_readme_is_current():
-    from pipeline.job import ExtractConfig
+    from pipeline.config import ExtractConfig
     from training.train import TrainConfig
 
     extract = settings.config_from_flags(ExtractConfig, _parse(ExtractConfig, ["--output_dir=/o"]))

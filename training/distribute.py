@@ -17,6 +17,8 @@ import os
 
 import tensorflow as tf
 
+from settings import SettingError
+
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "tpu")
 # Strategies whose input is built per worker by `distribute_datasets_from_function` (one input pipeline per
 # host, sharded by InputContext); the others get one global dataset that Keras splits across local replicas.
@@ -82,7 +84,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--distribution=multi_worker needs the TF_CONFIG environment variable (cluster and "
+            raise SettingError("--distribution=multi_worker needs the TF_CONFIG environment variable (cluster and "
                              "task of this process); scripts/launch_multi_worker.py sets it for local runs")
         return _MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -90,7 +92,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"--distribution={name!r}: expected one of {', '.join(DISTRIBUTIONS)}")
+    raise SettingError(f"--distribution={name!r}: expected one of {', '.join(DISTRIBUTIONS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +127,7 @@ def worker_workdir(workdir: str, this: Role) -> str:
 def check_batch_size(global_batch: int, this: Role) -> int:
     """The per-replica batch size, or a clear error when the global batch does not divide."""
     if global_batch % this.replicas:
-        raise ValueError(f"--batch_size={global_batch} is the global batch and must be a multiple of the "
+        raise SettingError(f"--batch_size={global_batch} is the global batch and must be a multiple of the "
                          f"{this.replicas} replicas in sync (each replica gets batch_size / replicas)")
     per_replica = global_batch // this.replicas
     if this.replicas > 1:

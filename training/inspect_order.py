@@ -18,19 +18,23 @@ import json
 import math
 import sys
 
-import keras
 import numpy as np
 from absl import app, flags
 
+import settings
 from dataformat import schema
-from training import main as train_flags  # the same flags as training.main, for the same pipeline
-from training.input_pipeline import make_train_dataset, open_data
+from dataformat.files import write_atomically
+from dataformat.schema import DataError
+from training.input_pipeline import make_train_dataset
+from training.train import TrainConfig, TrainingError, open_run_data, plan_run, run_input_config, set_up_process
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines this command's flags (only when it runs as a command, so libraries can be imported together)."""
+    """Defines this command's flags, training.main's (`TrainConfig`) and its own (only when it runs as a command,
+    so libraries can be imported together)."""
+    settings.define_flags(TrainConfig)
     flags.DEFINE_string("split", "train", "Which split to inspect.")
     flags.DEFINE_string("json", None, "Also write the full report (every epoch and batch) as JSON here.")
 
@@ -91,17 +95,19 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def inspect_training_order(config, split: str = "train") -> dict:
+def inspect_training_order(config: TrainConfig, split: str = "train") -> dict:
     """What `config`'s training input pipeline feeds the model from `split` (`inspect_order`'s report, with the
-    settings), built exactly as `training.train` builds it, without decoding any input."""
-    kind = config.kind
-    keras.utils.set_random_seed(config.seed)  # as training.train does: tf.data seeds depend on the global seed
-    input_config = dataclasses.replace(config.input, kind=kind, seed=config.seed, with_metadata=True, decode=False)
-    data = open_data(config.data_dir, kind, [split], seq_len=input_config.seq_len)
+    settings), built by the functions `training.train` builds it with (the run's splits and data, repaired if
+    --skip_corrupt; seeds and op determinism; the run's input settings), without decoding any input."""
+    config.validate()
+    plan = plan_run(config)
+    data = open_run_data(config, plan, also=(split,))
+    set_up_process(config)  # tf.data's seeds depend on the global seed
+    input_config = dataclasses.replace(run_input_config(config), with_metadata=True, decode=False)
     info = data.info(split)
     ds, steps = make_train_dataset(data, split, input_config, num_epochs=config.epochs)
     report = inspect_order(list(ds.as_numpy_iterator()), info.num_examples, len(info.spec.class_names), steps)
-    report["settings"] = {"split": split, "kind": kind, "examples": info.num_examples, "seed": config.seed,
+    report["settings"] = {"split": split, "kind": data.kind, "examples": info.num_examples, "seed": config.seed,
                           **dataclasses.asdict(input_config)}
     return report
 
@@ -110,23 +116,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        report = inspect_training_order(train_flags.config_from_flags(), FLAGS.split)
-    except ValueError as e:  # a missing folder or split, a bad setting
+        config = settings.config_from_flags(TrainConfig, data_dir=FLAGS.data_dir.rstrip("/"))
+        report = inspect_training_order(config, FLAGS.split)
+    except (settings.SettingError, DataError, TrainingError) as e:  # a missing folder or split, a bad setting
         print(f"inspect_order: error: {e}", file=sys.stderr)
         return 1
-    settings = report["settings"]
-    print(f"{settings['kind']} {FLAGS.split}: {settings['examples']} examples, batch {settings['batch_size']}, "
-          f"order={settings['order']}, sampling={settings['sampling']}, shuffle_buffer="
-          f"{settings['shuffle_buffer'] or 'whole split'}, seed={settings['seed']}")
+    used = report["settings"]
+    print(f"{used['kind']} {FLAGS.split}: {used['examples']} examples, batch {used['batch_size']}, "
+          f"order={used['order']}, sampling={used['sampling']}, shuffle_buffer="
+          f"{used['shuffle_buffer'] or 'whole split'}, seed={used['seed']}")
     print(format_table(report))
     if FLAGS.json:
-        from dataformat.files import write_atomically
-
         write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    train_flags.define_flags()
     define_flags()
     sys.exit(app.run(main))

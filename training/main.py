@@ -14,7 +14,9 @@ import sys
 from absl import app, flags
 
 import settings
-from training.train import TrainConfig, train_and_evaluate
+from dataformat.schema import DataError
+from training.train import TrainConfig, TrainingError, train_and_evaluate
+from training.workdir import WorkdirError
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +39,7 @@ def main(argv):
     try:
         config = config_from_flags()
         metrics = train_and_evaluate(config, FLAGS.workdir, flags=FLAGS.flag_values_dict())
-    except ValueError as e:
+    except (settings.SettingError, DataError, TrainingError, WorkdirError) as e:  # ours, never a bug's ValueError
         print(f"train: error: {e}", file=sys.stderr)
         return 1
     shown = {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs_run",

@@ -1,5 +1,8 @@
 """Training as a library: `train_and_evaluate(TrainConfig(...), workdir)` returns the metrics it writes.
 
+A run reads its data once: `plan_run` checks the splits it names against the dataset's metadata before any work,
+`open_run_data` opens them (checked or repaired, fingerprinted), and the run's input is built by
+`run_input_config` with the readers of `training.input_pipeline`; `training.inspect_order` builds the same.
 Model selection (best checkpoint, early stopping, plateau) sees the valid split only; the test split is opened
 once, after training, for the final evaluation, and `metrics.json` records the order in which splits were read.
 """
@@ -7,32 +10,36 @@ once, after training, for the final evaluation, and `metrics.json` records the o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import settings
-from dataformat import files, integrity, schema
-from dataformat.files import TMP_MARKER, atomic_path, write_atomically
+from dataformat import integrity, schema
 from settings import check_choices, require, setting
 from training import artifacts, distribute
-from training.input_pipeline import ExtractedData, InputConfig, make_dataset, open_data
+from training.callbacks import BEST, Backup, run_callbacks
+from training.data import ExtractedData, open_data
+from training.input_pipeline import (InputConfig, feature_statistics, make_eval_dataset, make_train_dataset,
+                                     read_with_ids)
 from training.models import ModelConfig, build_cnn, build_lstm
-from training.monitors import CollapseDetector, DifficultyRecorder, class_probabilities
-from training.workdir import BACKUP, open_workdir, run_identity
+from training.monitors import CollapseDetector, class_probabilities
 from training.schedules import MODES, CyclicLearningRate
+from training.workdir import BACKUP, open_workdir, run_identity
 
 MODELS = ("lstm", "cnn")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cyclic", "plateau")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
-BEST = "best.keras"
+
+
+class TrainingError(ValueError):
+    """Training cannot go on; the message says why and what to try."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +113,26 @@ class TrainConfig:
         return schema.SEQUENCES if self.model == "lstm" else schema.FRAMES
 
 
-def plan_splits(config: TrainConfig) -> tuple[str, str, tuple[str, ...]]:
-    """(train split, model-selection split, final-evaluation splits) of this run, checked against the data before
-    any work: a split the run names but the data lacks is an error listing the data's splits, except the default
-    final split `test`, which is skipped with a log line (extractions may be split e.g. train=0.8,valid=0.2)."""
+class RunPlan(NamedTuple):
+    """The splits a run reads (checked against the data by `plan_run`) and every split's metadata, read once."""
+
+    train: str
+    selection: str
+    finals: tuple[str, ...]
+    available: dict  # split name -> SplitInfo, for every split of the dataset
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return (self.train, self.selection, *self.finals)
+
+
+def plan_run(config: TrainConfig) -> RunPlan:
+    """The run's splits, checked against the dataset's metadata before any work: a split the run names but the
+    data lacks is an error listing the data's splits, except the default final split `test`, which is skipped
+    with a log line (extractions may be split e.g. train=0.8,valid=0.2)."""
     directory = f"{config.data_dir.rstrip('/')}/{config.kind}"
-    try:
-        available = sorted(schema.read_splits(config.data_dir, config.kind))
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
+    available = schema.read_splits(config.data_dir, config.kind)
+    names = ", ".join(sorted(available))
     if not config.eval_splits:
         raise TrainingError("--eval_splits is empty: name at least the split that selects the model (e.g. valid)")
     train, selection, finals = config.train_split, config.eval_splits[0], tuple(config.eval_splits[1:])
@@ -124,19 +142,46 @@ def plan_splits(config: TrainConfig) -> tuple[str, str, tuple[str, ...]]:
                             "split first and test after it, e.g. --eval_splits=valid,test")
     for split in (train, selection) + finals:
         if split not in available and split != "test":
-            raise TrainingError(f"{directory} has no split {split!r} (it has {', '.join(available)}): set "
-                                "--train_split and --eval_splits to the names its extraction used")
+            raise TrainingError(f"{directory} has no split {split!r} (it has {names}): set --train_split and "
+                                "--eval_splits to the names its extraction used")
     if len({train, selection} | set(finals)) != 2 + len(finals):
         raise TrainingError(f"--train_split={train} and --eval_splits={','.join(config.eval_splits)} name a "
                             "split twice: training, model selection and the final evaluation need separate splits")
     for split in (train, selection):
         if split not in available:
-            raise TrainingError(f"{directory} has no split {split!r} (it has {', '.join(available)})")
+            raise TrainingError(f"{directory} has no split {split!r} (it has {names})")
     if "test" in finals and "test" not in available:
         logging.warning("[train] %s has no split 'test' (it has %s): the final evaluation is skipped; the run "
-                        "reports the model-selection split %r only", directory, ", ".join(available), selection)
+                        "reports the model-selection split %r only", directory, names, selection)
         finals = tuple(s for s in finals if s != "test")
-    return train, selection, finals
+    return RunPlan(train, selection, finals, available)
+
+
+def open_run_data(config: TrainConfig, plan: RunPlan, repair_dir: str = "", also: tuple[str, ...] = ()
+                  ) -> ExtractedData:
+    """Every split the run reads (and `also`), opened once: checked (or repaired into `repair_dir`), sized,
+    fingerprinted, and the sequence length fixed by the train split (the model is built for one length; the
+    other splits are padded or cut to it)."""
+    return open_data(config.data_dir, config.kind, [*plan.splits, *also], seq_len=config.input.seq_len,
+                     skip_corrupt=config.input.skip_corrupt, repair_dir=config.input.repair_dir or repair_dir,
+                     available=plan.available)
+
+
+def run_input_config(config: TrainConfig) -> InputConfig:
+    """How the run reads its training split: the --input settings, with the run's dataset kind and seed, and
+    inputs in their storage dtype (the model casts them)."""
+    return dataclasses.replace(config.input, kind=config.kind, seed=config.seed, inputs_dtype="storage")
+
+
+def set_up_process(config: TrainConfig) -> tuple[str, str]:
+    """Seeds, op determinism and the dtype policy, all process-wide; returns the policy and why it was chosen."""
+    keras.utils.set_random_seed(config.seed)
+    if config.input.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy, why = choose_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    logging.info("[train] precision: %s (%s)", policy, why)
+    return policy, why
 
 
 def choose_precision(requested: str) -> tuple[str, str]:
@@ -158,23 +203,6 @@ def choose_precision(requested: str) -> tuple[str, str]:
     if capability >= (7, 0):
         return "mixed_float16", f"auto: GPU compute capability {capability} has float16 tensor cores"
     return "float32", f"auto: GPU compute capability {capability} has no tensor cores"
-
-
-def feature_statistics(data: ExtractedData, config: InputConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and variance of the frame features of `split` (the train split), ignoring padding."""
-    stats_config = dataclasses.replace(config, shuffle=False, sampling="epoch", balance="none", cache="",
-                                       with_metadata=False, batch_size=64, data_service="", inputs_dtype="float32")
-    total = total_sq = None
-    count = 0
-    for inputs, _ in make_dataset(data, split, stats_config).as_numpy_iterator():
-        rows = inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
-        rows = rows[np.any(rows != 0, axis=1)]
-        total = rows.sum(0) if total is None else total + rows.sum(0)
-        total_sq = (rows**2).sum(0) if total_sq is None else total_sq + (rows**2).sum(0)
-        count += len(rows)
-    mean = total / count
-    variance = np.maximum(total_sq / count - mean**2, 1e-12 * np.maximum(mean**2, 1e-30))
-    return mean.astype(np.float32), variance.astype(np.float32)
 
 
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
@@ -201,211 +229,6 @@ def _for_keras(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
     return ds
 
 
-def _inputs_and_ids(data: ExtractedData, split: str, eval_config: InputConfig):
-    """A split's inputs in a fixed order, and the ids and labels of its examples in that order."""
-    with_ids = dataclasses.replace(eval_config, with_metadata=True)
-    ids = {schema.VIDEO_ID: [], schema.FRAME_INDEX: [], schema.LABEL: []}
-    for batch in make_dataset(data, split, with_ids).as_numpy_iterator():
-        ids[schema.VIDEO_ID] += [v.decode() for v in batch[schema.VIDEO_ID]]
-        ids[schema.FRAME_INDEX] += list(batch.get(schema.FRAME_INDEX, np.full(len(batch[schema.LABEL]), -1)))
-        ids[schema.LABEL] += list(batch[schema.LABEL])
-    ids[schema.LABEL] = np.array(ids[schema.LABEL])
-    return make_dataset(data, split, eval_config).map(lambda x, y: x), ids
-
-
-class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model with the lowest val_loss to `path`, atomically (a kill mid-write never leaves a corrupt
-    best.keras), starting from the best val_loss already in the history of a resumed run (Keras'
-    ModelCheckpoint forgets it and would overwrite a better model with the first epoch after a resume)."""
-
-    def __init__(self, path: str, best: float = float("inf")):
-        super().__init__()
-        self.path = path
-        self.best = best
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_loss")
-        if value is None or not value < self.best:
-            return
-        self.best = value
-        with atomic_path(self.path, suffix=".keras") as tmp:
-            self.model.save(tmp)
-
-
-class HistoryCsv(keras.callbacks.Callback):
-    """history.csv, one row per epoch (epoch, then the logged metrics in name order, as Keras' CSVLogger writes
-    it), rewritten atomically after every epoch through the project's file layer. Keras' CSVLogger appends in
-    place (a kill mid-write leaves a half row) and fails on gs:// paths (it asks tf.io.gfile.GFile for `closed`)."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        lines = files.read_text(self.path).splitlines() if tf.io.gfile.exists(self.path) else []
-        header = lines[0].split(",") if lines else ["epoch"] + sorted(logs)
-        row = [str(epoch)] + [str(logs.get(k, "NA")) for k in header[1:]]
-        write_atomically(self.path, "\n".join((lines or [",".join(header)]) + [",".join(row)]) + "\n")
-
-
-class TrainingError(ValueError):
-    """Training cannot go on; the message says why and what to try."""
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops at the first batch whose loss is NaN or infinite and remembers where.
-
-    Under --mixed_precision=float16 Keras' LossScaleOptimizer has already skipped steps whose *gradients*
-    overflowed and lowered the loss scale; a non-finite *loss* means the forward pass itself diverged.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.where = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.where = (self._epoch + 1, batch + 1, float(loss))
-            self.model.stop_training = True
-
-
-def rng_state_variables(model: keras.Model) -> list:
-    """The state variables of the model's random seed generators (dropout, ...), in a stable order.
-
-    Keras 3 saves weights and optimizer state in .keras files but not these, so a model restored from a backup
-    would draw other dropout masks than the uninterrupted run did; Backup saves and restores them itself.
-    """
-    weights = {id(w) for w in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
-
-
-class Backup(keras.callbacks.Callback):
-    """Crash-safe backup for resuming: after every epoch the whole model (weights and optimizer state) is saved
-    as backup/epoch-NNNNN.keras through a temporary name, then backup/latest.json is atomically pointed at it,
-    then older backups are deleted. A kill at any moment leaves latest.json naming a complete file. (Keras'
-    BackupAndRestore writes its weights file in place: a kill mid-write left a backup that could not be loaded.)
-    """
-
-    def __init__(self, directory: str):
-        super().__init__()
-        self.directory = directory
-
-    def on_epoch_end(self, epoch, logs=None):
-        tf.io.gfile.makedirs(self.directory)
-        name = f"epoch-{epoch + 1:05d}.keras"
-        with atomic_path(os.path.join(self.directory, name), suffix=".keras") as tmp:
-            self.model.save(tmp)
-        rng = [np.asarray(v.numpy()).tolist() for v in rng_state_variables(self.model)]
-        write_atomically(os.path.join(self.directory, "latest.json"),
-                         json.dumps({"completed_epochs": epoch + 1, "model": name, "rng_states": rng}) + "\n")
-        for old in tf.io.gfile.listdir(self.directory):
-            if old.startswith("epoch-") and old != name and TMP_MARKER not in old:
-                tf.io.gfile.remove(os.path.join(self.directory, old))
-
-    @staticmethod
-    def restore(directory: str):
-        """(completed epochs, the compiled model to continue) of an interrupted run, or (0, None)."""
-        latest = os.path.join(directory, "latest.json")
-        if not tf.io.gfile.exists(latest):
-            return 0, None
-        with tf.io.gfile.GFile(latest) as f:
-            record = json.load(f)
-        model = keras.models.load_model(os.path.join(directory, record["model"]), safe_mode=True)
-        states = record.get("rng_states", [])
-        variables = rng_state_variables(model)
-        if len(states) != len(variables):
-            raise ValueError(f"{latest}: {len(states)} saved random generator states for a model with "
-                             f"{len(variables)}; the backup does not belong to this model (delete {directory})")
-        for variable, state in zip(variables, states):
-            variable.assign(np.asarray(state, dtype=variable.dtype))
-        return int(record["completed_epochs"]), model
-
-
-def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
-    """Trains `config.model` on the train split, selects on valid, evaluates once on test (see `_train`).
-
-    A damaged shard met while reading (a record failing its checksum) becomes an error naming the file and
-    the record, found by checking every shard of the three splits.
-    """
-    try:
-        return _train(config, workdir, flags)
-    except tf.errors.InvalidArgumentError as e:
-        if "assertion failed: [" not in e.message:
-            raise
-        # The reader's checks (input_pipeline._parser): a message naming the examples, not a traceback.
-        raise integrity.CorruptDataError(e.message.split("assertion failed: [", 1)[1].split("\n")[0]) from None
-    except tf.errors.DataLossError as e:
-        kind = config.kind
-        train, selection, finals = plan_splits(config)
-        found = [integrity.describe_damage(schema.split_info(config.data_dir, kind, s), f"{config.data_dir}/{kind} {s}")
-                 for s in (train, selection, *finals)]
-        found = [f for f in found if f]
-        raise integrity.CorruptDataError(
-            "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
-
-
-def _set_up_process(config: TrainConfig) -> tuple[str, str]:
-    """Seeds, op determinism and the dtype policy, all process-wide; returns the policy and why it was chosen."""
-    keras.utils.set_random_seed(config.seed)
-    if config.input.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    policy, why = choose_precision(config.mixed_precision)
-    keras.mixed_precision.set_global_policy(policy)
-    logging.info("[train] precision: %s (%s)", policy, why)
-    return policy, why
-
-
-def _new_model(config: TrainConfig, data: ExtractedData, input_config: InputConfig, train_split: str,
-               steps: int) -> keras.Model:
-    """A compiled model for a fresh run; the LSTM reads the train split once for its standardisation."""
-    num_classes = len(data.spec.class_names)
-    if config.model == "lstm":
-        mean, variance = feature_statistics(data, input_config, train_split)
-        model = build_lstm(num_classes, data.seq_len, data.spec.feature_dim, mean, variance, config.arch,
-                           input_dtype=data.spec.feature_dtype, quantization=data.spec.quantization)
-    else:
-        model = build_cnn(num_classes, input_config.image_size, config.arch, input_dtype="uint8")
-    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
-    model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
-    return model
-
-
-def _callbacks(config: TrainConfig, workdir: str, valid_ds: tf.data.Dataset, difficulty_inputs: Optional[dict]):
-    """(callbacks for fit, the non-finite-loss stopper, the collapse detector, the difficulty recorder or None).
-
-    Order matters for a kill between two callbacks: the history row and the best checkpoint are written before
-    the backup marks the epoch done, so a resumed run redoes (never skips) a half-recorded epoch. Everything
-    here writes through a temporary name and a rename.
-    """
-    best_so_far = min((float(r["val_loss"]) for r in artifacts.read_history(workdir) if r.get("val_loss")),
-                      default=float("inf"))
-    non_finite = StopOnNonFiniteLoss()
-    collapse = CollapseDetector(valid_ds.map(lambda x, y: x), patience=config.collapse_patience)
-    callbacks = [
-        HistoryCsv(os.path.join(workdir, artifacts.HISTORY_CSV)),
-        BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
-        Backup(os.path.join(workdir, BACKUP)),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), profile_batch=0),
-        non_finite,
-        collapse,
-    ]
-    if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=config.plateau_factor,
-                                                           patience=config.plateau_patience))
-    if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience))
-    difficulty = DifficultyRecorder(difficulty_inputs) if difficulty_inputs is not None else None
-    if difficulty is not None:
-        callbacks.append(difficulty)
-    return callbacks, non_finite, collapse, difficulty
-
-
 def _diverged(where, config: TrainConfig, policy: str, workdir: str) -> TrainingError:
     epoch, batch, value = where
     scaling = " Loss scaling was on (float16) and did not prevent it." if policy == "mixed_float16" else ""
@@ -416,60 +239,97 @@ def _diverged(where, config: TrainConfig, policy: str, workdir: str) -> Training
         "delete the workdir to start over with other flags.")
 
 
-def _evaluate(model: keras.Model, data: ExtractedData, valid_ds: tf.data.Dataset, selection_split: str,
-              final_splits: tuple[str, ...], eval_config: InputConfig, collapse: CollapseDetector,
-              splits_read: list) -> tuple[float, float, dict]:
-    """(val_loss, val_accuracy, {final split: evaluation}) of the selected model; the final splits are read
-    here for the first and only time."""
-    val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
-    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)),
-                         split=selection_split)
-    final = {}
-    for split in final_splits:
-        splits_read.append({"split": split, "phase": "final evaluation"})
-        final_ds = make_dataset(data, split, eval_config)
-        labels = np.concatenate([y for _, y in final_ds.as_numpy_iterator()])
-        probabilities = model.predict(final_ds.map(lambda x, y: x), verbose=0)
-        collapse.check_final(class_probabilities(probabilities), split=split)
-        final[split] = artifacts.evaluation(labels, probabilities, data.spec.class_names)
-    return val_loss, val_accuracy, final
+def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
+    """Trains `config.model` on the train split, selects on valid, evaluates once on test (see `_train`).
+
+    Raises:
+      settings.SettingError, TrainingError, training.workdir.WorkdirError: a setting, split or workdir that
+        cannot work (before any training), or a diverged run.
+      dataformat.schema.DataError (integrity.CorruptDataError): data that cannot be read; a damaged shard met
+        while reading (a record failing its checksum, NaN features) is named with the file and record or video.
+    """
+    try:
+        return _train(config, workdir, flags)
+    except tf.errors.InvalidArgumentError as e:
+        if "assertion failed: [" not in e.message:
+            raise
+        # The reader's checks (preprocess.make_batch_parser): a message naming the examples, not a traceback.
+        raise integrity.CorruptDataError(e.message.split("assertion failed: [", 1)[1].split("\n")[0]) from None
+    except tf.errors.DataLossError as e:
+        kind = config.kind
+        plan = plan_run(config)
+        found = [integrity.describe_damage(plan.available[s], f"{config.data_dir}/{kind} {s}") for s in plan.splits]
+        found = [f for f in found if f]
+        raise integrity.CorruptDataError(
+            "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
 
 
 def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
     """Trains `config.model` on the train split, selects on the first eval split, evaluates once on the others.
 
-    Rerunning with the same workdir after a kill resumes from the last completed epoch. Under
-    --distribution=multi_worker every worker process calls this; the chief writes WORKDIR, the others
-    WORKDIR/workers/worker-N.
+    Rerunning with the same workdir resumes from the last completed epoch, if the data and settings are the
+    run's (`training.workdir`). Under --distribution=multi_worker every worker process calls this; the chief
+    writes WORKDIR, the others WORKDIR/workers/worker-N.
 
     Returns:
       The metrics also written to WORKDIR/metrics.json.
     """
     config.validate()
-    train_split, selection_split, final_splits = plan_splits(config)  # before any heavy work
+    plan = plan_run(config)  # before any heavy work
     distribute.split_cpu(config.cpu_devices)  # before anything initialises TensorFlow's devices
     strategy = distribute.make_strategy(config.distribution, config.tpu)
     this = distribute.role(strategy)
     per_replica = distribute.check_batch_size(config.input.batch_size, this)
     workdir = distribute.worker_workdir(workdir, this)
-    input_config = dataclasses.replace(config.input, kind=config.kind, seed=config.seed, inputs_dtype="storage")
-    # Every split the run reads, opened once: checked (or repaired), sized, fingerprinted, and the sequence length
-    # fixed by the train split (the model is built for one length; the other splits are padded or cut to it).
-    data = open_data(config.data_dir, config.kind, [train_split, selection_split, *final_splits],
-                     seq_len=input_config.seq_len, skip_corrupt=input_config.skip_corrupt,
-                     repair_dir=input_config.repair_dir or os.path.join(workdir, "repaired"))
+    data = open_run_data(config, plan, repair_dir=os.path.join(workdir, "repaired"))
     # A rerun resumes (or returns the finished metrics) only with the data and settings the run started with.
     finished = open_workdir(workdir, run_identity(settings.flag_values(config), data.fingerprint))
     if finished is not None:
         return finished
-    policy, why = _set_up_process(config)
+    precision = set_up_process(config)
+    input_config = run_input_config(config)
     num_classes = len(data.spec.class_names)
     per_worker_input = config.distribution in distribute.PER_WORKER_INPUT
     context = tf.distribute.InputContext(this.workers, this.worker, this.replicas) if per_worker_input else None
-    steps = data.steps_per_epoch(train_split, input_config, context)
+    steps = data.steps_per_epoch(plan.train, input_config.batch_size, context)
+    start_epoch, model = _model_to_train(config, data, input_config, plan.train, steps, strategy, workdir)
 
-    # A resumed run continues the backed-up model (weights, optimizer state, step count); only a fresh run builds
-    # one. Variables (restored or new) are created in the strategy's scope, so they are mirrored across replicas.
+    def train_input(input_context=None):
+        batches, _ = make_train_dataset(data, plan.train, input_config, start_epoch=start_epoch,
+                                        num_epochs=max(1, config.epochs - start_epoch), input_context=input_context)
+        return _for_keras(batches, num_classes)
+
+    # One global dataset that Keras splits across this machine's replicas, or (multi-worker, TPU) one input
+    # pipeline per worker, each reading its own share of the split (training.data.share_of).
+    train_ds = strategy.distribute_datasets_from_function(train_input) if per_worker_input else train_input()
+    valid_ds = _for_keras(make_eval_dataset(data, plan.selection, input_config), num_classes)
+    difficulty_inputs = ({s: read_with_ids(data, s, input_config) for s in (plan.train, plan.selection)}
+                         if config.track_difficulty else None)
+    callbacks, non_finite, collapse, difficulty = run_callbacks(config, workdir, valid_ds, difficulty_inputs)
+    model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+              validation_data=valid_ds, callbacks=callbacks, verbose=2)
+    if non_finite.where:
+        raise _diverged(non_finite.where, config, precision[0], workdir)
+    metrics = _evaluate(config, workdir, model, data, plan, input_config, valid_ds, collapse, flags, precision)
+    metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
+                               "workers": this.workers, "worker": this.worker, "chief": this.chief,
+                               "global_batch_size": config.input.batch_size,
+                               "per_replica_batch_size": per_replica,
+                               "steps_per_epoch": steps}
+    if difficulty is not None:
+        artifacts.write_difficulty_records(workdir, difficulty.records)
+    artifacts.write_metrics(workdir, metrics)
+    # Only now is the run finished: a kill before this point resumes from the backup.
+    tf.io.gfile.rmtree(os.path.join(workdir, BACKUP))
+    artifacts.plot_history(workdir)
+    return metrics
+
+
+def _model_to_train(config: TrainConfig, data: ExtractedData, input_config: InputConfig, train_split: str,
+                    steps: int, strategy, workdir: str) -> tuple[int, keras.Model]:
+    """(the epoch to start at, the model): a resumed run continues the backed-up model (weights, optimizer state,
+    step count); only a fresh run builds one. Variables (restored or new) are created in the strategy's scope,
+    so they are mirrored across replicas."""
     with strategy.scope():
         start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
         if model is None:
@@ -479,51 +339,52 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     # Keep only the history of epochs the backup holds: none for a fresh start; on resume, not the row of an
     # epoch that was logged but killed before its backup (it is trained again).
     artifacts.truncate_history(workdir, start_epoch)
+    return start_epoch, model
 
-    def train_input(input_context=None):
-        return _for_keras(make_dataset(data, train_split, input_config, start_epoch=start_epoch,
-                                       num_epochs=max(1, config.epochs - start_epoch),
-                                       input_context=input_context), num_classes)
 
-    # One global dataset that Keras splits across this machine's replicas, or (multi-worker, TPU) one input
-    # pipeline per worker, each reading its own share of the split (input_pipeline.share_of).
-    train_ds = strategy.distribute_datasets_from_function(train_input) if per_worker_input else train_input()
-    eval_config = dataclasses.replace(input_config, shuffle=False, sampling="epoch", balance="none",
-                                      augment=(), cache="memory", data_service="")
-    valid_ds = _for_keras(make_dataset(data, selection_split, eval_config), num_classes)
-    difficulty_inputs = ({s: _inputs_and_ids(data, s, eval_config) for s in (train_split, selection_split)}
-                         if config.track_difficulty else None)
-    callbacks, non_finite, collapse, difficulty = _callbacks(config, workdir, valid_ds, difficulty_inputs)
-    model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
-              validation_data=valid_ds, callbacks=callbacks, verbose=2)
-    if non_finite.where:
-        raise _diverged(non_finite.where, config, policy, workdir)
+def _new_model(config: TrainConfig, data: ExtractedData, input_config: InputConfig, train_split: str,
+               steps: int) -> keras.Model:
+    """A compiled model for a fresh run; the LSTM reads the train split once for its standardisation."""
+    num_classes = len(data.spec.class_names)
+    if config.model == "lstm":
+        mean, variance = feature_statistics(data, train_split, input_config)
+        model = build_lstm(num_classes, data.seq_len, data.spec.feature_dim, mean, variance, config.arch,
+                           input_dtype=data.spec.feature_dtype, quantization=data.spec.quantization)
+    else:
+        model = build_cnn(num_classes, input_config.image_size, config.arch, input_dtype="uint8")
+    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+    return model
 
+
+def _evaluate(config: TrainConfig, workdir: str, model: keras.Model, data: ExtractedData, plan: RunPlan,
+              input_config: InputConfig, valid_ds: tf.data.Dataset, collapse: CollapseDetector,
+              flags: Optional[dict], precision: tuple[str, str]) -> dict:
+    """The metrics of the selected model (best.keras, else the trained `model`): valid, then each final split,
+    read here for the first and only time; the collapse verdict on the model as it ended."""
     best_path = os.path.join(workdir, BEST)
     if tf.io.gfile.exists(best_path):
         model = keras.models.load_model(best_path, safe_mode=True)
-    splits_read = [{"split": train_split, "phase": "fit"}, {"split": selection_split, "phase": "model selection"}]
-    val_loss, val_accuracy, final = _evaluate(model, data, valid_ds, selection_split, final_splits, eval_config,
-                                              collapse, splits_read)
+    val_loss, val_accuracy = model.evaluate(valid_ds, verbose=0)
+    collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)),
+                         split=plan.selection)
+    splits_read = [{"split": plan.train, "phase": "fit"}, {"split": plan.selection, "phase": "model selection"}]
+    final = {}
+    for split in plan.finals:
+        splits_read.append({"split": split, "phase": "final evaluation"})
+        final_ds = make_eval_dataset(data, split, input_config)
+        labels = np.concatenate([y for _, y in final_ds.as_numpy_iterator()])
+        probabilities = model.predict(final_ds.map(lambda x, y: x), verbose=0)
+        collapse.check_final(class_probabilities(probabilities), split=split)
+        final[split] = artifacts.evaluation(labels, probabilities, data.spec.class_names)
     metrics = artifacts.metrics_record(
         config=config, flags=flags, final=final, class_names=data.spec.class_names, val_loss=val_loss,
-        val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)),
-        model=model, precision={"policy": policy, "reason": why}, splits_read=splits_read,
-        data_fingerprint=data.fingerprint,
-    )
+        val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)), model=model,
+        precision={"policy": precision[0], "reason": precision[1]}, splits_read=splits_read,
+        data_fingerprint=data.fingerprint)
     if input_config.skip_corrupt:
         metrics["corrupt_records_skipped"] = dict(data.skipped)
-    metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
-                               "workers": this.workers, "worker": this.worker, "chief": this.chief,
-                               "global_batch_size": config.input.batch_size, "per_replica_batch_size": per_replica,
-                               "steps_per_epoch": steps}
     metrics.update(collapsed=collapse.collapsed, collapse_epoch=collapse.collapse_epoch,
                    recovered_collapses=collapse.recovered_collapses,
                    final_model_collapsed=collapse.final_model_collapsed, collapse_history=collapse.history)
-    if difficulty is not None:
-        artifacts.write_difficulty_records(workdir, difficulty.records)
-    artifacts.write_metrics(workdir, metrics)
-    # Only now is the run finished: a kill before this point resumes from the backup.
-    tf.io.gfile.rmtree(os.path.join(workdir, BACKUP))
-    artifacts.plot_history(workdir)
     return metrics

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from dataformat import schema, shards
-from pipeline import chunks, job
+from pipeline import chunks, job, spills
 from pipeline.decode import DecodeSettings
 
 
@@ -48,13 +48,13 @@ def test_sorted_merge_of_spills_writes_the_shards_write_shard_writes(tmp_path):
     for c in range(4):
         d = tmp_path / f"chunk{c}"
         d.mkdir()
-        info = chunks.write_spill(str(d), "train", records[c::4][::-1])
-        chunks.write_spill_index(str(d), [info])
+        info = spills.write_spill(str(d), "train", records[c::4][::-1])
+        spills.write_spill_index(str(d), [info])
         spill_dirs.append(str(d))
-    assert chunks.splits_of(spill_dirs) == {"train": {"records": 200, "bytes": sum(len(r[1]) for r in records)}}
+    assert spills.splits_of(spill_dirs) == {"train": {"records": 200, "bytes": sum(len(r[1]) for r in records)}}
     merged = tmp_path / "merged"
     merged.mkdir()
-    infos = shards.write_sorted_shards(str(merged), "x", "train", chunks.merged(spill_dirs, "train"), n)
+    infos = shards.write_sorted_shards(str(merged), "x", "train", spills.merged(spill_dirs, "train"), n)
     assert sum(i.num_examples for i in infos) == 200
     for index in range(n):
         name = schema.shard_file_name("x", "train", index, n)
@@ -75,7 +75,7 @@ def test_a_job_that_will_not_fit_says_so_with_the_estimate_and_the_setting(sampl
     options = job.PipelineOptions([])
     monkeypatch.setattr(job, "_available_memory", lambda: 10 * 2**30)
     with caplog.at_level(logging.INFO):
-        parts = job._plan_chunks(config, options, plan, DecodeSettings(fps=2, image_size=75))
+        parts = job._plan_chunks(config, options, plan)
     assert len(parts) == 9 and all(len(p) == 2 for p in parts)
     assert "about 72 frames to extract in 9 chunks" in caplog.text
     assert "out of memory" not in caplog.text
@@ -83,9 +83,8 @@ def test_a_job_that_will_not_fit_says_so_with_the_estimate_and_the_setting(sampl
     monkeypatch.setattr(job, "_available_memory", lambda: 2**20)  # 1 MiB free
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        job._plan_chunks(config, options, plan, DecodeSettings(fps=2, image_size=75))
+        job._plan_chunks(config, options, plan)
     assert "about 8 frames at once need about" in caplog.text and "--chunk_frames" in caplog.text
     # Distributed runners keep one pass unless asked, and need no estimate.
     dataflow = job.PipelineOptions(["--runner=DataflowRunner"])
-    assert job._plan_chunks(dataclasses.replace(config, chunk_frames=None), dataflow, plan,
-                                   DecodeSettings(fps=2)) == [range(18)]
+    assert job._plan_chunks(dataclasses.replace(config, chunk_frames=None), dataflow, plan) == [range(18)]

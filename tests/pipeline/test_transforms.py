@@ -7,7 +7,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from dataformat import schema
-from pipeline import transforms
+from pipeline import sequences, transforms
 from pipeline.decode import DecodeSettings
 
 SPEC = schema.DatasetSpec(class_names=("circle", "square", "triangle"))
@@ -47,7 +47,7 @@ def test_build_sequences_orders_frames_and_encodes_with_the_schema():
     decode = schema.sequences_features(SPEC)
     with TestPipeline() as p:
         out = (p | beam.Create([("square/a.mp4", part) for part in parts])
-               | transforms.BuildSequences(SPEC)).sequences
+               | transforms.BuildSequences(SPEC)).examples
         out = (out
                | beam.MapTuple(lambda split, key, data: (split, decode.deserialize_example_np(data))))
 
@@ -90,8 +90,7 @@ def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
                            featurize_accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
     p = beam.Pipeline()
     (tmp_path / "plan.jsonl").write_text("")  # read at construction to size the source
-    build_pipeline(p, config, DecodeSettings(1.0, None, 75), str(tmp_path / "plan.jsonl"), 1,
-                   schema.DatasetSpec(class_names=("a",)), [])
+    build_pipeline(p, config, str(tmp_path / "plan.jsonl"), 1, schema.DatasetSpec(class_names=("a",)), [])
     proto = p.to_runner_api()
     hinted = set()
     for transform in proto.components.transforms.values():
@@ -110,7 +109,7 @@ def test_features_beyond_float16_are_saturated_with_a_warning_not_a_failed_job()
     decode = schema.sequences_features(spec)
     with TestPipeline() as p:
         built = p | beam.Create([("square/a.mp4", part) for part in parts]) | transforms.BuildSequences(spec)
-        features = built.sequences | beam.MapTuple(lambda split, key, data: decode.deserialize_example_np(data)[
+        features = built.examples | beam.MapTuple(lambda split, key, data: decode.deserialize_example_np(data)[
             schema.FEATURES])
 
         def check_features(rows):
@@ -154,6 +153,6 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
     again = features_of(batch_again, copies[3], copies[1])
     assert [f[1][0] for f in again] == [0, 1, 2, 3]
     assert all(np.array_equal(a[1][2], b[1][2]) for a, b in zip(features, again))
-    stacked = transforms._stack_video(("circle/s01_c01.mp4", [f[1] for f in again]))
+    stacked = sequences.stack_video(("circle/s01_c01.mp4", [f[1] for f in again]))
     (encoded,) = [out for out in copies[2].process(stacked) if not isinstance(out, beam.pvalue.TaggedOutput)]
     assert encoded[0] == "train"

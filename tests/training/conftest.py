@@ -1,5 +1,7 @@
 """Fixtures of the training tests."""
 
+import contextlib
+
 import pytest
 
 
@@ -18,23 +20,29 @@ def make_config(data_dir, **values):
     return TrainConfig(data_dir=str(data_dir), input=input_config, arch=arch, **values)
 
 
-def train_in_this_process(data_dir, workdir, **settings):
-    """`train_and_evaluate` here, on `make_config(data_dir, **settings)`; afterwards puts back what it sets
-    process-wide (op determinism, the dtype policy), so later tests in this worker see a fresh process's
-    settings."""
+@contextlib.contextmanager
+def process_settings_restored():
+    """Puts back what a run sets process-wide (op determinism, the dtype policy) when the block ends, so later
+    tests in this worker see a fresh process's settings."""
     import keras
     from tensorflow.python.framework import config as tf_config
 
-    from training.train import train_and_evaluate
-
     determinism = tf_config.is_op_determinism_enabled()
     try:
-        return train_and_evaluate(make_config(data_dir, **settings), str(workdir))
+        yield
     finally:
         if not determinism:
             tf_config.disable_op_determinism()
         keras.mixed_precision.set_global_policy("float32")
         keras.backend.clear_session()
+
+
+def train_in_this_process(data_dir, workdir, **settings):
+    """`train_and_evaluate` here, on `make_config(data_dir, **settings)`, with the process settings restored."""
+    from training.train import train_and_evaluate
+
+    with process_settings_restored():
+        return train_and_evaluate(make_config(data_dir, **settings), str(workdir))
 
 
 @pytest.fixture

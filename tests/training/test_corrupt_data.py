@@ -109,7 +109,7 @@ def write_sequences(data_dir, examples):
         records.append((shards.sort_key(video_id), encode({
             schema.FEATURES: np.ones((frames, 2048), np.float16), schema.LABEL: 0, schema.VIDEO_ID: video_id,
             schema.GROUP: video_id, schema.NUM_FRAMES: frames, schema.TIMESTAMPS: np.zeros(frames, np.float32)})))
-    for name in schema.DATASET_NAMES:
+    for name in schema.DATASET_KINDS:
         directory = f"{data_dir}/{name}"
         tf.io.gfile.makedirs(directory)
         infos = [shards.write_shard(directory, name, "train", 0, 1, records)] if name == schema.SEQUENCES else []

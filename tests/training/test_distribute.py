@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from dataformat.schema import split_info
-from training.input_pipeline import InputConfig, make_dataset, share_of
+from training.data import share_of
+from training.input_pipeline import InputConfig, make_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,7 +27,7 @@ def write_sharded_sequences(data_dir, n, num_shards, frames=3):
         schema.FEATURES: np.full((frames, 2048), i + 1, np.float16), schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}",
         schema.GROUP: f"v{i}", schema.NUM_FRAMES: frames, schema.TIMESTAMPS: np.arange(frames, dtype=np.float32)}))
         for i in range(n)]
-    for name in schema.DATASET_NAMES:
+    for name in schema.DATASET_KINDS:
         directory = f"{data_dir}/{name}"
         tf.io.gfile.makedirs(directory)
         num = num_shards if name == schema.SEQUENCES else 0
@@ -38,7 +39,7 @@ def write_sharded_sequences(data_dir, n, num_shards, frames=3):
 def pipeline_epochs(data_dir, config, context, epochs=2):
     """Per epoch, the video ids one input pipeline yields, and its batch sizes."""
     ds = make_dataset(data_dir, "train", config, num_epochs=epochs, input_context=context)
-    share = share_of(split_info(data_dir, "sequences", "train"), config, context)
+    share = share_of(split_info(data_dir, "sequences", "train"), config.batch_size, context)
     batches = list(ds.as_numpy_iterator())
     assert len(batches) == epochs * share.batches_per_epoch
     ids = [[v.decode() for b in batches[e * share.batches_per_epoch:(e + 1) * share.batches_per_epoch]
@@ -51,7 +52,7 @@ def test_input_context_shares_are_disjoint_equal_in_steps_and_reproducible(tmp_p
     data_dir = write_sharded_sequences(tmp_path, n=50, num_shards=num_shards)
     config = InputConfig(kind="sequences", batch_size=8, seq_len=3, with_metadata=True, seed=5)
     contexts = [tf.distribute.InputContext(2, i, 4) for i in range(2)]  # 2 workers x 2 replicas, global batch 8
-    shares = [share_of(split_info(data_dir, "sequences", "train"), config, c) for c in contexts]
+    shares = [share_of(split_info(data_dir, "sequences", "train"), config.batch_size, c) for c in contexts]
     assert all(s.data_shard == (mode == "data") for s in shares)
     assert shares[0].steps_per_epoch == shares[1].steps_per_epoch >= 1
     if mode == "files":
@@ -71,8 +72,7 @@ def test_input_context_shares_are_disjoint_equal_in_steps_and_reproducible(tmp_p
 def test_batch_size_must_divide_over_replicas(tmp_path):
     data_dir = write_sharded_sequences(tmp_path, n=20, num_shards=2)
     with pytest.raises(ValueError):
-        share_of(split_info(data_dir, "sequences", "train"), InputConfig(kind="sequences", batch_size=7),
-                 tf.distribute.InputContext(1, 0, 2))
+        share_of(split_info(data_dir, "sequences", "train"), 7, tf.distribute.InputContext(1, 0, 2))
 
 
 def train(data_dir, workdir, *args, launcher=None):

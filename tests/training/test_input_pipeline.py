@@ -161,7 +161,7 @@ def write_sequences(data_dir, features, dtype):
         schema.FEATURES: stored[i], schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
         schema.NUM_FRAMES: len(x), schema.TIMESTAMPS: np.arange(len(x), dtype=np.float32)}))
         for i, x in enumerate(features)]
-    for name in schema.DATASET_NAMES:
+    for name in schema.DATASET_KINDS:
         directory = f"{data_dir}/{name}"
         tf.io.gfile.makedirs(directory)
         infos = [shards.write_shard(directory, name, "train", 0, 1, records)] if name == schema.SEQUENCES else []
@@ -209,7 +209,7 @@ def test_the_data_is_opened_once_with_its_sequence_length_from_the_metadata(extr
     assert data.info("train").max_num_frames == 4 and data.seq_len == 4  # sequences/metadata.json (format 1.1.0)
     assert data.info("train").num_examples == 60 and data.skipped == {"train": 0, "valid": 0}
     ds, steps = make_train_dataset(data, "train", InputConfig(batch_size=32), num_epochs=2)
-    assert steps == data.steps_per_epoch("train", InputConfig(batch_size=32)) == 2
+    assert steps == data.steps_per_epoch("train", 32) == 2
     assert [len(y) for _, y in ds.as_numpy_iterator()] == [32, 28, 32, 28]
     with pytest.raises(ValueError, match="split 'test' was not opened"):
         data.info("test")

@@ -57,9 +57,12 @@ def test_video_ordered_frames_and_a_small_buffer_give_batches_of_one_video(sampl
         from training.inspect_order import inspect_training_order
         from training.train import TrainConfig
 
+        from tests.training.conftest import process_settings_restored
+
         config = TrainConfig(data_dir=str(tmp_path), model="cnn", epochs=2,
                              input=InputConfig(batch_size=16, **settings))
-        return inspect_training_order(config)["epochs"][0]["mean_max_same_video"]
+        with process_settings_restored():
+            return inspect_training_order(config)["epochs"][0]["mean_max_same_video"]
 
     # 8 frames per video (2 s at 4 fps), 12 train videos, batches of 16. A 4-example buffer keeps each video's
     # run of frames together (about 7 of 16 from one video); the default whole-split shuffle scatters them
@@ -76,6 +79,6 @@ def test_a_missing_folder_or_split_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="is not an extraction output"):
         inspect_training_order(make_config(tmp_path / "nope"))
-    write_sequences(str(tmp_path / "data"), {"train": [(0, 2), (1, 2)]})
-    with pytest.raises(ValueError, match=r"has no split 'holdout'; it has \['train'\]"):
+    write_sequences(str(tmp_path / "data"), {"train": [(0, 2), (1, 2)], "valid": [(0, 2)]})
+    with pytest.raises(ValueError, match=r"has no split 'holdout'; it has \['train', 'valid'\]"):
         inspect_training_order(make_config(tmp_path / "data"), "holdout")

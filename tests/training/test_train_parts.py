@@ -10,7 +10,8 @@ import pytest
 
 from training import artifacts
 from training.schedules import CyclicLearningRate
-from training.train import Backup, BestCheckpoint, HistoryCsv, TrainConfig, make_optimizer, rng_state_variables
+from training.callbacks import Backup, BestCheckpoint, HistoryCsv, rng_state_variables
+from training.train import TrainConfig, make_optimizer
 
 
 def tiny_model():

@@ -1,0 +1,95 @@
+"""summary.json: what an extraction did, built from the files its pipeline wrote (so it is right on any runner),
+and the table printed at the end of a run.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Sequence
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from dataformat import files, schema
+from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, WARNINGS_JSONL
+from pipeline.config import ExtractConfig
+from pipeline.sources import Listing
+
+
+def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec, split_warnings: Sequence[str],
+              wall_seconds: float) -> dict:
+    """Builds summary.json from the files the pipeline wrote (so it is right on any runner)."""
+    out = config.output_dir
+    rows = files.read_csv(f"{out}/{SPLITS_CSV}")
+    failures = files.read_jsonl(f"{out}/{FAILURES_JSONL}")
+    warnings = files.read_jsonl(f"{out}/{WARNINGS_JSONL}")
+    splits: dict = {}
+    groups = collections.defaultdict(set)
+    for row in rows:
+        if row["status"] == "failed":
+            continue
+        s = splits.setdefault(row["split"], {"videos": 0, "frames": 0, "groups": 0, "classes": {}})
+        c = s["classes"].setdefault(row["label"], {"videos": 0, "frames": 0})
+        for d in (s, c):
+            d["videos"] += 1
+            d["frames"] += int(row["frames"])
+        groups[row["split"]].add(row["group"])
+    for split, s in splits.items():
+        s["groups"] = len(groups[split])
+    extracted = sum(s["videos"] for s in splits.values())
+    frames = sum(s["frames"] for s in splits.values())
+    if config.split_by == "frame":  # frames/ is split frame by frame: count it from its own metadata
+        import tensorflow_datasets as tfds
+
+        frame_splits = tfds.builder_from_directory(f"{out}/{schema.FRAMES}").info.splits
+        for split, s in splits.items():
+            s["frames"] = frame_splits[split].num_examples if split in frame_splits else 0
+    return {
+        "inputs": len(listing.records) + len(listing.problems),
+        "extracted": extracted,
+        "failed": len(failures),
+        "kept_with_warning": len(warnings),
+        "frames": frames,
+        "splits": dict(sorted(splits.items())),
+        "class_names": list(spec.class_names),
+        "split_warnings": list(split_warnings),
+        "warnings": warnings,
+        "hidden_files_ignored": listing.hidden,
+        "folders_left_out": listing.ignored,
+        "wall_seconds": round(wall_seconds, 3),
+        "frames_per_second": round(frames / wall_seconds, 3) if wall_seconds > 0 else None,
+        "split_by": config.split_by,
+        "format_version": schema.FORMAT_VERSION,
+        "config": dataclasses.asdict(config),
+    }
+
+
+def beam_counters(result) -> dict:
+    """The pipeline's `extract` counters (committed values; runners that do not report metrics give {})."""
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("extract"))["counters"]
+    except (NotImplementedError, KeyError):  # not every runner reports metrics
+        return {}
+    totals: dict = {}
+    for c in counters:
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or 0)
+    return dict(sorted(totals.items()))
+
+
+def format_summary(summary: dict) -> str:
+    """A short table of videos/frames per split and class, for the end of a run."""
+    classes = summary["class_names"]
+    header = ["split", "videos", "frames", "groups"] + [f"{c} (videos)" for c in classes]
+    rows = [header]
+    for split, s in summary["splits"].items():
+        rows.append([split, s["videos"], s["frames"], s["groups"]]
+                    + [s["classes"].get(c, {}).get("videos", 0) for c in classes])
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.append(
+        f"inputs {summary['inputs']} = extracted {summary['extracted']} + failed {summary['failed']}; "
+        f"kept with a warning {summary['kept_with_warning']}; {summary['frames']} frames in "
+        f"{summary['wall_seconds']:.1f} s ({summary['frames_per_second']} frames/s end to end)")
+    lines += [f"warning: {w}" for w in summary["split_warnings"]]
+    return "\n".join(lines)
