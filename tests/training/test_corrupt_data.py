@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dataformat import integrity, schema, shards
+from dataformat import integrity, schema
 from dataformat.schema import split_info
 from training.input_pipeline import InputConfig, make_dataset, open_data
 
@@ -101,20 +101,11 @@ def test_bit_flip_error_names_file_and_record_and_skip_corrupt_counts_it(damaged
 
 
 def write_sequences(data_dir, examples):
-    """sequences/ holding raw (video_id, label, feature bytes) records, bypassing the encoder's checks."""
-    spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype="float16")
-    encode = schema.ExampleEncoder(schema.sequences_features(spec))
-    records = []
-    for video_id, label, frames in examples:
-        records.append((shards.sort_key(video_id), encode({
-            schema.FEATURES: np.ones((frames, 2048), np.float16), schema.LABEL: 0, schema.VIDEO_ID: video_id,
-            schema.GROUP: video_id, schema.NUM_FRAMES: frames, schema.TIMESTAMPS: np.zeros(frames, np.float32)})))
-    for name in schema.DATASET_KINDS:
-        directory = f"{data_dir}/{name}"
-        tf.io.gfile.makedirs(directory)
-        infos = [shards.write_shard(directory, name, "train", 0, 1, records)] if name == schema.SEQUENCES else []
-        shards.write_metadata(directory, name, spec, infos)
-    return records
+    """sequences/ holding (video_id, label, frames) videos of all-one float16 features (`pipeline.synthetic`)."""
+    from pipeline.synthetic import SyntheticVideo, write_extraction
+
+    videos = [SyntheticVideo(v, label, features=np.ones((frames, 2048))) for v, label, frames in examples]
+    write_extraction(data_dir, videos, ("a", "b"), feature_dtype="float16")
 
 
 def rewrite(data_dir, edit):

@@ -18,21 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def write_sharded_sequences(data_dir, n, num_shards, frames=3):
-    """A sequences/ dataset of n short videos in num_shards files (the project's own writer)."""
-    from dataformat import schema, shards
+    """A sequences/ dataset of n short videos (features all i + 1) in num_shards files (`pipeline.synthetic`)."""
+    from pipeline.synthetic import SyntheticVideo, write_extraction
 
-    spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype="float16")
-    encode = schema.ExampleEncoder(schema.sequences_features(spec))
-    records = [(shards.sort_key(f"v{i}"), encode({
-        schema.FEATURES: np.full((frames, 2048), i + 1, np.float16), schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}",
-        schema.GROUP: f"v{i}", schema.NUM_FRAMES: frames, schema.TIMESTAMPS: np.arange(frames, dtype=np.float32)}))
-        for i in range(n)]
-    for name in schema.DATASET_KINDS:
-        directory = f"{data_dir}/{name}"
-        tf.io.gfile.makedirs(directory)
-        num = num_shards if name == schema.SEQUENCES else 0
-        infos = [shards.write_shard(directory, name, "train", k, num, records[k::num]) for k in range(num)]
-        shards.write_metadata(directory, name, spec, infos)
+    write_extraction(str(data_dir), [SyntheticVideo(f"v{i}", i % 2, features=np.full((frames, 2048), i + 1.0))
+                                     for i in range(n)], ("a", "b"), num_shards=num_shards)
     return str(data_dir)
 
 

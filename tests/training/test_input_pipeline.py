@@ -58,26 +58,11 @@ def test_small_shuffle_window_still_gives_each_example_once(extracted_samples):
 
 
 def write_frames(data_dir, labels):
-    """A frames/ dataset with one tiny JPEG per label, written by the project's own shard writer."""
-    import io
+    """A frames/ dataset with one tiny black JPEG per label (`pipeline.synthetic`)."""
+    from pipeline.synthetic import SyntheticVideo, write_extraction
 
-    import tensorflow as tf
-
-    from dataformat import schema, shards
-
-    spec = schema.DatasetSpec(class_names=("common", "rare"))
-    encode = schema.ExampleEncoder(schema.frames_features(spec))
-    jpeg = tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy()
-    records = [(shards.sort_key(f"v{i}", 0), encode({
-        schema.IMAGE: io.BytesIO(jpeg), schema.LABEL: label, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
-        schema.FRAME_INDEX: 0, schema.TIMESTAMP: 0.0})) for i, label in enumerate(labels)]
-    directory = f"{data_dir}/{schema.FRAMES}"
-    tf.io.gfile.makedirs(directory)
-    info = shards.write_shard(directory, schema.FRAMES, "train", 0, 1, records)
-    shards.write_metadata(directory, schema.FRAMES, spec, [info])
-    # read_spec reads the class names from sequences/: give it the same metadata.
-    tf.io.gfile.makedirs(f"{data_dir}/{schema.SEQUENCES}")
-    shards.write_metadata(f"{data_dir}/{schema.SEQUENCES}", schema.SEQUENCES, spec, [])
+    write_extraction(data_dir, [SyntheticVideo(f"v{i}", label, frames=np.zeros((1, 8, 8, 3), np.uint8))
+                                for i, label in enumerate(labels)], ("common", "rare"))
 
 
 def test_oversampling_balances_classes(tmp_path):
@@ -145,28 +130,13 @@ def test_the_number_of_batches_is_known_and_exact(extracted_samples):
 
 
 def write_sequences(data_dir, features, dtype):
-    """A sequences/ dataset holding `features` (one [T, 2048] array per video) stored as `dtype`."""
-    import tensorflow as tf
+    """A sequences/ dataset holding `features` (one [T, 2048] array per video, ids v0, v1, ...) stored as `dtype`
+    (`pipeline.synthetic`); returns the quantization of uint8, else None."""
+    from pipeline.synthetic import SyntheticVideo, write_extraction
 
-    from dataformat import schema, shards
-
-    spec = schema.DatasetSpec(class_names=("a", "b"), feature_dtype=dtype)
-    encode = schema.ExampleEncoder(schema.sequences_features(spec))
-    quantization = metadata = None
-    if dtype == "uint8":
-        quantization = schema.Quantization.spanning(min(x.min() for x in features), max(x.max() for x in features))
-        metadata = {schema.QUANTIZATION: quantization.as_metadata()}
-    stored = [quantization.quantize(x) if quantization else x.astype(dtype) for x in features]
-    records = [(shards.sort_key(f"v{i}"), encode({
-        schema.FEATURES: stored[i], schema.LABEL: i % 2, schema.VIDEO_ID: f"v{i}", schema.GROUP: f"v{i}",
-        schema.NUM_FRAMES: len(x), schema.TIMESTAMPS: np.arange(len(x), dtype=np.float32)}))
-        for i, x in enumerate(features)]
-    for name in schema.DATASET_KINDS:
-        directory = f"{data_dir}/{name}"
-        tf.io.gfile.makedirs(directory)
-        infos = [shards.write_shard(directory, name, "train", 0, 1, records)] if name == schema.SEQUENCES else []
-        shards.write_metadata(directory, name, spec, infos, metadata if name == schema.SEQUENCES else None)
-    return quantization
+    spec = write_extraction(data_dir, [SyntheticVideo(f"v{i}", i % 2, features=x) for i, x in enumerate(features)],
+                            ("a", "b"), feature_dtype=dtype)
+    return spec.quantization
 
 
 @pytest.mark.parametrize("cache", ["", "memory"])
@@ -216,6 +186,7 @@ def test_the_data_is_opened_once_with_its_sequence_length_from_the_metadata(extr
     # An output written before format 1.1.0 has no max_num_frames: the length is counted from its records.
     rng = np.random.default_rng(2)
     write_sequences(str(tmp_path), [rng.normal(size=(t, 2048)).astype(np.float32) for t in (3, 7, 2)], "float16")
+    (tmp_path / "sequences" / "metadata.json").unlink()  # as format 1.0.0 wrote it
     older = open_data(str(tmp_path), "sequences", ["train"])
     assert older.info("train").max_num_frames is None and older.seq_len == 7
     assert open_data(str(tmp_path), "sequences", ["train"], seq_len=5).seq_len == 5
@@ -224,3 +195,44 @@ def test_the_data_is_opened_once_with_its_sequence_length_from_the_metadata(extr
 def test_a_path_without_a_dataset_kind_is_refused(extracted_samples):
     with pytest.raises(ValueError, match=r"needs InputConfig\(kind="):
         make_dataset(extracted_samples, "train", InputConfig())
+
+
+def test_epochs_overlap_two_at_a_time():
+    """The next epoch fills its shuffle buffer while the current one is consumed, and no epoch after it does:
+    at most two whole-split buffers in memory. `Dataset.interleave`, the non-deprecated replacement, opens
+    epochs far ahead (measured here, so that a TensorFlow that changes it shows up)."""
+    import functools
+    import time
+
+    import tensorflow as tf
+
+    from training.input_pipeline import _identity, _one_after_another
+
+    started = []
+
+    def epoch(e):
+        def mark(x):
+            started.append(e)
+            return x
+
+        return (tf.data.Dataset.range(100).map(lambda x: tf.py_function(mark, [x], tf.int64))
+                .shuffle(100, seed=e).batch(10))
+
+    def epochs():
+        return functools.reduce(tf.data.Dataset.concatenate, [tf.data.Dataset.from_tensors(epoch(e)) for e in range(8)])
+
+    def epochs_started(ds):
+        started.clear()
+        it = iter(ds)
+        first = next(it)
+        time.sleep(1.0)
+        opened = set(started)
+        return opened, [first.numpy().tolist()] + [b.numpy().tolist() for b in it]
+
+    ours, batches = epochs_started(epochs().apply(_one_after_another(10)))
+    assert ours == {0, 1}
+    assert len(batches) == 80 and all(sorted(sum(batches[10 * e:10 * e + 10], [])) == list(range(100))
+                                      for e in range(8))  # whole epochs, one after another
+    replacement, _ = epochs_started(epochs().interleave(_identity, cycle_length=2, block_length=10,
+                                                        num_parallel_calls=2, deterministic=True))
+    assert len(replacement) > 2, replacement

@@ -171,30 +171,16 @@ def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(
 
 
 def write_sequences(data_dir, lengths):
-    """sequences/ (and empty frames/) with {split: [(label, T), ...]}, plus splits.csv, via the project's writer."""
+    """An extraction output (`pipeline.synthetic`) with {split: [(label, T), ...]}: float32 features whose mean is
+    the label, video ids `{split}_{i}.mp4`."""
     import numpy as np
 
-    from dataformat import schema, shards
+    from pipeline.synthetic import SyntheticVideo, write_extraction
 
-    spec = schema.DatasetSpec(class_names=("a", "b"))
-    encode = schema.ExampleEncoder(schema.sequences_features(spec))
     rng = np.random.default_rng(0)
-    infos, rows = [], ["video_id,group,label,split,frames,status"]
-    directory = os.path.join(data_dir, schema.SEQUENCES)
-    os.makedirs(directory)
-    for split, videos in lengths.items():
-        records = []
-        for i, (label, t) in enumerate(videos):
-            video_id = f"{split}_{i}.mp4"
-            x = (rng.normal(size=(t, 2048)) + label).astype(np.float32)
-            records.append((shards.sort_key(video_id), encode({
-                schema.FEATURES: x, schema.LABEL: label, schema.VIDEO_ID: video_id, schema.GROUP: video_id,
-                schema.NUM_FRAMES: t, schema.TIMESTAMPS: np.arange(t, dtype=np.float32)})))
-            rows.append(f"{video_id},{video_id},{spec.class_names[label]},{split},{t},ok")
-        infos.append(shards.write_shard(directory, schema.SEQUENCES, split, 0, 1, records))
-    shards.write_metadata(directory, schema.SEQUENCES, spec, infos)
-    with open(os.path.join(data_dir, "splits.csv"), "w") as f:
-        f.write("\n".join(rows) + "\n")
+    videos = [SyntheticVideo(f"{split}_{i}.mp4", label, split, features=rng.normal(size=(t, 2048)) + label)
+              for split, examples in lengths.items() for i, (label, t) in enumerate(examples)]
+    write_extraction(data_dir, videos, ("a", "b"), feature_dtype="float32")
 
 
 def test_longer_sequences_in_valid_and_test_are_cut_to_the_train_length(tmp_path, train_here):

@@ -1,0 +1,87 @@
+"""A small extraction output written from arrays instead of videos, through the extraction's own encoders and
+writers: for tests and benchmarks of everything downstream of `pipeline.extract` (readers, training, audits).
+
+    write_extraction(data_dir, [SyntheticVideo("a/v1.mp4", label=0, split="train", features=x), ...],
+                     class_names=("a", "b"), feature_dtype="float16")
+
+writes sequences/ (videos with `features`), frames/ (videos with `frames`; both datasets always exist, as in a
+real output) and splits.csv, laid out and encoded exactly as a real extraction writes them: the same example
+encoders (`pipeline.sequences.encode_sequence`, the schema's), the same uint8 quantization over the whole
+dataset, key-ordered shards (`dataformat.shards`), and the same metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from dataformat import reports, schema, shards
+from dataformat.files import write_atomically
+from pipeline import sequences
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticVideo:
+    """One video of a synthetic output: features [T, 2048] (float32 values) for sequences/, frames [N, H, W, 3]
+    (uint8) for frames/, or both."""
+
+    video_id: str
+    label: int
+    split: str = "train"
+    features: Optional[np.ndarray] = None
+    frames: Optional[np.ndarray] = None
+    group: Optional[str] = None  # default: the video itself
+
+
+def write_extraction(data_dir: str, videos: Sequence[SyntheticVideo], class_names: Sequence[str],
+                     feature_dtype: str = "float16", num_shards: int = 1) -> schema.DatasetSpec:
+    """Writes the output (see the module docstring), each split in `num_shards` shards; returns its spec as a
+    reader sees it (uint8: with the quantization)."""
+    spec = schema.DatasetSpec(class_names=tuple(class_names), feature_dtype=feature_dtype)
+    records = [{"video_id": v.video_id, "group": v.group or v.video_id, "label": class_names[v.label],
+                "split": v.split, "path": v.video_id} for v in videos]
+    _write_sequences(f"{data_dir}/{schema.SEQUENCES}", spec, videos, records, num_shards)
+    _write_frames(f"{data_dir}/{schema.FRAMES}", spec, videos, records, num_shards)
+    rows = [dict(r, frames=len(v.features if v.features is not None else v.frames), status="ok")
+            for v, r in zip(videos, records)]
+    write_atomically(f"{data_dir}/{schema.SPLITS_CSV}", reports.SPLITS.text(rows))
+    return schema.read_spec(data_dir)
+
+
+def _write_sequences(directory: str, spec: schema.DatasetSpec, videos, records, num_shards: int) -> None:
+    stacked = [(v.video_id, r, np.arange(len(v.features), dtype=np.float32), np.asarray(v.features, np.float32))
+               for v, r in zip(videos, records) if v.features is not None]
+    quantization = sequences.feature_range(stacked) if spec.feature_dtype == "uint8" else None
+    encode = schema.ExampleEncoder(schema.sequences_features(spec))
+    by_split, longest = {}, {}
+    for video in stacked:
+        split, key, example, _ = sequences.encode_sequence(encode, spec, video, quantization)
+        by_split.setdefault(split, []).append((key, example))
+        longest[split] = max(longest.get(split, 0), len(video[2]))
+    _write_dataset(directory, schema.SEQUENCES, spec, by_split, num_shards,
+                   schema.sequences_metadata(longest, quantization))
+
+
+def _write_frames(directory: str, spec: schema.DatasetSpec, videos, records, num_shards: int) -> None:
+    encode = schema.ExampleEncoder(schema.frames_features(spec))
+    by_split = {}
+    for v, r in zip(videos, records):
+        for index, image in enumerate(v.frames if v.frames is not None else []):
+            by_split.setdefault(v.split, []).append((shards.sort_key(v.video_id, index), encode({
+                schema.IMAGE: io.BytesIO(tf.io.encode_jpeg(image, quality=90).numpy()), schema.LABEL: v.label,
+                schema.VIDEO_ID: v.video_id, schema.GROUP: r["group"], schema.FRAME_INDEX: index,
+                schema.TIMESTAMP: float(index)})))
+    _write_dataset(directory, schema.FRAMES, spec, by_split, num_shards)
+
+
+def _write_dataset(directory: str, kind: str, spec: schema.DatasetSpec, by_split: dict, num_shards: int,
+                   metadata: Optional[dict] = None) -> None:
+    tf.io.gfile.makedirs(directory)
+    infos = []
+    for split, examples in sorted(by_split.items()):
+        infos += shards.write_sorted_shards(directory, kind, split, sorted(examples), num_shards)
+    shards.write_metadata(directory, kind, spec, infos, metadata)
