@@ -12,8 +12,8 @@ from typing import Optional
 
 from dataformat import schema
 from dataformat.shards import DEFAULT_SHARD_BYTES
-from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeSettings
-from pipeline.features import MIN_IMAGE_SIZE
+from pipeline.decode import DECODE_MODES, DEFAULT_DECODE_TIMEOUT, DecodeSettings
+from pipeline.features import MIN_IMAGE_SIZE, PRECISIONS
 from pipeline.sources import compile_group_regex
 from pipeline.splits import DEFAULT_SPLITS, parse_split_fractions
 from settings import check_choices, require, setting
@@ -55,6 +55,12 @@ class ExtractConfig:
         "'Output format'); float32 for features beyond float16's range (65504).",
         choices=tuple(sorted(schema.FEATURE_DTYPES)))
     feature_batch_size: int = setting(32, "Frames per InceptionV3 forward pass.")
+    precision: str = setting(
+        "auto", "InceptionV3's compute dtype. auto: bfloat16 on CPUs with bfloat16 instructions (AVX512_BF16, AMX) "
+        "and GPUs of compute capability 8.0+, float16 on older tensor-core GPUs, float32 otherwise (logged, and "
+        "recorded in summary.json). bfloat16 ran InceptionV3 1.45x faster on this project's CPU, features at cosine "
+        "0.99999 to float32's (BUILD_NOTES.md, 'Extraction precision'). The bytes are the same run to run for "
+        "one precision.", choices=PRECISIONS)
     splits: str = setting(DEFAULT_SPLITS, "Split names and fractions of recording groups.")
     split_salt: str = setting("", "Salt of the group hash: another salt draws another (equally valid) split.")
     split_by: str = setting("group", "group: every video of a group in one split (the right way). frame: LEAKY, "
@@ -74,6 +80,15 @@ class ExtractConfig:
                                    "FFmpeg's native code fails that one video (failures.jsonl), not the job.")
     decode_timeout: float = setting(DEFAULT_DECODE_TIMEOUT, "Seconds without a decoded frame before a hung decoder "
                                     "is stopped (with --isolate_decode).")
+    decode_mode: str = setting(
+        "fast", "fast: decode only the packets the sampled frames need (skips whole groups of pictures between samples "
+        "and frames no other frame refers to); the same frames, byte for byte, as exact, which decodes every frame "
+        "(BUILD_NOTES.md, 'Decoding less'). Streams whose packets do not allow it (no timestamps, timestamps that "
+        "restart) are decoded in full either way.", choices=DECODE_MODES)
+    decode_processes: int = setting(
+        0, "Videos decoded at once per worker, each in its own process (with --isolate_decode) and thread; 0: one "
+        "per core, at most 16. On distributed runners, where each core runs a worker, 1.",
+        shown_default="one per core")
     chunk_frames: Optional[int] = setting(
         None, "A local runner holds a pipeline's data in memory: the videos are extracted in chunks of about this "
         "many sampled frames (estimated from their declared durations) and merged into the bytes one pass writes, "
@@ -92,7 +107,8 @@ class ExtractConfig:
 
     @property
     def decode_settings(self) -> DecodeSettings:
-        return DecodeSettings(fps=self.fps, max_frames=self.max_frames, image_size=self.image_size)
+        return DecodeSettings(fps=self.fps, max_frames=self.max_frames, image_size=self.image_size,
+                              mode=self.decode_mode)
 
     def validate(self) -> None:
         """Raises ExtractionError naming the flag, and the values it takes, of the first setting that cannot work."""
@@ -114,6 +130,8 @@ class ExtractConfig:
                     self.decode_timeout, "a positive number of seconds")
             require(self.chunk_frames is None or self.chunk_frames >= 0, "chunk_frames", self.chunk_frames,
                     ">= 0 (0: one pass)")
+            require(0 <= self.decode_processes <= 256, "decode_processes", self.decode_processes,
+                    "0..256 (0: one per core)")
             self.split_fractions  # noqa: B018 - parsed (and checked) once per config
             compile_group_regex(self.group_regex)
         except ValueError as e:

@@ -16,9 +16,12 @@ from typing import Iterator, Optional
 import av
 import numpy as np
 
+from pipeline.packets import PacketPlan, Sampling
+
 
 # Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
 DEFAULT_DECODE_TIMEOUT = 300.0
+DECODE_MODES = ("fast", "exact")
 
 
 class DecodeError(Exception):
@@ -33,11 +36,15 @@ class DecodeSettings:
     max_frames: stop after this many sampled frames (None: no limit).
     image_size: frames are resized to image_size x image_size RGB (aspect ratio not kept, like Keras'
       image_dataset_from_directory; InceptionV3 expects 299).
+    mode: 'fast' decodes only the packets the sampled frames need (`pipeline.packets`: the same frames);
+      'exact' decodes every frame.
     """
 
     fps: float = 1.0
     max_frames: Optional[int] = None
     image_size: int = 299
+    mode: str = "fast"
+    threads: int = 0  # FFmpeg decoding threads per video (0: FFmpeg's choice); the frames do not depend on it
 
     def __post_init__(self):
         if not self.fps > 0:
@@ -46,6 +53,8 @@ class DecodeSettings:
             raise ValueError(f"--max_frames must be >= 1, got {self.max_frames}")
         if self.image_size < 1:
             raise ValueError(f"--image_size must be >= 1, got {self.image_size}")
+        if self.mode not in DECODE_MODES:
+            raise ValueError(f"--decode_mode={self.mode!r}: expected one of {', '.join(DECODE_MODES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +190,23 @@ class _Timeline:
         return raw + self._offset - self._start
 
 
+def _frames(container, stream, plan: Optional[PacketPlan]):
+    """The stream's decoded frames in presentation order: every one, or (`plan`) those of the packets it needs."""
+    if plan is None:
+        yield from container.decode(stream)
+        return
+    context = stream.codec_context
+    for packet, skip in plan:
+        if context.skip_frame != skip:
+            context.skip_frame = skip
+        if packet is not None:
+            yield from packet.decode()
+            continue
+        for frame in context.decode(None):  # the flush: frames the decoder held back, without a time base
+            frame.time_base = stream.time_base
+            yield frame
+
+
 def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:
     """Yields the sampled frames of the video at `path`.
 
@@ -207,14 +233,16 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
         stream.thread_type = "AUTO"  # frame-parallel decoding in FFmpeg's own threads
-        interval = 1.0 / settings.fps
+        if settings.threads:
+            stream.codec_context.thread_count = settings.threads
+        sampling = Sampling(1.0 / settings.fps, settings.max_frames)
         timeline = _Timeline(stream)
-        next_time = 0.0
+        plan = PacketPlan(container, stream, 1.0 / settings.fps, settings.max_frames) if settings.mode == "fast" else None
         last = 0.0
         try:
-            for frame in container.decode(stream):
+            for frame in _frames(container, stream, plan):
                 t = last = timeline.seconds(frame)
-                if t + 1e-6 < next_time:
+                if not sampling.keeps(t):
                     continue
                 # One swscale thread, so the pixels cannot depend on how a frame is sliced across threads (shards
                 # must be byte-identical). Frames here are small; decoding itself stays multi-threaded.
@@ -222,10 +250,8 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
                                        interpolation="AREA", threads=1)
                 yield Frame(index=report.frames, timestamp=float(t), rgb=_display_orientation(rgb, frame.rotation))
                 report.frames += 1
-                if settings.max_frames is not None and report.frames >= settings.max_frames:
+                if sampling.done:
                     break
-                # Next sampling instant strictly after this frame: a stutter never produces two frames for one slot.
-                next_time = (np.floor(t / interval + 1e-6) + 1) * interval
         except (av.FFmpegError, ValueError, OSError) as e:
             if report.frames == 0:
                 raise DecodeError(f"no decodable frame: {_describe(e)}") from None
@@ -238,10 +264,11 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
             report.warn(f"{timeline.untimed} frame(s) carry no timestamp (a raw elementary stream?): placed at "
                         f"the {timeline.rate:g} fps the stream declares", partial=False)
         declared = _declared_seconds(container, stream)
+        end = max(last, plan.end if plan is not None else 0.0)  # fast mode reads past its last decoded frame
         if (not report.partial and declared and settings.max_frames is None
-                and last < declared - max(2 * interval, 1.0)):
+                and end < declared - max(2 / settings.fps, 1.0)):
             # Some containers (Matroska, MPEG-TS) end quietly where a file was cut: compare with the header.
-            report.warn(f"the video stream ends at {last:.1f} s but its header declares {declared:.1f} s "
+            report.warn(f"the video stream ends at {end:.1f} s but its header declares {declared:.1f} s "
                         "(truncated file?); kept the frames before the end", partial=True)
     if report.frames == 0:
         raise DecodeError("no decodable frame (the video stream is empty)")

@@ -7,13 +7,14 @@ chunks on local runners, `pipeline.chunks`), summarise from the files the pipeli
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import re
 import time
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -24,10 +25,12 @@ from dataformat.files import temporary_name, write_atomically
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
 from pipeline import chunks, sequences, transforms
 from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
+from pipeline.features import resolve_precision
+from pipeline.progress import ProgressDisplay
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest, similar_labels
 from pipeline.splits import assign_splits
 from pipeline.splits import frame_split as frame_split_of
-from pipeline.summary import beam_counters, summarize
+from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
 from pipeline.transaction import STAGING_SUFFIX, OutputBusyError, OutputTransaction, differences, existing_output
 
 __all__ = ["ExtractConfig", "ExtractionError", "run_extraction"]
@@ -46,8 +49,9 @@ def list_inputs(config: ExtractConfig) -> Listing:
     return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
 
-def build_pipeline(p: beam.Pipeline, config: ExtractConfig, plan_path: str, total_videos: int,
-                   spec: schema.DatasetSpec, listing_problems: Sequence[dict], spill_dir: Optional[str] = None) -> None:
+def build_pipeline(p: beam.Pipeline, config: ExtractConfig, plan_path: str, spec: schema.DatasetSpec,
+                   listing_problems: Sequence[dict], spill_dir: Optional[str] = None,
+                   progress_dir: Optional[str] = None, precision: str = "float32") -> None:
     """Adds the extraction stages to `p` (see the diagram in `pipeline.transforms`): decode and featurize, then
     either the output (shards, metadata and reports in config.output_dir) or, with `spill_dir`, one chunk of a
     chunked run (`pipeline.chunks`: sorted spills and the chunk's reports; `listing_problems` are left to the
@@ -61,14 +65,15 @@ def build_pipeline(p: beam.Pipeline, config: ExtractConfig, plan_path: str, tota
         | "Reshuffle" >> beam.Reshuffle()
     )
     decoded = records | "DecodeFrames" >> transforms.DecodeFrames(
-        config.decode_settings, total_videos, config.jpeg_quality, config.isolate_decode, config.decode_timeout,
-        config.feature_batch_size)
+        config.decode_settings, config.jpeg_quality, config.feature_batch_size, config.isolate_decode,
+        config.decode_timeout, config.decode_processes, progress_dir)
     frame_split = None
     if config.split_by == "frame":
         frame_split = functools.partial(frame_split_of, fractions=config.split_fractions, salt=config.split_salt)
     featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
         spec, config.weights, config.image_size, config.feature_batch_size, frame_split,
-        shards.video_order_key if config.frame_order == "video" else shards.sort_key, config.featurize_accelerator)
+        shards.video_order_key if config.frame_order == "video" else shards.sort_key, config.featurize_accelerator,
+        precision)
     if spill_dir is None:
         failures, warnings = _write_datasets(p, config, spec, featurized, decoded, listing_problems)
     else:
@@ -145,43 +150,58 @@ def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: list[dic
     return parts
 
 
-def _run_pipeline(options: PipelineOptions, config: ExtractConfig, plan: list[dict], spec: schema.DatasetSpec,
-                  listing_problems: Sequence[dict], spill_dir: Optional[str] = None) -> dict:
-    """Runs the extraction pipeline over `plan`; returns its counters."""
-    plan_path = temporary_name(f"{spill_dir or config.output_dir}/plan.jsonl")
+class _Run(NamedTuple):
+    """What every pipeline of one extraction shares."""
+
+    config: ExtractConfig  # output_dir is the staging folder
+    options: PipelineOptions
+    spec: schema.DatasetSpec
+    listing_problems: Sequence[dict]
+    precision: str  # resolved by the launcher (`features.resolve_precision`)
+    progress_dir: Optional[str]
+
+
+def _run_pipeline(run: _Run, plan: list[dict], spill_dir: Optional[str] = None) -> tuple[dict, dict]:
+    """Runs the extraction pipeline over `plan`; returns its counters and distributions (`summary.beam_metrics`)."""
+    plan_path = temporary_name(f"{spill_dir or run.config.output_dir}/plan.jsonl")
     write_atomically(plan_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plan))
     try:
-        p = beam.Pipeline(options=options)
-        build_pipeline(p, config, plan_path, len(plan), spec, listing_problems, spill_dir)
+        p = beam.Pipeline(options=run.options)
+        build_pipeline(p, run.config, plan_path, run.spec, () if spill_dir else run.listing_problems, spill_dir,
+                       run.progress_dir, run.precision)
         result = p.run()
         result.wait_until_finish()
     finally:
         tf.io.gfile.remove(plan_path)
-    return beam_counters(result)
+    return beam_metrics(result)
 
 
-def _run_chunked(options: PipelineOptions, config: ExtractConfig, plan: list[dict], parts: list[range],
-                 spec: schema.DatasetSpec, listing_problems: Sequence[dict]) -> dict:
+def _run_chunked(run: _Run, plan: list[dict], parts: list[range]) -> tuple[dict, dict]:
     """One pipeline per chunk of `plan`, each spilling into its own folder, then the merge (`pipeline.chunks`)."""
+    config, spec = run.config, run.spec
     out = config.output_dir
     work = temporary_name(f"{out}/chunks")  # removed by the next run if this one is killed
     spill_dirs = [f"{work}/{i:05d}" for i in range(len(parts))]
     counters: dict = {}
+    distributions: dict = {}
     for i, (part, spill_dir) in enumerate(zip(parts, spill_dirs)):
         logging.info("[extract] chunk %d/%d: %d videos", i + 1, len(parts), len(part))
         for name in schema.DATASET_KINDS:
             tf.io.gfile.makedirs(f"{spill_dir}/{name}")
-        for name, value in _run_pipeline(options, config, [plan[j] for j in part], spec, (), spill_dir).items():
+        chunk_counters, chunk_distributions = _run_pipeline(run, [plan[j] for j in part], spill_dir)
+        for name, value in chunk_counters.items():
             counters[name] = counters.get(name, 0) + value
+        for name, value in chunk_distributions.items():
+            merge_distribution(distributions, name, value)
     logging.info("[extract] merging %d chunks into %s", len(parts), out)
     chunks.merge_frames([f"{d}/{schema.FRAMES}" for d in spill_dirs], f"{out}/{schema.FRAMES}", spec,
                         config.shard_bytes)
     warnings, non_finite = chunks.merge_sequences([f"{d}/{schema.SEQUENCES}" for d in spill_dirs],
                                                   f"{out}/{schema.SEQUENCES}", spec, config.shard_bytes)
     _refuse_non_finite(non_finite)
-    chunks.merge_reports(spill_dirs, out, listing_problems, warnings)
+    chunks.merge_reports(spill_dirs, out, run.listing_problems, warnings)
     tf.io.gfile.rmtree(work)
-    return dict(sorted(counters.items()))
+    return dict(sorted(counters.items())), distributions
 
 
 def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict:
@@ -211,9 +231,10 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
         with transaction as staging:
             _check_replaceable(config)
             staged = dataclasses.replace(config, output_dir=staging)
-            counters = _extract(staged, beam_args, listing, spec, plan)
+            (counters, distributions), precision = _extract(staged, beam_args, listing, spec, plan)
             summary = summarize(staged, listing, spec, warnings, time.time() - start)
-            summary.update(config=dataclasses.asdict(config), counters=counters)
+            summary.update(config=dataclasses.asdict(config), counters=counters, precision=precision,
+                           timing=timing(counters, distributions, start))
             write_atomically(f"{staging}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
             if summary["extracted"] == 0:
                 raise ExtractionError(
@@ -286,21 +307,29 @@ def _check_replaceable(config: ExtractConfig) -> None:
 
 
 def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, spec: schema.DatasetSpec,
-             plan: list[dict]) -> dict:
-    """Runs the pipeline(s) of `plan` into `config.output_dir` (the staging folder); returns Beam's counters."""
+             plan: list[dict]) -> tuple[tuple[dict, dict], dict]:
+    """Runs the pipeline(s) of `plan` into `config.output_dir` (the staging folder); returns Beam's counters and
+    distributions, and the precision InceptionV3 computed in, with why."""
     out = config.output_dir
     for d in (f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
         tf.io.gfile.makedirs(d)
     options = PipelineOptions(list(beam_args))
     parts = _plan_chunks(config, options, plan)
-    if len(parts) > 1:
-        return _run_chunked(options, config, plan, parts, spec, listing.problems)
-    counters = _run_pipeline(options, config, plan, spec, listing.problems)
-    report = f"{out}/{NON_FINITE_JSONL}"
-    non_finite = files.read_jsonl(report)
-    tf.io.gfile.remove(report)
-    _refuse_non_finite(non_finite)
-    return counters
+    precision, why = resolve_precision(config.precision)
+    logging.info("[extract] InceptionV3 computes in %s (%s)", precision, why)
+    # Workers count finished videos in local files that this process shows as one line (`pipeline.progress`).
+    progress_dir = f"{out}/.progress" if "://" not in out and _is_local(options) else None
+    run = _Run(config, options, spec, listing.problems, precision, progress_dir)
+    with ProgressDisplay(progress_dir, len(plan)) if progress_dir else contextlib.nullcontext():
+        metrics = _run_chunked(run, plan, parts) if len(parts) > 1 else _run_pipeline(run, plan)
+    if progress_dir:
+        tf.io.gfile.rmtree(progress_dir)
+    if len(parts) == 1:
+        report = f"{out}/{NON_FINITE_JSONL}"
+        non_finite = files.read_jsonl(report)
+        tf.io.gfile.remove(report)
+        _refuse_non_finite(non_finite)
+    return metrics, {"compute": precision, "reason": why}
 
 
 def _refuse_non_finite(rows: Sequence[dict]) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Sequence
+import os
+from typing import Optional, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
@@ -64,16 +65,65 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
     }
 
 
-def beam_counters(result) -> dict:
-    """The pipeline's `extract` counters (committed values; runners that do not report metrics give {})."""
+def beam_metrics(result) -> tuple[dict, dict]:
+    """The pipeline's `extract` metrics (committed values; runners that do not report metrics give empty dicts):
+    {counter: total} and {distribution: {min, max, sum, count}}."""
     try:
-        counters = result.metrics().query(MetricsFilter().with_namespace("extract"))["counters"]
+        found = result.metrics().query(MetricsFilter().with_namespace("extract"))
     except (NotImplementedError, KeyError):  # not every runner reports metrics
+        return {}, {}
+    counters: dict = {}
+    for c in found.get("counters", []):
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + (c.committed or 0)
+    distributions: dict = {}
+    for d in found.get("distributions", []):
+        if d.committed is not None and d.committed.count:
+            merge_distribution(distributions, d.key.metric.name, {"min": d.committed.min, "max": d.committed.max,
+                                                                  "sum": d.committed.sum, "count": d.committed.count})
+    return dict(sorted(counters.items())), distributions
+
+
+def merge_distribution(into: dict, name: str, value: dict) -> None:
+    old = into.get(name)
+    into[name] = value if old is None else {"min": min(old["min"], value["min"]), "max": max(old["max"], value["max"]),
+                                            "sum": old["sum"] + value["sum"], "count": old["count"] + value["count"]}
+
+
+def process_started() -> Optional[float]:
+    """When this process started (seconds since the epoch), from /proc; None elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def timing(counters: dict, distributions: dict, job_started: float) -> dict:
+    """summary.json's "timing": where the job's time went, from its own metrics (not a difference of wall times).
+
+    start_up_seconds: from the process's start to the first frame batch out of the model (imports, listing,
+      Beam's set-up, the model's construction and tracing, the first videos' decoding);
+    steady_frames_per_second: frames featurized after the first batch / the time from the first batch to the
+      last: the rate a long job runs at;
+    model_seconds: time in the model's forward passes (summed over threads and workers).
+    """
+    batches, model = distributions.get("featurized_at_ms"), distributions.get("model_ms")
+    frames, count = counters.get("frames_featurized", 0), counters.get("model_batches", 0)
+    if not batches or not frames:
         return {}
-    totals: dict = {}
-    for c in counters:
-        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or 0)
-    return dict(sorted(totals.items()))
+    first, last = batches["min"] / 1000, batches["max"] / 1000
+    started = process_started() or job_started
+    steady = last - first
+    return {
+        "process_start_to_job_seconds": round(job_started - started, 3),
+        "start_up_seconds": round(first - started, 3),
+        "steady_seconds": round(steady, 3),
+        "steady_frames_per_second": round((frames - frames / count) / steady, 3) if steady > 0 else None,
+        "model_seconds": round(model["sum"] / 1000, 3) if model else None,
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -90,6 +140,9 @@ def format_summary(summary: dict) -> str:
     lines.append(
         f"inputs {summary['inputs']} = extracted {summary['extracted']} + failed {summary['failed']}; "
         f"kept with a warning {summary['kept_with_warning']}; {summary['frames']} frames in "
-        f"{summary['wall_seconds']:.1f} s ({summary['frames_per_second']} frames/s end to end)")
+        f"{summary['wall_seconds']:.1f} s ({summary['frames_per_second']} frames/s end to end" + (
+            f"; {summary['timing']['steady_frames_per_second']:.1f} frames/s after a start-up of "
+            f"{summary['timing']['start_up_seconds']:.1f} s)" if summary.get("timing", {}).get(
+                "steady_frames_per_second") else ")"))
     lines += [f"warning: {w}" for w in summary["split_warnings"]]
     return "\n".join(lines)

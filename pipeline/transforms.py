@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import NamedTuple
+import time
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -26,8 +27,9 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from dataformat import schema, shards
 from dataformat.files import write_atomically
 from dataformat.reports import Report
-from pipeline.decode import (DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, decode_frames,
-                             unexpected_error)
+from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeReport, DecodeSettings, Frame
+from pipeline.isolated_decode import DecoderPool, Failure, default_processes
+from pipeline.progress import ProgressLog
 from pipeline import sequences, spills
 from pipeline.features import padded_batch_size
 
@@ -52,79 +54,75 @@ class _SetUpDoFn(beam.DoFn):
 
 
 class _DecodeFramesFn(_SetUpDoFn):
-    """Decodes one video into batches of sampled frames (main output), plus one row per video and failures."""
+    """Decodes a batch of videos at once (`isolated_decode.DecoderPool`) into batches of sampled frames (main
+    output), plus one row per video and failures."""
 
-    _SET_UP = ("_done", "_decoder")
+    _SET_UP = ("_pool", "_progress")
 
-    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int, isolate: bool = True,
-                 timeout: float = DEFAULT_DECODE_TIMEOUT, batch_size: int = 32):
+    def __init__(self, settings: DecodeSettings, jpeg_quality: int, batch_size: int, isolate: bool,
+                 timeout: float, processes: int, progress_dir: Optional[str]):
         self._settings = settings
-        self._batch_size = batch_size
-        self._total = total_videos
         self._quality = jpeg_quality
+        self._batch_size = batch_size
         self._isolate = isolate
         self._timeout = timeout
+        self._processes = processes
+        self._progress_dir = progress_dir
         self._decoded = Metrics.counter("extract", "videos_decoded")
         self._failed = Metrics.counter("extract", "videos_failed")
         self._partial = Metrics.counter("extract", "videos_partial")
         self._frames = Metrics.counter("extract", "frames_decoded")
 
     def setup(self):
-        self._done = 0
-        self._decoder = None
-        if self._isolate:
-            from pipeline.isolated_decode import DecoderProcess
-
-            self._decoder = DecoderProcess(self._timeout)
+        self._pool = DecoderPool(self._processes or default_processes(), self._timeout, self._isolate,
+                                 buffer=2 * self._batch_size)
+        self._progress = ProgressLog(self._progress_dir) if self._progress_dir else None
 
     def teardown(self):
-        if self._decoder is not None:
-            self._decoder.close()
+        self._pool.close()
 
-    def process(self, record: dict):
+    def process(self, records: list):
         import tensorflow as tf
 
-        report = DecodeReport()
-        batch = []
-        try:
-            frames = (self._decoder.decode(record["path"], self._settings, report) if self._decoder is not None
-                      else decode_frames(record["path"], self._settings, report))
-            for frame in frames:
-                jpeg = tf.io.encode_jpeg(frame.rgb, quality=self._quality).numpy()
-                batch.append({"index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb, "jpeg": jpeg})
-                if len(batch) == self._batch_size:
-                    yield {"video": record, "frames": batch}
-                    batch = []
-        except Exception as e:  # noqa: BLE001 - DecodeError, or a bug met on one file: that file fails
-            error = str(e) if isinstance(e, DecodeError) else unexpected_error(e)
-            if not report.frames:
-                yield from self._failed_video(record, error)
-                return
-            # Frames already went downstream: keep them, as with damage found by the decoder.
-            report.warn(f"decoding stopped early after {report.frames} frame(s): {error}", partial=True)
-        if batch:
-            yield {"video": record, "frames": batch}
-        status = "partial" if report.partial else "ok"
+        batches = {i: [] for i in range(len(records))}
+        for i, event in self._pool.decode([(i, r["path"], self._settings) for i, r in enumerate(records)]):
+            record = records[i]
+            if isinstance(event, Frame):
+                jpeg = tf.io.encode_jpeg(event.rgb, quality=self._quality).numpy()
+                batches[i].append({"index": event.index, "timestamp": event.timestamp, "rgb": event.rgb,
+                                   "jpeg": jpeg})
+                if len(batches[i]) == self._batch_size:
+                    yield {"video": record, "frames": batches[i]}
+                    batches[i] = []
+                continue
+            if isinstance(event, Failure):
+                yield from self._failed_video(record, event.error)
+                continue
+            if batches[i]:
+                yield {"video": record, "frames": batches[i]}
+            yield from self._finished_video(record, event)
+
+    def _finished_video(self, record: dict, report: DecodeReport):
         if report.partial:
             self._partial.inc()
         self._decoded.inc()
         self._frames.inc(report.frames)
-        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, report.frames, status),
+        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, report.frames,
+                                                               "partial" if report.partial else "ok"),
                                                     warning=report.warning))
-        self._log_progress(record, f"{report.frames} frames" + (f" (warning: {report.warning})" if report.warning else ""))
+        if report.warning:
+            logging.warning("[extract] %s: %s", record["video_id"], report.warning)
+        if self._progress:
+            self._progress.record(report.frames)
 
     def _failed_video(self, record: dict, error: str):
         self._failed.inc()
         yield beam.pvalue.TaggedOutput(FAILURES, {"path": record["path"], "video_id": record["video_id"],
                                                   "error": error})
         yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, 0, "failed"), warning=None))
-        self._log_progress(record, "FAILED: " + error)
-
-    def _log_progress(self, record, what):
-        self._done += 1
-        # Each worker counts its own videos: with several workers the numbers interleave but still add up.
-        logging.info("[extract] decoded %d/%d (this worker): %s: %s", self._done, self._total,
-                     record["video_id"], what)
+        logging.warning("[extract] %s could not be extracted: %s", record["video_id"], error)
+        if self._progress:
+            self._progress.record(0)
 
 
 def _video_row(record: dict, frames: int, status: str) -> dict:
@@ -135,18 +133,28 @@ def _video_row(record: dict, frames: int, status: str) -> dict:
 
 class DecodeFrames(beam.PTransform):
     """plan records -> frame batches {video, frames: [{index, timestamp, rgb, jpeg}] (at most `batch_size`, in
-    order)}; tagged `failures` and `videos`."""
+    order)}; tagged `failures` and `videos`.
 
-    def __init__(self, settings: DecodeSettings, total_videos: int, jpeg_quality: int = 90, isolate: bool = True,
-                 timeout: float = DEFAULT_DECODE_TIMEOUT, batch_size: int = 32):
-        """isolate: decode in a child process (pipeline.isolated_decode), so a native crash or a hang fails one
+    Videos are taken in small batches and decoded several at once (`processes` decoders; 0: one per core, see
+    `isolated_decode.default_processes`), each ahead of the model by a bounded number of frames. How videos are
+    grouped or interleaved changes nothing downstream: a frame's batch and everything keyed on it are functions
+    of its video alone.
+    """
+
+    def __init__(self, settings: DecodeSettings, jpeg_quality: int = 90, batch_size: int = 32, isolate: bool = True,
+                 timeout: float = DEFAULT_DECODE_TIMEOUT, processes: int = 0, progress_dir: Optional[str] = None):
+        """isolate: decode in child processes (pipeline.isolated_decode), so a native crash or a hang fails one
         video instead of the worker; timeout: seconds without a frame before a hung decoder is stopped;
-        batch_size: frames per batch, the featurizer's forward-pass size."""
+        batch_size: frames per batch, the featurizer's forward-pass size; progress_dir: a local folder where each
+        finished video is counted (`pipeline.progress`)."""
         super().__init__()
-        self._fn = _DecodeFramesFn(settings, total_videos, jpeg_quality, isolate, timeout, batch_size)
+        self._fn = _DecodeFramesFn(settings, jpeg_quality, batch_size, isolate, timeout, processes, progress_dir)
+        self._videos_per_call = 2 * max(1, processes or 16)
 
     def expand(self, records):
-        return records | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
+        return (records
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._videos_per_call)
+                | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames"))
 
 
 class InceptionV3Handler(ModelHandler):
@@ -162,24 +170,32 @@ class InceptionV3Handler(ModelHandler):
     pipelines of a chunked local run.
     """
 
-    def __init__(self, weights: str, image_size: int, batch_size: int, accelerator: str = ""):
+    def __init__(self, weights: str, image_size: int, batch_size: int, accelerator: str = "",
+                 precision: str = "float32"):
         super().__init__(min_batch_size=1, max_batch_size=1)
         self._weights, self._image_size, self._batch_size = weights, image_size, batch_size
+        self._precision = precision
         self._accelerator = accelerator
         self._images = Metrics.counter("extract", "frames_featurized")
         self._batches = Metrics.counter("extract", "model_batches")
         self._padding = Metrics.counter("extract", "model_rows_padded")
+        # The job's own timing (summary.json "timing"): forward-pass time, and when batches came out.
+        self._model_ms = Metrics.distribution("extract", "model_ms")
+        self._featurized_at = Metrics.distribution("extract", "featurized_at_ms")
 
     def load_model(self):
         from pipeline.features import shared_featurizer
 
-        return shared_featurizer(self._weights, self._image_size, self._batch_size)
+        return shared_featurizer(self._weights, self._image_size, self._batch_size, self._precision)
 
     def run_inference(self, batch, model, inference_args=None):
         results = []
         for example in batch:
             frames = example["frames"]
+            start = time.time()
             results.append(PredictionResult(example, model(np.stack([f["rgb"] for f in frames]))))
+            self._model_ms.update(int(1000 * (time.time() - start)))
+            self._featurized_at.update(int(1000 * time.time()))
             self._images.inc(len(frames))
             self._batches.inc()
             # forward-pass rows spent on zero padding
@@ -195,7 +211,7 @@ class InceptionV3Handler(ModelHandler):
         return {"accelerator": self._accelerator} if self._accelerator else {}
 
     def model_identifier(self) -> str:
-        return f"inception_v3:{self._weights}:{self._image_size}:{self._batch_size}"
+        return f"inception_v3:{self._weights}:{self._image_size}:{self._batch_size}:{self._precision}"
 
 
 class _EncodeFramesFn(_SetUpDoFn):
@@ -233,12 +249,13 @@ class FeaturizeFrames(beam.PTransform):
     """frame batches -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
-                 frame_split=None, frame_key=shards.sort_key, accelerator: str = ""):
+                 frame_split=None, frame_key=shards.sort_key, accelerator: str = "", precision: str = "float32"):
         """frame_split: None, or a function (video_id, frame_index) -> split for the leaky --split_by=frame.
         frame_key: (video_id, frame_index) -> the frame's position key in frames/ (see dataformat.shards).
-        accelerator: a Beam accelerator resource hint for the InceptionV3 step ('' for none)."""
+        accelerator: a Beam accelerator resource hint for the InceptionV3 step ('' for none).
+        precision: the model's compute dtype, resolved by the launcher (`features.resolve_precision`)."""
         super().__init__()
-        self._handler = InceptionV3Handler(weights, image_size, batch_size, accelerator)
+        self._handler = InceptionV3Handler(weights, image_size, batch_size, accelerator, precision)
         self._encode = _EncodeFramesFn(spec, frame_split, frame_key)
 
     def expand(self, batches):

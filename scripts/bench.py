@@ -24,6 +24,9 @@ Sections:
   extraction_memory: peak resident memory of an extraction of one short and one 12x longer video.
   extraction_scaling: wall time and peak memory (summed over every process of the job) of extractions of N tiny
     sample videos (N = 100, 400, 1600) and of the 400 videos made 10x longer, per sampled frame.
+  extraction_real_video: pipeline.extract on camera-like H.264 (720p and 1080p, 30 fps, B-frames; long and
+    one-second key frame intervals) at 1 fps, against decoding every frame and against the model alone
+    (scripts/bench_real_video.py).
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
@@ -45,6 +48,7 @@ sys.path.insert(0, ROOT)
 from bench_extraction import (bench_extraction, bench_extraction_memory, bench_extraction_scaling,  # noqa: E402
                               bench_extraction_workers)
 from bench_input import bench_frame_input, bench_sequence_input  # noqa: E402
+from bench_real_video import bench_extraction_real_video  # noqa: E402
 from bench_training import bench_storage, bench_training_step  # noqa: E402
 
 
@@ -83,6 +87,7 @@ def main():
                 "extraction_workers": lambda: bench_extraction_workers(size, args.image_size),
                 "extraction_memory": lambda: bench_extraction_memory(size),
                 "extraction_scaling": lambda: bench_extraction_scaling(size),
+                "extraction_real_video": lambda: bench_extraction_real_video(size),
                 "storage": lambda: bench_storage(size),
                 "training_step": lambda: bench_training_step(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)

@@ -62,3 +62,61 @@ def test_settings_are_validated():
         DecodeSettings(fps=0)
     with pytest.raises(ValueError, match="max_frames"):
         DecodeSettings(max_frames=0)
+
+
+def _encode(path, frames, rate, container_format=None, **options):
+    import av
+
+    with av.open(str(path), "w", format=container_format) as out:
+        stream = out.add_stream("libx264", rate=rate, options=options)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for rgb in frames:
+            out.mux(stream.encode(__import__("av").VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def gop_videos(tmp_path_factory):
+    """Moving texture at 30 fps with B-frames (x264's pyramid: non-reference frames exist), 4 s each: a long GOP
+    (one key frame, like x264's default of 250), phone-like one-second GOPs, and two of those joined by copying
+    (timestamps restart at the joint)."""
+    root = tmp_path_factory.mktemp("gops")
+    rng = np.random.default_rng(3)
+    texture = rng.integers(0, 256, (96, 400, 3), dtype=np.uint8)
+    frames = [np.ascontiguousarray(texture[:, 2 * i:2 * i + 64]) for i in range(120)]
+    _encode(root / "long_gop.mp4", frames, 30, g="250", bf="3")
+    _encode(root / "short_gop.mp4", frames, 30, g="30", bf="3")
+    _encode(root / "part.ts", frames[:60], 30, g="30", bf="3")
+    (root / "joined.ts").write_bytes((root / "part.ts").read_bytes() * 2)
+    return root
+
+
+@pytest.mark.parametrize("name", ["long_gop.mp4", "short_gop.mp4", "joined.ts"])
+@pytest.mark.parametrize("fps, max_frames", [(1.0, None), (0.4, None), (7.0, None), (2.0, 3)])
+def test_fast_mode_decodes_the_frames_exact_mode_decodes(gop_videos, name, fps, max_frames):
+    """--decode_mode=fast skips packets no sampled frame needs: the same frames, byte for byte, at the same
+    presentation times; and every report the same."""
+    decoded = {}
+    for mode in ("exact", "fast"):
+        report = DecodeReport()
+        frames = list(decode_frames(str(gop_videos / name), DecodeSettings(fps=fps, max_frames=max_frames,
+                                                                           image_size=32, mode=mode), report))
+        decoded[mode] = ([(f.index, f.timestamp, f.rgb.tobytes()) for f in frames], report)
+    (exact, exact_report), (fast, fast_report) = decoded["exact"], decoded["fast"]
+    assert len(exact) >= 2 and fast == exact
+    assert (fast_report.frames, fast_report.warning, fast_report.partial) == (
+        exact_report.frames, exact_report.warning, exact_report.partial)
+
+
+def test_fast_mode_reads_fewer_packets(gop_videos):
+    """What fast mode is for: at 1 fps from 30 fps video with one-second GOPs, most packets are never decoded."""
+    import av
+
+    from pipeline.packets import PacketPlan
+
+    with av.open(str(gop_videos / "short_gop.mp4")) as container:
+        stream = container.streams.video[0]
+        plan = list(PacketPlan(container, stream, 1.0, None))
+    decoded = [p for p, skip in plan if p is not None and skip == "DEFAULT"]
+    assert len(decoded) == 4  # the four sampled frames, each an IDR picture here
+    assert len(plan) < 40  # of 120 packets (the rest of each GOP is never sent to the decoder)

@@ -27,7 +27,7 @@ def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
                plan_record(noise, "circle/noise.avi")]
     with TestPipeline() as p:
         out = (p | beam.Create(records)
-               | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), total_videos=3, batch_size=3))
+               | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), batch_size=3, processes=2))
         # Batches of consecutive frames of one video, the last one short: what makes features deterministic.
         assert_that(out.frames | "Idx" >> beam.Map(
             lambda b: (b["video"]["video_id"], tuple((f["index"], f["rgb"].shape) for f in b["frames"]))),
@@ -90,7 +90,7 @@ def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
                            featurize_accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
     p = beam.Pipeline()
     (tmp_path / "plan.jsonl").write_text("")  # read at construction to size the source
-    build_pipeline(p, config, str(tmp_path / "plan.jsonl"), 1, schema.DatasetSpec(class_names=("a",)), [])
+    build_pipeline(p, config, str(tmp_path / "plan.jsonl"), schema.DatasetSpec(class_names=("a",)), [])
     proto = p.to_runner_api()
     hinted = set()
     for transform in proto.components.transforms.values():
@@ -127,7 +127,8 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
     from apache_beam.internal import pickler
 
     video = plan_record(sample_videos / "circle" / "s01_c01.mp4", "circle/s01_c01.mp4")
-    decode = transforms._DecodeFramesFn(DecodeSettings(fps=2, image_size=75), 1, 90, isolate=True, batch_size=4)
+    decode = transforms._DecodeFramesFn(DecodeSettings(fps=2, image_size=75), 90, 4, isolate=True, timeout=60,
+                                        processes=2, progress_dir=None)
     handler = transforms.InceptionV3Handler("none", 75, 4)
     featurize = transforms._EncodeFramesFn(SPEC)
     encode = transforms._EncodeSequenceFn(SPEC)
@@ -139,7 +140,7 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
         return [out for out in featurize.process(result) if not isinstance(out, beam.pvalue.TaggedOutput)]
 
     try:
-        (batch,) = [out for out in decode.process(video) if isinstance(out, dict)]
+        (batch,) = [out for out in decode.process([video]) if isinstance(out, dict)]
         features = features_of(batch, handler, featurize)
         copies = [pickler.loads(pickler.dumps(fn)) for fn in (decode, featurize, encode, handler)]
     finally:
@@ -147,7 +148,7 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
     for fn in copies[:3]:
         fn.setup()
     try:
-        (batch_again,) = [out for out in copies[0].process(video) if isinstance(out, dict)]
+        (batch_again,) = [out for out in copies[0].process([video]) if isinstance(out, dict)]
     finally:
         copies[0].teardown()
     again = features_of(batch_again, copies[3], copies[1])
