@@ -94,7 +94,7 @@ def scan(path: str, check_data: bool = False) -> Scan:
 
 # Settings of an extraction (summary.json's "config") that change how it runs, not what it writes.
 EXECUTION_SETTINGS = frozenset({"output_dir", "overwrite", "chunk_frames", "isolate_decode", "decode_timeout",
-                                "featurize_accelerator", "decode_mode", "decode_processes"})
+                                "featurize_accelerator", "decode_mode", "decode_processes", "decode_device"})
 
 
 def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:

@@ -12,7 +12,7 @@ from typing import Optional
 
 from dataformat import schema
 from dataformat.shards import DEFAULT_SHARD_BYTES
-from pipeline.decode import DECODE_MODES, DEFAULT_DECODE_TIMEOUT, DecodeSettings
+from pipeline.decode import DECODE_DEVICES, DECODE_MODES, DEFAULT_DECODE_TIMEOUT, DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE, PRECISIONS
 from pipeline.sources import compile_group_regex
 from pipeline.splits import DEFAULT_SPLITS, parse_split_fractions
@@ -85,6 +85,10 @@ class ExtractConfig:
         "and frames no other frame refers to); the same frames, byte for byte, as exact, which decodes every frame "
         "(BUILD_NOTES.md, 'Decoding less'). Streams whose packets do not allow it (no timestamps, timestamps that "
         "restart) are decoded in full either way.", choices=DECODE_MODES)
+    decode_device: str = setting(
+        "cpu", "cuda: decode with the GPU's video decoder (NVDEC, through FFmpeg's hardware acceleration), which "
+        "frees the CPU for everything else; the job stops at the start, saying why, when this machine or FFmpeg "
+        "build cannot.", choices=DECODE_DEVICES)
     decode_processes: int = setting(
         0, "Videos decoded at once per worker, each in its own process (with --isolate_decode) and thread; 0: one "
         "per core, at most 16. On distributed runners, where each core runs a worker, 1.",
@@ -108,7 +112,7 @@ class ExtractConfig:
     @property
     def decode_settings(self) -> DecodeSettings:
         return DecodeSettings(fps=self.fps, max_frames=self.max_frames, image_size=self.image_size,
-                              mode=self.decode_mode)
+                              mode=self.decode_mode, device=self.decode_device)
 
     def validate(self) -> None:
         """Raises ExtractionError naming the flag, and the values it takes, of the first setting that cannot work."""

@@ -22,6 +22,7 @@ from pipeline.packets import PacketPlan, Sampling
 # Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
 DEFAULT_DECODE_TIMEOUT = 300.0
 DECODE_MODES = ("fast", "exact")
+DECODE_DEVICES = ("cpu", "cuda")
 
 
 class DecodeError(Exception):
@@ -45,6 +46,7 @@ class DecodeSettings:
     image_size: int = 299
     mode: str = "fast"
     threads: int = 0  # FFmpeg decoding threads per video (0: FFmpeg's choice); the frames do not depend on it
+    device: str = "cpu"  # or an FFmpeg hardware decoder ("cuda": NVDEC); the frames do not depend on it
 
     def __post_init__(self):
         if not self.fps > 0:
@@ -84,13 +86,46 @@ class DecodeReport:
         self.partial = self.partial or partial
 
 
-def _open(path: str):
+def _open(path: str, device: str = "cpu"):
     # Local files are opened by name (seekable, fastest); remote ones (gs://...) through a gfile object.
+    hwaccel = None
+    if device != "cpu":  # decoded on the device, frames copied back to memory (FFmpeg's hwaccel)
+        from av.codec.hwaccel import HWAccel
+
+        hwaccel = HWAccel(device, allow_software_fallback=False)
     if "://" in path:
         import tensorflow as tf  # only for remote files: the isolated decoder process stays light without it
 
-        return av.open(tf.io.gfile.GFile(path, "rb"), mode="r")
-    return av.open(path, mode="r")
+        return av.open(tf.io.gfile.GFile(path, "rb"), mode="r", hwaccel=hwaccel)
+    return av.open(path, mode="r", hwaccel=hwaccel)
+
+
+def check_decode_device(device: str, paths: list[str]) -> None:
+    """Stops at the start, with what to do, when videos cannot be decoded on `device` here: the FFmpeg build
+    lacks it, or the machine has no such device (no GPU, no driver). Decodes the first frame of the first of
+    `paths` that decodes on the CPU (a few are tried) on the device to find out."""
+    if device == "cpu":
+        return
+    from av.codec.hwaccel import hwdevices_available
+
+    available = hwdevices_available()
+    if device not in available:
+        raise DecodeError(f"--decode_device={device}: this FFmpeg build cannot decode on {device} (it can on: "
+                          f"{', '.join(available) or 'nothing'}); use --decode_device=cpu")
+    for path in paths[:10]:
+        try:
+            with _open(path) as container:
+                next(container.decode(container.streams.best("video")))
+        except Exception:  # noqa: BLE001 - not a video: decoding reports it; try the next one
+            continue
+        try:
+            with _open(path, device) as container:
+                next(container.decode(container.streams.best("video")))
+        except Exception as e:  # noqa: BLE001 - whatever FFmpeg says, the device cannot be used
+            raise DecodeError(f"--decode_device={device}: decoding {path} on {device} failed ({_describe(e)}): is "
+                              "there a GPU with its driver on this machine (nvidia-smi)? Otherwise use "
+                              "--decode_device=cpu") from None
+        return
 
 
 def _size(path: str) -> Optional[int]:
@@ -222,7 +257,7 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     if _size(path) == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
-        container = _open(path)
+        container = _open(path, settings.device)
     except Exception as e:  # PyAV raises a family of FFmpeg errors; all mean "not a readable video"
         raise DecodeError(f"cannot open as a video: {_describe(e)}") from None
     with container:

@@ -22,6 +22,11 @@ Exit status: 0 when at least one video was extracted (failures are listed in OUT
 import logging
 import sys
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
+    from settings import console
+
+    console.quiet_start_up()
+
 from absl import app, flags
 
 import settings
@@ -48,7 +53,6 @@ def parse_flags(argv):
 
 
 def main(argv):
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     logging.getLogger("absl").setLevel(logging.INFO)
     config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/"))
     try:

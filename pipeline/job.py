@@ -25,6 +25,7 @@ from dataformat.files import temporary_name, write_atomically
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
 from pipeline import chunks, sequences, transforms
 from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
+from pipeline.decode import DecodeError, check_decode_device
 from pipeline.features import resolve_precision
 from pipeline.progress import ProgressDisplay
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest, similar_labels
@@ -224,6 +225,10 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
     config.validate()
     start = time.time()
     listing = list_inputs(config)
+    try:
+        check_decode_device(config.decode_device, [r.path for r in listing.records])
+    except DecodeError as e:
+        raise ExtractionError(str(e)) from None
     spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
     plan, warnings = _plan(config, listing, spec)
     transaction = OutputTransaction(config.output_dir)

@@ -10,11 +10,12 @@ progress in their own UI; the job then logs none.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import uuid
 from typing import Optional, TextIO
+
+from settings.console import terminal_stderr
 
 
 class ProgressLog:
@@ -63,7 +64,7 @@ class ProgressDisplay:
                  interval: Optional[float] = None):
         self._directory = directory
         self._total = total_videos
-        self._stream = stream or sys.stderr
+        self._stream = stream or terminal_stderr()
         self._tty = self._stream.isatty()
         self._interval = interval or (0.5 if self._tty else 30.0)
         self._stop = threading.Event()

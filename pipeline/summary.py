@@ -141,8 +141,9 @@ def format_summary(summary: dict) -> str:
         f"inputs {summary['inputs']} = extracted {summary['extracted']} + failed {summary['failed']}; "
         f"kept with a warning {summary['kept_with_warning']}; {summary['frames']} frames in "
         f"{summary['wall_seconds']:.1f} s ({summary['frames_per_second']} frames/s end to end" + (
-            f"; {summary['timing']['steady_frames_per_second']:.1f} frames/s after a start-up of "
-            f"{summary['timing']['start_up_seconds']:.1f} s)" if summary.get("timing", {}).get(
+            f"; {summary['timing']['steady_frames_per_second']:.1f} frames/s once running, "
+            f"{summary['timing']['start_up_seconds']:.1f} s from the process start to the first batch)"
+            if summary.get("timing", {}).get(
                 "steady_frames_per_second") else ")"))
     lines += [f"warning: {w}" for w in summary["split_warnings"]]
     return "\n".join(lines)

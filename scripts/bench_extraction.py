@@ -18,9 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
-    """Extraction end to end vs the model alone vs a batch-1 loop, on the same frames."""
+    """The job's steady-state rate (its own timing: summary.json "timing") vs the model alone vs a batch-1 loop,
+    on the same sample-clip frames, with the start-up every job pays reported beside it. The model runs in the
+    precision the job picks (`--precision=auto`)."""
     from pipeline.decode import DecodeSettings, decode_frames
-    from pipeline.features import InceptionV3Featurizer
+    from pipeline.features import InceptionV3Featurizer, resolve_precision
     from tools.samples import SESSION_GROUP_REGEX, write_samples
 
     work = tempfile.mkdtemp(prefix="bench-extract-")
@@ -28,28 +30,16 @@ def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
     sessions, clips = pick(size, (2, 1), (4, 1), (6, 2))
     image_size = pick(size, 75, image_size, image_size)
     fps = 2.0
-
-    def extract(sessions_used: int, name: str) -> tuple[int, float]:
-        """Frames extracted and seconds taken by one `pipeline.extract` process on the first sessions."""
-        inputs = os.path.join(work, f"videos-{name}")
-        write_samples(inputs, seed=0, sessions=sessions_used, clips=clips, seconds=pick(size, 1.0, 4.0, 4.0))
-        cmd = [sys.executable, "-m", "pipeline.extract", f"--input_dir={inputs}", f"--output_dir={work}/out-{name}",
-               "--weights=none", f"--image_size={image_size}", f"--fps={fps}", f"--feature_batch_size={batch_size}",
-               f"--group_regex={SESSION_GROUP_REGEX}"]
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-        seconds = time.perf_counter() - start
-        with open(f"{work}/out-{name}/summary.json") as f:
-            return json.load(f)["frames"], seconds
-
-    # The whole job, then (full mode) half of it: the difference cancels what every job pays once (process
-    # start, imports, Beam set-up, model construction) and leaves the per-frame rate a long job runs at. In the
-    # smaller modes the difference is within the noise of the start-up, so it is not reported.
-    frames, extract_seconds = extract(sessions, "all")
-    marginal = size == "full"
-    half_frames, half_seconds = extract(sessions // 2, "half") if marginal else (0, 0.0)
-    os.rename(os.path.join(work, "videos-all"), videos)
-    marginal_fps = (frames - half_frames) / max(extract_seconds - half_seconds, 1e-9)
+    write_samples(videos, seed=0, sessions=sessions, clips=clips, seconds=pick(size, 1.0, 4.0, 4.0))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipeline.extract", f"--input_dir={videos}", f"--output_dir={work}/out",
+                    "--weights=none", f"--image_size={image_size}", f"--fps={fps}",
+                    f"--feature_batch_size={batch_size}", f"--group_regex={SESSION_GROUP_REGEX}"],
+                   cwd=ROOT, check=True, capture_output=True)
+    extract_seconds = time.perf_counter() - start
+    with open(f"{work}/out/summary.json") as f:
+        summary = json.load(f)
+    frames, steady = summary["frames"], summary["timing"]["steady_frames_per_second"]
 
     # The same frames, decoded once up front, through the model alone (fixed batch, as the pipeline runs it).
     images = []
@@ -57,11 +47,12 @@ def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
         for name in sorted(names):
             images += [fr.rgb for fr in decode_frames(os.path.join(root, name), DecodeSettings(fps, None, image_size))]
     images = np.stack(images)
-    featurizer = InceptionV3Featurizer("none", image_size, batch_size)
+    precision, _ = resolve_precision("auto")
+    featurizer = InceptionV3Featurizer("none", image_size, batch_size, precision=precision)
     featurizer(images[:batch_size])  # trace and warm up outside the timing
     start = time.perf_counter()
     featurizer(images)
-    model_seconds = time.perf_counter() - start
+    model_fps = len(images) / (time.perf_counter() - start)
 
     # Batch-1 loop over a subset (it is slow), timed per frame.
     single = InceptionV3Featurizer("none", image_size, 1, model=featurizer.model)
@@ -71,27 +62,21 @@ def bench_extraction(size: str, image_size: int, batch_size: int) -> dict:
     for i in range(n1):
         single(images[i:i + 1])
     batch1_fps = n1 / (time.perf_counter() - start)
-
-    extract_fps = frames / extract_seconds
-    model_fps = len(images) / model_seconds
-    results = {
-        "frames": frames, "image_size": image_size, "batch_size": batch_size,
-        "extraction_frames_per_s": round(extract_fps, 2),
+    return {
+        "frames": frames, "image_size": image_size, "batch_size": batch_size, "precision": precision,
+        "extraction_steady_frames_per_s": steady,
+        "extraction_whole_job_frames_per_s": round(frames / extract_seconds, 2),
         "extraction_seconds": round(extract_seconds, 1),
+        "start_up_seconds": summary["timing"]["start_up_seconds"],
+        "process_start_to_job_seconds": summary["timing"]["process_start_to_job_seconds"],
         "model_only_images_per_s": round(model_fps, 2),
         "batch1_loop_images_per_s": round(batch1_fps, 2),
-        "ratios": {"extraction_vs_model_only": round(extract_fps / model_fps, 3),
-                   "extraction_vs_batch1": round(extract_fps / batch1_fps, 3)},
-        "note": "extraction_frames_per_s is the whole job (process start, Beam set-up, model construction "
-                "included); the marginal rate (full mode) is (frames - half_job_frames) / (seconds - half_job_seconds)",
+        "ratios": {"extraction_vs_model_only": round(steady / model_fps, 3),
+                   "extraction_whole_job_vs_model_only": round(frames / extract_seconds / model_fps, 3),
+                   "extraction_vs_batch1": round(steady / batch1_fps, 3)},
+        "note": "extraction_steady_frames_per_s: frames after the job's first model batch / time from its first to "
+                "its last batch (summary.json 'timing'); start_up_seconds: process start to the first batch",
     }
-    if marginal:
-        results.update(half_job_frames=half_frames, half_job_seconds=round(half_seconds, 1),
-                       extraction_marginal_frames_per_s=round(marginal_fps, 2),
-                       fixed_seconds_per_job=round(extract_seconds - frames / marginal_fps, 1))
-        results["ratios"].update(extraction_marginal_vs_model_only=round(marginal_fps / model_fps, 3),
-                                 extraction_marginal_vs_batch1=round(marginal_fps / batch1_fps, 3))
-    return results
 
 
 def bench_extraction_workers(size: str, image_size: int) -> dict:

@@ -22,6 +22,8 @@ echo "== 2. extraction (weights=$WEIGHTS, 2 frames/s, 299x299, split by recordin
 echo "== 3. read back with TFDS alone"
 "$PY" - "$OUT/extracted" <<'PY'
 import sys
+from settings import console
+console.quiet_start_up()  # TensorFlow's start-up chatter
 import tensorflow_datasets as tfds
 out = sys.argv[1]
 for name in ("sequences", "frames"):

@@ -19,13 +19,14 @@ GROUPS = {
                    ("extraction_vs_model_only", "extraction_vs_batch1", "extraction_two_processes_speedup")),
     "storage": (("storage",), ("storage_uint8_vs_float32", "storage_float16_vs_float32")),
     "scaling": (("extraction_scaling",), ("extraction_longer_run_memory_ratio",)),
+    "real_video": (("extraction_real_video",), ("real_video_vs_full_decode_75px", "real_video_vs_serial_limit_299px")),
 }
 
 
-# The sections that time and measure whole `pipeline.extract` processes cost about 2.5 minutes even at --tiny
+# The sections that time and measure whole `pipeline.extract` processes cost minutes even at --tiny
 # (process start-up dominates) and exercise only the bench's own harness beyond what the extraction tests cover:
 # they run with `scripts/test.sh -m bench_processes`, not in every suite run.
-PROCESS_GROUPS = ("extraction", "scaling")
+PROCESS_GROUPS = ("extraction", "scaling", "real_video")
 
 
 @pytest.mark.slow

@@ -15,6 +15,11 @@ import collections
 import json
 import sys
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
+    from settings import console
+
+    console.quiet_start_up()
+
 import numpy as np
 import tensorflow as tf
 from absl import app, flags

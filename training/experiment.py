@@ -20,6 +20,11 @@ import os
 import subprocess
 import sys
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
+    from settings import console
+
+    console.quiet_start_up()
+
 import tensorflow as tf
 from absl import app, flags
 

@@ -18,6 +18,11 @@ import json
 import math
 import sys
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
+    from settings import console
+
+    console.quiet_start_up()
+
 import numpy as np
 from absl import app, flags
 

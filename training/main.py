@@ -11,6 +11,11 @@ Rerunning the same command with the same --workdir resumes an interrupted run. R
 import json
 import sys
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
+    from settings import console
+
+    console.quiet_start_up()
+
 from absl import app, flags
 
 import settings

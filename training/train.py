@@ -196,7 +196,8 @@ def choose_precision(requested: str) -> tuple[str, str]:
         raise ValueError(f"--mixed_precision={requested!r}: expected auto, off, float16 or bfloat16")
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return "float32", "auto: no GPU, and float16/bfloat16 compute is slower than float32 on CPUs"
+        return "float32", ("auto: no GPU; bfloat16 training measured no faster than float32 on a CPU with AVX512_BF16 "
+                           "(BUILD_NOTES.md, 'Extraction precision')")
     capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
     if capability >= (8, 0):
         return "mixed_bfloat16", f"auto: GPU compute capability {capability} has bfloat16 tensor cores (no loss scaling needed)"
@@ -307,7 +308,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
                          if config.track_difficulty else None)
     callbacks, non_finite, collapse, difficulty = run_callbacks(config, workdir, valid_ds, difficulty_inputs)
     model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
-              validation_data=valid_ds, callbacks=callbacks, verbose=2)
+              validation_data=valid_ds, callbacks=callbacks, verbose=2, shuffle=False)  # tf.data shuffles
     if non_finite.where:
         raise _diverged(non_finite.where, config, precision[0], workdir)
     metrics = _evaluate(config, workdir, model, data, plan, input_config, valid_ds, collapse, flags, precision)

@@ -324,3 +324,13 @@ def test_portable_runner_on_separate_workers_writes_the_direct_runners_bytes(run
             summary.pop(varying)
     assert portable == direct
     assert direct["counters"]["frames_featurized"] == direct["frames"] > 0
+
+
+def test_a_decode_device_this_machine_lacks_stops_the_job_at_the_start(sample_videos, tmp_path):
+    """--decode_device=cuda on a machine without an NVIDIA GPU (these have none; FFmpeg's build has CUDA): one
+    message naming the flag and what to do, before any work."""
+    from pipeline.job import ExtractionError
+
+    with pytest.raises(ExtractionError, match=r"--decode_device=cuda: .*--decode_device=cpu"):
+        extract_here(sample_videos, tmp_path / "out", decode_device="cuda")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.staging").exists()
