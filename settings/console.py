@@ -41,7 +41,8 @@ _NOISE = ("Resource module is not available for current platform",
 
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in str(record.msg) for text in _NOISE)
+        message = record.getMessage()
+        return not any(text in message for text in _NOISE)
 
 _original = None  # a text stream on the real stderr, once the filter is installed
 
@@ -55,6 +56,7 @@ def terminal_stderr():
 def quiet_start_up() -> None:
     """Installs the stderr filter (once per process) and quiets Beam's loggers (see the module docstring)."""
     global _original
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (after its start-up)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for logger in (logging.getLogger(), logging.getLogger("absl")):
         if not any(isinstance(f, _DropNoise) for f in logger.filters):

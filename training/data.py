@@ -90,6 +90,7 @@ class ExtractedData:
     skipped: dict  # split name -> damaged records left out (--skip_corrupt)
     seq_len: Optional[int]  # sequences: frames per example after padding/truncation; None for frames
     fingerprint: str = ""  # identifies the dataset's content (`integrity.fingerprint`): runs and caches check it
+    frame_size: Optional[int] = None  # frames: the larger side of the stored JPEGs (from the first record)
 
     def info(self, split: str) -> SplitInfo:
         if split not in self.splits:
@@ -137,7 +138,21 @@ def open_data(data_dir: str, kind: str, splits, *, seq_len: Optional[int] = None
     if kind == schema.SEQUENCES:
         length = seq_len or min(first.max_num_frames or _longest_sequence(first), MAX_DEFAULT_SEQ_LEN)
     return ExtractedData(data_dir, kind, first.spec, infos, skipped, length,
-                         integrity.fingerprint(data_dir, kind, available))
+                         integrity.fingerprint(data_dir, kind, available),
+                         _stored_frame_size(infos) if kind == schema.FRAMES else None)
+
+
+def _stored_frame_size(infos: dict) -> Optional[int]:
+    """The larger side of the first stored frame (extractions store every frame at one --image_size)."""
+    for info in infos.values():
+        files = [f for f, n in zip(info.filepaths, info.shard_lengths or (1,) * len(info.filepaths)) if n]
+        if not files:
+            continue
+        parse = schema.batch_parser(schema.FRAMES, info.spec, [schema.IMAGE])
+        for record in tf.data.TFRecordDataset(files[:1]).take(1):
+            shape = tf.io.extract_jpeg_shape(parse(record[None])[schema.IMAGE][0])
+            return int(max(shape[0], shape[1]))
+    return None
 
 
 def _longest_sequence(info: SplitInfo) -> int:

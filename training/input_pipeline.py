@@ -34,7 +34,7 @@ from dataformat.files import read_text, write_atomically
 from dataformat.schema import SplitInfo
 from training.data import ExtractedData, Share, open_data, share_of, steps_per_epoch
 from training.input_config import InputConfig
-from training.preprocess import finish_batch, make_batch_parser
+from training.preprocess import finish_batch, jpeg_ratio, make_batch_parser
 
 __all__ = ["InputConfig", "ExtractedData", "open_data", "steps_per_epoch", "make_dataset", "make_train_dataset",
            "make_eval_dataset", "read_with_ids", "feature_statistics"]
@@ -135,6 +135,7 @@ class _Source:
     files: tf.data.Dataset
     records: tf.data.Dataset  # serialized records, or parsed (and cached) examples when `parse_late` is False
     parse_batch: object  # serialized batch -> {key: [B, ...]} (`preprocess.make_batch_parser`)
+    jpeg_ratio: int  # frames are decoded at 1/jpeg_ratio of their stored size (`preprocess.jpeg_ratio`)
     parse_late: bool
     buffer: int  # shuffle buffer (examples)
     shuffle_files: bool  # the split exceeds the shuffle budget: vary the shard files' order per epoch too
@@ -176,7 +177,8 @@ def _source(data: ExtractedData, split: str, config: InputConfig,
         label_of = (schema.batch_parser(config.kind, info.spec, [schema.LABEL]) if parse_late
                     else (lambda batch: batch))
         labels = tf.concat(list(records.batch(PARSE_BATCH).map(lambda b: label_of(b)[schema.LABEL])), axis=0)
-    return _Source(info, share, files, records, parse_batch, parse_late, buffer, shuffle_files, labels)
+    return _Source(info, share, files, records, parse_batch, jpeg_ratio(data.frame_size, config), parse_late, buffer,
+                   shuffle_files, labels)
 
 
 def _epochs(source: _Source, config: InputConfig, start_epoch: int, num_epochs: int,
@@ -222,7 +224,7 @@ def _finished(batches: tf.data.Dataset, source: _Source, config: InputConfig, st
     parse = source.parse_batch if source.parse_late else (lambda batch: batch)
     return batches.enumerate(start=first_batch).map(
         lambda i, batch: finish_batch(parse(batch), config, tf.stack([tf.constant(config.seed, tf.int64), i]),
-                                      source.info.spec.quantization),
+                                      source.info.spec.quantization, source.jpeg_ratio),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
 
 

@@ -236,3 +236,26 @@ def test_epochs_overlap_two_at_a_time():
     replacement, _ = epochs_started(epochs().interleave(_identity, cycle_length=2, block_length=10,
                                                         num_parallel_calls=2, deterministic=True))
     assert len(replacement) > 2, replacement
+
+
+def test_frames_are_decoded_no_larger_than_the_model_needs(extracted_samples):
+    """The frame reader decodes JPEGs at 1/2, 1/4 or 1/8 of their size when the model input (zoomed in as far
+    as --augment=zoom goes) still has every pixel it needs: the same pictures, for a fraction of the work."""
+    import tensorflow as tf
+
+    from dataformat import schema
+    from training.preprocess import finish_batch, jpeg_ratio
+
+    assert jpeg_ratio(299, InputConfig(image_size=64)) == 4
+    assert jpeg_ratio(299, InputConfig(image_size=64, augment=("zoom",), zoom_range=0.2)) == 2  # 299/4 < 76.8
+    assert jpeg_ratio(75, InputConfig(image_size=64)) == 1 and jpeg_ratio(None, InputConfig()) == 1
+    data = open_data(extracted_samples, "frames", ["train"])
+    assert data.frame_size == 75  # stored at the extraction's --image_size
+    config = InputConfig(kind="frames", batch_size=16, image_size=32, shuffle=False, inputs_dtype="float32")
+    batch = next(iter(make_dataset(data, "train", config)))[0].numpy()
+    raw = next(iter(tf.data.TFRecordDataset(list(data.info("train").filepaths)).batch(16)))
+    parsed = schema.batch_parser("frames", data.spec, [schema.IMAGE, schema.LABEL])(raw)
+    full, _ = finish_batch(parsed, config, tf.constant([0, 0], tf.int64), ratio=1)
+    half, _ = finish_batch(parsed, config, tf.constant([0, 0], tf.int64), ratio=2)
+    assert np.array_equal(batch, half.numpy())  # the reader decodes at half size here (75 px for 32)
+    assert np.abs(half.numpy() - full.numpy()).mean() < 6  # and the pictures are the same, to a few levels
