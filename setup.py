@@ -34,8 +34,9 @@ setuptools.setup(
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
         "gcp": ["apache-beam[gcp]==2.77.*"],
         # tf-keras: the benchmark smoke test's baseline; hypothesis: fuzz tests of manifests and splits;
-        # pytest-xdist: scripts/test.sh runs the suite on two worker processes.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "tf-keras==2.21.*", "hypothesis>=6"],
+        # pytest-xdist: scripts/test.sh runs the suite on two worker processes; playwright: drives Debian's
+        # Chromium (installed by scripts/test.sh; Playwright's own browser download is not used) for the report.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "tf-keras==2.21.*", "hypothesis>=6", "playwright>=1.40"],
         # scripts/bench.py's frame-input baseline: Keras 2's ImageDataGenerator (Keras 3 removed it).
         "bench": ["tf-keras==2.21.*"],
     },

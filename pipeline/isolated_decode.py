@@ -170,10 +170,13 @@ class DecoderPool:
     """
 
     def __init__(self, processes: int, timeout: float = DEFAULT_DECODE_TIMEOUT, isolate: bool = True,
-                 buffer: int = 64):
+                 buffer: int = 64, prepare=None):
+        """prepare: a function of a Frame run on each frame in the pool's threads, while the consumer does its
+        own work (e.g. JPEG encoding, which releases the GIL); events then carry (frame, prepare(frame))."""
         self.processes = processes
         self._decoders = [DecoderProcess(timeout) if isolate else None for _ in range(processes)]
         self._buffer = buffer
+        self._prepare = prepare
 
     def close(self) -> None:
         for decoder in self._decoders:
@@ -192,7 +195,7 @@ class DecoderPool:
             todo.put((key, path, settings if settings.threads else dataclasses.replace(settings, threads=threads)))
         events: queue.Queue = queue.Queue(maxsize=self._buffer)
         stop = threading.Event()
-        workers = [threading.Thread(target=self._work, args=(decoder, todo, events, stop), daemon=True)
+        workers = [threading.Thread(target=self._work, args=(decoder, todo, events, stop, self._prepare), daemon=True)
                    for decoder in self._decoders[:active]]
         for worker in workers:
             worker.start()
@@ -200,7 +203,7 @@ class DecoderPool:
             finished = 0
             while finished < len(jobs):
                 key, event = events.get()
-                finished += not isinstance(event, Frame)
+                finished += isinstance(event, (DecodeReport, Failure))
                 yield key, event
         finally:
             stop.set()
@@ -214,7 +217,7 @@ class DecoderPool:
 
     @staticmethod
     def _work(decoder: Optional["DecoderProcess"], todo: queue.Queue, events: queue.Queue,
-              stop: threading.Event) -> None:
+              stop: threading.Event, prepare) -> None:
         def put(item) -> bool:
             while not stop.is_set():
                 try:
@@ -234,7 +237,7 @@ class DecoderPool:
                 path, settings, report)
             try:
                 for frame in frames:
-                    if not put((key, frame)):
+                    if not put((key, (frame, prepare(frame)) if prepare else frame)):
                         frames.close()
                         return
                 outcome = report

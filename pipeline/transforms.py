@@ -27,7 +27,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from dataformat import schema, shards
 from dataformat.files import write_atomically
 from dataformat.reports import Report
-from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeReport, DecodeSettings, Frame
+from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeReport, DecodeSettings
 from pipeline.isolated_decode import DecoderPool, Failure, default_processes
 from pipeline.progress import ProgressLog
 from pipeline import sequences, spills
@@ -74,22 +74,25 @@ class _DecodeFramesFn(_SetUpDoFn):
         self._frames = Metrics.counter("extract", "frames_decoded")
 
     def setup(self):
+        import tensorflow as tf
+
+        quality = self._quality
+        # JPEG encoding in the pool's threads: it overlaps the model's forward passes in this one.
         self._pool = DecoderPool(self._processes or default_processes(), self._timeout, self._isolate,
-                                 buffer=2 * self._batch_size)
+                                 buffer=2 * self._batch_size,
+                                 prepare=lambda frame: tf.io.encode_jpeg(frame.rgb, quality=quality).numpy())
         self._progress = ProgressLog(self._progress_dir) if self._progress_dir else None
 
     def teardown(self):
         self._pool.close()
 
     def process(self, records: list):
-        import tensorflow as tf
-
         batches = {i: [] for i in range(len(records))}
         for i, event in self._pool.decode([(i, r["path"], self._settings) for i, r in enumerate(records)]):
             record = records[i]
-            if isinstance(event, Frame):
-                jpeg = tf.io.encode_jpeg(event.rgb, quality=self._quality).numpy()
-                batches[i].append({"index": event.index, "timestamp": event.timestamp, "rgb": event.rgb,
+            if isinstance(event, tuple):  # a frame and its JPEG
+                frame, jpeg = event
+                batches[i].append({"index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb,
                                    "jpeg": jpeg})
                 if len(batches[i]) == self._batch_size:
                     yield {"video": record, "frames": batches[i]}

@@ -8,7 +8,8 @@ default key frame interval (250 frames) and with the one-second interval phones 
 
 - full decode: every frame decoded (PyAV, FFmpeg's own threads), videos one after the other: what any
   extractor that decodes everything pays; reported as sampled frames per second (1 fps sampling);
-- model only: InceptionV3 (random weights) on batches of 32 frames, at 299 and 75 px;
+- model only: InceptionV3 (random weights) on batches of 32 frames, at 299 and 75 px, in the precision the job
+  uses on this machine;
 - the job: `pipeline.extract` on the same videos at 299 and 75 px, its steady-state rate from its own timing
   (summary.json "timing": frames after the first model batch / time from the first to the last batch), and its
   start-up (imports, Beam, the model's construction) separately.
@@ -100,9 +101,10 @@ def full_decode_seconds(root: str) -> tuple[int, float]:
 
 
 def model_images_per_s(image_size: int, batches: int) -> float:
-    from pipeline.features import InceptionV3Featurizer
+    """InceptionV3 alone, batch 32, in the precision the job picks on this machine (`--precision=auto`)."""
+    from pipeline.features import InceptionV3Featurizer, resolve_precision
 
-    featurizer = InceptionV3Featurizer("none", image_size, 32)
+    featurizer = InceptionV3Featurizer("none", image_size, 32, precision=resolve_precision("auto")[0])
     images = np.random.default_rng(0).integers(0, 256, (32, image_size, image_size, 3), dtype=np.uint8)
     featurizer(images)  # trace
     start = time.perf_counter()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end demo on the embedded sample videos: sets up .venv if missing, writes the sample videos, extracts
 # frames and InceptionV3 features into split, sharded TFRecords, reads them back with TFDS alone, then trains
-# the LSTM on the feature sequences and the CNN on the frames for a few epochs and prints their test accuracy.
+# the LSTM on the feature sequences and the CNN on the frames for a few epochs, prints their test accuracy, and
+# writes the diagnosis report (demo_out/report/index.html).
 #
 # This machine kind cannot download model weights, so the demo uses random InceptionV3 weights by default.
 # On a machine with internet access: WEIGHTS=imagenet scripts/demo.sh
@@ -36,9 +37,13 @@ for name in ("sequences", "frames"):
 PY
 
 echo "== 4. train the LSTM on sequences/ and the CNN on frames/ (a few epochs each)"
-"$PY" -m training.main --data_dir="$OUT/extracted" --model=lstm --workdir="$OUT/runs/lstm" --epochs=15 --seed=0
+"$PY" -m training.main --data_dir="$OUT/extracted" --model=lstm --workdir="$OUT/runs/lstm" --epochs=15 --seed=0 \
+  --track_difficulty
 "$PY" -m training.main --data_dir="$OUT/extracted" --model=cnn --workdir="$OUT/runs/cnn" --epochs=10 --seed=0 \
   --augment=flip_h,flip_v,zoom
+
+echo "== 5. the diagnosis report: data, leakage, runs, difficulty and input order on one page"
+"$PY" -m tools.report --data_dir="$OUT/extracted" --runs="$OUT/runs" --output_dir="$OUT/report"
 
 echo "== summary"
 "$PY" - "$OUT/runs" <<'PY'

@@ -6,4 +6,13 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_venv.sh"
 cd "$ROOT"
+# The diagnosis page is tested in a real browser: Debian's Chromium, driven by Playwright (tests/tools/test_report.py).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[setup] installing Debian's chromium for the browser test (apt-get)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
 exec "$PY" -m pytest -n "${TEST_WORKERS:-2}" --dist load "$@"

@@ -158,6 +158,24 @@ def flag_values(config: Any) -> dict:
     return values
 
 
+def config_from_dict(config_cls: type, values: dict) -> Any:
+    """An instance of `config_cls` from `dataclasses.asdict` output (e.g. a metrics.json's "config"): nested
+    configs rebuilt, lists made tuples again; keys the class does not have are ignored (a record written by
+    another version), missing ones take their defaults."""
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for field in dataclasses.fields(config_cls):
+        if field.name not in values:
+            continue
+        value = values[field.name]
+        if dataclasses.is_dataclass(hints[field.name]) and isinstance(value, dict):
+            value = config_from_dict(hints[field.name], value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[field.name] = value
+    return config_cls(**kwargs)
+
+
 def check_choices(config: Any) -> None:
     """Raises SettingError naming the flag when a setting of `config` (or of its nested configs) is not one of its
     declared choices; the same check absl makes when it parses an enum flag, for callers of the library."""

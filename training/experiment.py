@@ -205,6 +205,9 @@ def main(argv):
         print(f"experiment: error: {e}", file=sys.stderr)
         return 1
     print(render_markdown(report))
+    data_dir = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--data_dir=")), "DATA_DIR")
+    print(f"To see every seed, the data and the hardest examples on one page:\n  python -m tools.report "
+          f"--data_dir={data_dir} --runs={FLAGS.workdir} --output_dir={FLAGS.workdir}/report")
 
 
 if __name__ == "__main__":

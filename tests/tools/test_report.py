@@ -1,0 +1,143 @@
+"""The diagnosis page: built from real artifacts (an extraction, training runs, an experiment, difficulty
+records), and checked where users see it, in a real browser (Debian's Chromium, headless, the network blocked):
+every picture decodes, the console stays clean, no request leaves the page, and names from the data are text."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.pipeline.test_corpus import encode
+from tests.training.conftest import train_in_this_process
+from tools.report import ReportError, build_report
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOSTILE_LABEL = 'a"><svg onload=alert(1)>'  # no '/': it is a folder name
+HOSTILE_VIDEO = "<img src=x onerror=alert(1)>.mp4"
+
+
+def clip(seed, colour):
+    """A 2 s, 8 fps clip of moving noise tinted with `colour`: learnable from single frames."""
+    rng = np.random.default_rng(seed)
+    base = np.clip(rng.integers(0, 120, (48, 64, 3)) + np.array(colour), 0, 255).astype(np.uint8)
+    return [np.roll(base, 2 * i, axis=1) for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    """A frame-split (leaky) extraction of 12 videos in two classes, one named like markup, and an experiment of
+    CNN runs (2 configurations x 2 seeds) that tracked difficulty, through the libraries the commands call."""
+    from pipeline.job import ExtractConfig, run_extraction
+    from training.experiment import build_report as compare
+
+    root = tmp_path_factory.mktemp("leaky")
+    for label, colour in (("dog", (120, 40, 0)), (HOSTILE_LABEL, (0, 40, 120))):
+        for i in range(6):
+            name = HOSTILE_VIDEO if (label == "dog" and i == 0) else f"s{i}_clip.mp4"
+            encode(root / "videos" / label / name, clip(i + len(label), colour), rate=8)
+    data = root / "data"
+    run_extraction(ExtractConfig(output_dir=str(data), input_dir=str(root / "videos"), weights="none",
+                                 image_size=75, fps=2, split_by="frame", splits="train=0.6,valid=0.2,test=0.2"))
+    results = {}
+    for name, settings in (("batch_size=8", dict(batch_size=8)), ("batch_size=16", dict(batch_size=16))):
+        for seed in (0, 1):
+            run = root / "experiment" / name / f"seed_{seed}"
+            results.setdefault(name, []).append(train_in_this_process(
+                data, run, model="cnn", epochs=2, image_size=32, seed=seed, track_difficulty=True, **settings))
+    (root / "experiment" / "experiment.json").write_text(json.dumps(compare(results, "val_accuracy")))
+    return root
+
+
+def test_the_page_names_the_leak_shows_hardest_pictures_and_every_configuration(leaky):
+    path = build_report(str(leaky / "data"), [str(leaky / "experiment")], str(leaky / "report"))
+    page = open(path, encoding="utf-8").read()
+    assert "LEAK:" in page  # frames of one video in train and in valid
+    assert page.count("data:image/jpeg;base64,") >= 8
+    assert 'id="difficulty"' in page and "Hardest (lowest mean confidence)" in page
+    assert "batch_size=8" in page and "batch_size=16" in page and "seed noise" in page
+    assert 'id="runs"' not in page  # runs of an experiment are shown as its configurations
+    assert 'id="order"' in page and "majority class share" in page
+    # Names from the data are text: escaped in the markup, and the page allows no script at all.
+    assert "<svg onload" not in page and "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.mp4" in page
+    assert "default-src 'none'" in page
+    assert os.path.getsize(path) < 10 * 2**20
+
+
+def test_bad_inputs_are_clear_errors(leaky, tmp_path):
+    from dataformat.schema import DataError
+
+    with pytest.raises(DataError, match="is not an extraction output"):
+        build_report(str(tmp_path), [], str(tmp_path / "r"))
+    (tmp_path / "empty_runs").mkdir()
+    with pytest.raises(ReportError, match="holds no metrics.json"):
+        build_report(str(leaky / "data"), [str(tmp_path / "empty_runs")], str(tmp_path / "r"))
+
+
+def test_an_experiment_still_running_is_shown_partial(leaky, tmp_path):
+    """Runs of an experiment without experiment.json yet: what has finished is compared, and marked."""
+    running = tmp_path / "running"
+    shutil.copytree(leaky / "experiment", running)
+    (running / "experiment.json").unlink()
+    for run in (running / "batch_size=8" / "seed_0", running / "batch_size=16" / "seed_0",
+                running / "batch_size=16" / "seed_1"):
+        (run / "command.json").write_text("[]")
+    shutil.rmtree(running / "batch_size=8" / "seed_1")
+    page = open(build_report(str(leaky / "data"), [str(running)], str(tmp_path / "r")), encoding="utf-8").read()
+    assert "PARTIAL: 3 of the 3 runs started so far have finished" in page
+    assert "batch_size=8" in page and "batch_size=16" in page
+
+
+def chromium():
+    for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if os.path.exists(path):
+            return path
+    pytest.fail("Debian's chromium is not installed: scripts/test.sh installs it (apt-get install chromium)")
+
+
+def test_the_page_in_a_real_browser(leaky, tmp_path):
+    """Headless Chromium, every request but the page's own file refused: every image decodes, the console has
+    no error, no dialog opens (no script from the data runs), and the leak and the hardest examples are there.
+    A screenshot goes to the test's folder (its path is printed)."""
+    from playwright.sync_api import sync_playwright
+
+    path = build_report(str(leaky / "data"), [str(leaky / "experiment")], str(tmp_path / "report"))
+    url = "file://" + os.path.abspath(path)
+    requests, errors, dialogs = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route("**/*", lambda route: route.continue_() if route.request.url == url else route.abort())
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        text = page.inner_text("body")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    print(f"screenshot: {tmp_path / 'report.png'}")
+    assert images and all(complete and width > 0 for complete, width in images), images
+    assert errors == [] and dialogs == []
+    assert requests == [url]
+    assert "LEAK:" in text and "Hardest (lowest mean confidence)" in text
+    assert HOSTILE_VIDEO in text and HOSTILE_LABEL in text  # shown as the text it is
+
+
+def test_the_command(leaky, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tools.report", f"--data_dir={leaky / 'data'}",
+                           f"--runs={leaky / 'experiment'}", f"--output_dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"report: {tmp_path}/index.html" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "tools.report", f"--data_dir={tmp_path / 'nope'}",
+                              f"--output_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1 and "report: error:" in missing.stderr and "Traceback" not in missing.stderr

@@ -1,0 +1,394 @@
+"""The sections of the diagnosis page (`tools.report`): each reads its artifacts and returns HTML, or "" when
+they are missing. Computations are the project's own (tools.audit, training.difficulty, training.experiment,
+training.inspect_order); this module only lays them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from dataformat import files, schema
+from dataformat.schema import DataError
+from tools import charts
+from tools.page import esc, heat_table, jpeg_img, section, table
+
+THUMB = 112  # pixels of a thumbnail's side
+PER_CLASS_AND_SPLIT = 4  # frames of each class in each split on the contact sheet
+
+
+def read_extraction(data_dir: str) -> dict:
+    """summary.json of an extraction output (and a check that its datasets are readable).
+
+    Raises:
+      DataError: `data_dir` is not a complete extraction output.
+    """
+    path = f"{data_dir}/{schema.SUMMARY_JSON}"
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"--data_dir={data_dir} is not an extraction output (no {schema.SUMMARY_JSON}): point it at "
+                        "the --output_dir of pipeline.extract")
+    schema.read_splits(data_dir, schema.FRAMES)  # a clear error if frames/ is missing or foreign
+    return json.loads(files.read_text(path))
+
+
+class FrameStore:
+    """Thumbnails of frames by (video_id, frame_index), read from frames/ in one pass over the splits that hold
+    the frames asked for, plus the first frames of each (split, class) for the contact sheet."""
+
+    def __init__(self, data_dir: str):
+        self._data_dir = data_dir
+        self._splits = schema.read_splits(data_dir, schema.FRAMES)
+        self._wanted: set = set()
+        self._thumbs: dict = {}
+        self.samples: dict = {}  # (split, label) -> [(video_id, frame_index)]
+
+    def want(self, video_id: str, frame_index: int) -> None:
+        """Asks for a frame's thumbnail; every request must come before `read`."""
+        self._wanted.add((video_id, int(frame_index)))
+
+    def thumbnail(self, video_id: str, frame_index: int) -> Optional[bytes]:
+        return self._thumbs.get((video_id, int(frame_index)))
+
+    def read(self) -> None:
+        """Reads the contact sheet's frames and every frame asked for, in one pass that stops as soon as it has
+        them (frames are stored in hashed order, so a split's first frames are a fair sample of it)."""
+        missing = set(self._wanted)
+        for split, info in self._splits.items():
+            classes = len(info.spec.class_names)
+            parse = schema.batch_parser(schema.FRAMES, info.spec,
+                                        [schema.VIDEO_ID, schema.FRAME_INDEX, schema.LABEL, schema.IMAGE])
+            records = tf.data.TFRecordDataset(list(info.filepaths)).batch(256).map(parse)
+            for batch in records.as_numpy_iterator():
+                for video, index, label, jpeg in zip(batch[schema.VIDEO_ID], batch[schema.FRAME_INDEX],
+                                                     batch[schema.LABEL], batch[schema.IMAGE]):
+                    key = (video.decode(), int(index))
+                    picks = self.samples.setdefault((split, int(label)), [])
+                    if len(picks) < PER_CLASS_AND_SPLIT:
+                        picks.append(key)
+                    elif key not in missing:
+                        continue
+                    missing.discard(key)
+                    self._thumbs[key] = _thumbnail(jpeg)
+                full = all(len(self.samples.get((split, c), [])) >= PER_CLASS_AND_SPLIT for c in range(classes))
+                if full and not missing:
+                    break
+
+
+def _thumbnail(jpeg: bytes) -> bytes:
+    image = tf.io.decode_jpeg(jpeg, channels=3)
+    small = tf.image.resize(image, (THUMB, THUMB), method="area", antialias=True)
+    return tf.io.encode_jpeg(tf.cast(tf.round(small), tf.uint8), quality=80).numpy()
+
+
+def _figure(frames: FrameStore, video_id: str, frame_index: int, caption: str) -> str:
+    data = frames.thumbnail(video_id, frame_index)
+    image = jpeg_img(data, f"{video_id} frame {frame_index}", THUMB) if data else "<p class=\"note\">(no frame)</p>"
+    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
+
+
+# --- Data ----------------------------------------------------------------------------------------------------
+
+
+def data_section(data_dir: str, summary: dict, frames: FrameStore, limit: int) -> str:
+    names = summary["class_names"]
+    rows = [[split, s["videos"], s["frames"], s["groups"]] + [s["classes"].get(c, {}).get("videos", 0) for c in names]
+            for split, s in summary["splits"].items()]
+    body = table(["split", "videos", "frames", "groups"] + [f"{c} (videos)" for c in names], rows)
+    failures = files.read_jsonl(f"{data_dir}/{schema.FAILURES_JSONL}")
+    warnings = files.read_jsonl(f"{data_dir}/{schema.WARNINGS_JSONL}")
+    body += f"<p>{summary['inputs']} inputs: {summary['extracted']} extracted, {summary['failed']} failed, " \
+            f"{summary['kept_with_warning']} kept with a warning.</p>"
+    if failures:
+        body += "<h3>Failed inputs</h3>" + table(["video", "reason"], [[f["video_id"], f["error"]]
+                                                                       for f in failures[:50]], (0, 1))
+    if warnings:
+        body += "<h3>Kept with a warning</h3>" + table(["video", "warning"], [[w["video_id"], w["warning"]]
+                                                                             for w in warnings[:50]], (0, 1))
+    picks = [(split, name, key) for split in summary["splits"] for label, name in enumerate(names)
+             for key in frames.samples.get((split, label), [])][:limit]
+    sheet = [_figure(frames, video_id, index, f"{esc(split)} · {esc(name)}<br>{esc(video_id)} #{index}")
+             for split, name, (video_id, index) in picks]
+    if sheet:
+        body += "<h3>Frames per split and class</h3><div class=\"thumbs\">" + "".join(sheet) + "</div>"
+    what = ("What the extraction wrote: counts per split and class, every input it could not use and why, and real "
+            "frames of each class in each split. Check that the classes look like what you meant, that no split "
+            "lacks a class, and that failures are files you expected to fail.")
+    return section("data", "Data", what, body, [f"{data_dir}/{n}" for n in (schema.SUMMARY_JSON, schema.SPLITS_CSV,
+                                                                          schema.FAILURES_JSONL, schema.WARNINGS_JSONL,
+                                                                          schema.FRAMES)])
+
+
+# --- Leakage -------------------------------------------------------------------------------------------------
+
+
+def _frame_id(text: str) -> tuple[str, int]:
+    video, _, index = text.rpartition("#")
+    return video, int(index)
+
+
+def prepare_leakage(data_dir: str, frames: FrameStore, limit: int) -> dict:
+    """tools.audit's report, its example pairs' frames asked for."""
+    from tools.audit import audit
+
+    report = audit(data_dir, examples=max(1, limit // 4))
+    for duplicates in report["near_duplicates"].values():
+        for example in duplicates["examples"]:
+            for frame in (example["frame"], example["train_frame"]):
+                frames.want(*_frame_id(frame))
+    return report
+
+
+def leakage_section(report: dict, frames: FrameStore) -> str:
+    videos, groups = report["videos_in_several_splits"], report["groups_in_several_splits"]
+    if report["leak"]:
+        verdict = (f'<p class="bad">LEAK: {len(videos)} video(s) and {len(groups)} recording group(s) are in several '
+                   "splits. Validation and test accuracy measure memory of these recordings, not generalisation: "
+                   "re-extract with --split_by=group and a --group_regex that names the recording.</p>")
+    else:
+        verdict = '<p class="good">No video and no recording group is in two splits.</p>'
+    body = verdict
+    if videos or groups:
+        body += table(["video or group", "splits"], [[v["video_id"], ", ".join(v["splits"])] for v in videos[:20]]
+                      + [[g["group"], ", ".join(g["splits"])] for g in groups[:20]], (0, 1))
+    for split, d in sorted(report["near_duplicates"].items()):
+        body += (f"<h3>{esc(split)}: {d['with_near_duplicate_in_train']} of {d['frames']} frames ({d['share']:.0%}) "
+                 f"have a near-duplicate in train, {d['of_which_same_video']} of them from the same video</h3>")
+        pairs = []
+        for e in d["examples"]:
+            (video, index), (train_video, train_index) = _frame_id(e["frame"]), _frame_id(e["train_frame"])
+            images = "".join(jpeg_img(frames.thumbnail(v, i), f"{v} frame {i}", THUMB)
+                             for v, i in ((video, index), (train_video, train_index)) if frames.thumbnail(v, i))
+            pairs.append(f'<figure style="width: {2 * THUMB + 8}px"><div class="pair">{images}</div><figcaption>'
+                         f"{esc(split)}: {esc(e['frame'])}<br>train: {esc(e['train_frame'])}<br>dHash distance "
+                         f"{e['distance']} of 64</figcaption></figure>")
+        if pairs:
+            body += '<div class="thumbs">' + "".join(pairs) + "</div>"
+    what = ("Whether validation and test really hold unseen recordings: videos or groups on both sides of a split, "
+            "and frames of valid/test whose near-duplicate (64-bit difference hash within "
+            f"{report['max_distance']} bits) is in train, shown side by side. Near-duplicates from other videos of "
+            "one group mean the --group_regex is too fine; from the same video, a frame-level split (story 002).")
+    return section("leakage", "Leakage", what, body, [f"{report['data_dir']}/frames (python -m tools.audit)"])
+
+
+# --- Runs ----------------------------------------------------------------------------------------------------
+
+
+def _spans(epochs: list[int]) -> list[tuple[int, int]]:
+    spans: list[list[int]] = []
+    for e in sorted(epochs):
+        if spans and e == spans[-1][1] + 1:
+            spans[-1][1] = e
+        else:
+            spans.append([e, e])
+    return [(a, b) for a, b in spans]
+
+
+def run_block(metrics_path: str) -> str:
+    """One run: its verdict, curves, confusion matrix, per-class accuracy and settings."""
+    from training.artifacts import read_history
+
+    m = json.loads(files.read_text(metrics_path))
+    workdir = os.path.dirname(metrics_path)
+    history = read_history(workdir)
+    epochs = [int(r["epoch"]) + 1 for r in history]
+
+    def column(key):
+        return [float(r[key]) if r.get(key) not in (None, "", "NA") else None for r in history]
+
+    collapsed = _spans([h["epoch"] + 1 for h in m.get("collapse_history", []) if h.get("collapsed")])
+    val_loss = column("val_loss")
+    finite = [(v, e) for v, e in zip(val_loss, epochs) if v is not None and math.isfinite(v)]
+    selected = min(finite)[1] if finite else None
+    curves = "".join(charts.line_chart({f"{p}{key}".replace("val_", "valid ") or key: column(f"{p}{key}")
+                                        for p in ("", "val_")}, epochs, "epoch", key, collapsed, selected,
+                                       "selected") for key in ("loss", "accuracy"))
+    if m.get("collapsed"):
+        verdict = ('<p class="bad">COLLAPSED: the model ends up answering one class (the red epochs). Story 001: try '
+                   "another --seed, a lower --learning_rate, or --lr_schedule=cyclic.</p>")
+    else:
+        recovered = m.get("recovered_collapses") or []
+        verdict = '<p class="good">Not collapsed' + (f" (recovered from {len(recovered)} collapse(s), shaded)"
+                                                     if recovered else "") + ".</p>"
+    scores = ", ".join(f"{k.replace('_', ' ')} {m[k]:.3f}" for k in ("test_accuracy", "val_accuracy") if k in m)
+    body = (f"<h3>{esc(workdir)}</h3>{verdict}<p>{esc(m['config'].get('model', ''))}: {esc(scores)}; "
+            f"{m.get('epochs_run')} epochs; seed {m.get('seed')}; weights <code>{esc(m.get('weights_sha256', ''))[:16]}"
+            f"</code>; data <code>{esc(m.get('data_fingerprint', ''))[:16]}</code></p>{curves}")
+    if m.get("confusion_matrix"):
+        body += "<h4>Confusion matrix (test)</h4>" + heat_table(m["confusion_matrix"], m["class_names"])
+        body += table(["class", "accuracy"], [[c, a] for c, a in m.get("per_class_accuracy", {}).items()])
+    flags = m.get("flags") or {}
+    shown = {k: v for k, v in sorted(flags.items()) if not k.startswith(("help", "only_check", "pdb", "run_with",
+                                                                         "use_cprofile", "profile", "v", "log"))}
+    body += "<details><summary>settings</summary>" + table(["flag", "value"], shown.items(), (0, 1)) + "</details>"
+    return body
+
+
+def runs_section(metrics_paths: list[str]) -> str:
+    if not metrics_paths:
+        return ""
+    what = ("Each training run: loss and accuracy per epoch (red: epochs in which the model answered one class; "
+            "dashed: the epoch whose model was kept), its test confusion matrix and per-class accuracy, its settings "
+            "and the hash of its weights (equal hashes: identical models).")
+    return section("runs", "Runs", what, "".join(run_block(p) for p in metrics_paths[:12]), metrics_paths[:12])
+
+
+# --- Experiments ---------------------------------------------------------------------------------------------
+
+
+def _partial_report(runs: list[str]) -> Optional[dict]:
+    """An experiment still running (or stopped): its finished runs, compared as training.experiment would."""
+    from training.experiment import build_report
+
+    results: dict = {}
+    for run in sorted(runs):
+        metrics = os.path.join(run, "metrics.json")
+        if tf.io.gfile.exists(metrics):
+            results.setdefault(os.path.basename(os.path.dirname(run)), []).append(
+                json.loads(files.read_text(metrics)))
+    metric = "test_accuracy" if all("test_accuracy" in r for rs in results.values() for r in rs) else "val_accuracy"
+    return build_report(results, metric) if results else None
+
+
+def experiment_block(report: dict, where: str, partial: Optional[str] = None) -> str:
+    metric = report["metric"]
+    configurations = report["configurations"]
+    rows = [[name, c["n"], c["mean"], f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]", c["minimum"], c["maximum"],
+             c["collapsed_runs"]] for name, c in configurations.items()]
+    body = f"<h3>{esc(where)}</h3>"
+    if partial:
+        body += f'<p class="bad">PARTIAL: {esc(partial)}</p>'
+    body += charts.strip_plot(configurations, metric)
+    body += table(["configuration", "seeds", f"mean {metric}", "95% interval", "min", "max", "collapsed"], rows)
+    for c in report["comparisons"]:
+        points = 100 if metric.endswith("accuracy") else 1
+        unit = " points" if points == 100 else ""
+        verdict = ('<span class="good">distinguishable from seed noise</span>' if c["distinguishable"]
+                   else '<span class="bad">not distinguishable from seed noise</span>')
+        need = ("no number of seeds would show a difference (equal means)" if not math.isfinite(c["seeds_needed"])
+                else f"about {c['seeds_needed']:.0f} seeds per configuration would detect a difference this size "
+                     "with 80% power")
+        body += (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "
+                 f"interval {points * c['ci_low']:+.2f} to {points * c['ci_high']:+.2f}), Welch p = "
+                 f"{c['p_value']:.3g}: {verdict}; {need}.</p>")
+    return body
+
+
+def experiments_section(paths: list[str], partial: dict) -> str:
+    blocks = [experiment_block(json.loads(files.read_text(p)), os.path.dirname(p)) for p in paths]
+    for root, runs in sorted(partial.items()):
+        report = _partial_report(runs)
+        finished = sum(tf.io.gfile.exists(os.path.join(r, "metrics.json")) for r in runs)
+        note = (f"{finished} of the {len(runs)} runs started so far have finished; no experiment.json yet (still "
+                "running, or stopped: rerun the same training.experiment command to finish it)")
+        blocks.append(experiment_block(report, root, note) if report else
+                      f"<h3>{esc(root)}</h3><p class=\"bad\">PARTIAL: {esc(note)}</p>")
+    if not blocks:
+        return ""
+    what = ("Is a difference between configurations real or seed noise (story 000)? Every seed is a dot; the bar is "
+            "the mean's 95% interval. A difference whose interval contains 0 is not distinguishable from the "
+            "spread between seeds: run more seeds (the number needed is given) before believing it.")
+    return section("experiments", "Experiments", what, "".join(blocks), paths + sorted(partial))
+
+
+# --- Difficulty ----------------------------------------------------------------------------------------------
+
+
+STRIP = 4  # frames shown of a video whose sequence is a hard example
+
+
+def prepare_difficulty(paths: list[str], data_dir: str, frames: FrameStore, limit: int) -> Optional[dict]:
+    """training.difficulty's per-example summary of the records at `paths`, the pictures it needs asked for."""
+    from training.difficulty import load_records, summarize_by, summarize_examples
+
+    if not paths:
+        return None
+    rows = files.read_csv(f"{data_dir}/{schema.SPLITS_CSV}")
+    group_of = {r["video_id"]: r["group"] for r in rows}
+    frame_count = {r["video_id"]: int(r["frames"]) for r in rows}
+    examples = summarize_examples(load_records(sorted({os.path.dirname(p) for p in paths})), group_of)
+    count = max(1, limit // 2)
+    hardest = examples[:count]
+    ambiguous = sorted(examples, key=lambda e: -e["variability"])[:count]
+    for e in hardest + ambiguous:
+        for index in ([e["frame_index"]] if e["frame_index"] >= 0
+                      else range(min(STRIP, frame_count.get(e["video_id"], 0)))):
+            frames.want(e["video_id"], index)
+    return {"examples": examples, "hardest": hardest, "ambiguous": ambiguous, "paths": paths,
+            "groups": summarize_by(examples, "group")[:10], "frame_count": frame_count}
+
+
+def _example_figure(e: dict, frames: FrameStore, frame_count: dict) -> str:
+    caption = (f"{esc(e['split'])} · {esc(e['video_id'])}{'#' + str(e['frame_index']) if e['frame_index'] >= 0 else ''}"
+               f"<br>group {esc(e['group'] or '?')}<br>confidence {e['mean_confidence']:.2f} ± {e['variability']:.2f}"
+               f"<br>correct {e['correctness']:.0%} of {e['observations']} epochs")
+    if e["frame_index"] >= 0:
+        return _figure(frames, e["video_id"], e["frame_index"], caption)
+    strip = "".join(jpeg_img(frames.thumbnail(e["video_id"], i), f"{e['video_id']} frame {i}")
+                    for i in range(min(STRIP, frame_count.get(e["video_id"], 0)))
+                    if frames.thumbnail(e["video_id"], i))
+    return f'<figure style="width: 250px"><div class="strip">{strip}</div><figcaption>{caption}</figcaption></figure>'
+
+
+def difficulty_section(prepared: Optional[dict], frames: FrameStore) -> str:
+    if not prepared:
+        return ""
+    examples = prepared["examples"]
+    points = [(e["variability"], e["mean_confidence"], e["correctness"],
+               f"{e['split']} {e['video_id']} #{e['frame_index']}: {e['mean_confidence']:.2f}") for e in examples]
+    body = charts.scatter(points, "variability (std of the confidence across epochs and runs)",
+                          "mean confidence in the true label",
+                          (0.0, max(0.5, max((e["variability"] for e in examples), default=0.5))))
+    body += '<p class="note">Colour: red, rarely classified correctly; blue, always.</p>'
+    for title, chosen in (("Hardest (lowest mean confidence)", prepared["hardest"]),
+                          ("Most ambiguous (the model keeps changing its mind)", prepared["ambiguous"])):
+        body += f"<h3>{title}</h3><div class=\"thumbs\">" + "".join(
+            _example_figure(e, frames, prepared["frame_count"]) for e in chosen) + "</div>"
+    body += "<h3>Hardest recording groups</h3>" + table(
+        ["split", "group", "examples", "mean confidence"],
+        [[g["split"], g["group"], g["examples"], g["mean_confidence"]] for g in prepared["groups"]], (0, 1))
+    what = ("Which examples the model finds hard, over every epoch and run that recorded them (dataset cartography, "
+            "Swayamdipta et al. 2020; story 002): bottom left, consistently hard; right, ambiguous. Look at the "
+            "pictures: mislabelled, unrepresentative or near-identical frames of one recording explain most of it.")
+    return section("difficulty", "Difficulty", what, body, prepared["paths"][:12])
+
+
+# --- Input order ---------------------------------------------------------------------------------------------
+
+
+def order_section(metrics_paths: list[str], max_batches: int = 200) -> str:
+    """What the first run's input pipeline feeds the model in its first epoch, rebuilt by
+    training.inspect_order from the run's own settings (no training, no decoding)."""
+    import settings
+    from training.inspect_order import inspect_training_order
+    from training.train import TrainConfig
+
+    for path in metrics_paths:
+        m = json.loads(files.read_text(path))
+        logging.disable(logging.INFO)  # the run's set-up lines (seeds, precision) are training's, not the page's
+        try:
+            config = settings.config_from_dict(TrainConfig, m["config"])
+            report = inspect_training_order(dataclasses.replace(config, epochs=1), config.train_split)
+        except (KeyError, TypeError, ValueError):  # an older metrics.json, or its data moved: try the next run
+            continue
+        finally:
+            logging.disable(logging.NOTSET)
+        batches = report["epochs"][0]["batches"][:max_batches]
+        classes = len(schema.read_spec(config.data_dir).class_names)
+        body = (f"<h3>{esc(os.path.dirname(path))}: {report['settings']['kind']} {esc(config.train_split)}, batch "
+                f"{report['settings']['batch_size']}, order={esc(report['settings']['order'])}, "
+                f"sampling={esc(report['settings']['sampling'])}</h3>")
+        body += charts.bars([b["majority_class_share"] for b in batches], "majority class share", "batch", 1.0,
+                            1 / classes, "perfectly mixed")
+        body += charts.bars([b["max_same_video"] for b in batches], "most examples of one video", "batch")
+        what = ("The first epoch as the model receives it, batch by batch, rebuilt from the run's own settings: how "
+                "much of each batch is one class, and how many of its examples come from one video. Batches of one "
+                "class or one video (frames written video by video and a small shuffle buffer, story 002) make "
+                "training and validation loss swing; shuffle the whole split (the default) or write frames hashed.")
+        return section("order", "Input order", what, body, [path])
+    return ""
