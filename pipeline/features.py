@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from settings.hardware import cpu_bfloat16, gpu_half_precision
+
 MIN_IMAGE_SIZE = 75  # InceptionV3's smallest accepted input
 RANDOM_WEIGHTS_SEED = 0  # --weights=none: the same random InceptionV3 in every process, on every runner
 
@@ -40,14 +42,6 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        return set()
-
-
 def resolve_precision(requested: str) -> tuple[str, str]:
     """(float32 | bfloat16 | float16, why) for `--precision`. auto: bfloat16 on GPUs with bfloat16 tensor cores
     (compute capability 8.0+) and on CPUs with bfloat16 instructions (AVX512_BF16 or AMX: InceptionV3 ran 1.45x
@@ -56,17 +50,10 @@ def resolve_precision(requested: str) -> tuple[str, str]:
     computes the same way."""
     if requested != "auto":
         return requested, f"--precision={requested}"
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        if capability >= (8, 0):
-            return "bfloat16", f"auto: GPU compute capability {capability} has bfloat16 tensor cores"
-        if capability >= (7, 0):
-            return "float16", f"auto: GPU compute capability {capability} has float16 tensor cores"
-        return "float32", f"auto: GPU compute capability {capability} has no tensor cores"
-    found = sorted(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    gpu, why = gpu_half_precision()
+    if gpu is not None:
+        return gpu, f"auto: {why}"
+    found = cpu_bfloat16()
     if found:
         return "bfloat16", f"auto: the CPU has bfloat16 instructions ({', '.join(found)})"
     return "float32", "auto: no bfloat16 instructions on this CPU (and no GPU)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reruns the case studies of docs/diagnosing.md on the sample videos (about 25 minutes on 2 cores).
-# Usage: scripts/stories.sh [000|001|002 ...]   (default: all three). Outputs under $OUT (default /tmp/stories).
+# Usage: scripts/stories.sh [000|001|002|precision ...]   (default: the three stories). Outputs under $OUT (default
+# /tmp/stories). `precision` measures what --precision=bfloat16 does to features and to the LSTM (BUILD_NOTES.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_venv.sh"
 cd "$ROOT"
@@ -16,6 +17,32 @@ samples() {
 
 for story in ${stories[@]}; do
   case "$story" in
+    precision)  # bfloat16 vs float32 InceptionV3: cosine of the features, and the LSTM's accuracy over seeds.
+      samples
+      for precision in float32 bfloat16; do
+        [ -d "$OUT/extracted_$precision" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos" \
+          --output_dir="$OUT/extracted_$precision" --weights=none --fps=2 --group_regex="$GROUPS_BY_SESSION" \
+          --precision="$precision"
+      done
+      "$PY" - "$OUT" <<'PY'
+import sys
+from settings import console
+console.quiet_start_up()
+import numpy as np
+import tensorflow_datasets as tfds
+out = sys.argv[1]
+def features(precision):
+    ds = tfds.builder_from_directory(f"{out}/extracted_{precision}/sequences").as_dataset(split="train+valid+test")
+    return {ex["video_id"]: ex["features"].astype(np.float32) for ex in tfds.as_numpy(ds)}
+a, b = features("float32"), features("bfloat16")
+rows = np.concatenate([a[v] for v in sorted(a)]), np.concatenate([b[v] for v in sorted(a)])
+cosine = (rows[0] * rows[1]).sum(1) / np.linalg.norm(rows[0], axis=1) / np.linalg.norm(rows[1], axis=1)
+print(f"features of {len(cosine)} frames: cosine bfloat16 vs float32 min {cosine.min():.6f}, "
+      f"mean {cosine.mean():.6f}")
+PY
+      "$PY" -m training.experiment --workdir="$OUT/exp_precision" --seeds=5 \
+        --vary=data_dir="$OUT/extracted_float32,$OUT/extracted_bfloat16" --model=lstm --epochs=15
+      ;;
     000)  # Does sampling with replacement beat "every sample once per epoch"? Many seeds, one command.
       samples
       [ -d "$OUT/extracted" ] || "$PY" -m pipeline.extract --input_dir="$OUT/videos" --output_dir="$OUT/extracted" \

@@ -22,6 +22,7 @@ import tensorflow as tf
 import settings
 from dataformat import integrity, schema
 from settings import check_choices, require, setting
+from settings.hardware import gpu_half_precision
 from training import artifacts, distribute
 from training.callbacks import BEST, Backup, run_callbacks
 from training.data import ExtractedData, open_data
@@ -194,16 +195,12 @@ def choose_precision(requested: str) -> tuple[str, str]:
         return "mixed_bfloat16", "bfloat16 compute (--mixed_precision=bfloat16)"
     if requested != "auto":
         raise ValueError(f"--mixed_precision={requested!r}: expected auto, off, float16 or bfloat16")
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
+    gpu, why = gpu_half_precision()
+    if gpu is None:
         return "float32", ("auto: no GPU; bfloat16 training measured no faster than float32 on a CPU with AVX512_BF16 "
                            "(BUILD_NOTES.md, 'Extraction precision')")
-    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-    if capability >= (8, 0):
-        return "mixed_bfloat16", f"auto: GPU compute capability {capability} has bfloat16 tensor cores (no loss scaling needed)"
-    if capability >= (7, 0):
-        return "mixed_float16", f"auto: GPU compute capability {capability} has float16 tensor cores"
-    return "float32", f"auto: GPU compute capability {capability} has no tensor cores"
+    policy = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16", "float32": "float32"}[gpu]
+    return policy, f"auto: {why}" + (" (no loss scaling needed)" if gpu == "bfloat16" else "")
 
 
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:

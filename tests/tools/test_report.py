@@ -49,7 +49,7 @@ def leaky(tmp_path_factory):
         for seed in (0, 1):
             run = root / "experiment" / name / f"seed_{seed}"
             results.setdefault(name, []).append(train_in_this_process(
-                data, run, model="cnn", epochs=2, image_size=32, seed=seed, track_difficulty=True, **settings))
+                data, run, model="cnn", epochs=1, image_size=32, seed=seed, track_difficulty=True, **settings))
     (root / "experiment" / "experiment.json").write_text(json.dumps(compare(results, "val_accuracy")))
     return root
 
