@@ -143,15 +143,14 @@ class OutputTransaction:
                 tf.io.gfile.rename(self._old, self.output_dir)
         if tf.io.gfile.exists(self.staging):
             logging.info("[extract] removing %s, left by an interrupted or failed run", self.staging)
-            tf.io.gfile.rmtree(self.staging)
+            _remove_files(self.staging) if _is_remote(self.staging) else tf.io.gfile.rmtree(self.staging)
 
     def publish(self) -> None:
         """Replaces the output folder with the staging folder."""
         if _is_remote(self.output_dir):
-            if tf.io.gfile.exists(self.output_dir):
-                tf.io.gfile.rmtree(self.output_dir)
+            _remove_files(self.output_dir)
             _move_files(self.staging, self.output_dir)
-            tf.io.gfile.rmtree(self.staging)
+            _remove_files(self.staging)
         elif os.path.lexists(self.output_dir):
             os.rename(self.output_dir, self._old)
             os.rename(self.staging, self.output_dir)
@@ -168,17 +167,26 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+def _files_below(root: str, depth: int = 4) -> list[str]:
+    """Every file below `root` on an object store, level by level (an extraction output is two deep). Globs, not
+    walks: folders there are name prefixes, and some file systems (TensorFlow's ram://) list no sub-folders."""
+    found = []
+    for level in range(1, depth + 1):
+        found += [p for p in tf.io.gfile.glob(root.rstrip("/") + "/*" * level) if not tf.io.gfile.isdir(p)]
+    return sorted(set(found))
+
+
+def _remove_files(root: str) -> None:
+    """Deletes every file below `root` on an object store."""
+    for path in _files_below(root):
+        tf.io.gfile.remove(path)
+
+
 def _move_files(source: str, target: str) -> None:
     """Moves every file below `source` to the same place below `target`; summary.json last."""
-    moves = []
-    for directory, _, names in tf.io.gfile.walk(source):
-        rel = os.path.relpath(directory, source) if not _is_remote(source) else directory[len(source):].strip("/")
-        for name in names:
-            moves.append((f"{directory.rstrip('/')}/{name}", f"{target}/{rel}/{name}" if rel and rel != "."
-                          else f"{target}/{name}"))
+    moves = [(path, target.rstrip("/") + path[len(source.rstrip("/")):]) for path in _files_below(source)]
     moves.sort(key=lambda m: m[1].endswith("/summary.json"))
     for src, dst in moves:
-        tf.io.gfile.makedirs(os.path.dirname(dst))
         tf.io.gfile.rename(src, dst, overwrite=True)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.job import ExtractConfig, ExtractionError, run_extraction
-from pipeline.transaction import STAGING_SUFFIX, OutputTransaction
+from pipeline.transaction import STAGING_SUFFIX, OutputBusyError, OutputTransaction
 from tests.pipeline.test_corpus import encode, moving
 
 pytestmark = pytest.mark.slow
@@ -136,3 +136,27 @@ def test_non_finite_features_are_never_written(videos, tmp_path, chunk_frames):
         run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(videos),
                                      **dict(SETTINGS, weights=weights), chunk_frames=chunk_frames))
     assert not out.exists()
+
+
+def test_on_an_object_store_the_output_is_replaced_file_by_file_summary_last():
+    """gs:// has no folder rename; TensorFlow's ram:// file system stands in for it here."""
+    import tensorflow as tf
+
+    from dataformat.files import read_text, write_atomically
+
+    out = "ram://transaction/out"
+    write_atomically(f"{out}/old_shard", "old")
+    write_atomically(f"{out}/summary.json", "old")
+    transaction = OutputTransaction(out)
+    with transaction as staging:
+        assert tf.io.gfile.exists(f"{out}.lock")
+        with pytest.raises(OutputBusyError, match="another extraction is writing"):
+            OutputTransaction(out).__enter__()
+        write_atomically(f"{staging}/frames/new_shard", "new")
+        write_atomically(f"{staging}/summary.json", "new")
+        transaction.publish()
+    files = [f.replace(out, "") for level in ("/*", "/*/*") for f in tf.io.gfile.glob(out + level)
+             if not tf.io.gfile.isdir(f)]
+    assert sorted(files) == ["/frames/new_shard", "/summary.json"]
+    assert read_text(f"{out}/summary.json") == "new"
+    assert not tf.io.gfile.exists(f"{out}.lock") and not tf.io.gfile.glob(f"{out}.staging/*/*")
