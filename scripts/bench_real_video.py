@@ -8,6 +8,8 @@ default key frame interval (250 frames) and with the one-second interval phones 
 
 - full decode: every frame decoded (PyAV, FFmpeg's own threads), videos one after the other: what any
   extractor that decodes everything pays; reported as sampled frames per second (1 fps sampling);
+- the project's decoder alone (no model), exact and fast mode, one decoder process (all threads) and one per core
+  (single-threaded): what decoding less and decoding in parallel each give;
 - model only: InceptionV3 (random weights) on batches of 32 frames, at 299 and 75 px, in the precision the job
   uses on this machine;
 - the job: `pipeline.extract` on the same videos at 299 and 75 px, its steady-state rate from its own timing
@@ -100,6 +102,26 @@ def full_decode_seconds(root: str) -> tuple[int, float]:
     return frames, time.perf_counter() - start
 
 
+def sampled_decode_seconds(root: str, mode: str, processes: int) -> tuple[int, float]:
+    """(sampled frames, seconds) of the project's decoder alone at 1 fps and 75 px: `processes` videos at once
+    (`isolated_decode.DecoderPool`, single-threaded decoders when there are enough videos)."""
+    from pipeline.decode import DecodeSettings, Frame
+    from pipeline.isolated_decode import DecoderPool, Failure
+
+    paths = sorted(os.path.join(d, n) for d, _, names in os.walk(root) for n in names)
+    settings = DecodeSettings(fps=1.0, image_size=75, mode=mode)
+    pool = DecoderPool(processes)
+    frames, start = 0, time.perf_counter()
+    try:
+        for _, event in pool.decode([(i, p, settings) for i, p in enumerate(paths)]):
+            if isinstance(event, Failure):
+                raise RuntimeError(event.error)
+            frames += isinstance(event, Frame)
+    finally:
+        pool.close()
+    return frames, time.perf_counter() - start
+
+
 def model_images_per_s(image_size: int, batches: int) -> float:
     """InceptionV3 alone, batch 32, in the precision the job picks on this machine (`--precision=auto`)."""
     from pipeline.features import InceptionV3Featurizer, resolve_precision
@@ -130,7 +152,14 @@ def bench_extraction_real_video(size: str) -> dict:
     full_decode = video_seconds / decode_seconds  # sampled frames (1 per second of video) per second
     results = {"videos": videos, "sampling_fps": 1, "decoded_frames": frames,
                "full_decode_source_frames_per_s": round(frames / decode_seconds, 1),
-               "full_decode_sampled_frames_per_s": round(full_decode, 2), "image_sizes": {}}
+               "full_decode_sampled_frames_per_s": round(full_decode, 2), "decoder_only": {}, "image_sizes": {}}
+    # The project's decoder alone, sampled frames/s: each way of decoding less or in parallel, on its own.
+    from pipeline.isolated_decode import default_processes
+
+    for mode in ("exact", "fast"):
+        for processes in sorted({1, default_processes()}):
+            sampled, seconds = sampled_decode_seconds(root, mode, processes)
+            results["decoder_only"][f"{mode}_{processes}_processes_sampled_frames_per_s"] = round(sampled / seconds, 2)
     work = tempfile.mkdtemp(prefix="bench-real-")
     for image_size in (75, 299):
         model = model_images_per_s(image_size, pick(size, 2, 6, 12))
