@@ -58,7 +58,6 @@ class OutputTransaction:
         self.lock_path = self.output_dir + LOCK_SUFFIX
         self._old = self.output_dir + OLD_SUFFIX
         self._lock_file = None
-        self.published = False
 
     def __enter__(self) -> str:
         parent = os.path.dirname(self.output_dir)
@@ -154,17 +153,9 @@ class OutputTransaction:
         elif os.path.lexists(self.output_dir):
             os.rename(self.output_dir, self._old)
             os.rename(self.staging, self.output_dir)
-            _remove(self._old)
+            tf.io.gfile.rmtree(self._old)  # a folder: anything else was refused (`job._check_replaceable`)
         else:
             os.rename(self.staging, self.output_dir)
-        self.published = True
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        tf.io.gfile.rmtree(path)
-    else:
-        os.remove(path)
 
 
 def _files_below(root: str, depth: int = 4) -> list[str]:

@@ -24,16 +24,15 @@ PER_CLASS_AND_SPLIT = 4  # frames of each class in each split on the contact she
 
 
 def read_extraction(data_dir: str) -> dict:
-    """summary.json of an extraction output (and a check that its datasets are readable).
+    """summary.json of an extraction output (its datasets are checked when `FrameStore` opens frames/).
 
     Raises:
-      DataError: `data_dir` is not a complete extraction output.
+      DataError: `data_dir` is not an extraction output.
     """
     path = f"{data_dir}/{schema.SUMMARY_JSON}"
     if not tf.io.gfile.exists(path):
         raise DataError(f"--data_dir={data_dir} is not an extraction output (no {schema.SUMMARY_JSON}): point it at "
                         "the --output_dir of pipeline.extract")
-    schema.read_splits(data_dir, schema.FRAMES)  # a clear error if frames/ is missing or foreign
     return json.loads(files.read_text(path))
 
 

@@ -20,12 +20,14 @@ def extract_here(input_dir, output_dir):
     return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), weights="none",
                                         image_size=75, fps=2, splits="train=1"))
 
-def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None, rotation=None):
-    """Writes RGB frames as a video; `times` (seconds) gives each frame its own timestamp (variable frame rate)."""
+def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None, rotation=None,
+           container_format=None, **options):
+    """Writes RGB frames as a video; `times` (seconds) gives each frame its own timestamp (variable frame rate);
+    `container_format` (e.g. "h264": a raw elementary stream) and encoder `options` (e.g. g="30") as FFmpeg's."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=rate)
+    with av.open(str(path), "w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if times is not None:
             stream.time_base = Fraction(1, 1000)
@@ -36,17 +38,6 @@ def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None
             if times is not None:
                 frame.pts, frame.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
             out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-
-
-def encode_raw_h264(path, frames, rate=12):
-    """An H.264 elementary stream without a container (no timestamps), as raspivid writes."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w", format="h264") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for rgb in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
         out.mux(stream.encode())
 
 
@@ -132,7 +123,7 @@ def corpus(tmp_path_factory):
     encode(root / "tmp_b.ts", moving(48, seed=8))
     case("odd/joined.ts", ("ok", 16)).write_bytes((root / "tmp_a.ts").read_bytes() + (root / "tmp_b.ts").read_bytes())
     # Case 9: a raw H.264 elementary stream (raspivid) has no timestamps at all; it crashed the decoder.
-    encode_raw_h264(case("odd/raspivid.h264", ("ok", 4)), moving(24, seed=9))
+    encode(case("odd/raspivid.h264", ("ok", 4)), moving(24, seed=9), container_format="h264")
     # Case 8: a one-frame stub stream listed before the real video stream; only the stub was read.
     encode_two_streams(case("odd/stub_first.mkv", ("ok", 8)), moving(48, seed=10))
     for tmp in ("tmp_a.ts", "tmp_b.ts"):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
+from tests.pipeline.test_corpus import encode
 from tools.samples import render_clip, write_video
 
 
@@ -64,17 +65,6 @@ def test_settings_are_validated():
         DecodeSettings(max_frames=0)
 
 
-def _encode(path, frames, rate, container_format=None, **options):
-    import av
-
-    with av.open(str(path), "w", format=container_format) as out:
-        stream = out.add_stream("libx264", rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for rgb in frames:
-            out.mux(stream.encode(__import__("av").VideoFrame.from_ndarray(rgb, format="rgb24")))
-        out.mux(stream.encode())
-
-
 @pytest.fixture(scope="module")
 def gop_videos(tmp_path_factory):
     """Moving texture at 30 fps with B-frames (x264's pyramid: non-reference frames exist), 4 s each: a long GOP
@@ -84,9 +74,9 @@ def gop_videos(tmp_path_factory):
     rng = np.random.default_rng(3)
     texture = rng.integers(0, 256, (96, 400, 3), dtype=np.uint8)
     frames = [np.ascontiguousarray(texture[:, 2 * i:2 * i + 64]) for i in range(120)]
-    _encode(root / "long_gop.mp4", frames, 30, g="250", bf="3")
-    _encode(root / "short_gop.mp4", frames, 30, g="30", bf="3")
-    _encode(root / "part.ts", frames[:60], 30, g="30", bf="3")
+    encode(root / "long_gop.mp4", frames, 30, g="250", bf="3")
+    encode(root / "short_gop.mp4", frames, 30, g="30", bf="3")
+    encode(root / "part.ts", frames[:60], 30, g="30", bf="3")
     (root / "joined.ts").write_bytes((root / "part.ts").read_bytes() * 2)
     return root
 
