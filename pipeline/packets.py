@@ -42,6 +42,9 @@ RESETTING_KEYFRAME_CODECS = frozenset({"vp8", "vp9", "av1", "mjpeg", "mpeg4", "m
 # A unit longer than this (in packets) is decoded in full as it is read rather than held (no restart point).
 MAX_GOP_PACKETS = 1200
 H264_IDR, HEVC_IDR = (5,), (19, 20)  # HEVC: IDR_W_RADL, IDR_N_LP
+# Codecs whose B pictures are never references: an open GOP's leading B pictures refer to the previous unit, and
+# nothing else does, so the boundary holds when none of them is kept (the decoder drops them, `skip_frame=NONREF`).
+MPEG_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
 DRAIN = "DRAIN"  # the packet slot of the marker telling the decode loop to drain and reset the decoder
 
 
@@ -127,14 +130,20 @@ def _nal_types(data: bytes, length_size: Optional[int], hevc: bool) -> list[int]
     return types
 
 
+def _mpeg_picture_type(codec: str, data: bytes) -> Optional[str]:
+    """"I", "P", "B" (or "S", MPEG-4 sprite) for the first picture of an MPEG-1/2/4 Part 2 packet; None if none."""
+    if codec == "mpeg4":  # VOP start code 00 00 01 B6, then vop_coding_type (2 bits)
+        i = data.find(b"\x00\x00\x01\xb6")
+        return "IPBS"[data[i + 4] >> 6] if 0 <= i < len(data) - 4 else None
+    i = data.find(b"\x00\x00\x01\x00")  # picture start code, temporal_reference (10 bits), picture_coding_type
+    kind = (data[i + 5] >> 3) & 7 if 0 <= i < len(data) - 5 else 0
+    return {1: "I", 2: "P", 3: "B"}.get(kind)
+
+
 def _is_intra(codec: str, data: bytes) -> bool:
     """Whether a key-flagged packet really holds an intra picture (MPEG muxers flag P pictures as key too)."""
-    if codec == "mpeg4":  # VOP start code 00 00 01 B6, then vop_coding_type (2 bits): 0 = I
-        i = data.find(b"\x00\x00\x01\xb6")
-        return 0 <= i < len(data) - 4 and data[i + 4] >> 6 == 0
-    if codec in ("mpeg1video", "mpeg2video"):  # picture start code 00 00 01 00, 10 bits, picture_coding_type: 1 = I
-        i = data.find(b"\x00\x00\x01\x00")
-        return 0 <= i < len(data) - 5 and (data[i + 5] >> 3) & 7 == 1
+    if codec in MPEG_CODECS:
+        return _mpeg_picture_type(codec, data) == "I"
     if codec == "vp8":  # frame tag: bit 0 clear on key frames
         return len(data) > 0 and data[0] & 1 == 0
     return True  # vp9, av1 (the demuxer's key flag comes from the frame header), mjpeg (every picture is intra)
@@ -157,10 +166,12 @@ class _Restarts:
     def known(self) -> bool:
         return self.codec in ("h264", "hevc") or self.codec in RESETTING_KEYFRAME_CODECS
 
-    @property
-    def allows_leading(self) -> bool:
-        """Whether pictures shown before a restart may follow it (HEVC IDR_W_RADL: they refer only to it)."""
-        return self.codec == "hevc"
+    def leading_allowed(self, packet) -> bool:
+        """Whether a picture shown before its unit's restart picture but decoded after it keeps the boundary
+        provable: HEVC RADL pictures (they refer only to the IDR), MPEG B pictures (see MPEG_CODECS)."""
+        if self.codec == "hevc":
+            return True
+        return self.codec in MPEG_CODECS and _mpeg_picture_type(self.codec, bytes(packet)) == "B"
 
     def __call__(self, packet) -> bool:
         if not packet.is_keyframe:
@@ -183,17 +194,24 @@ class _Unit:
         self.clean = True  # no discarded packet, no repeated time
         self.held = True  # False: too long to hold, its packets went to the decoder as they came
         self.start_proven = False  # nothing in or after it refers to a frame before it
+        self.leading: set = set()  # times of pictures shown before the restart picture, decoded after it
+        self.leading_allowed = True
+        self.leading_cleared = False  # MPEG leading B pictures: the previous unit's plan keeps none of them
 
-    def add(self, packet, t: float) -> None:
+    def add(self, packet, t: float, restart: "_Restarts") -> None:
         self.clean = self.clean and not packet.is_discard and t not in self.times
+        if t < self.start_time:
+            self.leading.add(t)
+            self.leading_allowed = self.leading_allowed and restart.leading_allowed(packet)
         self.times.add(t)
         self.min_time, self.max_time = min(self.min_time, t), max(self.max_time, t)
         if self.held:
             self.packets.append(packet)
 
-    def proves_start(self, previous: Optional["_Unit"], allows_leading: bool) -> bool:
-        """Whether this unit's start is a proven restart (see the module docstring)."""
-        if not self.restart or (not allows_leading and self.min_time < self.start_time):
+    def proves_start(self, previous: Optional["_Unit"]) -> bool:
+        """Whether this unit's start is a proven restart (see the module docstring; MPEG leading B pictures are
+        cleared when the previous unit is planned)."""
+        if not self.restart or not self.leading_allowed:
             return False
         return previous is None or self.min_time > previous.max_time
 
@@ -219,6 +237,7 @@ class PacketPlan:
         self._full_reason: Optional[str] = None  # set: the rest of the stream is decoded in full
         self._sent = False  # packets went to the decoder since it was last drained
         self._done = False
+        self._mpeg = False
         self._latest = 0.0
 
     @property
@@ -234,6 +253,7 @@ class PacketPlan:
 
     def __iter__(self) -> Iterator[tuple[object, str]]:
         restart = _Restarts(self._stream)
+        self._mpeg = restart.codec in MPEG_CODECS  # leading B pictures refer to the previous unit
         if not restart.known:
             self._decode_rest_in_full("unknown_codec")
         rate = float(self._stream.average_rate or self._stream.guessed_rate or 25)
@@ -267,9 +287,10 @@ class PacketPlan:
                 continue
             t = seconds(packet.pts, self._time_base)
             if unit is not None and not packet.is_keyframe:
-                unit.add(packet, t)
+                unit.add(packet, t, restart)
                 if unit.held and len(unit.packets) > MAX_GOP_PACKETS:  # too long to hold: send it as it comes
-                    yield from self._emit(previous, end_proven=False)
+                    unit.start_proven = False
+                    yield from self._emit(previous, unit)
                     previous = None
                     self._note_full("long_gop")
                     unit.held = False
@@ -280,19 +301,19 @@ class PacketPlan:
                 continue
             new = _Unit(packet, restart(packet), self._time_base)
             if unit is not None:  # `unit` is complete: its start can be judged, and `previous` emitted
-                unit.start_proven = unit.proves_start(previous, restart.allows_leading)
-                yield from self._emit(previous, end_proven=unit.start_proven)
+                unit.start_proven = unit.proves_start(previous)
+                yield from self._emit(previous, unit)
                 previous = unit
                 if self._done:
                     break
             unit = new
-            unit.add(packet, t)
+            unit.add(packet, t, restart)
         if not self._done and unit is not None:
             if self._full_reason is None:
-                unit.start_proven = unit.proves_start(previous, restart.allows_leading)
-            yield from self._emit(previous, end_proven=unit.start_proven)
+                unit.start_proven = unit.proves_start(previous)
+            yield from self._emit(previous, unit)
             if not self._done:
-                yield from self._emit(unit, end_proven=True)  # nothing after the stream's last unit
+                yield from self._emit(unit, None)  # nothing after the stream's last unit
         yield None, DRAIN  # the decoder still holds the frames it reordered
         self.watch.check_drained()
         if self._timeline.start is not None:
@@ -304,27 +325,36 @@ class PacketPlan:
             self.packets_decoded += 1
             yield packet, "DEFAULT"
 
-    def _emit(self, unit: Optional[_Unit], end_proven: bool):
-        """The packets of a complete unit: all of them, or (both its boundaries proven) those the sampling needs."""
+    def _emit(self, unit: Optional[_Unit], following: Optional[_Unit]):
+        """The packets of a complete unit: all of them, or (both its boundaries proven) those the sampling needs.
+        `following`: the next unit (None at the end of the stream)."""
         if unit is None or not unit.held:
             return
+        end_proven = following is None or following.start_proven
+        leading_unsafe = self._mpeg and unit.leading and not unit.leading_cleared
         why = ("rest" if self._full_reason else "unproven_restart" if not (unit.start_proven and end_proven)
-               else "discarded_or_repeated_times" if not unit.clean else None)
+               or leading_unsafe else "discarded_or_repeated_times" if not unit.clean else None)
         if why is None and self._sent:
             yield None, DRAIN  # everything sent so far goes through the decode loop first
             self._sent = False
         if why is None:
             self.watch.check_drained()
             why = self._plan_reason(unit)
+        origin = self._timeline.start if self._timeline.start is not None else self.watch.origin
+        sampling = copy.copy(self._sampling)
+        leading_after = following.leading if following is not None and self._mpeg else set()
+        kept = set() if why else {t for t in sorted(unit.times | leading_after) if sampling.keeps(t - origin)}
+        if kept & leading_after:  # a frame kept there needs this unit's last reference picture, decoded in order
+            following.start_proven, why = False, "unproven_restart"
         if why is not None:
             if why != "rest":
                 self._note_full(why)
             yield from self._full(unit.packets)
             return
-        origin = self._timeline.start if self._timeline.start is not None else self.watch.origin
-        sampling = copy.copy(self._sampling)
-        kept = {t for t in sorted(seconds(p.pts, self._time_base) for p in unit.packets)
-                if sampling.keeps(t - origin)}
+        if kept & unit.leading:
+            raise PlanMismatch("a leading picture the previous unit's plan left out would be kept")
+        if following is not None:
+            following.leading_cleared = True
         self._done = sampling.done
         self._planned = True
         if not kept:

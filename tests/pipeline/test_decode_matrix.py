@@ -17,9 +17,9 @@ STRUCTURES = ("mp4_edit_list", "mp4_start_1_3s", "ts_h264_cut_mid_gop", "ts_hevc
 EXPECTED_PATH = {
     "h264_closed": "skipping", "h264_open_gop": "full_unproven_restart", "h264_pyramid_long": "skipping",
     "h264_short_gop": "skipping", "hevc_open_cra": "full_unproven_restart", "hevc_closed": "skipping",
-    "vp8": "skipping", "vp9": "skipping", "av1": "skipping", "mpeg1_b": "full_unproven_restart",
-    "mpeg1_nob": "skipping", "mpeg2_b": "full_unproven_restart", "mpeg2_b_ts": "full_unproven_restart",
-    "mpeg4_b_avi": "full_unproven_restart", "mpeg4_nob_avi": "skipping", "mpeg4_b_mp4": "full_unproven_restart",
+    "vp8": "skipping", "vp9": "skipping", "av1": "skipping", "mpeg1_b": "skipping",
+    "mpeg1_nob": "skipping", "mpeg2_b": "skipping", "mpeg2_b_ts": "skipping",
+    "mpeg4_b_avi": "skipping", "mpeg4_nob_avi": "skipping", "mpeg4_b_mp4": "skipping",
     "mjpeg": "skipping", "mp4_edit_list": "skipping", "mp4_start_1_3s": "skipping",
     "ts_h264_cut_mid_gop": "skipping", "ts_hevc_cut_mid_gop": "full_unproven_restart",
     "joined_0_6s": "full_timestamps_go_back", "joined_2s": "full_timestamps_go_back", "vfr": "skipping",
