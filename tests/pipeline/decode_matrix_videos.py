@@ -109,6 +109,10 @@ def make_matrix(root: Path) -> dict[str, Path]:
         encode(clip, _frames(seconds, seed=5), RATE, g="30", bf="3")
         paths[name] = root / f"{name}.ts"
         paths[name].write_bytes(clip.read_bytes() * 3)
+    whole = root / "tmp_whole.mkv"  # cut in half: the header still declares 3 s (a truncation warning)
+    encode(whole, _frames(3.0, seed=6), RATE, g="15", bf="3")
+    paths["mkv_truncated"] = root / "truncated.mkv"
+    paths["mkv_truncated"].write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
     vfr_times = np.cumsum(np.random.default_rng(9).choice([0.01, 0.04, 0.1, 0.3], 60)) - 0.01
     paths["vfr"] = root / "vfr.mkv"
     encode(paths["vfr"], moving(60, seed=4), 1000, times=list(vfr_times), g="12", bf="2")

@@ -12,7 +12,7 @@ from tests.pipeline.decode_matrix_videos import ENCODED, make_matrix, probe
 FPS = (0.5, 1.0, 3.0, 7.0, 12.5, 30.0)
 MAX_FRAMES = (None, 1, 3)
 STRUCTURES = ("mp4_edit_list", "mp4_start_1_3s", "ts_h264_cut_mid_gop", "ts_hevc_cut_mid_gop", "joined_0_6s",
-              "joined_2s", "vfr")
+              "joined_2s", "vfr", "mkv_truncated")
 # How fast mode decodes each video at 1 fps: "skipping" (some packets never decoded) or why it decoded in full.
 EXPECTED_PATH = {
     "h264_closed": "skipping", "h264_open_gop": "full_unproven_restart", "h264_pyramid_long": "skipping",
@@ -23,6 +23,7 @@ EXPECTED_PATH = {
     "mjpeg": "skipping", "mp4_edit_list": "skipping", "mp4_start_1_3s": "skipping",
     "ts_h264_cut_mid_gop": "skipping", "ts_hevc_cut_mid_gop": "full_unproven_restart",
     "joined_0_6s": "full_timestamps_go_back", "joined_2s": "full_timestamps_go_back", "vfr": "skipping",
+    "mkv_truncated": "skipping",
 }
 
 
@@ -132,3 +133,23 @@ def test_a_plan_that_fails_after_frames_went_out_fails_the_video(matrix, monkeyp
     monkeypatch.setattr(packets.Watch, "check_kept", wrong_on_the_third)
     fast, _ = _decode(str(matrix["h264_closed"]), 3.0, None, "fast")
     assert fast[0] == "failed" and "--decode_mode=exact" in fast[1]
+
+
+def test_damage_where_fast_mode_skips_goes_unseen_so_the_mode_is_a_content_setting(matrix, tmp_path):
+    """Why --decode_mode stays part of what an extraction is (dataformat.integrity): a damaged packet in a part of
+    the stream fast mode never decodes stops exact mode early (fewer frames, partial); fast mode does not see it."""
+    from dataformat.integrity import EXECUTION_SETTINGS
+
+    source = matrix["h264_closed"]
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        pos = [p.pos for p in container.demux(stream) if p.size][40]  # not sampled at 1 fps
+    data = bytearray(source.read_bytes())
+    data[pos + 4] |= 0x80  # after the 4-byte NAL length: the NAL header's forbidden_zero_bit set
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    exact, _ = _decode(str(damaged), 1.0, None, "exact")
+    fast, _ = _decode(str(damaged), 1.0, None, "fast")
+    assert exact[2] and "stopped early" in exact[1]  # exact mode: partial
+    assert not fast[2] and len(fast[0]) > len(exact[0])
+    assert "decode_mode" not in EXECUTION_SETTINGS
