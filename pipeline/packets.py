@@ -9,9 +9,11 @@ skipped, only when both of its boundaries are PROVEN restarts, i.e. nothing on e
 
 - the key packet is a restart of its codec: an H.264 IDR picture, an HEVC IDR picture (its leading RADL pictures
   refer only to it), or an intra picture of a codec whose intra pictures reset every reference (VP8/VP9/AV1 key
-  frames, MJPEG, MPEG-1/2/4 I pictures, checked in the bitstream: their muxers flag P pictures as key too) with
-  no packet of its unit shown before it (an open GOP's leading B-frames refer to the previous GOP). HEVC CRA and
-  H.264 recovery-point I pictures never are;
+  frames, MJPEG, MPEG-1/2/4 I pictures, the picture type read from the bitstream, not taken from the muxer's
+  key flag) with no packet of its unit shown before it (an open GOP's leading B-frames refer to the previous
+  GOP), except HEVC's RADL pictures (they refer only to the IDR) and MPEG B pictures (never references: the
+  boundary holds when none of them is kept, which the previous unit's plan checks; the decoder then drops them).
+  HEVC CRA and H.264 recovery-point I pictures never are: they do not end a unit;
 - every presentation time of the new unit is later than every one of the previous unit (one unit of look-ahead).
 
 At a proven boundary the decoder is drained (every frame it holds goes through the decode loop) and reset, so the
@@ -141,7 +143,7 @@ def _mpeg_picture_type(codec: str, data: bytes) -> Optional[str]:
 
 
 def _is_intra(codec: str, data: bytes) -> bool:
-    """Whether a key-flagged packet really holds an intra picture (MPEG muxers flag P pictures as key too)."""
+    """Whether a key-flagged packet really holds an intra picture (the key flag is only the muxer's word)."""
     if codec in MPEG_CODECS:
         return _mpeg_picture_type(codec, data) == "I"
     if codec == "vp8":  # frame tag: bit 0 clear on key frames
@@ -286,7 +288,8 @@ class PacketPlan:
                 yield from self._full([packet])
                 continue
             t = seconds(packet.pts, self._time_base)
-            if unit is not None and not packet.is_keyframe:
+            is_restart = restart(packet)
+            if unit is not None and not is_restart:  # other key pictures (HEVC CRA, ...) do not end a unit
                 unit.add(packet, t, restart)
                 if unit.held and len(unit.packets) > MAX_GOP_PACKETS:  # too long to hold: send it as it comes
                     unit.start_proven = False
@@ -299,7 +302,7 @@ class PacketPlan:
                 elif not unit.held:
                     yield from self._full([packet])
                 continue
-            new = _Unit(packet, restart(packet), self._time_base)
+            new = _Unit(packet, is_restart, self._time_base)
             if unit is not None:  # `unit` is complete: its start can be judged, and `previous` emitted
                 unit.start_proven = unit.proves_start(previous)
                 yield from self._emit(previous, unit)

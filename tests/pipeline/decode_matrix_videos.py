@@ -18,6 +18,10 @@ RATE = 30
 B_PICTURE = 3  # AV_PICTURE_TYPE_B
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only
 QUIET_X265 = "log-level=error"
+# FFmpeg's MPEG encoders code this moving noise as I pictures only unless scene-change detection is off; with it
+# off, P pictures (which the muxers flag as key too) and B pictures between them. "mpeg4_b_avi_intra" keeps the
+# default: I and B pictures, the leading B pictures referring to the previous GOP's last I picture.
+P_PICTURES = {"sc_threshold": "1000000000"}
 
 
 def _frames(seconds: float, height=48, width=64, seed=0):
@@ -39,13 +43,14 @@ ENCODED = {
     "vp8": ("vp8.webm", "libvpx", None, dict(g="30"), 2.0, (48, 64)),
     "vp9": ("vp9.webm", "libvpx-vp9", None, dict(g="30"), 2.0, (48, 64)),
     "av1": ("av1.mkv", "libsvtav1", None, dict(g="30", preset="12"), 2.0, (64, 96)),
-    "mpeg1_b": ("mpeg1_b.mpg", "mpeg1video", "mpeg", dict(g="15", bf="2"), 3.0, (48, 64)),
-    "mpeg1_nob": ("mpeg1.mpg", "mpeg1video", "mpeg", dict(g="15", bf="0"), 2.0, (48, 64)),
-    "mpeg2_b": ("mpeg2_b.mpg", "mpeg2video", "mpeg", dict(g="15", bf="2"), 3.0, (48, 64)),
-    "mpeg2_b_ts": ("mpeg2_b.ts", "mpeg2video", None, dict(g="15", bf="2"), 3.0, (48, 64)),
-    "mpeg4_b_avi": ("mpeg4_b.avi", "mpeg4", None, dict(g="15", bf="2"), 3.0, (48, 64)),
-    "mpeg4_nob_avi": ("mpeg4.avi", "mpeg4", None, dict(g="15", bf="0"), 2.0, (48, 64)),
-    "mpeg4_b_mp4": ("mpeg4_b.mp4", "mpeg4", None, dict(g="15", bf="2"), 3.0, (48, 64)),
+    "mpeg1_b": ("mpeg1_b.mpg", "mpeg1video", "mpeg", dict(g="15", bf="2", **P_PICTURES), 3.0, (48, 64)),
+    "mpeg1_nob": ("mpeg1.mpg", "mpeg1video", "mpeg", dict(g="15", bf="0", **P_PICTURES), 2.0, (48, 64)),
+    "mpeg2_b": ("mpeg2_b.mpg", "mpeg2video", "mpeg", dict(g="15", bf="2", **P_PICTURES), 3.0, (48, 64)),
+    "mpeg2_b_ts": ("mpeg2_b.ts", "mpeg2video", None, dict(g="15", bf="2", **P_PICTURES), 3.0, (48, 64)),
+    "mpeg4_b_avi": ("mpeg4_b.avi", "mpeg4", None, dict(g="15", bf="2", **P_PICTURES), 3.0, (48, 64)),
+    "mpeg4_b_avi_intra": ("mpeg4_b_intra.avi", "mpeg4", None, dict(g="15", bf="2"), 3.0, (48, 64)),
+    "mpeg4_nob_avi": ("mpeg4.avi", "mpeg4", None, dict(g="15", bf="0", **P_PICTURES), 2.0, (48, 64)),
+    "mpeg4_b_mp4": ("mpeg4_b.mp4", "mpeg4", None, dict(g="15", bf="2", **P_PICTURES), 3.0, (48, 64)),
     "mjpeg": ("mjpeg.avi", "mjpeg", None, {}, 1.0, (48, 64)),
 }
 

@@ -15,11 +15,11 @@ STRUCTURES = ("mp4_edit_list", "mp4_start_1_3s", "ts_h264_cut_mid_gop", "ts_hevc
               "joined_2s", "vfr", "mkv_truncated")
 # How fast mode decodes each video at 1 fps: "skipping" (some packets never decoded) or why it decoded in full.
 EXPECTED_PATH = {
-    "h264_closed": "skipping", "h264_open_gop": "full_unproven_restart", "h264_pyramid_long": "skipping",
-    "h264_short_gop": "skipping", "hevc_open_cra": "full_unproven_restart", "hevc_closed": "skipping",
+    "h264_closed": "skipping", "h264_open_gop": "skipping", "h264_pyramid_long": "skipping",
+    "h264_short_gop": "skipping", "hevc_open_cra": "skipping", "hevc_closed": "skipping",
     "vp8": "skipping", "vp9": "skipping", "av1": "skipping", "mpeg1_b": "skipping",
     "mpeg1_nob": "skipping", "mpeg2_b": "skipping", "mpeg2_b_ts": "skipping",
-    "mpeg4_b_avi": "skipping", "mpeg4_nob_avi": "skipping", "mpeg4_b_mp4": "skipping",
+    "mpeg4_b_avi": "skipping", "mpeg4_b_avi_intra": "skipping", "mpeg4_nob_avi": "skipping", "mpeg4_b_mp4": "skipping",
     "mjpeg": "skipping", "mp4_edit_list": "skipping", "mp4_start_1_3s": "skipping",
     "ts_h264_cut_mid_gop": "skipping", "ts_hevc_cut_mid_gop": "full_unproven_restart",
     "joined_0_6s": "full_timestamps_go_back", "joined_2s": "full_timestamps_go_back", "vfr": "skipping",
@@ -80,11 +80,11 @@ def test_the_videos_have_the_structures_they_stand_for(matrix):
     """Each video really has the structure its test relies on (a probe of its packets and frames)."""
     found = {name: probe(path) for name, path in matrix.items()}
     for name in ("h264_closed", "h264_open_gop", "h264_pyramid_long", "mpeg1_b", "mpeg2_b", "mpeg4_b_avi",
-                 "mpeg4_b_mp4", "mpeg2_b_ts"):
+                 "mpeg4_b_avi_intra", "mpeg4_b_mp4", "mpeg2_b_ts"):
         assert found[name]["b_frames"], name
     for name in ("mpeg1_nob", "mpeg4_nob_avi", "vp8", "mjpeg"):
         assert not found[name]["b_frames"], name
-    for name in ("mpeg1_b", "mpeg2_b", "mpeg4_b_avi", "mpeg4_b_mp4"):  # open GOPs: leading B-frames
+    for name in ("mpeg1_b", "mpeg2_b", "mpeg4_b_avi", "mpeg4_b_avi_intra", "mpeg4_b_mp4"):  # open GOPs
         assert found[name]["leading"], name
     if "hevc_open_cra" in found:
         assert found["hevc_open_cra"]["leading"] and not found["hevc_closed"]["leading"]
@@ -93,6 +93,11 @@ def test_the_videos_have_the_structures_they_stand_for(matrix):
         restart = packets._Restarts(stream)
         keys = [restart(p) for p in container.demux(stream) if p.size and p.is_keyframe]
     assert keys[0] and not all(keys)
+    for name, has_p in (("mpeg4_b_avi", True), ("mpeg4_b_avi_intra", False)):  # I P B, and I B only
+        with av.open(str(matrix[name])) as container:
+            stream = container.streams.video[0]
+            kinds = {packets._mpeg_picture_type("mpeg4", bytes(p)) for p in container.demux(stream) if p.size}
+        assert kinds == ({"I", "P", "B"} if has_p else {"I", "B"}), name
     assert found["mp4_edit_list"]["discard"]  # the demuxer discards the first 0.5 s (an edit list)
     assert found["mp4_start_1_3s"]["start_time"] == pytest.approx(1.3)
     for name in ("ts_h264_cut_mid_gop", "ts_hevc_cut_mid_gop"):
