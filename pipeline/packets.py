@@ -218,13 +218,23 @@ class _Unit:
         return previous is None or self.min_time > previous.max_time
 
 
+def _timestamp_problem(packet, last_dts: Optional[int], max_pts: Optional[int], tolerance: int) -> Optional[str]:
+    """Why the rest of a stream must be decoded in full from this packet on, if it must: no timestamp, or a
+    decode-order timestamp that goes back (a joint; without a dts, a pts more than `tolerance` before the latest)."""
+    if packet.pts is None:
+        return "untimed"
+    if packet.dts is not None:
+        return "timestamps_go_back" if last_dts is not None and packet.dts < last_dts else None
+    return "timestamps_go_back" if max_pts is not None and packet.pts < max_pts - tolerance else None
+
+
 class PacketPlan:
     """The packets the sampled decode needs: iterating gives (packet, skip_frame setting) in decode order; a packet
     of None means: drain the decoder (its held frames go through the decode loop) and reset it. The last item is
     always such a drain. The plan reads the decode loop's `sampling` and `timeline` at drains (see the module
     docstring); `watch` carries its predictions to the loop. Afterwards `end` is the time (seconds from the first
     frame) of the latest packet read, decoded or not, `path` says how the video was decoded ("skipping": some
-    unit was skipped in part or whole; "full_<why>": none was, and the first reason), and `packets_read`,
+    packet was left out or sent with skip_frame=NONREF; "full_<why>": none was, and the first reason), and `packets_read`,
     `packets_decoded` how much of it."""
 
     def __init__(self, container, stream, sampling: Sampling, timeline):
@@ -234,7 +244,7 @@ class PacketPlan:
         self.watch = Watch()
         self.end = 0.0
         self.packets_read = self.packets_decoded = 0
-        self._planned = False  # some unit was planned (skipped in part or whole)
+        self._skipped = False  # some packet was left out or sent with skip_frame=NONREF
         self._first_reason: Optional[str] = None
         self._full_reason: Optional[str] = None  # set: the rest of the stream is decoded in full
         self._sent = False  # packets went to the decoder since it was last drained
@@ -244,7 +254,7 @@ class PacketPlan:
 
     @property
     def path(self) -> str:
-        return "skipping" if self._planned else f"full_{self._first_reason or 'unproven_restart'}"
+        return "skipping" if self._skipped else f"full_{self._first_reason or 'every_frame_sampled'}"
 
     def _decode_rest_in_full(self, reason: str) -> None:
         self._full_reason = self._full_reason or reason
@@ -268,13 +278,9 @@ class PacketPlan:
                 break
             self.packets_read += 1
             if self._full_reason is None:
-                if packet.pts is None:
-                    self._decode_rest_in_full("untimed")
-                elif (packet.dts is not None and last_dts is not None and packet.dts < last_dts) or (
-                        packet.dts is None and max_pts is not None and packet.pts < max_pts - back_tolerance * (
-                            1 / float(self._time_base))):
-                    self._decode_rest_in_full("timestamps_go_back")
-                if self._full_reason is not None:  # from the units not yet sent on, everything in full
+                problem = _timestamp_problem(packet, last_dts, max_pts, back_tolerance / float(self._time_base))
+                if problem:  # from the units not yet sent on (the frame before a joint among them), all in full
+                    self._decode_rest_in_full(problem)
                     for held in (previous, unit):
                         if held is not None and held.held:
                             yield from self._full(held.packets)
@@ -359,7 +365,7 @@ class PacketPlan:
         if following is not None:
             following.leading_cleared = True
         self._done = sampling.done
-        self._planned = True
+        self._skipped = self._skipped or len(kept) < len(unit.packets)
         if not kept:
             return  # nothing after it refers into it
         self.watch.expected = collections.deque(sorted(t - origin for t in kept))
