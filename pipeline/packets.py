@@ -4,10 +4,10 @@ everything, for a fraction of the work, or, where that cannot be proven, everyth
 Sampling keeps one frame per 1/fps seconds, the first at or after each instant; at 1 fps from 30 fps video,
 29 of every 30 decoded frames are thrown away. Frames cannot simply be left undecoded: later frames are
 predicted from earlier ones. But packets carry their presentation time before they are decoded, so the packets
-are read (not decoded) one *unit* at a time: from one key packet to the next. A unit may be decoded partly, or
-skipped, only when both of its boundaries are PROVEN restarts, i.e. nothing on either side refers across them:
+are read (not decoded) one *unit* at a time: from one restart picture to the next. A unit may be decoded partly,
+or skipped, only when both of its boundaries are PROVEN restarts, i.e. nothing on either side refers across them:
 
-- the key packet is a restart of its codec: an H.264 IDR picture, an HEVC IDR picture (its leading RADL pictures
+- the unit starts at a restart picture of its codec: an H.264 IDR picture, an HEVC IDR picture (its leading RADL pictures
   refer only to it), or an intra picture of a codec whose intra pictures reset every reference (VP8/VP9/AV1 key
   frames, MJPEG, MPEG-1/2/4 I pictures, the picture type read from the bitstream, not taken from the muxer's
   key flag) with no packet of its unit shown before it (an open GOP's leading B-frames refer to the previous
@@ -23,8 +23,8 @@ unit with no kept frame, skips the packets after the last kept one, and decodes 
 `skip_frame=NONREF` (the decoder drops them when nothing refers to them). Every other unit is decoded in full,
 and so is the rest of a stream whose decode-order timestamps go back (a joint: the timeline's offset there depends
 on the frame before it), that lacks timestamps, or whose codec is not known here. Units whose packets the demuxer
-marks discard (edit lists) are decoded in full; the time origin is the first frame the decoder outputs, as in
-exact mode.
+marks discard (edit lists) are decoded in full. The time origin is the first frame the decoder outputs, as in
+exact mode: read at a drain, or, for a first unit that starts at a restart picture shown first, predicted as it.
 
 The decode loop checks the plan (`Watch`): a kept frame the plan did not predict, a predicted one missing, a time
 origin other than predicted, or a timestamp restart inside a planned unit raises `PlanMismatch` before the frame
@@ -234,8 +234,8 @@ class PacketPlan:
     always such a drain. The plan reads the decode loop's `sampling` and `timeline` at drains (see the module
     docstring); `watch` carries its predictions to the loop. Afterwards `end` is the time (seconds from the first
     frame) of the latest packet read, decoded or not, `path` says how the video was decoded ("skipping": some
-    packet was left out or sent with skip_frame=NONREF; "full_<why>": none was, and the first reason), and `packets_read`,
-    `packets_decoded` how much of it."""
+    packet was left out or sent with skip_frame=NONREF; "full_<why>": none was, and the first reason), and
+    `packets_read`, `packets_decoded` how much of it."""
 
     def __init__(self, container, stream, sampling: Sampling, timeline):
         self._container, self._stream = container, stream

@@ -80,7 +80,8 @@ def _cut_mid_gop(source: Path, target: Path, seconds: float) -> None:
     `seconds` on: a recording that starts in the middle of a group of pictures."""
     with av.open(str(source)) as inp:
         stream = inp.streams.video[0]
-        pos = next(p.pos for p in inp.demux(stream) if p.size and not p.is_keyframe and p.pts * stream.time_base >= seconds)
+        pos = next(p.pos for p in inp.demux(stream)
+                   if p.size and not p.is_keyframe and p.pts * stream.time_base >= seconds)
     data = source.read_bytes()
     target.write_bytes(data[pos - pos % 188:])
 
