@@ -273,7 +273,17 @@ class PacketPlan:
         previous: Optional[_Unit] = None
         unit: Optional[_Unit] = None
         last_dts = max_pts = None
-        for packet in self._container.demux(self._stream):
+        demuxed = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(demuxed)
+            except StopIteration:
+                break
+            except Exception:  # a read error: the packets read before it reach the decoder, as in a full decode
+                for held in (previous, unit):
+                    if held is not None and held.held and self._full_reason is None:
+                        yield from self._full(held.packets)
+                raise
             if packet.size == 0:  # the demuxer's end
                 break
             self.packets_read += 1
