@@ -92,9 +92,11 @@ def scan(path: str, check_data: bool = False) -> Scan:
     return Scan(path, index, tuple(corrupt), lost_at)
 
 
-# Settings of an extraction (summary.json's "config") that change how it runs, not what it writes.
+# Settings of an extraction (summary.json's "config") that change how it runs, not what it writes. Not
+# decode_mode: on intact streams fast gives exact's frames (tests/pipeline/test_decode_matrix.py), but a damaged
+# packet in a part fast mode never decodes stops exact mode early (fewer frames, status partial) and goes unseen.
 EXECUTION_SETTINGS = frozenset({"output_dir", "overwrite", "chunk_frames", "isolate_decode", "decode_timeout",
-                                "featurize_accelerator", "decode_mode", "decode_processes", "decode_device"})
+                                "featurize_accelerator", "decode_processes", "decode_device"})
 
 
 def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:

@@ -81,10 +81,12 @@ class ExtractConfig:
     decode_timeout: float = setting(DEFAULT_DECODE_TIMEOUT, "Seconds without a decoded frame before a hung decoder "
                                     "is stopped (with --isolate_decode).")
     decode_mode: str = setting(
-        "fast", "fast: decode only the packets the sampled frames need (skips whole groups of pictures between samples "
-        "and frames no other frame refers to); the same frames, byte for byte, as exact, which decodes every frame "
-        "(BUILD_NOTES.md, 'Decoding less'). Streams whose packets do not allow it (no timestamps, timestamps that "
-        "restart) are decoded in full either way.", choices=DECODE_MODES)
+        "fast", "fast: decode only the packets the sampled frames need (skips groups of pictures between samples, "
+        "across restart points proven safe, and frames no other frame refers to); the same frames, byte for byte, as "
+        "exact, which decodes every frame (BUILD_NOTES.md, 'Decoding less'). Where that cannot be proven (open GOPs "
+        "whose sampled frames refer back, timestamps that restart or are missing, other codecs) the video is decoded "
+        "in full; summary.json's decode_path_* counters say how each was. A damaged packet in a skipped part goes "
+        "unnoticed where exact stops at it, so the mode is part of what an extraction is.", choices=DECODE_MODES)
     decode_device: str = setting(
         "cpu", "cuda: decode with the GPU's video decoder (NVDEC, through FFmpeg's hardware acceleration), which "
         "frees the CPU for everything else; the job stops at the start, saying why, when this machine or FFmpeg "

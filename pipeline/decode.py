@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 import av
 import numpy as np
 
-from pipeline.packets import PacketPlan, Sampling
+from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling
 
 
 # Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
@@ -80,6 +80,8 @@ class DecodeReport:
     frames: int = 0
     warning: Optional[str] = None
     partial: bool = False
+    path: str = ""  # how it was decoded: "exact", or fast mode's "skipping" or "full_<why>" (`packets.PacketPlan`)
+    packets: tuple = (0, 0)  # fast mode: packets read, packets sent to the decoder (at most)
 
     def warn(self, text: str, partial: bool) -> None:
         self.warning = f"{self.warning}; {text}" if self.warning else text
@@ -210,6 +212,11 @@ class _Timeline:
         self._previous: Optional[float] = None
         self._count = 0
 
+    @property
+    def start(self) -> Optional[float]:
+        """The raw time of the first frame (the origin), once one was seen."""
+        return self._start
+
     def seconds(self, frame) -> float:
         raw = frame.time
         if raw is None:
@@ -232,14 +239,16 @@ def _frames(container, stream, plan: Optional[PacketPlan]):
         return
     context = stream.codec_context
     for packet, skip in plan:
-        if context.skip_frame != skip:
-            context.skip_frame = skip
         if packet is not None:
+            if context.skip_frame != skip:
+                context.skip_frame = skip
             yield from packet.decode()
             continue
-        for frame in context.decode(None):  # the flush: frames the decoder held back, without a time base
+        assert skip == DRAIN
+        for frame in context.decode(None):  # frames the decoder held back, without a time base
             frame.time_base = stream.time_base
             yield frame
+        context.flush_buffers()  # ready for the next packet (the plan drains only where nothing refers back)
 
 
 def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:
@@ -248,7 +257,8 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     The video stream is the one FFmpeg itself would pick (`av_find_best_stream`: e.g. the real video, not a
     one-frame cover or thumbnail stream listed first). Damage after at least one good frame ends the video
     early: the frames before it are kept and `report` says what happened (the caller records it in the
-    summary).
+    summary). In fast mode, a decoder that disagrees with the packet plan before the first frame is yielded
+    makes the video decode again in exact mode; after it, the video fails rather than differ from exact mode.
 
     Raises:
       DecodeError: the file cannot be opened as a video, has no video stream, or yields no frame.
@@ -256,6 +266,19 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     report = report if report is not None else DecodeReport()
     if _size(path) == 0:
         raise DecodeError("empty file (0 bytes)")
+    try:
+        yield from _decode(path, settings, report, fast=settings.mode == "fast")
+    except PlanMismatch as e:
+        if report.frames:
+            raise DecodeError(f"--decode_mode=fast could not vouch for this video's frames ({e}); extract it with "
+                              "--decode_mode=exact, and please report it with the file") from None
+        report.warning, report.partial = None, False
+        yield from _decode(path, settings, report, fast=False)
+        report.path = "full_plan_mismatch"
+
+
+def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: bool) -> Iterator[Frame]:
+    """`decode_frames` in one mode."""
     try:
         container = _open(path, settings.device)
     except Exception as e:  # PyAV raises a family of FFmpeg errors; all mean "not a readable video"
@@ -272,13 +295,22 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
             stream.codec_context.thread_count = settings.threads
         sampling = Sampling(1.0 / settings.fps, settings.max_frames)
         timeline = _Timeline(stream)
-        plan = PacketPlan(container, stream, 1.0 / settings.fps, settings.max_frames) if settings.mode == "fast" else None
+        plan = PacketPlan(container, stream, sampling, timeline) if fast else None
+        watch = plan.watch if plan is not None else None
         last = 0.0
         try:
             for frame in _frames(container, stream, plan):
+                restarts, first = timeline.restarts, timeline.start is None
                 t = last = timeline.seconds(frame)
+                if watch is not None:  # the plan's predictions hold, or the frame is not yielded
+                    if timeline.restarts != restarts:
+                        watch.check_restart()
+                    if first:
+                        watch.check_origin(timeline.start)
                 if not sampling.keeps(t):
                     continue
+                if watch is not None:
+                    watch.check_kept(t)
                 # One swscale thread, so the pixels cannot depend on how a frame is sliced across threads (shards
                 # must be byte-identical). Frames here are small; decoding itself stays multi-threaded.
                 rgb = frame.to_ndarray(width=settings.image_size, height=settings.image_size, format="rgb24",
@@ -291,13 +323,11 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
             if report.frames == 0:
                 raise DecodeError(f"no decodable frame: {_describe(e)}") from None
             report.warn(f"decoding stopped early after {report.frames} frame(s): {_describe(e)}", partial=True)
-        if timeline.restarts:
-            report.warn(f"the timestamps restart {timeline.restarts} time(s) (recordings joined into one file?); "
-                        "frames were taken in presentation order, each segment continuing the previous one's "
-                        "timeline", partial=False)
-        if timeline.untimed:
-            report.warn(f"{timeline.untimed} frame(s) carry no timestamp (a raw elementary stream?): placed at "
-                        f"the {timeline.rate:g} fps the stream declares", partial=False)
+        if plan is not None:
+            report.path, report.packets = plan.path, (plan.packets_read, plan.packets_decoded)
+        else:
+            report.path = "exact"
+        _warn_about_timeline(report, timeline)
         declared = _declared_seconds(container, stream)
         end = max(last, plan.end if plan is not None else 0.0)  # fast mode reads past its last decoded frame
         if (not report.partial and declared and settings.max_frames is None
@@ -307,3 +337,13 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
                         "(truncated file?); kept the frames before the end", partial=True)
     if report.frames == 0:
         raise DecodeError("no decodable frame (the video stream is empty)")
+
+
+def _warn_about_timeline(report: DecodeReport, timeline: _Timeline) -> None:
+    if timeline.restarts:
+        report.warn(f"the timestamps restart {timeline.restarts} time(s) (recordings joined into one file?); "
+                    "frames were taken in presentation order, each segment continuing the previous one's "
+                    "timeline", partial=False)
+    if timeline.untimed:
+        report.warn(f"{timeline.untimed} frame(s) carry no timestamp (a raw elementary stream?): placed at "
+                    f"the {timeline.rate:g} fps the stream declares", partial=False)

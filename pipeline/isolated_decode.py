@@ -51,7 +51,8 @@ def _serve(requests: Connection, conn: Connection) -> None:
                 if marker and marker in request["path"]:
                     os.kill(os.getpid(), signal.SIGSEGV)
             conn.send_bytes(json.dumps({"kind": "done", "frames": report.frames, "warning": report.warning,
-                                        "partial": report.partial}).encode())
+                                        "partial": report.partial, "path": report.path,
+                                        "packets": report.packets}).encode())
         except DecodeError as e:
             conn.send_bytes(json.dumps({"kind": "error", "error": str(e)}).encode())
         except Exception as e:  # noqa: BLE001 - a bug met on one file fails that file, with the reason
@@ -133,6 +134,7 @@ class DecoderProcess:
                     report.frames += 1
                 elif message["kind"] == "done":
                     report.warning, report.partial = message["warning"], message["partial"]
+                    report.path, report.packets = message["path"], tuple(message["packets"])
                     finished = True
                     return
                 else:

@@ -126,6 +126,13 @@ def timing(counters: dict, distributions: dict, job_started: float) -> dict:
     }
 
 
+def decode_paths(counters: dict) -> dict:
+    """{how a video was decoded: videos} from the `decode_path_*` counters (summary.json's "counters"): "exact",
+    fast mode's "skipping" (some packets were never decoded), or "full_<why>" (fast mode decoded everything)."""
+    prefix = "decode_path_"
+    return {name[len(prefix):]: n for name, n in sorted(counters.items()) if name.startswith(prefix) and n}
+
+
 def format_summary(summary: dict) -> str:
     """A short table of videos/frames per split and class, for the end of a run."""
     classes = summary["class_names"]
@@ -145,5 +152,8 @@ def format_summary(summary: dict) -> str:
             f"{summary['timing']['start_up_seconds']:.1f} s from the process start to the first batch)"
             if summary.get("timing", {}).get(
                 "steady_frames_per_second") else ")"))
+    paths = decode_paths(summary.get("counters", {}))
+    if paths:
+        lines.append("decoded: " + ", ".join(f"{name} {n}" for name, n in paths.items()))
     lines += [f"warning: {w}" for w in summary["split_warnings"]]
     return "\n".join(lines)

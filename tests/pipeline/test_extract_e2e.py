@@ -68,6 +68,12 @@ def test_bad_files_are_quarantined_and_the_job_succeeds(run):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == 20 and summary["extracted"] == 18 and summary["failed"] == 2
     assert summary["inputs"] == summary["extracted"] + summary["failed"]
+    # How each extracted video was decoded (--decode_mode=fast: skipping packets, or in full and why).
+    from pipeline.summary import decode_paths
+
+    paths = decode_paths(summary["counters"])
+    assert sum(paths.values()) == 18 and all(p == "skipping" or p.startswith("full_") for p in paths), paths
+    assert "decoded: " in result.stderr + result.stdout
 
 
 def test_tfds_alone_reads_every_sequence_as_T_by_2048(run):
