@@ -209,17 +209,22 @@ class OutputTransaction:
             if tf.io.gfile.exists(self._old):
                 self._finish_replacement()
             tf.io.gfile.remove(join(self.output_dir, STAGING_MARKER))
-        elif list_files(self._old):
-            if _marker_state(self.staging) != "publishing" or tf.io.gfile.exists(self.output_dir):
+        elif _exists(self._old):
+            if _marker_state(self.staging) == "publishing" and not _exists(self.output_dir):
+                logging.warning("[extract] a run was killed while replacing %s: putting the previous output back",
+                                self.output_dir)
+                tf.io.gfile.rename(self._old, self.output_dir)
+            elif _is_empty_folder(self._old):
+                _remove_tree(self._old)
+            else:
                 raise OutputError(f"{self._old} exists and was not left by an extraction of {self.output_dir}; it "
                                   "is never deleted. Rename or move it, then run again")
-            logging.warning("[extract] a run was killed while replacing %s: putting the previous output back",
-                            self.output_dir)
-            tf.io.gfile.rename(self._old, self.output_dir)
-        if not list_files(self.staging):
+        if not _exists(self.staging):
+            return
+        if _is_empty_folder(self.staging):
             _remove_tree(self.staging)
             return
-        state = _marker_state(self.staging)
+        state = _marker_state(self.staging) if tf.io.gfile.isdir(self.staging) else None
         if state is None:
             raise OutputError(f"{self.staging} exists and is not an extraction's staging folder (it has no "
                               f"{STAGING_MARKER} file); it is never deleted. Rename or move it, then run again")
@@ -313,6 +318,16 @@ def _refuse_foreign(contents: OutputContents) -> None:
         raise OutputError(f"--output_dir={contents.root} holds files that are not an extraction output; it is "
                           f"never replaced:{listing(contents.foreign, contents.root)}\nChoose a new or empty "
                           "folder, or move these files out of it")
+
+
+def _exists(path: str) -> bool:
+    """Whether anything is at `path` (locally a broken link too)."""
+    return tf.io.gfile.exists(path) if is_remote(path) else os.path.lexists(path)
+
+
+def _is_empty_folder(path: str) -> bool:
+    """A folder (not a link to one) with no file below it: removing it loses nothing."""
+    return tf.io.gfile.isdir(path) and (is_remote(path) or not os.path.islink(path)) and not list_files(path)
 
 
 def _is_our_lock(text: str) -> bool:

@@ -194,11 +194,13 @@ def test_a_rerun_replaces_only_the_extractions_own_files_and_keeps_the_users(tmp
     output goes), the user's are carried into the new output, untouched."""
     out = tmp_path / "out"
     extract_files(out, OUTPUT)
-    assert json.loads((out / MANIFEST_JSON).read_text())["files"]["frames/frames-train.tfrecord-00001-of-00002"] == 12
     write_tree(out, USER_FILES)
     extract_files(out, NEW_OUTPUT)
     assert without_manifest(read_tree(out)) == {**NEW_OUTPUT, **USER_FILES}
-    assert set(json.loads((out / MANIFEST_JSON).read_text())["files"]) == set(NEW_OUTPUT)  # never the user's files
+    recorded = json.loads((out / MANIFEST_JSON).read_text())["files"]
+    assert set(recorded) == set(NEW_OUTPUT)  # never the user's files
+    assert recorded["frames/frames-train.tfrecord-00000-of-00001"] == len("new frames")
+    assert recorded["summary.json"] is None  # its size changes with its timings: owned by its name
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
@@ -258,6 +260,13 @@ def test_a_users_staging_folder_lock_file_and_replaced_folder_are_never_touched(
         extract_files(out, NEW_OUTPUT)
     assert read_tree(tmp_path / "out.replaced") == {"keep.txt": "mine"}
     assert without_manifest(read_tree(out)) == OUTPUT
+    shutil.rmtree(tmp_path / "out.replaced")
+    for name in ("out.staging", "out.replaced"):  # files of these names, found before any work
+        (tmp_path / name).write_text("mine")
+        with pytest.raises(OutputError, match=f"{name} exists and "):
+            extract_files(out, NEW_OUTPUT)
+        assert (tmp_path / name).read_text() == "mine"
+        os.remove(tmp_path / name)
 
 
 def test_a_staging_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
