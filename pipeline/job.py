@@ -27,12 +27,13 @@ from pipeline import chunks, sequences, transforms
 from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
 from pipeline.decode import DecodeError, check_decode_device
 from pipeline.features import resolve_precision
+from pipeline.ownership import OutputContents
 from pipeline.progress import ProgressDisplay
 from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest, similar_labels
 from pipeline.splits import assign_splits
 from pipeline.splits import frame_split as frame_split_of
 from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
-from pipeline.transaction import STAGING_SUFFIX, OutputBusyError, OutputTransaction, differences, existing_output
+from pipeline.transaction import STAGING_SUFFIX, OutputError, OutputTransaction, differences, resolve_output_dir
 
 __all__ = ["ExtractConfig", "ExtractionError", "run_extraction"]
 
@@ -45,7 +46,7 @@ def list_inputs(config: ExtractConfig) -> Listing:
     """The input videos of `config`, validated (see `pipeline.sources`); the output folder and its staging
     folder are never input, even when they lie inside --input_dir."""
     if config.input_dir:
-        out = config.output_dir.rstrip("/")
+        out = resolve_output_dir(config.output_dir)
         return list_videos_in_dir(config.input_dir, config.group_regex, exclude=[out, out + STAGING_SUFFIX])
     return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
@@ -234,7 +235,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
     transaction = OutputTransaction(config.output_dir)
     try:
         with transaction as staging:
-            _check_replaceable(config)
+            _check_replaceable(config, transaction.previous)
             staged = dataclasses.replace(config, output_dir=staging)
             (counters, distributions), precision = _extract(staged, beam_args, listing, spec, plan)
             summary = summarize(staged, listing, spec, warnings, time.time() - start)
@@ -246,7 +247,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
                     f"none of the {summary['inputs']} input files could be extracted; the reasons are in "
                     f"{staging}/{FAILURES_JSONL}. {config.output_dir} was not changed")
             transaction.publish()
-    except OutputBusyError as e:
+    except OutputError as e:
         raise ExtractionError(str(e)) from None
     except Exception as e:
         if not _is_storage_error(e):
@@ -290,19 +291,15 @@ def _is_storage_error(e: Exception) -> bool:
             or any(text in str(e) for text in _STORAGE_ERRORS))
 
 
-def _check_replaceable(config: ExtractConfig) -> None:
-    """Refuses to replace what must not be replaced: a folder that is not an extraction, or an extraction made
-    with other settings (unless --overwrite). The same settings again replace the output (a rerun)."""
+def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
+    """Refuses to replace an extraction made with other settings (unless --overwrite); the same settings again
+    replace it (a rerun). The transaction has already refused a folder holding files no extraction wrote."""
     out = config.output_dir
-    found = existing_output(out)
-    if found == "other":
-        raise ExtractionError(f"--output_dir={out} holds files that are not an extraction output; it is never "
-                              "replaced. Choose a new or empty folder")
-    if found == "incomplete":
+    if previous.owned and not previous.complete:
         logging.warning("[extract] replacing %s: an incomplete extraction output (no summary.json)", out)
-    if found != "extraction":
+    if not previous.complete:
         return
-    recorded = json.loads(files.read_text(f"{out}/{SUMMARY_JSON}")).get("config", {})
+    recorded = json.loads(files.read_text(f"{previous.root}/{SUMMARY_JSON}")).get("config", {})
     changed = differences(recorded, dataclasses.asdict(config), integrity.EXECUTION_SETTINGS)
     if changed and not config.overwrite:
         raise ExtractionError(f"{out} holds an extraction made with other settings:\n  " + "\n  ".join(changed)

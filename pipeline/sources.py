@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import tensorflow as tf
 
+from pipeline.ownership import EXTRACTION_MARKERS
+
 
 class InputError(ValueError):
     """The input (folder or manifest) cannot be used; the message lists every problem found."""
@@ -280,9 +282,6 @@ def is_extraction_output(directory: str) -> bool:
     """Whether `directory` holds an extraction output (or the start of one): never input videos."""
     return any(tf.io.gfile.exists(_join(directory, marker)) for marker in EXTRACTION_MARKERS)
 
-
-# Files whose presence marks a folder as an extraction output (README, "Output format").
-EXTRACTION_MARKERS = ("summary.json", "frames/dataset_info.json", "sequences/dataset_info.json", "splits.csv")
 
 
 def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclude: Sequence[str] = ()) -> Listing:

@@ -1,5 +1,5 @@
-"""An extraction is a transaction on its output folder (issue 18, cases 4, 6, 7, 12, 13): a failed, concurrent or
-mistaken run never leaves a mixed, deleted or silently replaced output, and never reads its own output."""
+"""An extraction is a transaction on its output folder: a failed, concurrent or mistaken run never leaves a
+mixed, deleted or silently replaced output, never reads its own output, and owns only the files it wrote."""
 
 import filecmp
 import json
@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from pipeline.job import ExtractConfig, ExtractionError, run_extraction
-from pipeline.transaction import STAGING_SUFFIX, OutputBusyError, OutputTransaction
+from pipeline.ownership import MANIFEST_JSON
+from pipeline.transaction import STAGING_MARKER, STAGING_SUFFIX, OutputBusyError, OutputError, OutputTransaction
 from tests.pipeline.test_corpus import encode, moving
-
-pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETTINGS = dict(weights="none", image_size=75, fps=2.0, splits="train=0.5,valid=0.5")
@@ -47,6 +46,7 @@ def same_tree(a, b):
                if not n.endswith("summary.json"))
 
 
+@pytest.mark.slow
 def test_a_failed_rerun_leaves_the_previous_output_whole(videos, reference, tmp_path):
     """Case 6: a rerun over a good output that failed midway (disk full) left its new splits.csv, failures and
     warnings beside the old shards and summary.json. Now the output is untouched and the message says why."""
@@ -72,6 +72,7 @@ def test_a_failed_rerun_leaves_the_previous_output_whole(videos, reference, tmp_
     assert json.loads((out / "summary.json").read_text())["config"]["fps"] == 1
 
 
+@pytest.mark.slow
 def test_a_second_extraction_into_a_busy_output_stops_without_touching_it(videos, tmp_path):
     """Case 12: the second run deleted the first one's in-progress files as 'left by an interrupted run'."""
     out = tmp_path / "out"
@@ -79,9 +80,10 @@ def test_a_second_extraction_into_a_busy_output_stops_without_touching_it(videos
         (tmp_path / "out.staging" / "in-progress").write_text("the first run's file")
         with pytest.raises(ExtractionError, match="another extraction is writing .*out now"):
             run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(videos), **SETTINGS))
-        assert os.listdir(staging) == ["in-progress"]
+        assert sorted(os.listdir(staging)) == [STAGING_MARKER, "in-progress"]
 
 
+@pytest.mark.slow
 def test_an_extraction_made_with_other_settings_is_replaced_only_with_overwrite(videos, reference, tmp_path):
     """Case 13: a typo in --output_dir overwrote another dataset without notice."""
     out = tmp_path / "out"
@@ -97,10 +99,19 @@ def test_an_extraction_made_with_other_settings_is_replaced_only_with_overwrite(
         run_extraction(ExtractConfig(output_dir=str(notes), input_dir=str(videos), **SETTINGS, overwrite=True))
     assert os.listdir(notes) == ["thesis.tex"]
     # The same settings again replace the output: a rerun (here with another chunk size, which changes no byte).
+    # Files the user put inside the output are not the extraction's (its manifest.json lists its own): kept.
+    user_files = {"runs/lstm/metrics.json": '{"test_accuracy": 0.9}', "report/index.html": "<html>"}
+    for rel, text in user_files.items():
+        (out / rel).parent.mkdir(parents=True)
+        (out / rel).write_text(text)
     run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(videos), **SETTINGS, chunk_frames=4))
+    assert {rel: (out / rel).read_text() for rel in user_files} == user_files
+    shutil.rmtree(out / "runs")
+    shutil.rmtree(out / "report")
     assert same_tree(reference, out)
 
 
+@pytest.mark.slow
 def test_an_output_inside_the_input_is_never_read_as_input(videos, reference, tmp_path):
     """Case 4: the second run ingested the first run's output as a class `out`, a shard as an mjpeg video."""
     root = tmp_path / "in"
@@ -116,6 +127,7 @@ def test_an_output_inside_the_input_is_never_read_as_input(videos, reference, tm
         run_extraction(ExtractConfig(output_dir=str(tmp_path), input_dir=str(root), **SETTINGS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_frames", [0, 4])
 def test_non_finite_features_are_never_written(videos, tmp_path, chunk_frames):
     """Case 7: nothing checked features for NaN or Inf. A broken weights file (through the real local-file
@@ -138,25 +150,277 @@ def test_non_finite_features_are_never_written(videos, tmp_path, chunk_frames):
     assert not out.exists()
 
 
-def test_on_an_object_store_the_output_is_replaced_file_by_file_summary_last():
-    """gs:// has no folder rename; TensorFlow's ram:// file system stands in for it here."""
+
+# --- what the output transaction owns (fast: the transaction itself, with small stand-in outputs) ---------------
+
+# A stand-in extraction output: every name the extraction writes (README, "Output format").
+OUTPUT = {"summary.json": '{"config": {"fps": 1.0}}\n', "splits.csv": "video_id,group,label,split,frames,status\n",
+          "failures.jsonl": "", "warnings.jsonl": "", "frames/dataset_info.json": "{}",
+          "frames/frames-train.tfrecord-00000-of-00002": "old frames 0", "frames/frames-train.tfrecord-00001-of-00002":
+          "old frames 1", "sequences/metadata.json": "{}", "sequences/sequences-train.tfrecord-00000-of-00001": "seq"}
+NEW_OUTPUT = {**{k: v for k, v in OUTPUT.items() if "frames-train" not in k},
+              "frames/frames-train.tfrecord-00000-of-00001": "new frames", "summary.json": '{"config": {"fps": 2}}'}
+USER_FILES = {"runs/lstm/metrics.json": '{"test_accuracy": 0.9}', "report/index.html": "<html>a report</html>"}
+
+
+def write_tree(root, tree):
+    for rel, text in tree.items():
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "w") as f:
+            f.write(text)
+
+
+def read_tree(root):
+    return {os.path.relpath(os.path.join(d, n), root): open(os.path.join(d, n)).read()
+            for d, _, names in os.walk(root) for n in names}
+
+
+def extract_files(out, tree):
+    """A stand-in extraction into `out`: a transaction that writes `tree` into its staging folder and publishes."""
+    transaction = OutputTransaction(str(out))
+    with transaction as staging:
+        (write_remote_tree if "://" in staging else write_tree)(staging, tree)
+        transaction.publish()
+    return transaction
+
+
+def without_manifest(tree):
+    return {rel: text for rel, text in tree.items() if rel != MANIFEST_JSON}
+
+
+def test_a_rerun_replaces_only_the_extractions_own_files_and_keeps_the_users(tmp_path):
+    """A rerun deleted runs/…/metrics.json and report/index.html that the user had put inside the output. The
+    output's manifest.json lists what the extraction wrote: those files are replaced (a stale shard of the old
+    output goes), the user's are carried into the new output, untouched."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    write_tree(out, USER_FILES)
+    extract_files(out, NEW_OUTPUT)
+    assert without_manifest(read_tree(out)) == {**NEW_OUTPUT, **USER_FILES}
+    recorded = json.loads((out / MANIFEST_JSON).read_text())["files"]
+    assert set(recorded) == set(NEW_OUTPUT)  # never the user's files
+    assert recorded["frames/frames-train.tfrecord-00000-of-00001"] == len("new frames")
+    assert recorded["summary.json"] is None  # its size changes with its timings: owned by its name
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+@pytest.mark.parametrize("tree, shown", [
+    ({**OUTPUT, **{f"images/{i:02d}.png": "png" for i in range(12)}, "notes.txt": "notes", "code.py": "x = 1"},
+     ["code.py", "images/00.png", "images/08.png", "... and 4 more"]),  # extraction names beside other files
+    ({"summary.json": '{"config": {}}', "report.docx": "a report"}, ["report.docx"]),
+    ({"summary.json": '{"total": 3}'}, ["summary.json"]),  # another tool's summary.json
+    ({".hidden": "x", "frames/notes.md": "x"}, [".hidden", "frames/notes.md"]),
+])
+def test_a_folder_holding_anything_but_an_extractions_files_is_refused_before_any_work(tmp_path, tree, shown):
+    """Any folder holding splits.csv, frames/, ... counted as an incomplete extraction and was replaced with all
+    its other files; --overwrite replaced a report.docx beside a summary.json. Without a manifest, only a folder
+    of nothing but the extraction's file names is one (an output of the previous version); anything else is
+    refused before any work, listing what is there (the first 10 paths)."""
+    out = tmp_path / "out"
+    write_tree(out, tree)
+    with pytest.raises(OutputError, match="holds files that are not an extraction output; it is never replaced") as e:
+        extract_files(out, NEW_OUTPUT)
+    assert all(f"{out}/{p}" in str(e.value) or p in str(e.value) for p in shown), str(e.value)
+    assert read_tree(out) == tree and sorted(os.listdir(tmp_path)) == ["out"]  # no lock, no staging folder left
+
+
+def test_an_output_of_the_previous_version_without_a_manifest_is_replaced_by_its_file_names(tmp_path):
+    out = tmp_path / "out"
+    write_tree(out, OUTPUT)
+    extract_files(out, NEW_OUTPUT)
+    assert without_manifest(read_tree(out)) == NEW_OUTPUT
+
+
+def test_a_file_of_the_extraction_edited_by_the_user_is_never_replaced(tmp_path):
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    (out / "splits.csv").write_text("my own notes about the splits\n")
+    with pytest.raises(OutputError, match=r"changed since it wrote them; they are never replaced:\n  .*splits.csv"):
+        extract_files(out, NEW_OUTPUT)
+    assert (out / "splits.csv").read_text() == "my own notes about the splits\n"
+
+
+def test_a_users_staging_folder_lock_file_and_replaced_folder_are_never_touched(tmp_path):
+    """A user's own OUT.staging/ was deleted and OUT.lock truncated (then deleted). Only a staging folder marked
+    as this tool's is removed, and only a lock file that is absent or this tool's is taken."""
+    out = tmp_path / "out"
+    write_tree(tmp_path / "out.staging", {"thesis.tex": "three years"})
+    with pytest.raises(OutputError, match="out.staging exists and is not an extraction's staging folder"):
+        extract_files(out, OUTPUT)
+    assert read_tree(tmp_path / "out.staging") == {"thesis.tex": "three years"}
+    shutil.rmtree(tmp_path / "out.staging")
+    (tmp_path / "out.lock").write_text("my lock notes")
+    with pytest.raises(OutputError, match="out.lock exists and is not an extraction's lock"):
+        extract_files(out, OUTPUT)
+    assert (tmp_path / "out.lock").read_text() == "my lock notes"
+    os.remove(tmp_path / "out.lock")
+    extract_files(out, OUTPUT)
+    write_tree(tmp_path / "out.replaced", {"keep.txt": "mine"})
+    with pytest.raises(OutputError, match="out.replaced exists and was not left by an extraction"):
+        extract_files(out, NEW_OUTPUT)
+    assert read_tree(tmp_path / "out.replaced") == {"keep.txt": "mine"}
+    assert without_manifest(read_tree(out)) == OUTPUT
+    shutil.rmtree(tmp_path / "out.replaced")
+    for name in ("out.staging", "out.replaced"):  # files of these names, found before any work
+        (tmp_path / name).write_text("mine")
+        with pytest.raises(OutputError, match=f"{name} exists and "):
+            extract_files(out, NEW_OUTPUT)
+        assert (tmp_path / name).read_text() == "mine"
+        os.remove(tmp_path / name)
+
+
+def test_a_staging_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt), OutputTransaction(str(out)) as staging:
+        write_tree(staging, {"frames/frames-train.tfrecord-00000-of-00001.tmp-1": "half"})
+        raise KeyboardInterrupt  # the kill: the lock is released, the staging folder stays
+    assert (tmp_path / "out.staging").exists()
+    extract_files(out, OUTPUT)
+    assert without_manifest(read_tree(out)) == OUTPUT and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+@pytest.mark.parametrize("killed", ["between the renames", "after the renames"])
+def test_a_run_killed_while_publishing_is_repaired_by_the_next_without_losing_anything(tmp_path, monkeypatch,
+                                                                                        killed):
+    """A kill (an interrupt that skips the rest of publish) between the folder renames, or before the user's
+    files are carried over: the next run puts the previous output back, or finishes the clean-up."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    write_tree(out, USER_FILES)
+    if killed == "between the renames":
+        renames = []
+        real_rename = os.rename
+
+        def rename(src, dst):
+            renames.append(src)
+            if len(renames) == 2:
+                raise KeyboardInterrupt
+            real_rename(src, dst)
+
+        monkeypatch.setattr(os, "rename", rename)
+    else:
+        monkeypatch.setattr(OutputTransaction, "_finish_replacement", lambda self: exec("raise KeyboardInterrupt"))
+    with pytest.raises(KeyboardInterrupt):
+        extract_files(out, NEW_OUTPUT)
+    monkeypatch.undo()
+    with OutputTransaction(str(out)):  # the next run: repairs, then (here) fails before publishing
+        pass
+    expected = OUTPUT if killed == "between the renames" else NEW_OUTPUT
+    assert without_manifest(read_tree(out)) == {**expected, **USER_FILES}
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_an_output_dir_that_is_a_link_is_written_into_its_target(tmp_path):
+    """The link was renamed to OUT.replaced, the output landed on the local disk instead of the link's target,
+    and every later run failed with 'Not a directory'."""
+    target = tmp_path / "volume" / "data"
+    extract_files(target, OUTPUT)
+    link = tmp_path / "out"
+    link.symlink_to(target)
+    for tree in (NEW_OUTPUT, OUTPUT):
+        transaction = extract_files(link, tree)
+        assert transaction.output_dir == str(target) and transaction.staging == f"{target}.staging"
+        assert link.is_symlink() and without_manifest(read_tree(target)) == tree
+    assert sorted(os.listdir(tmp_path)) == ["out", "volume"] and os.listdir(tmp_path / "volume") == ["data"]
+
+
+def test_odd_output_paths_leave_no_debris(tmp_path):
+    """`--output_dir=x/.` staged into `x/..staging`; an existing file as --output_dir left a staging folder."""
+    transaction = extract_files(f"{tmp_path}/x/.", OUTPUT)
+    assert transaction.staging == f"{tmp_path}/x.staging"
+    assert sorted(os.listdir(tmp_path)) == ["x"] and without_manifest(read_tree(tmp_path / "x")) == OUTPUT
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        extract_files(tmp_path / "file", OUTPUT)
+    assert sorted(os.listdir(tmp_path)) == ["file", "x"] and (tmp_path / "file").read_text() == "a file"
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_a_mount_point_is_refused_before_any_work(tmp_path, kind):
+    """A mount point (a Docker volume is a bind mount) cannot be renamed: the whole extraction ran, then the swap
+    failed with EBUSY, and the next run deleted the complete staging folder. Now refused at the start, naming a
+    folder inside it to use. A real mount (this needs root): skipped where the container forbids mounting."""
+    out = tmp_path / "out"
+    out.mkdir()
+    source = tmp_path / "source"
+    source.mkdir()
+    command = (["mount", "-t", "tmpfs", "none", str(out)] if kind == "tmpfs"
+               else ["mount", "--bind", str(source), str(out)])
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    mounted = subprocess.run(command, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount here: {mounted.stderr.strip()}")
+    try:
+        write_tree(out, OUTPUT)
+        with pytest.raises(OutputError, match=f"is a mount point .* e.g. --output_dir={out}/extraction"):
+            extract_files(out, NEW_OUTPUT)
+        assert read_tree(out) == OUTPUT and sorted(os.listdir(tmp_path)) == ["out", "source"]
+        extract_files(out / "extraction", NEW_OUTPUT)  # what the message says to do works
+        assert without_manifest(read_tree(out / "extraction")) == NEW_OUTPUT
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+
+
+# --- object stores: gs:// has no folder rename; TensorFlow's ram:// file system stands in for it ----------------
+
+def remote_tree(root):
     import tensorflow as tf
 
-    from dataformat.files import read_text, write_atomically
+    from pipeline.ownership import list_files
+    return {rel: tf.io.gfile.GFile(f"{root}/{rel}").read() for rel in list_files(root)}
+
+
+def write_remote_tree(root, tree):
+    from dataformat.files import write_atomically
+    for rel, text in tree.items():
+        write_atomically(f"{root}/{rel}", text)
+
+
+def test_on_an_object_store_the_output_is_replaced_file_by_file_summary_last():
+    import tensorflow as tf
 
     out = "ram://transaction/out"
-    write_atomically(f"{out}/old_shard", "old")
-    write_atomically(f"{out}/summary.json", "old")
+    write_remote_tree(out, OUTPUT)  # an output of the previous version: no manifest
     transaction = OutputTransaction(out)
     with transaction as staging:
         assert tf.io.gfile.exists(f"{out}.lock")
         with pytest.raises(OutputBusyError, match="another extraction is writing"):
             OutputTransaction(out).__enter__()
-        write_atomically(f"{staging}/frames/new_shard", "new")
-        write_atomically(f"{staging}/summary.json", "new")
-        transaction.publish()
-    files = [f.replace(out, "") for level in ("/*", "/*/*") for f in tf.io.gfile.glob(out + level)
-             if not tf.io.gfile.isdir(f)]
-    assert sorted(files) == ["/frames/new_shard", "/summary.json"]
-    assert read_text(f"{out}/summary.json") == "new"
-    assert not tf.io.gfile.exists(f"{out}.lock") and not tf.io.gfile.glob(f"{out}.staging/*/*")
+        write_remote_tree(staging, NEW_OUTPUT)
+        renames = []
+        real_rename = tf.io.gfile.rename
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tf.io.gfile, "rename", lambda src, dst, overwrite=False: (
+                renames.append(dst), real_rename(src, dst, overwrite)))
+            transaction.publish()
+    assert [r.rsplit("/", 1)[1] for r in renames[-2:]] == [MANIFEST_JSON, "summary.json"]
+    assert without_manifest(remote_tree(out)) == NEW_OUTPUT
+    assert not tf.io.gfile.exists(f"{out}.lock") and not remote_tree(f"{out}.staging")
+
+
+def test_on_an_object_store_a_killed_publish_is_completed_by_the_next_run_and_user_files_are_kept():
+    import tensorflow as tf
+
+    out = "ram://transaction/killed"
+    extract_files(out, OUTPUT)
+    write_remote_tree(out, USER_FILES)
+    moved = []
+    real_rename = tf.io.gfile.rename
+
+    def rename(src, dst, overwrite=False):
+        if "/killed/" in dst:
+            if len(moved) == 3:
+                raise KeyboardInterrupt  # the kill, halfway through moving the new files in
+            moved.append(dst)
+        real_rename(src, dst, overwrite)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tf.io.gfile, "rename", rename)
+        with pytest.raises(KeyboardInterrupt):
+            extract_files(out, NEW_OUTPUT)
+    # (A real kill would also leave its lock file behind, which the busy message says to delete.)
+    assert "summary.json" not in remote_tree(out)  # an incomplete output is never marked complete
+    with OutputTransaction(out):
+        pass
+    assert without_manifest(remote_tree(out)) == {**NEW_OUTPUT, **USER_FILES}
