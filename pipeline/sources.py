@@ -127,6 +127,15 @@ def similar_labels(labels: Iterable[str]) -> list[str]:
     return warnings
 
 
+def too_few_classes(names: Sequence[str]) -> list[str]:
+    """A warning when the input has one class: the frames and features are extracted (they can be inspected),
+    but a classifier needs at least two classes, and `training.main` refuses the dataset."""
+    if len(names) >= 2:
+        return []
+    return [f"only one class ({names[0]!r}): a classifier needs at least 2, so training.main will refuse this "
+            "dataset; add the other classes (folders, or manifest rows) and extract again"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Listing:
     """What `list_videos_in_dir` found.
