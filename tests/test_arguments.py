@@ -75,11 +75,8 @@ def test_an_experiment_refuses_a_seed_of_its_runs_and_seeds_out_of_range():
 COMMANDS = [
     ("pipeline.extract", ["--input_dir=/nowhere", "--output_dir=OUT", "--group_regx=x"], "--group_regex"),
     ("pipeline.extract", ["--input_dir=/nowhere", "--ouput_dir=OUT"], "--output_dir"),
-    ("pipeline.extract", ["--input_dir=/nowhere", "--output_dir=OUT", "--direct_num_worker=2"],
-     "--direct_num_workers"),
     ("training.main", ["--data_dir=/nowhere", "--workdir=OUT", "--epoch=2"], "epochs"),
     ("training.experiment", ["--workdir=OUT", "--data_dir=/nowhere", "--first_sed=2"], "--first_seed"),
-    ("training.experiment", ["--workdir=OUT", "--data_dir=/nowhere", "--epoch=2"], "--epochs"),
     ("training.inspect_order", ["--data_dir=/nowhere", "--epoch=2"], "epochs"),
     ("tools.audit", ["--data_dir=/nowhere", "--output_dirr=OUT"], "output_dir"),
     ("tools.report", ["--data_dir=/nowhere", "--output_dir=OUT", "--thumbnail=3"], "thumbnails"),
