@@ -8,6 +8,7 @@ A killed job can leave temporaries behind: `remove_stale_temporaries` deletes th
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -69,6 +70,52 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 def read_text(path: str) -> str:
     with tf.io.gfile.GFile(path, "r") as f:
         return f.read()
+
+
+def is_utf8(name: str) -> bool:
+    """Whether `name` is valid UTF-8: Python lists a name of other bytes with them surrogate-escaped."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(path: str) -> str:
+    r"""`path` as printable UTF-8 text, each byte of a file name that is not UTF-8 as \xNN (the file b'caf\xe9.mp4'
+    is shown as caf\xe9.mp4), so that the reports naming it can be written."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class TextEncodingError(ValueError):
+    """A text file is in an encoding it is not read in; the message names the file, line and column."""
+
+
+# Byte order marks and what they say: Excel's "CSV UTF-8" writes UTF-8's, its "Unicode Text" UTF-16's.
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def read_user_text(path: str) -> str:
+    """A text file a person made (a CSV manifest): UTF-8, or UTF-8 or UTF-16 with a byte order mark.
+
+    Any other bytes are refused, not guessed: a file saved in a Windows code page (Excel's plain "CSV") has no
+    mark saying which, and a wrong guess would silently change the labels and paths it holds.
+
+    Raises:
+      TextEncodingError: naming the file, the line and column of the first byte that is not UTF-8, and what to do.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise TextEncodingError(
+            f"{path}:{line}: byte 0x{data[e.start]:02x} at column {column} is not {encoding.upper()}: the file was "
+            "saved in another encoding (Excel's plain 'CSV' uses the Windows code page). Save it as 'CSV UTF-8' "
+            "(Excel) or UTF-8 and run again") from None
 
 
 def read_jsonl(path: str) -> list[dict]:

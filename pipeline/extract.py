@@ -6,7 +6,8 @@ Locally (DirectRunner), on the embedded sample videos:
     python -m pipeline.extract --input_dir=/tmp/videos --output_dir=/tmp/extracted \
         --group_regex='^([^/]+/s\d+)_' --weights=imagenet
 
-Any flag this module does not define goes to Beam's PipelineOptions, e.g. two local worker processes:
+A flag this module does not define goes to Beam's PipelineOptions when Beam knows it (any other is refused,
+naming the nearest known flag), e.g. two local worker processes:
 
     python -m pipeline.extract ... --direct_num_workers=2 --direct_running_mode=multi_processing
 
@@ -30,6 +31,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 from absl import app, flags
 
 import settings
+from pipeline.beam_options import beam_flags
 from pipeline.config import ExtractConfig, ExtractionError
 from pipeline.job import run_extraction
 from pipeline.sources import InputError
@@ -45,8 +47,13 @@ def define_flags():
 
 
 def parse_flags(argv):
-    """absl parses the flags defined here; every other argument is left for Beam's PipelineOptions."""
+    """absl parses the flags defined here; the flags Beam's PipelineOptions know are left for Beam, and any
+    other argument is refused here, before any work (Beam would only log that it discards it)."""
     try:
+        known = {**settings.absl_flags(FLAGS), **beam_flags()}
+        refused = settings.refused_arguments(FLAGS.read_flags_from_files(argv[1:], force_gnu=False), known)
+        if refused:
+            raise flags.Error("\n  ".join(refused))
         return FLAGS(argv, known_only=True)
     except flags.Error as e:
         sys.exit(f"extract: error: {e}\nPass --helpshort to see the flags.")

@@ -5,7 +5,7 @@ numpy, not TensorFlow or Beam; multiprocessing's spawn would re-import the paren
 video at a time and streams its frames back over a pair of pipes: a small JSON header per message and the raw
 pixels, no pickle. If the child dies (segmentation fault, abort, out of memory) or stays
 silent longer than `timeout` seconds, the video being decoded raises DecodeError saying so, and the next video
-gets a fresh child. The frames and reports are exactly those of `pipeline.decode.decode_frames`, which the child
+gets a fresh child; so does the next video after a child that died while it had no video. The frames and reports are exactly those of `pipeline.decode.decode_frames`, which the child
 runs.
 """
 
@@ -105,6 +105,26 @@ class DecoderProcess:
             return signal.Signals(-code).name
         return f"exit code {code}"
 
+    @property
+    def pid(self) -> Optional[int]:
+        """The child's process id (None before the first video): for logs, and for tests that kill it."""
+        return self._process.pid if self._process is not None else None
+
+    def _send(self, request: bytes) -> None:
+        """Sends one video's request to a live child. A child that died while idle (killed by the system for
+        memory, by an operator) is replaced first: its death belongs to no video, so it must fail none."""
+        for _ in range(2):  # the second child is fresh; a death between the check and the write retries once
+            if self._process is not None and self._process.poll() is not None:
+                self._kill()
+            if self._process is None:
+                self._start()
+            try:
+                self._requests.send_bytes(request)
+                return
+            except OSError:  # the pipe's reader is gone: the child died just now
+                self._kill()
+        raise DecodeError("the decoder process could not be started or died at once; see the worker's log")
+
     def _receive(self) -> bytes:
         if not self._conn.poll(self.timeout):
             how = self._kill()
@@ -121,9 +141,7 @@ class DecoderProcess:
     def decode(self, path: str, settings: DecodeSettings, report: DecodeReport) -> Iterator[Frame]:
         """Like `decode_frames(path, settings, report)`, in the child process. As with damage found in-process,
         a crash after some frames keeps them with a warning; a crash before any frame fails the video."""
-        if self._process is None:
-            self._start()
-        self._requests.send_bytes(json.dumps({"path": path, "settings": dataclasses.asdict(settings)}).encode())
+        self._send(json.dumps({"path": path, "settings": dataclasses.asdict(settings)}).encode())
         finished = False
         try:
             while True:

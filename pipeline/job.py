@@ -24,12 +24,14 @@ from dataformat import files, integrity, reports, schema, shards
 from dataformat.files import temporary_name, write_atomically
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
 from pipeline import chunks, sequences, transforms
+from pipeline.beam_options import check_beam_args
 from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
 from pipeline.decode import DecodeError, check_decode_device
 from pipeline.features import resolve_precision
 from pipeline.ownership import OutputContents
 from pipeline.progress import ProgressDisplay
-from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest, similar_labels
+from pipeline.sources import (Listing, class_names, list_videos_in_dir, read_manifest, similar_labels,
+                              too_few_classes)
 from pipeline.splits import assign_splits
 from pipeline.splits import frame_split as frame_split_of
 from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
@@ -216,7 +218,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
     Args:
       config: what to extract and how.
       beam_args: Beam pipeline options (e.g. ['--runner=DataflowRunner', '--project=...']); defaults to the
-        local DirectRunner.
+        local DirectRunner. An argument no PipelineOptions class knows is refused.
 
     Raises:
       ExtractionError: bad settings, missing or empty input, an output folder that is busy or must not be
@@ -224,6 +226,10 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
       pipeline.sources.InputError: a manifest or folder problem, listing every bad line.
     """
     config.validate()
+    try:
+        check_beam_args(beam_args)  # Beam would drop an unknown one with a logged warning and run without it
+    except ValueError as e:
+        raise ExtractionError(str(e)) from None
     start = time.time()
     listing = list_inputs(config)
     try:
@@ -276,7 +282,7 @@ def _plan(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec) -> 
         # sequences/ is split by video: each video is its own unit of assignment (the written group is kept).
         by_group = [dataclasses.replace(r, group=r.video_id) for r in by_group]
     assignment = assign_splits(by_group, config.split_fractions, config.split_salt)
-    warnings = list(assignment.warnings) + similar_labels(spec.class_names)
+    warnings = list(assignment.warnings) + similar_labels(spec.class_names) + too_few_classes(spec.class_names)
     for w in warnings:
         logging.warning("[extract] %s", w)
     for ignored in listing.ignored:

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import tensorflow as tf
 
+from dataformat import files
 from pipeline.ownership import EXTRACTION_MARKERS
 
 
@@ -127,6 +128,15 @@ def similar_labels(labels: Iterable[str]) -> list[str]:
         warnings.append(f"classes {', '.join(repr(v) for v in variants)} differ only in {how} and are "
                         "separate classes: rename the folders or fix the manifest if they are one class")
     return warnings
+
+
+def too_few_classes(names: Sequence[str]) -> list[str]:
+    """A warning when the input has one class: the frames and features are extracted (they can be inspected),
+    but a classifier needs at least two classes, and `training.main` refuses the dataset."""
+    if len(names) >= 2:
+        return []
+    return [f"only one class ({names[0]!r}): a classifier needs at least 2, so training.main will refuse this "
+            "dataset; add the other classes (folders, or manifest rows) and extract again"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +294,14 @@ def is_extraction_output(directory: str) -> bool:
 
 
 
+# A file name that is not UTF-8 (Latin-1 or CP-1252 bytes from an old camera, a Windows share) is one failure
+# row, not an extraction under a changed name: a video id is UTF-8 text in splits.csv, the records, the labels
+# and every report, where no other spelling of the name would find the file again.
+NOT_UTF8_NAME = ("the file or folder name is not valid UTF-8 (its other bytes are shown as \\xNN): video ids are "
+                 "UTF-8 text in splits.csv and the records; rename it to UTF-8 (for Latin-1 names: "
+                 "convmv -f latin1 -t utf-8 -r --notest INPUT_DIR) and extract again")
+
+
 def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclude: Sequence[str] = ()) -> Listing:
     """Lists a class-per-folder tree: INPUT_DIR/<class>/<any/depth>/<file>.
 
@@ -306,6 +324,8 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
     excluded = {p.rstrip("/") if remote else os.path.realpath(p) for p in exclude}
 
     def skip(directory: str) -> Optional[str]:
+        if not files.is_utf8(directory):  # not ours (tf.io.gfile cannot name it); its files are refused by name
+            return None
         if (directory if remote else os.path.realpath(directory)) in excluded:
             return "the extraction's own output folder (--output_dir is inside --input_dir): never read as input"
         if is_extraction_output(directory):
@@ -316,11 +336,14 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
     records, problems = [], []
     for rel, problem in walk.files:
         path = _join(root, rel)
+        if problem is None and not files.is_utf8(rel):
+            problem = NOT_UTF8_NAME
         if problem is None and "/" not in rel:
             problem = ("file is directly in --input_dir, not in a class folder, so it has no label; move it into "
                        "INPUT_DIR/<class>/ or list it in a --manifest")
         if problem is not None:
-            problems.append({"path": path, "video_id": rel, "error": problem})
+            problems.append({"path": files.shown_name(path), "video_id": files.shown_name(rel),
+                             "error": files.shown_name(problem)})
             continue
         label = rel.split("/", 1)[0]
         label_issue = label_problem(label)
@@ -331,11 +354,14 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
         raise InputError(
             f"--input_dir={input_dir} has no files in class folders. Expected INPUT_DIR/<class>/<video>, "
             "e.g. INPUT_DIR/circle/s01_c01.mp4."
-            + "".join(f"\n  left out: {i['path']}: {i['reason']}" for i in walk.ignored))
+            + "".join(f"\n  left out: {files.shown_name(i['path'])}: {i['reason']}" for i in walk.ignored)
+            + "".join(f"\n  not used: {p['path']}: {p['error']}" for p in problems[:10]))
     if regex is not None:
         _require_groups(records, regex, [r.video_id for r in records])
     records.sort(key=lambda r: r.video_id)
-    return Listing(records, problems, sorted(walk.hidden), walk.ignored)
+    ignored = [dict(i, path=files.shown_name(i["path"])) for i in walk.ignored]
+    return Listing(records, problems, sorted(files.shown_name(h) for h in walk.hidden), ignored)
+
 
 
 def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list[VideoRecord]:
@@ -351,9 +377,10 @@ def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list
     """
     if not tf.io.gfile.exists(manifest_path):
         raise InputError(f"--manifest={manifest_path} does not exist.")
-    with tf.io.gfile.GFile(manifest_path, "r") as f:
-        text = f.read()
-    text = text.removeprefix("\ufeff")  # the byte order mark of Excel's "CSV UTF-8"
+    try:
+        text = files.read_user_text(manifest_path)
+    except files.TextEncodingError as e:
+        raise InputError(str(e)) from None
     regex = compile_group_regex(group_regex)
     root = posixpath.dirname(manifest_path.replace("\\", "/")) or "."
     try:

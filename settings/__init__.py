@@ -22,6 +22,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 from absl import flags
 
+from settings.arguments import absl_flags, refused_arguments, unknown_flag_message  # noqa: F401 - for commands
+
 _HELP, _CHOICES, _SHOWN = "help", "choices", "shown_default"
 
 # absl files a flag under the module that defines it, and --helpshort shows the main module's flags: the flags

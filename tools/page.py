@@ -2,7 +2,7 @@
 sections.
 
 Everything that comes from the data (video ids, labels, groups, paths, error messages) goes through `esc`: it is
-text on the page, never markup. The page also declares a Content-Security-Policy that allows no script and no
+text on the page, never markup, and never a bidirectional control that would draw a name backwards. The page also declares a Content-Security-Policy that allows no script and no
 request at all (images are `data:` URLs), so even markup that slipped through could neither run nor fetch.
 """
 
@@ -27,9 +27,17 @@ nav a { margin-right: 12px; } details summary { cursor: pointer; color: #1f77b4;
 """
 
 
+# Unicode's bidirectional controls: text after U+202E (RIGHT-TO-LEFT OVERRIDE) is drawn backwards, so the file
+# '\u202egnp.exe.mp4' would read as '4pm.exe.png', and an isolate left open reorders the text after it.
+_BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
+                                             0x061C)}
+
+
 def esc(text) -> str:
-    """Data as page text (quotes too, so it is safe inside attributes)."""
-    return html.escape(str(text), quote=True)
+    """Data as page text (quotes too, so it is safe inside attributes); bidirectional controls are shown as
+    [U+202E] rather than obeyed, so a name reads as the characters it holds (right-to-left letters stay as
+    they are: they only order themselves)."""
+    return html.escape(str(text).translate(_BIDI_CONTROLS), quote=True)
 
 
 def jpeg_img(data: bytes, alt: str, size: Optional[int] = None) -> str:

@@ -38,6 +38,7 @@ from absl import app, flags
 from dataformat import files
 from dataformat.files import write_atomically
 from dataformat.schema import DataError
+from settings import SettingError, require
 from tools import report_sections as sections
 from tools.page import document
 
@@ -96,7 +97,9 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     Raises:
       ReportError, dataformat.schema.DataError: --data_dir is not an extraction output, or a --runs folder holds
         no run artifacts.
+      settings.SettingError: --thumbnails is negative.
     """
+    require(thumbnails >= 0, "thumbnails", thumbnails, "0 or more pictures per section")
     data_dir = data_dir.rstrip("/")
     summary = sections.read_extraction(data_dir)
     found = find_runs(runs)
@@ -132,7 +135,7 @@ def main(argv):
         raise app.UsageError("--data_dir and --output_dir are required")
     try:
         path = build_report(FLAGS.data_dir, FLAGS.runs, FLAGS.output_dir, FLAGS.thumbnails)
-    except (ReportError, DataError) as e:
+    except (ReportError, DataError, SettingError) as e:
         print(f"report: error: {e}", file=sys.stderr)
         return 1
     size = tf.io.gfile.stat(path).length

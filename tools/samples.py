@@ -16,6 +16,7 @@ What makes it a useful test bed:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 
@@ -29,6 +30,7 @@ import numpy as np
 from absl import app, flags
 
 from dataformat.files import atomic_path
+from settings import SettingError, require
 
 CLASSES = ("circle", "square", "triangle", "cross")
 # Each class's shape has its own hue (jittered per clip): learnable even by random-weight features, which see
@@ -155,14 +157,34 @@ def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
             container.mux(packet)
 
 
+MIN_SIDE, MAX_SIDE = 16, 4096  # below 16 px the shapes vanish; H.264's levels stop at 4096-ish
+
+
+def check_sample_settings(*, num_classes: int, sessions: int, clips: int, seconds: float, video_fps: int,
+                          width: int, height: int) -> None:
+    """Raises SettingError naming the first flag out of its range: every video gets at least one frame, and the
+    dataset at least one video."""
+    require(1 <= num_classes <= len(CLASSES), "num_classes", num_classes, f"1..{len(CLASSES)} ({', '.join(CLASSES)})")
+    require(sessions >= 1, "sessions", sessions, "at least 1")
+    require(clips >= 1, "clips", clips, "at least 1")
+    require(1 <= video_fps <= 240, "video_fps", video_fps, "1..240 frames per second")
+    require(math.isfinite(seconds) and seconds * video_fps >= 1, "seconds", seconds,
+            f"a length of at least one frame (1/{video_fps} s at --video_fps={video_fps})")
+    for name, value in (("width", width), ("height", height)):
+        require(MIN_SIDE <= value <= MAX_SIDE and value % 2 == 0, name, value,
+                f"an even number of pixels in {MIN_SIDE}..{MAX_SIDE} (H.264 with 4:2:0 chroma)")
+
+
 def write_samples(output_dir: str, *, seed: int = 0, num_classes: int = 3, sessions: int = 6, clips: int = 2,
                   seconds: float = 4.0, video_fps: int = 12, width: int = 128, height: int = 96,
                   class_colours: bool = True) -> list[str]:
-    """Writes the sample dataset and returns the written paths, sorted."""
-    if not 1 <= num_classes <= len(CLASSES):
-        raise ValueError(f"--num_classes must be in 1..{len(CLASSES)}")
-    if width % 2 or height % 2:
-        raise ValueError("--width and --height must be even (H.264 with 4:2:0 chroma)")
+    """Writes the sample dataset and returns the written paths, sorted.
+
+    Raises:
+      settings.SettingError: a setting out of its range (before any video is written), naming the flag.
+    """
+    check_sample_settings(num_classes=num_classes, sessions=sessions, clips=clips, seconds=seconds,
+                          video_fps=video_fps, width=width, height=height)
     paths = []
     for class_index in range(num_classes):
         class_dir = os.path.join(output_dir, CLASSES[class_index])
@@ -181,11 +203,15 @@ def main(argv):
     del argv
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    paths = write_samples(
-        FLAGS.output_dir, seed=FLAGS.seed, num_classes=FLAGS.num_classes, sessions=FLAGS.sessions,
-        clips=FLAGS.clips, seconds=FLAGS.seconds, video_fps=FLAGS.video_fps, width=FLAGS.width,
-        height=FLAGS.height, class_colours=FLAGS.class_colours,
-    )
+    try:
+        paths = write_samples(
+            FLAGS.output_dir, seed=FLAGS.seed, num_classes=FLAGS.num_classes, sessions=FLAGS.sessions,
+            clips=FLAGS.clips, seconds=FLAGS.seconds, video_fps=FLAGS.video_fps, width=FLAGS.width,
+            height=FLAGS.height, class_colours=FLAGS.class_colours,
+        )
+    except SettingError as e:
+        print(f"samples: error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {len(paths)} videos ({FLAGS.num_classes} classes x {FLAGS.sessions} sessions x {FLAGS.clips} "
           f"clips, {FLAGS.seconds:g} s at {FLAGS.video_fps} fps) to {FLAGS.output_dir}; group them by session "
           f"with --group_regex='{SESSION_GROUP_REGEX}'", file=sys.stderr)

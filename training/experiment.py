@@ -170,6 +170,24 @@ def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[s
     return report
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parses the experiment's flags; the rest go to every `training.main` run. An argument neither knows
+    is refused here, naming the nearest flag of either, before any run starts."""
+    import settings
+    from training.train import TrainConfig
+
+    training_flags = flags.FlagValues()
+    settings.define_flags(TrainConfig, flag_values=training_flags)
+    known = {**settings.absl_flags(FLAGS), **settings.absl_flags(training_flags)}
+    try:
+        refused = settings.refused_arguments(FLAGS.read_flags_from_files(argv[1:], force_gnu=False), known)
+        if refused:
+            raise flags.Error("\n  ".join(refused))
+        return FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        sys.exit(f"experiment: error: {e}\nPass --helpshort to see the flags.")
+
+
 def check_runs(common: list[str], vary: list[tuple[str, list[str]]]) -> None:
     """Parses and validates the flags of every configuration as `training.main` will, before any run trains: an
     unknown flag, a value of the wrong type or out of range is found now, not after hours of other runs."""
@@ -180,6 +198,8 @@ def check_runs(common: list[str], vary: list[tuple[str, list[str]]]) -> None:
     for name, _ in vary:
         if name not in known:
             raise ValueError(f"--vary={name}=...: {name!r} is not a flag of training.main")
+    if "seed" in [*(n for n, _ in vary), *(a.lstrip("-").partition("=")[0] for a in common if a.startswith("-"))]:
+        raise ValueError("--seed: the experiment sets each run's seed itself; give --seeds and --first_seed")
     for config in configurations(vary):
         values = flags.FlagValues()
         settings.define_flags(TrainConfig, flag_values=values)
@@ -191,14 +211,24 @@ def check_runs(common: list[str], vary: list[tuple[str, list[str]]]) -> None:
             raise ValueError(f"configuration {config_name(config)}: {e}") from None
 
 
+def check_seeds(first_seed: int, seeds: int) -> None:
+    """Raises SettingError unless --first_seed .. --first_seed + --seeds - 1 are at least 2 seeds that
+    `training.main` takes."""
+    import settings
+    from training.train import MAX_SEED
+
+    settings.require(seeds >= 2, "seeds", seeds, "at least 2 (seed noise, and with it a confidence interval, is "
+                     "measured between seeds)")
+    settings.require(0 <= first_seed <= MAX_SEED - seeds + 1, "first_seed", first_seed,
+                     f"0..{MAX_SEED - seeds + 1} (every seed of the runs is in 0..{MAX_SEED})")
+
+
 def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     try:
-        if FLAGS.seeds < 2:
-            raise ValueError(f"--seeds={FLAGS.seeds}: expected at least 2 (seed noise, and with it a confidence "
-                             "interval, is measured between seeds)")
+        check_seeds(FLAGS.first_seed, FLAGS.seeds)
         check_runs(argv[1:], parse_vary(FLAGS.vary))
         report = run_experiment(FLAGS.workdir, argv[1:], parse_vary(FLAGS.vary), seeds, FLAGS.metric)
     except ValueError as e:
@@ -212,4 +242,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=lambda argv: FLAGS(argv, known_only=True))
+    app.run(main, flags_parser=parse_flags)

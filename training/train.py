@@ -39,6 +39,9 @@ LR_SCHEDULES = ("constant", "cyclic", "plateau")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 
 
+MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds it) are 0 .. 2**32 - 1
+
+
 class TrainingError(ValueError):
     """Training cannot go on; the message says why and what to try."""
 
@@ -93,6 +96,7 @@ class TrainConfig:
         when they are made); each error names the flag and the values it takes."""
         check_choices(self)
         require(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        require(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"0..{MAX_SEED} (2**32 - 1, NumPy's range)")
         for name in ("learning_rate", "cyclic_max_lr"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, value, "a positive number")
@@ -134,6 +138,10 @@ def plan_run(config: TrainConfig) -> RunPlan:
     directory = f"{config.data_dir.rstrip('/')}/{config.kind}"
     available = schema.read_splits(config.data_dir, config.kind)
     names = ", ".join(sorted(available))
+    classes = next(iter(available.values())).spec.class_names
+    if len(classes) < 2:
+        raise TrainingError(f"{directory} has {len(classes)} class ({', '.join(classes)}): a classifier needs at "
+                            "least 2. Extract a dataset with two or more classes (class folders, or manifest labels)")
     if not config.eval_splits:
         raise TrainingError("--eval_splits is empty: name at least the split that selects the model (e.g. valid)")
     train, selection, finals = config.train_split, config.eval_splits[0], tuple(config.eval_splits[1:])

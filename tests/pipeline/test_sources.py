@@ -1,5 +1,9 @@
 """Listing inputs: class folders, groups, manifests and the errors that name the file and line."""
 
+import dataclasses
+import json
+import os
+
 import pytest
 
 from pipeline.sources import InputError, list_videos_in_dir, read_manifest
@@ -212,3 +216,36 @@ def test_labels_differing_only_in_case_or_normalization_are_warned_about():
     assert "'Cat', 'cat' differ only in letter case" in warnings[0]
     assert "Unicode normalization" in warnings[1]
     assert similar_labels(["cat", "dog"]) == []
+
+
+def test_a_manifest_saved_as_utf16_is_read(tmp_path):
+    """Issue 12: Excel's "Unicode Text" (UTF-16 with a byte order mark) ended in a UnicodeDecodeError traceback."""
+    touch(tmp_path / "café.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,label\r\ncafé.mp4,crème\r\n".encode("utf-16"))  # with its byte order mark
+    assert [(r.video_id, r.label) for r in read_manifest(str(manifest))] == [("café.mp4", "crème")]
+
+
+def test_a_manifest_in_a_windows_code_page_is_refused_naming_its_line(tmp_path):
+    """Issue 12: a CP-1252 manifest (Excel's plain "CSV") ended in a UnicodeDecodeError traceback."""
+    touch(tmp_path / "a.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,label\na.mp4,walk\na.mp4,crème\n".encode("cp1252"))
+    with pytest.raises(InputError, match=rf"{manifest}:3: byte 0xe8 at column 9 is not UTF-8: .*Save it as "
+                                         "'CSV UTF-8'"):
+        read_manifest(str(manifest))
+
+
+def test_a_file_name_that_is_not_utf8_is_one_failure_row_that_says_to_rename_it(tmp_path):
+    """Issue 12: one Latin-1 file name (b'caf\\xe9.mp4') stopped the whole job with a UnicodeEncodeError; the
+    other videos are listed, and every name the listing reports can be written as UTF-8 (summary.json)."""
+    touch(tmp_path / "walk" / "ok.mp4")
+    os.makedirs(os.fsencode(tmp_path / "walk") + b"/d\xe9j\xe0")
+    for name in (b"/caf\xe9.mp4", b"/d\xe9j\xe0/x.mp4", b"/.hidden\xe9"):
+        os.close(os.open(os.fsencode(tmp_path / "walk") + name, os.O_CREAT | os.O_WRONLY))
+    listing = list_videos_in_dir(str(tmp_path))
+    assert [r.video_id for r in listing.records] == ["walk/ok.mp4"]
+    assert sorted(p["video_id"] for p in listing.problems) == ["walk/caf\\xe9.mp4", "walk/d\\xe9j\\xe0/x.mp4"]
+    assert all("not valid UTF-8" in p["error"] and "rename it" in p["error"] for p in listing.problems)
+    assert listing.hidden == [f"{tmp_path}/walk/.hidden\\xe9"]
+    json.dumps(dataclasses.asdict(listing), ensure_ascii=False).encode("utf-8")  # no lone surrogate left

@@ -141,3 +141,21 @@ def test_the_command(leaky, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "tools.report", f"--data_dir={tmp_path / 'nope'}",
                               f"--output_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "report: error:" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_bidi_controls_in_names_are_shown_not_obeyed():
+    """A video named '\\u202egnp.exe.mp4' read as '4pm.exe.png' on the page: the override reversed it."""
+    from tools.page import esc
+
+    assert esc("\u202egnp.exe.mp4") == "[U+202E]gnp.exe.mp4"
+    assert esc("a\u2067b\u2069<c>") == "a[U+2067]b[U+2069]&lt;c&gt;"
+    assert esc("שלום.mp4") == "שלום.mp4"  # right-to-left letters are letters, not controls
+
+
+def test_a_negative_thumbnail_count_is_refused_before_any_work(tmp_path):
+    """--thumbnails=-3 was accepted."""
+    from settings import SettingError
+
+    with pytest.raises(SettingError, match="--thumbnails=-3: expected 0 or more"):
+        build_report(str(tmp_path / "no_data"), [], str(tmp_path / "out"), thumbnails=-3)
+    assert not (tmp_path / "out").exists()

@@ -273,3 +273,20 @@ def test_a_remote_workdir_gets_every_artifact(tmp_path, train_here):
     assert not [n for n in run if ".tmp-" in n]
     assert len(records) == (16 + 6) * 2
     assert {"difficulty.csv", "difficulty.png"} <= set(tf.io.gfile.listdir(f"ram://{tmp_path.name}/report"))
+
+
+def test_one_class_is_warned_about_by_extraction_and_refused_by_training_before_any_work(tmp_path, train_here):
+    """Issue 13: one class extracted without a word, trained two epochs of a softmax over one class, then
+    crashed with an IndexError in the evaluation."""
+    from pipeline.job import ExtractConfig, run_extraction
+    from tools.samples import write_samples
+    from training.train import TrainingError
+
+    write_samples(str(tmp_path / "videos"), seed=0, num_classes=1, sessions=4, clips=1, seconds=1.0, video_fps=4,
+                  width=32, height=32)
+    summary = run_extraction(ExtractConfig(output_dir=str(tmp_path / "out"), input_dir=str(tmp_path / "videos"),
+                                           fps=2, image_size=75, weights="none"))
+    assert any("only one class ('circle')" in w for w in summary["split_warnings"]), summary["split_warnings"]
+    with pytest.raises(TrainingError, match="has 1 class \\(circle\\): a classifier needs at least 2"):
+        train_here(tmp_path / "out", tmp_path / "run", epochs=2)
+    assert not (tmp_path / "run").exists()

@@ -32,7 +32,9 @@ def fit_one_step(model):
     # Issue 18: accepted until now, or refused with a raw error deep inside Keras or tf.data.
     ("learning_rate", -1.0), ("learning_rate", float("nan")), ("zoom_range", 5.0), ("seq_len", 0), ("seq_len", -5),
     ("image_size", 0), ("batch_size", 0), ("shuffle_buffer", 0), ("dropout", 1.0), ("momentum", 1.5),
-    ("collapse_patience", 0), ("plateau_factor", 2.0)])
+    ("collapse_patience", 0), ("plateau_factor", 2.0),
+    # Issue 13: a NumPy traceback after run.json was written, and the workdir then refused the corrected seed.
+    ("seed", -1), ("seed", 2**32)])
 def test_bad_settings_are_refused_before_any_work_naming_the_flag_and_its_range(flag, value):
     from tests.training.conftest import make_config
 
