@@ -293,8 +293,8 @@ def test_a_file_cache_with_a_shuffle_buffer_smaller_than_the_split_reads_every_e
 KILL_AFTER_THE_FIRST_BATCH = """
 import os, signal, sys
 from training.input_pipeline import InputConfig, make_dataset
-config = InputConfig(kind="sequences", batch_size=4, seq_len=3, cache=sys.argv[2])
-for batch in make_dataset(sys.argv[1], "train", config, num_epochs=2):
+config = InputConfig(kind="sequences", batch_size=4, seq_len=3, cache=sys.argv[2], shuffle_buffer=4)
+for batch in make_dataset(sys.argv[1], "train", config, num_epochs=1):
     os.kill(os.getpid(), signal.SIGKILL)  # a training killed while it trains on a cache
 """
 
