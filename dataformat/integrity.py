@@ -1,9 +1,15 @@
-"""Integrity of TFRecord shards on read: a cheap check on open, an exact diagnosis of damage, and repaired copies.
+"""Integrity of TFRecord shards on read: the data's fingerprint, a cheap check on open, an exact diagnosis of
+damage, and repaired copies.
 
 A TFRecord is framed as: uint64 length, uint32 masked CRC-32C of the length, the data, uint32 masked CRC-32C of
-the data (all little-endian). Walking the headers counts complete records without reading the data; checking
-the data CRCs finds bit flips. A damaged length header cannot be skipped (the next record's position is
-unknown), so everything after it counts as lost.
+the data (all little-endian; `dataformat.tfrecords`). Walking the headers counts complete records without
+reading the data; checking the data CRCs finds bit flips. A damaged length header cannot be skipped (the next
+record's position is unknown), so everything after it counts as lost.
+
+What the checks see: a record whose bytes changed fails its CRC when it is read (tf.data's DataLossError, then
+`describe_damage`); a shard replaced by other well-framed records after extraction passes every CRC and is found
+only by comparing the file's SHA-256 with the one recorded at extraction, which needs every byte read: done where
+a pass reads them anyway (`without_corrupt_records`, --skip_corrupt), not on every open.
 """
 
 from __future__ import annotations
@@ -17,14 +23,11 @@ import struct
 import tempfile
 from typing import Optional
 
-import google_crc32c
 import tensorflow as tf
 
 from dataformat.files import atomic_path
-from dataformat.schema import DataError, SplitInfo
-
-HEADER_BYTES = 12
-FOOTER_BYTES = 4
+from dataformat.schema import METADATA_FILES, SPLITS_CSV, DataError, SplitInfo
+from dataformat.tfrecords import FOOTER_BYTES, HEADER_BYTES, masked_crc
 SKIP_CORRUPT_HINT = ("re-run pipeline.extract for this output (or copy the file again), or pass --skip_corrupt to "
                      "train on the records that are intact")
 
@@ -33,21 +36,18 @@ class CorruptDataError(DataError):
     """A shard file is missing, truncated or damaged; the message names it and says what to do."""
 
 
-def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 @dataclasses.dataclass(frozen=True)
 class Scan:
     """What one shard file holds. records: complete, well-framed records; corrupt: indices of those whose data
     fails its checksum (only when the data was checked); lost_at: byte offset where the file stops being
-    readable (ends inside a record, or a damaged header), None if it is readable to the end."""
+    readable (ends inside a record, or a damaged header), None if it is readable to the end; sha256: of the
+    file's bytes (only when the data was checked and the file is readable to the end)."""
 
     path: str
     records: int
     corrupt: tuple[int, ...] = ()
     lost_at: Optional[int] = None
+    sha256: str = ""
 
     @property
     def intact(self) -> int:
@@ -70,10 +70,11 @@ def scan(path: str, check_data: bool = False) -> Scan:
     corrupt = []
     offset = index = 0
     lost_at = None
+    digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as f:
         while offset < size:
             header = f.read(HEADER_BYTES)
-            if len(header) < HEADER_BYTES or _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+            if len(header) < HEADER_BYTES or masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
                 lost_at = offset
                 break
             (length,) = struct.unpack("<Q", header[:8])
@@ -82,14 +83,17 @@ def scan(path: str, check_data: bool = False) -> Scan:
                 lost_at = offset
                 break
             if check_data:
-                data = f.read(length)
-                if _masked_crc(data) != struct.unpack("<I", f.read(FOOTER_BYTES))[0]:
+                data, footer = f.read(length), f.read(FOOTER_BYTES)
+                for part in (header, data, footer):
+                    digest.update(part)
+                if masked_crc(data) != struct.unpack("<I", footer)[0]:
                     corrupt.append(index)
             else:
                 f.seek(end)
             offset = end
             index += 1
-    return Scan(path, index, tuple(corrupt), lost_at)
+    sha256 = digest.hexdigest() if check_data and lost_at is None else ""
+    return Scan(path, index, tuple(corrupt), lost_at, sha256)
 
 
 # Settings of an extraction (summary.json's "config") that change how it runs, not what it writes. Not
@@ -99,15 +103,21 @@ EXECUTION_SETTINGS = frozenset({"output_dir", "overwrite", "chunk_frames", "isol
                                 "featurize_accelerator", "decode_processes", "decode_device"})
 
 
+FINGERPRINT_METHOD = "shard-sha256"  # recorded beside a fingerprint: earlier versions hashed less than every byte
+
+
 def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:
-    """SHA-256 identifying the content of dataset `kind` of an extraction output, cheaply: its metadata (shard
-    names, lengths, bytes, schema), splits.csv, the extraction's settings (summary.json, paths and execution
-    settings aside, so e.g. another --weights shows) and, per shard, its size and the checksum of its first
-    record (two small reads: a dataset re-extracted from changed videos shows too). Moving or copying the
-    folder keeps it."""
+    """SHA-256 identifying the content of dataset `kind` of an extraction output: its metadata (shard names,
+    lengths, bytes, schema), splits.csv, the extraction's settings (summary.json, paths and execution settings
+    aside, so e.g. another --weights shows) and the SHA-256 of every byte of every shard, as the writer recorded
+    them in metadata.json (no shard is read). Moving or copying the folder keeps it.
+
+    An output written before shard checksums were recorded has its shards hashed here, one read of every file
+    (logged): re-extracting it makes opening it cheap again.
+    """
     digest = hashlib.sha256()
     root = data_dir.rstrip("/")
-    for name in (f"{kind}/dataset_info.json", f"{kind}/features.json", f"{kind}/metadata.json", "splits.csv"):
+    for name in [f"{kind}/{file_name}" for file_name in METADATA_FILES] + [SPLITS_CSV]:
         path = f"{root}/{name}"
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path, "rb") as f:
@@ -117,24 +127,26 @@ def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:
         with tf.io.gfile.GFile(summary) as f:
             settings = json.load(f).get("config", {})
         digest.update(json.dumps({k: v for k, v in settings.items() if k not in EXECUTION_SETTINGS}, sort_keys=True).encode())
+    unrecorded = [split for split in sorted(splits) if len(splits[split].shard_sha256) != len(splits[split].filepaths)]
+    if unrecorded:
+        files = [path for split in unrecorded for path in splits[split].filepaths]
+        logging.warning("[input] %s/%s records no shard checksums (written by an older pipeline.extract): reading "
+                        "its %d shard files (%.0f MB) once to fingerprint them; re-extract to skip this pass", root,
+                        kind, len(files), sum(tf.io.gfile.stat(p).length for p in files) / 2**20)
     for split in sorted(splits):
-        for path in splits[split].filepaths:
-            digest.update(f"{split}/{os.path.basename(path)}:{_first_record_checksum(path)}".encode())
+        info = splits[split]
+        checksums = info.shard_sha256 if split not in unrecorded else [_file_sha256(p) for p in info.filepaths]
+        for path, checksum in zip(info.filepaths, checksums):
+            digest.update(f"{split}/{os.path.basename(path)}:{checksum}\n".encode())
     return digest.hexdigest()
 
 
-def _first_record_checksum(path: str) -> str:
-    """'size:crc' of a shard: its byte size and its first record's stored data checksum ('' if it has none)."""
-    size = tf.io.gfile.stat(path).length
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as f:
-        header = f.read(HEADER_BYTES)
-        if len(header) < HEADER_BYTES:
-            return f"{size}:"
-        (length,) = struct.unpack("<Q", header[:8])
-        if HEADER_BYTES + length + FOOTER_BYTES > size:
-            return f"{size}:"
-        f.seek(HEADER_BYTES + length)
-        return f"{size}:{f.read(FOOTER_BYTES).hex()}"
+        while chunk := f.read(16 * 2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_lengths(info: SplitInfo, what: str) -> None:
@@ -179,12 +191,23 @@ def without_corrupt_records(info: SplitInfo, what: str, repair_dir: Optional[str
     folder in the system's temporary directory), named after the damaged file's path, size and modification
     time. Clean splits cost one checksum pass over their files; a run calls this once per split (see
     `training.input_pipeline.open_data`).
+
+    Raises:
+      CorruptDataError: a shard whose records all pass their checksums but whose bytes are not the ones recorded
+        at extraction (metadata.json's SHA-256): replaced or edited since, so not the data the fingerprint names.
     """
     repair_dir = repair_dir or os.path.join(tempfile.gettempdir(), "video-pipeline-repaired")
     paths, lengths, skipped, num_bytes = [], [], 0, 0
     expected = info.shard_lengths or (None,) * len(info.filepaths)
-    for path, listed in zip(info.filepaths, expected):
-        used, count, data_bytes, corrupt = _repair(path, scan(path, check_data=True), repair_dir, what)
+    recorded = info.shard_sha256 or ("",) * len(info.filepaths)
+    for path, listed, checksum in zip(info.filepaths, expected, recorded):
+        found = scan(path, check_data=True)
+        if checksum and found.sha256 and not found.corrupt and found.sha256 != checksum:
+            raise CorruptDataError(
+                f"{what}: {path} is not the file the extraction wrote: every record passes its checksum, but the "
+                f"file's SHA-256 is {found.sha256[:16]}..., metadata.json records {checksum[:16]}... (replaced or "
+                "edited since). Re-run pipeline.extract for this output, or restore the file from a copy")
+        used, count, data_bytes, corrupt = _repair(path, found, repair_dir, what)
         paths.append(used)
         lengths.append(count)
         num_bytes += data_bytes

@@ -56,6 +56,12 @@ FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint
 QUANTIZATION = "quantization"
 # Also in sequences/metadata.json: {split: frames of its longest video}, what readers pad sequences to.
 MAX_NUM_FRAMES = "max_num_frames"
+# In the metadata.json of both datasets: {split: [SHA-256 of each shard file, in shard order]}, computed while
+# writing (`dataformat.shards`); what identifies the data's content (`integrity.fingerprint`). Outputs written
+# before it have none (readers hash the files instead). Old readers keep working: they ignore the key.
+SHARD_SHA256 = "shard_sha256"
+# The files of a TFDS folder dataset that describe it (metadata.json is TFDS' `info.metadata`).
+METADATA_FILES = ("dataset_info.json", "features.json", "metadata.json")
 
 
 def sequences_metadata(max_num_frames: dict, quantization: Optional["Quantization"] = None) -> dict:
@@ -246,7 +252,36 @@ def shard_file_name(kind: str, split: str, index: int, num_shards: int) -> str:
 def read_spec(data_dir: str) -> DatasetSpec:
     """Reads the class names and feature dtype back from an extraction output's `sequences/` metadata."""
     directory = f"{data_dir.rstrip('/')}/{SEQUENCES}"
-    return _spec_of(tfds.builder_from_directory(directory), directory)
+    return _spec_of(_load_builder(directory), directory)
+
+
+def _load_builder(directory: str):
+    """`tfds.builder_from_directory(directory)`, with its splits' file names resolved, or a DataError that names
+    the metadata file that cannot be read (a damaged or hand-edited dataset_info.json gave a TFDS traceback)."""
+    import json
+
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(f"{directory}/{METADATA_FILES[0]}"):
+        raise DataError(f"{directory} is not an extraction output (pipeline.extract): it has no {METADATA_FILES[0]}")
+    for name in METADATA_FILES:
+        path = f"{directory}/{name}"
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                try:
+                    json.loads(f.read())
+                except ValueError as e:
+                    raise DataError(f"{path} is not valid JSON ({e}): the file is damaged or was edited; restore "
+                                    "it from a copy of the output or re-run pipeline.extract") from None
+    try:
+        builder = tfds.builder_from_directory(directory)
+        for info in builder.info.splits.values():
+            info.filepaths  # noqa: B018 - resolves the file name template, which a typo breaks
+    except Exception as e:  # noqa: BLE001 - TFDS raises many kinds (ParseError, ValueError, KeyError ...)
+        raise DataError(f"{directory}: its TFDS metadata ({', '.join(METADATA_FILES)}) cannot be read: "
+                        f"{type(e).__name__}: {e}. The files are damaged or were edited; restore them from a copy of "
+                        "the output or re-run pipeline.extract") from None
+    return builder
 
 
 def _spec_of(sequences_builder, directory: str) -> DatasetSpec:
@@ -278,6 +313,7 @@ class SplitInfo:
     spec: DatasetSpec
     shard_lengths: tuple[int, ...] = ()  # examples per file, as dataset_info.json records them
     max_num_frames: Optional[int] = None  # sequences: frames of the longest video (None: not recorded, < 1.1.0)
+    shard_sha256: tuple[str, ...] = ()  # per file, as metadata.json records them (SHARD_SHA256; () if it does not)
 
 
 def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
@@ -287,19 +323,18 @@ def read_splits(data_dir: str, kind: str) -> dict[str, SplitInfo]:
       ValueError: `data_dir/kind` is not a dataset written by pipeline.extract.
     """
     directory = f"{data_dir.rstrip('/')}/{kind}"
-    try:
-        builder = tfds.builder_from_directory(directory)
-    except Exception as e:  # noqa: BLE001 - TFDS raises several kinds for a missing or foreign folder
-        raise DataError(f"{directory} is not an extraction output (pipeline.extract): {e}") from None
+    builder = _load_builder(directory)
     check_format_version(str(builder.info.version), directory)
     if not builder.info.splits:
         raise DataError(f"{directory} has no splits: the extraction output is incomplete; re-run pipeline.extract")
     # The spec lives in sequences/' metadata: the builder just read, or (for frames/) one more read.
     spec = _spec_of(builder, directory) if kind == SEQUENCES else read_spec(data_dir)
     longest = (builder.info.metadata or {}).get(MAX_NUM_FRAMES) or {} if kind == SEQUENCES else {}
+    checksums = (builder.info.metadata or {}).get(SHARD_SHA256) or {}
     return {name: SplitInfo(tuple(str(p) for p in info.filepaths), info.num_examples, info.num_bytes, spec,
                             tuple(int(n) for n in info.shard_lengths),
-                            int(longest[name]) if longest.get(name) is not None else None)
+                            int(longest[name]) if longest.get(name) is not None else None,
+                            tuple(str(c) for c in checksums.get(name) or ()))
             for name, info in builder.info.splits.items()}
 
 

@@ -6,6 +6,10 @@ example's shard from its key, and a shard's records are written in key order. Th
 byte-identical files however many Beam workers produced them and in whatever order they finished. Hashed keys also
 spread the frames of one video across shards and positions, so a reader that shuffles with a small buffer does not
 see long runs of one video.
+
+Every shard's SHA-256 is computed while it is written (`dataformat.tfrecords`) and recorded in the dataset's
+metadata.json (`schema.SHARD_SHA256`), beside the shard list of dataset_info.json: a reader fingerprints the data's
+content from the metadata alone (`integrity.fingerprint`), without reading a shard.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 
 from dataformat import schema
 from dataformat.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
+from dataformat.tfrecords import HashingRecordWriter
 
 DEFAULT_SHARD_BYTES = 128 * 2**20  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
 MAX_SHARDS = 10_000  # per split: 1.2 TB at the default size; beyond it shards grow instead
-METADATA_JSON = "metadata.json"  # where TFDS keeps `DatasetInfo.metadata`
 
 
 def sort_key(video_id: str, frame_index: int | None = None) -> str:
@@ -62,6 +66,7 @@ class ShardInfo:
     num_shards: int
     num_examples: int
     num_bytes: int
+    sha256: str  # of the file's bytes, as `sha256sum` prints it
 
 
 def write_shard(directory: str, kind: str, split: str, index: int, num_shards: int,
@@ -69,12 +74,12 @@ def write_shard(directory: str, kind: str, split: str, index: int, num_shards: i
     """Writes one shard: the serialized examples sorted by key, via a temporary file and a rename."""
     path = tf.io.gfile.join(directory, schema.shard_file_name(kind, split, index, num_shards))
     count = size = 0
-    with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+    with atomic_path(path) as tmp, HashingRecordWriter(tmp) as writer:
         for _, data in sorted(records, key=lambda kv: kv[0]):
             writer.write(data)
             count += 1
             size += len(data)
-    return ShardInfo(split, index, num_shards, count, size)
+    return ShardInfo(split, index, num_shards, count, size, writer.sha256)
 
 
 def write_sorted_shards(directory: str, kind: str, split: str, records: Iterable[tuple[str, bytes]],
@@ -90,7 +95,7 @@ def write_sorted_shards(directory: str, kind: str, split: str, records: Iterable
     with contextlib.ExitStack() as stack:
         temporaries = [stack.enter_context(atomic_path(tf.io.gfile.join(
             directory, schema.shard_file_name(kind, split, i, num_shards)))) for i in range(num_shards)]
-        writers = [stack.enter_context(tf.io.TFRecordWriter(t)) for t in temporaries]  # closed before renaming
+        writers = [stack.enter_context(HashingRecordWriter(t)) for t in temporaries]  # closed before renaming
         for key, data in records:
             if previous is not None and key <= previous:
                 raise ValueError(f"{kind}/{split}: record keys out of order ({previous!r} then {key!r})")
@@ -99,14 +104,14 @@ def write_sorted_shards(directory: str, kind: str, split: str, records: Iterable
             writers[index].write(data)
             counts[index] += 1
             sizes[index] += len(data)
-    return [ShardInfo(split, i, num_shards, counts[i], sizes[i]) for i in range(num_shards)]
+    return [ShardInfo(split, i, num_shards, counts[i], sizes[i], writers[i].sha256) for i in range(num_shards)]
 
 
 def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo],
                    metadata: Optional[dict] = None) -> None:
-    """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json and features.json (and
-    metadata.json, TFDS' `info.metadata`, when `metadata` is given), and removes shard files of an earlier run
-    that the new metadata does not name.
+    """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json, features.json and
+    metadata.json (TFDS' `info.metadata`: `metadata` and every shard's SHA-256), and removes shard files of an
+    earlier run that the new metadata does not name.
 
     A split's shard can be empty when hashing sends no example to it; an empty file is written for it so that
     every file the metadata promises exists.
@@ -135,12 +140,13 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
                 filename_template=template,
             )
         )
+    checksums = {split: [by_split[split][i].sha256 for i in range(len(by_split[split]))] for split in sorted(by_split)}
     identity = tfds_dataset_info.DatasetIdentity(
         name=kind, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
     )
     info = tfds.core.DatasetInfo(
         builder=identity, features=schema.features_for(kind, spec), description=schema.description_for(kind),
-        metadata=tfds.core.MetadataDict(metadata) if metadata else None,
+        metadata=tfds.core.MetadataDict(dict(metadata or {}, **{schema.SHARD_SHA256: checksums})),
     )
     info.set_file_format(schema.FILE_FORMAT)
     info.set_splits(tfds.core.SplitDict(split_infos))
@@ -152,9 +158,6 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
         with tf.io.gfile.GFile(tf.io.gfile.join(scratch, file_name), "rb") as f:
             write_atomically(tf.io.gfile.join(directory, file_name), f.read())
     tf.io.gfile.rmtree(scratch)
-    stale_metadata = tf.io.gfile.join(directory, METADATA_JSON)
-    if not metadata and tf.io.gfile.exists(stale_metadata):  # an earlier run's, e.g. of another feature dtype
-        tf.io.gfile.remove(stale_metadata)
     prefix = f"{kind}-"
     for file_name in tf.io.gfile.listdir(directory):
         is_shard = file_name.startswith(prefix) and f".{schema.FILE_FORMAT}-" in file_name

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 from typing import Optional
@@ -29,9 +28,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from dataformat import schema
-from dataformat.files import read_text, write_atomically
+from dataformat import integrity, schema
 from dataformat.schema import SplitInfo
+from training import cache_file
 from training.data import ExtractedData, Share, open_data, share_of, steps_per_epoch
 from training.input_config import InputConfig
 from training.preprocess import finish_batch, jpeg_ratio, make_batch_parser
@@ -168,10 +167,13 @@ def _source(data: ExtractedData, split: str, config: InputConfig,
     records = _records(files, info)
     if not parse_late:
         records = _parsed(records, parse_batch, config)
-        if config.cache != "memory":
-            _claim_cache(config.cache, {"data_fingerprint": data.fingerprint, "kind": data.kind, "split": split,
-                                        "seq_len": data.seq_len, "files": [os.path.basename(f) for f in share.files]})
-        records = records.cache() if config.cache == "memory" else records.cache(config.cache)
+        if config.cache == "memory":
+            records = records.cache()
+        else:  # filled completely here, once: epochs only read it (see `cache_file`)
+            records = cache_file.cached(records, config.cache, {
+                "data_fingerprint": data.fingerprint, "data_fingerprint_method": integrity.FINGERPRINT_METHOD,
+                "kind": data.kind, "split": split, "seq_len": data.seq_len,
+                "files": [os.path.basename(f) for f in share.files]})
     labels = None
     if config.balance == "oversample":
         label_of = (schema.batch_parser(config.kind, info.spec, [schema.LABEL]) if parse_late
@@ -302,26 +304,6 @@ def retain_freed_memory() -> bool:
     if ok:
         logging.info("[input] glibc keeps up to %d MB of freed memory for reuse (fewer page faults)", _RETAIN_BYTES >> 20)
     return ok
-
-
-def _claim_cache(path: str, identity: dict) -> None:
-    """tf.data reads a cache file back whenever it exists, whatever it was made from: a --cache path reused for
-    another dataset or split trained on the first one's examples. `PATH.identity.json` records what the cache
-    holds; a cache of anything else is refused."""
-    record = path + ".identity.json"
-    if tf.io.gfile.exists(record):
-        recorded = json.loads(read_text(record))
-        if recorded != identity:
-            changed = ", ".join(k for k in sorted(identity) if recorded.get(k) != identity[k])
-            raise schema.DataError(f"--cache={path} holds the cache of other data (its {changed} differ): delete "
-                             f"{path}.* or choose another --cache path")
-        return
-    existing = tf.io.gfile.glob(path + ".*")
-    if existing:
-        raise schema.DataError(f"--cache={path}: {existing[0]} exists but records no identity (made by an older version "
-                         f"or another program): delete {path}.* or choose another --cache path")
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    write_atomically(record, json.dumps(identity, sort_keys=True) + "\n")
 
 
 def _identity(epoch: tf.data.Dataset) -> tf.data.Dataset:

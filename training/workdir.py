@@ -1,6 +1,7 @@
 """A training workdir has an identity: the data it trains on and every setting that shapes the run.
 
-    WORKDIR/run.json    {"data_fingerprint": ..., "settings": {flag: value, ...}}, written when the run starts
+    WORKDIR/run.json    {"data_fingerprint": ..., "data_fingerprint_method": ..., "settings": {flag: value, ...}},
+                        written when the run starts
 
 Rerunning a command on a workdir resumes the run there (after a kill) or returns its metrics (when it finished)
 only when the data and the settings are the ones it was started with; `RESUMABLE` lists the settings a rerun
@@ -18,7 +19,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from dataformat import files
+from dataformat import files, integrity
 from dataformat.files import remove_stale_temporaries, write_atomically
 from training.artifacts import METRICS_JSON
 
@@ -34,14 +35,19 @@ class WorkdirError(ValueError):
 
 
 def run_identity(settings: dict, data_fingerprint: str) -> dict:
-    """The identity of a run: its data (`integrity.fingerprint`) and its settings ({flag: value})."""
-    return json.loads(json.dumps({"data_fingerprint": data_fingerprint, "settings": settings}))
+    """The identity of a run: its data (`integrity.fingerprint`, and how it was computed) and its settings
+    ({flag: value})."""
+    return json.loads(json.dumps({"data_fingerprint": data_fingerprint,
+                                  "data_fingerprint_method": integrity.FINGERPRINT_METHOD, "settings": settings}))
 
 
 def differences(recorded: dict, identity: dict) -> list[str]:
     """What differs between a recorded identity and this run's, one line each (RESUMABLE settings aside)."""
     found = []
-    if recorded.get("data_fingerprint") != identity["data_fingerprint"]:
+    if recorded.get("data_fingerprint_method") != identity["data_fingerprint_method"]:
+        found.append("the data: that run was recorded by an older version, whose data fingerprint did not cover every "
+                     "byte of the shards, so its data cannot be compared with this one")
+    elif recorded.get("data_fingerprint") != identity["data_fingerprint"]:
         found.append("the data: another extraction, or the same one with other splits or files (data fingerprint "
                      f"{str(recorded.get('data_fingerprint'))[:12]} there, {identity['data_fingerprint'][:12]} now)")
     there, now = recorded.get("settings", {}), identity["settings"]

@@ -81,6 +81,13 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
     assert builder.info.splits["test"].num_shards == 2
     ids = sorted(ex["video_id"].numpy().decode() for ex in builder.as_dataset(split="train+test"))
     assert ids == [f"v{i:02d}" for i in range(40)]
+    # Each Beam worker hashed the shards it wrote; the metadata records the file's SHA-256 for each.
+    import hashlib
+
+    recorded = builder.info.metadata[schema.SHARD_SHA256]
+    for split in ("train", "test"):
+        assert recorded[split] == [hashlib.sha256(open(path, "rb").read()).hexdigest()
+                                   for path in builder.info.splits[split].filepaths]
 
 
 def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):

@@ -259,3 +259,61 @@ def test_frames_are_decoded_no_larger_than_the_model_needs(extracted_samples):
     half, _ = finish_batch(parsed, config, tf.constant([0, 0], tf.int64), ratio=2)
     assert np.array_equal(batch, half.numpy())  # the reader decodes at half size here (75 px for 32)
     assert np.abs(half.numpy() - full.numpy()).mean() < 6  # and the pictures are the same, to a few levels
+
+
+CACHED = dict(kind="sequences", batch_size=4, seq_len=3, with_metadata=True)
+
+
+def cache_files(path):
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name))
+
+
+def sequence_epochs(data_dir, config, epochs):
+    """The video_id order of each epoch of sequences."""
+    ds = make_dataset(data_dir, "train", InputConfig(**CACHED, **config), num_epochs=epochs)
+    ids = [v.decode() for b in ds.as_numpy_iterator() for v in b["video_id"]]
+    n = len(ids) // epochs
+    return [ids[i * n:(i + 1) * n] for i in range(epochs)]
+
+
+def test_a_file_cache_with_a_shuffle_buffer_smaller_than_the_split_reads_every_epoch_whole(tmp_path):
+    """The next epoch, built while the current one is consumed, opened a second iterator over a cache still being
+    written: AlreadyExistsError (cache lockfile). The cache is now filled once, completely, before any epoch."""
+    rng = np.random.default_rng(3)
+    write_sequences(str(tmp_path / "data"), [rng.normal(size=(3, 2048)).astype(np.float32) for _ in range(16)],
+                    "float32")
+    cache = tmp_path / "cache" / "train"
+    for _ in range(2):  # filled, then read back
+        epochs = sequence_epochs(str(tmp_path / "data"), dict(cache=str(cache), shuffle_buffer=4), epochs=3)
+        assert [sorted(e) for e in epochs] == [sorted(f"v{i}" for i in range(16))] * 3
+        assert len({tuple(e) for e in epochs}) == 3  # reshuffled per epoch
+    assert cache_files(cache) == ["train.data-00000-of-00001", "train.identity.json", "train.index"]
+
+
+KILL_AFTER_THE_FIRST_BATCH = """
+import os, signal, sys
+from training.input_pipeline import InputConfig, make_dataset
+config = InputConfig(kind="sequences", batch_size=4, seq_len=3, cache=sys.argv[2], shuffle_buffer=4)
+for batch in make_dataset(sys.argv[1], "train", config, num_epochs=1):
+    os.kill(os.getpid(), signal.SIGKILL)  # a training killed while it trains on a cache
+"""
+
+
+@pytest.mark.slow  # a second Python process with TensorFlow
+def test_a_run_killed_while_training_on_a_file_cache_can_be_rerun(tmp_path):
+    """A run killed before its cache was read to the end left FILE_0.lockfile: every rerun raised
+    AlreadyExistsError."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(4)
+    write_sequences(str(tmp_path / "data"), [rng.normal(size=(3, 2048)).astype(np.float32) for _ in range(16)],
+                    "float32")
+    cache = tmp_path / "cache" / "train"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_THE_FIRST_BATCH, str(tmp_path / "data"), str(cache)],
+                            cwd=os.getcwd(), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (epoch,) = sequence_epochs(str(tmp_path / "data"), dict(cache=str(cache)), epochs=1)
+    assert sorted(epoch) == sorted(f"v{i}" for i in range(16))
+    assert not [name for name in cache_files(cache) if "lockfile" in name]

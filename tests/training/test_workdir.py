@@ -54,3 +54,37 @@ def test_a_cache_file_of_other_data_is_refused(tmp_path):
         make_dataset(str(b), "train", config)
     with pytest.raises(ValueError, match="holds the cache of other data"):
         make_dataset(str(a), "valid", config)
+
+
+def write_with_a_changed_later_record(data_dir):
+    """SPLITS written as `write_sequences` writes them, but the test video whose record comes last in its shard
+    has other features of the same size: a re-extraction whose later records changed, same lengths."""
+    import numpy as np
+
+    from dataformat import shards
+    from pipeline.synthetic import SyntheticVideo, write_extraction
+
+    rng = np.random.default_rng(0)
+    videos = [SyntheticVideo(f"{split}_{i}.mp4", label, split, features=rng.normal(size=(t, 2048)) + label)
+              for split, examples in SPLITS.items() for i, (label, t) in enumerate(examples)]
+    last = max((v for v in videos if v.split == "test"), key=lambda v: shards.sort_key(v.video_id))
+    videos = [SyntheticVideo(v.video_id, v.label, v.split, features=-v.features) if v is last else v for v in videos]
+    write_extraction(data_dir, videos, ("a", "b"), feature_dtype="float32")
+
+
+@pytest.mark.slow  # trains
+def test_a_finished_workdir_refuses_data_whose_later_records_changed(tmp_path, train_here):
+    """The fingerprint covered each shard's size and first record: a finished workdir returned the old data's
+    metrics for a re-extraction whose later records had changed."""
+    write_sequences(str(tmp_path / "data"), SPLITS)
+    train_here(tmp_path / "data", tmp_path / "run", **SMALL)
+    write_with_a_changed_later_record(str(tmp_path / "changed"))
+    with pytest.raises(WorkdirError, match="the data: another extraction"):
+        train_here(tmp_path / "changed", tmp_path / "run", **SMALL)
+
+
+def test_a_run_recorded_by_an_older_fingerprint_is_named_as_such(tmp_path):
+    identity = run_identity({"epochs": 5}, "data-a")
+    older = {"data_fingerprint": "data-a", "settings": {"epochs": 5}}  # run.json before shard checksums
+    (message,) = differences(older, identity)
+    assert "recorded by an older version" in message and "cannot be compared" in message
