@@ -127,3 +127,15 @@ def test_a_damaged_staging_output_stops_the_run_and_the_previous_output_stays(ex
         run_extraction(config, before_check=drop_a_frame_record)
     assert f"{drop_a_frame_record.video_id}: splits.csv says 4 frame(s), frames/ holds 3" in str(raised.value)
     assert {name: open(f"{config.output_dir}/{name}", "rb").read() for name in before} == before
+
+
+def test_repeated_runs_with_several_decoders_and_local_workers_all_account_for_every_input(tmp_path):
+    """A small version of scripts/stress_extraction.py (which also runs worker processes, too slow here): each run
+    publishes a reconciled output listing exactly the random-bytes and the empty file as failures, and the same
+    shards as the others."""
+    from scripts.stress_extraction import stress
+
+    results = stress(str(tmp_path), repeats=1, configs=[(1, "in_process"), (4, "in_process"), (2, "threads"),
+                                                        (4, "threads")], seed=7)
+    assert [r["problems"] for r in results] == [[]] * 4
+    assert len({r["digest"] for r in results}) == 1
