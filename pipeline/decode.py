@@ -143,6 +143,42 @@ STILL_IMAGE_FORMATS = ("image2", "jpeg_pipe", "png_pipe", "bmp_pipe", "webp_pipe
                        "ppm_pipe", "pgm_pipe", "j2k_pipe", "qoi_pipe", "dpx_pipe", "exr_pipe", "psd_pipe", "svg_pipe")
 
 
+# The demuxers a file named with a container's extension may open as (FFmpeg's own extension lists are incomplete:
+# MPEG-TS declares none). FFmpeg probes content, not names, and random bytes sometimes pass its probes, as a raw
+# stream most often (scripts/probe_random_files.py: 3 of 9,000 random files decoded into a frame of noise). A
+# name that promises a container FFmpeg did not find is a warning; no container at all is a failure. Extensions
+# not listed here are not checked.
+CONTAINER_EXTENSIONS = {
+    **dict.fromkeys(("mp4", "m4v", "mov", "3gp", "3g2", "mj2", "f4v"), ("mov,mp4,m4a,3gp,3g2,mj2", "m4v")),
+    **dict.fromkeys(("mkv", "webm", "mk3d"), ("matroska,webm",)),
+    **dict.fromkeys(("ts", "m2ts", "mts", "m2t"), ("mpegts",)),
+    **dict.fromkeys(("mpg", "mpeg", "vob"), ("mpeg", "mpegvideo")),
+    **dict.fromkeys(("wmv", "asf"), ("asf",)),
+    **dict.fromkeys(("ogv", "ogg"), ("ogg",)),
+    "avi": ("avi",), "flv": ("flv", "live_flv"),
+    **dict.fromkeys(("h264", "264"), ("h264",)), **dict.fromkeys(("h265", "hevc", "265"), ("hevc",)),
+}
+# Demuxers of bare video bitstreams (no container): what random bytes pass as. Named as a container, such a
+# file fails; named as its stream (.h264, .h263, ...) it is read.
+RAW_STREAM_FORMATS = ("h261", "h263", "h264", "hevc", "vvc", "m4v", "mpegvideo", "cavsvideo", "dirac", "vc1",
+                      "rawvideo", "obu", "avs2", "avs3")
+# Sampled frames that FFmpeg flags corrupt held back at the start of a video: if none decodes cleanly, the file
+# is not a video and fails; a longer run of them is let through with a warning.
+MAX_HELD_CORRUPT = 16
+
+
+def format_mismatch(path: str, format_name: str) -> Optional[str]:
+    """Why the container FFmpeg found does not match the file's extension, or None."""
+    name = path.rsplit("/", 1)[-1]
+    extension = name.rpartition(".")[2].lower() if "." in name else ""
+    expected = CONTAINER_EXTENSIONS.get(extension)
+    if expected is None or format_name in expected:
+        return None
+    what = "a bare video stream with no container" if format_name in RAW_STREAM_FORMATS else "another container"
+    return (f"named .{extension}, but FFmpeg reads it as {format_name!r} ({what}), not "
+            f"{' or '.join(map(repr, expected))}")
+
+
 def _display_orientation(rgb: np.ndarray, rotation: float) -> np.ndarray:
     """The frame as a player shows it: rotated by its display matrix (phones store portrait video as landscape
     frames plus a rotation). PyAV's `frame.rotation` is the matrix's counterclockwise angle; FFmpeg's player
@@ -251,6 +287,23 @@ def _frames(container, stream, plan: Optional[PacketPlan]):
         context.flush_buffers()  # ready for the next packet (the plan drains only where nothing refers back)
 
 
+def _warn_about_timing(report: DecodeReport, timeline: _Timeline, declared: Optional[float],
+                       settings: DecodeSettings, end: float) -> None:
+    """What a video's timestamps tell once it is decoded: restarts, frames without time, an early end."""
+    if timeline.restarts:
+        report.warn(f"the timestamps restart {timeline.restarts} time(s) (recordings joined into one file?); "
+                    "frames were taken in presentation order, each segment continuing the previous one's "
+                    "timeline", partial=False)
+    if timeline.untimed:
+        report.warn(f"{timeline.untimed} frame(s) carry no timestamp (a raw elementary stream?): placed at "
+                    f"the {timeline.rate:g} fps the stream declares", partial=False)
+    if (not report.partial and declared and settings.max_frames is None
+            and end < declared - max(2 / settings.fps, 1.0)):
+        # Some containers (Matroska, MPEG-TS) end quietly where a file was cut: compare with the header.
+        report.warn(f"the video stream ends at {end:.1f} s but its header declares {declared:.1f} s "
+                    "(truncated file?); kept the frames before the end", partial=True)
+
+
 def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:
     """Yields the sampled frames of the video at `path`.
 
@@ -260,8 +313,13 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     summary). In fast mode, a decoder that disagrees with the packet plan before the first frame is yielded
     makes the video decode again in exact mode; after it, the video fails rather than differ from exact mode.
 
+    A file whose container does not match its name (`format_mismatch`) or with frames FFmpeg flags corrupt is
+    kept with a warning; one whose every frame is flagged corrupt fails (random bytes can pass FFmpeg's probe as
+    a raw stream and "decode" into a frame of noise).
+
     Raises:
-      DecodeError: the file cannot be opened as a video, has no video stream, or yields no frame.
+      DecodeError: the file cannot be opened as a video, has no video stream, or yields no frame (or only frames
+        decoded with errors).
     """
     report = report if report is not None else DecodeReport()
     if _size(path) == 0:
@@ -286,10 +344,16 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
     with container:
         if container.format.name in STILL_IMAGE_FORMATS:
             raise DecodeError(f"a still image ({container.format.name}), not a video")
+        mismatch = format_mismatch(path, container.format.name)
+        if mismatch and container.format.name in RAW_STREAM_FORMATS:
+            raise DecodeError(f"{mismatch}: random bytes can pass FFmpeg's probe as such a stream; if it really "
+                              "is one, rename it to its stream's extension (e.g. .h264) to extract it")
         stream = container.streams.best("video")
         if stream is None:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
+        if mismatch:
+            report.warn(f"{mismatch}: a mislabelled or damaged file?", partial=False)
         stream.thread_type = "AUTO"  # frame-parallel decoding in FFmpeg's own threads
         if settings.threads:
             stream.codec_context.thread_count = settings.threads
@@ -298,6 +362,8 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
         plan = PacketPlan(container, stream, sampling, timeline) if fast else None
         watch = plan.watch if plan is not None else None
         last = 0.0
+        held: list[Frame] = []  # leading sampled frames flagged corrupt, not yet yielded (MAX_HELD_CORRUPT)
+        corrupt = 0
         try:
             for frame in _frames(container, stream, plan):
                 restarts, first = timeline.restarts, timeline.start is None
@@ -315,35 +381,35 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
                 # must be byte-identical). Frames here are small; decoding itself stays multi-threaded.
                 rgb = frame.to_ndarray(width=settings.image_size, height=settings.image_size, format="rgb24",
                                        interpolation="AREA", threads=1)
-                yield Frame(index=report.frames, timestamp=float(t), rgb=_display_orientation(rgb, frame.rotation))
-                report.frames += 1
+                sampled = Frame(index=report.frames + len(held), timestamp=float(t),
+                                rgb=_display_orientation(rgb, frame.rotation))
+                corrupt += frame.is_corrupt
+                if frame.is_corrupt and report.frames == 0 and len(held) < MAX_HELD_CORRUPT:
+                    held.append(sampled)
+                else:
+                    for kept in held + [sampled]:
+                        yield kept
+                        report.frames += 1
+                    held = []
                 if sampling.done:
                     break
         except (av.FFmpegError, ValueError, OSError) as e:
             if report.frames == 0:
-                raise DecodeError(f"no decodable frame: {_describe(e)}") from None
+                raise DecodeError(f"no decodable frame: {_describe(e)}"
+                                  + (f" ({mismatch})" if mismatch else "")) from None
             report.warn(f"decoding stopped early after {report.frames} frame(s): {_describe(e)}", partial=True)
+        if held:
+            raise DecodeError(f"every sampled frame ({len(held)}) decoded with errors (FFmpeg flags it corrupt): "
+                              "not a readable video" + (f"; {mismatch}" if mismatch else ""))
+        if corrupt:
+            report.warn(f"{corrupt} of {report.frames} sampled frame(s) decoded with errors (FFmpeg flags them "
+                        "corrupt): kept, but they may show artefacts", partial=False)
         if plan is not None:
             report.path, report.packets = plan.path, (plan.packets_read, plan.packets_decoded)
         else:
             report.path = "exact"
-        _warn_about_timeline(report, timeline)
-        declared = _declared_seconds(container, stream)
-        end = max(last, plan.end if plan is not None else 0.0)  # fast mode reads past its last decoded frame
-        if (not report.partial and declared and settings.max_frames is None
-                and end < declared - max(2 / settings.fps, 1.0)):
-            # Some containers (Matroska, MPEG-TS) end quietly where a file was cut: compare with the header.
-            report.warn(f"the video stream ends at {end:.1f} s but its header declares {declared:.1f} s "
-                        "(truncated file?); kept the frames before the end", partial=True)
+        _warn_about_timing(report, timeline, _declared_seconds(container, stream), settings,
+                           max(last, plan.end if plan is not None else 0.0))  # fast mode reads past its last frame
     if report.frames == 0:
         raise DecodeError("no decodable frame (the video stream is empty)")
 
-
-def _warn_about_timeline(report: DecodeReport, timeline: _Timeline) -> None:
-    if timeline.restarts:
-        report.warn(f"the timestamps restart {timeline.restarts} time(s) (recordings joined into one file?); "
-                    "frames were taken in presentation order, each segment continuing the previous one's "
-                    "timeline", partial=False)
-    if timeline.untimed:
-        report.warn(f"{timeline.untimed} frame(s) carry no timestamp (a raw elementary stream?): placed at "
-                    f"the {timeline.rate:g} fps the stream declares", partial=False)

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -30,6 +30,7 @@ from pipeline.decode import DecodeError, check_decode_device
 from pipeline.features import resolve_precision
 from pipeline.ownership import OutputContents
 from pipeline.progress import ProgressDisplay
+from pipeline.reconcile import reconcile_output
 from pipeline.sources import (Listing, class_names, list_videos_in_dir, read_manifest, similar_labels,
                               too_few_classes)
 from pipeline.splits import assign_splits
@@ -208,17 +209,21 @@ def _run_chunked(run: _Run, plan: list[dict], parts: list[range]) -> tuple[dict,
     return dict(sorted(counters.items())), distributions
 
 
-def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict:
+def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
+                   before_check: Optional[Callable[[str], None]] = None) -> dict:
     """Runs one extraction end to end and returns its summary (also written to summary.json).
 
     The run is a transaction (`pipeline.transaction`): it holds the output folder's lock, writes into a staging
     folder beside it, and replaces the output only when everything was written. A run that fails leaves the
-    previous output as it was.
+    previous output as it was. Before publishing, every input is accounted for by name in what was written
+    (`pipeline.reconcile`); a mismatch stops the run.
 
     Args:
       config: what to extract and how.
       beam_args: Beam pipeline options (e.g. ['--runner=DataflowRunner', '--project=...']); defaults to the
         local DirectRunner. An argument no PipelineOptions class knows is refused.
+      before_check: called with the staging folder once the pipeline has written it, before it is summarised,
+        checked and published (tests damage the output here to see the check stop the run).
 
     Raises:
       ExtractionError: bad settings, missing or empty input, an output folder that is busy or must not be
@@ -244,9 +249,12 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = ()) -> dict
             _check_replaceable(config, transaction.previous)
             staged = dataclasses.replace(config, output_dir=staging)
             (counters, distributions), precision = _extract(staged, beam_args, listing, spec, plan)
+            if before_check is not None:
+                before_check(staging)
             summary = summarize(staged, listing, spec, warnings, time.time() - start)
             summary.update(config=dataclasses.asdict(config), counters=counters, precision=precision,
-                           timing=timing(counters, distributions, start))
+                           timing=timing(counters, distributions, start),
+                           reconciliation=reconcile_output(staging, plan, listing.problems, config.split_by))
             write_atomically(f"{staging}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
             if summary["extracted"] == 0:
                 raise ExtractionError(

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,47 @@ def test_fast_mode_reads_fewer_packets(gop_videos):
     frames = list(decode_frames(str(gop_videos / "short_gop.mp4"), DecodeSettings(fps=1, image_size=16), report))
     assert len(frames) == 4 and report.path == "skipping"
     assert report.packets == (120, 4)  # the four sampled frames, each an IDR picture here, of 120 packets
+
+
+# Seeds whose np.random.default_rng(seed).bytes(20000) FFmpeg's probe accepts as a video: raw H.263 whose one
+# frame is flagged corrupt, and raw H.261 whose one frame is not (found by scanning seeds; most random files fail
+# to open at all, see scripts/probe_random_files.py).
+H263_NOISE_SEED, H261_NOISE_SEED = 4577, 15287
+
+
+@pytest.mark.parametrize("seed, name, message", [
+    (H263_NOISE_SEED, "broken.mp4", "named .mp4, but FFmpeg reads it as 'h263' (a bare video stream"),
+    (H261_NOISE_SEED, "broken.mkv", "named .mkv, but FFmpeg reads it as 'h261' (a bare video stream"),
+    (H263_NOISE_SEED, "broken.h263", "every sampled frame (1) decoded with errors"),
+])
+def test_random_bytes_that_pass_ffmpegs_probe_fail_rather_than_become_a_frame_of_noise(tmp_path, seed, name,
+                                                                                       message):
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(seed).bytes(20000))
+    with pytest.raises(DecodeError, match=re.escape(message)):
+        list(decode_frames(str(path), DecodeSettings(fps=1, image_size=32)))
+
+
+def test_a_real_container_under_another_containers_name_is_kept_with_a_warning(tmp_path):
+    path = tmp_path / "actually_mpegts.mp4"
+    encode(path, [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)], rate=4, container_format="mpegts")
+    report = DecodeReport()
+    frames = list(decode_frames(str(path), DecodeSettings(fps=2, image_size=32), report))
+    assert len(frames) == 3 and not report.partial
+    assert "named .mp4, but FFmpeg reads it as 'mpegts' (another container)" in report.warning
+
+
+def test_no_random_file_is_silently_a_video(tmp_path):
+    """Random bytes of several sizes, bare and behind plausible headers (scripts/probe_random_files.py runs
+    thousands): each one fails or, at the very least, carries a warning."""
+    from scripts.probe_random_files import HEADERS, SIZES, outcome_of
+
+    rng = np.random.default_rng(2)
+    outcomes = set()
+    for seed in (H263_NOISE_SEED, H261_NOISE_SEED, *range(150)):
+        header = list(HEADERS.values())[seed % len(HEADERS)]
+        data = np.random.default_rng(seed).bytes(20000) if seed > 150 else header + rng.bytes(int(rng.choice(SIZES)))
+        path = tmp_path / "broken.mp4"
+        path.write_bytes(data)
+        outcomes.add(outcome_of(str(path), DecodeSettings(fps=1, image_size=32))[1])
+    assert outcomes <= {"failed", "warning"}, outcomes
