@@ -373,7 +373,8 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
                 restarts, untimed, first = timeline.restarts, timeline.untimed, timeline.start is None
                 t = timeline.seconds(frame)
                 if watch is not None:  # the plan's predictions hold, or the frame is not yielded
-                    watch.check_output(t, timeline.restarts != restarts, timeline.untimed != untimed)
+                    watch.check_output(t, timeline.restarts != restarts, timeline.untimed != untimed,
+                                       frame.is_corrupt)
                     if first:
                         watch.check_origin(timeline.start)
                 if not sampling.keeps(t):

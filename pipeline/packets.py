@@ -50,7 +50,8 @@ MPEG_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
 DRAIN = "DRAIN"  # the packet slot of the marker telling the decode loop to drain and reset the decoder
 # Containers whose demuxer flags a short last packet corrupt (MP4/MOV, AVI: the index gives each packet's size)
 # or drops it (Matroska: an incomplete block is never returned). In any other (MPEG-TS, MPEG-PS: a cut PES looks
-# whole) the stream's final unit is decoded in full, so a cut last picture is decoded as exact mode decodes it.
+# whole) the stream's last two units are decoded in full, without a drain between them: a cut last picture is
+# concealed from the frames decoded before it, which are then exact mode's.
 PACKET_SIZED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "avi", "matroska,webm"})
 
 
@@ -105,11 +106,14 @@ class Watch:
         self.expected = collections.deque(sorted(times))
         self._last_output = None
 
-    def check_output(self, t: float, restarted: bool, untimed: bool) -> None:
-        """Every frame the decoder outputs: while speculating each has a timestamp, and inside a planned unit
-        the timestamps neither restart nor go back (the plan predicted the unit's frames in time order)."""
+    def check_output(self, t: float, restarted: bool, untimed: bool, corrupt: bool = False) -> None:
+        """Every frame the decoder outputs: while speculating each has a timestamp and is whole (a damaged frame
+        is concealed from whatever the decoder holds, which differs), and inside a planned unit the timestamps
+        neither restart nor go back (the plan predicted the unit's frames in time order)."""
         if untimed and self.speculating:
             raise PlanMismatch("a frame without a timestamp after the plan left packets out", "untimed")
+        if corrupt and self.speculating:
+            raise PlanMismatch(f"a damaged frame at {t:.3f} s after the plan left packets out", "corrupt_frame")
         if self.expected is None:
             return
         if restarted:
@@ -417,6 +421,8 @@ class PacketPlan:
         if not self._done and unit is not None:
             if self._full_reason is None:
                 unit.start_proven = unit.proves_start(previous)
+            if not self._packet_sized:  # a cut last picture is concealed from the frames before it: all decoded
+                self._decode_rest_in_full("final_units")
             yield from self._emit(previous, unit)
             if not self._done:
                 yield from self._emit(unit, None)  # nothing after the stream's last unit
@@ -438,8 +444,7 @@ class PacketPlan:
         leading_unsafe = self._mpeg and unit.leading and not unit.leading_cleared
         why = ("rest" if self._full_reason else "unproven_restart" if not (unit.start_proven and end_proven)
                or leading_unsafe else "discarded_or_repeated_times" if not unit.clean
-               else "decode_order_times" if unit.b_pictures and unit.times_in_decode_order
-               else "final_unit" if following is None and not self._packet_sized else None)
+               else "decode_order_times" if unit.b_pictures and unit.times_in_decode_order else None)
         if why is None and self._sent:
             self.watch.speculating = True  # the decoder's state from here on is no longer exact mode's
             yield None, DRAIN  # everything sent so far goes through the decode loop first

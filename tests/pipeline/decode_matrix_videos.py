@@ -132,7 +132,7 @@ def _damaged(root: Path, paths: dict) -> None:
     """Streams whose damage fast mode meets after it began leaving packets out: timestamps that stop, files cut
     inside a packet (MP4 with its index first, MJPEG and MPEG-4 AVI, MPEG-TS, MPEG-PS)."""
     source = root / "tmp_stripped.ts"
-    encode(source, _frames(4.0, seed=13), RATE, g="30", bf="3")
+    encode(source, _frames(5.0, seed=13), RATE, g="30", bf="3")
     paths["ts_untimed_tail"] = root / "untimed_tail.ts"
     paths["ts_untimed_tail"].write_bytes(_strip_pts_from_middle(source.read_bytes()))
     faststart = root / "tmp_faststart.mp4"
@@ -148,11 +148,11 @@ def _damaged(root: Path, paths: dict) -> None:
                                        ("mpeg4_avi_cut_in_packet", paths["mpeg4_b_avi"], 70, 20)):
         paths[name] = root / f"{name}{source.suffix}"
         _cut_in_packet(source, paths[name], packet, keep)
-    # TS and PS: cut at 80 % of the bytes, the TS at a 188-byte boundary (a recorder stopped: no sign of it)
+    # TS and PS: cut at 70 % of the bytes, the TS at a 188-byte boundary (a recorder stopped: no sign of it)
     for name, source, align in (("ts_cut_whole_packets", cut_h264, 188), ("ps_cut", cut_mpeg2, 1)):
         data = source.read_bytes()
         paths[name] = root / f"{name}{source.suffix}"
-        paths[name].write_bytes(data[:int(len(data) * 0.8) // align * align])
+        paths[name].write_bytes(data[:int(len(data) * 0.7) // align * align])
 
 
 def make_matrix(root: Path) -> dict[str, Path]:
@@ -176,7 +176,7 @@ def make_matrix(root: Path) -> dict[str, Path]:
         if codec not in av.codecs_available:
             continue
         whole = root / f"tmp_{name}.ts"
-        encode(whole, _frames(3.0, *size), RATE, codec=codec, **options)
+        encode(whole, _frames(4.0, *size), RATE, codec=codec, **options)
         paths[f"{name}_cut_mid_gop"] = root / f"{name}_cut.ts"
         _cut_mid_gop(whole, paths[f"{name}_cut_mid_gop"], 0.4)
     for name, seconds in (("joined_0_6s", 0.6), ("joined_2s", 2.0)):
