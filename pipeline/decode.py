@@ -4,6 +4,13 @@ Frames are sampled by presentation time: the first decoded frame, then the first
 multiple of 1/fps seconds (as the YouTube-8M extractor samples at 1 fps). A video whose own frame rate is below
 `fps` gives each frame once; nothing is duplicated. Only sampled frames are converted to RGB and resized (in
 FFmpeg's swscale), and frames are yielded one at a time, so memory does not grow with the video's length.
+
+`--decode_mode=fast` (`pipeline.packets`) is speculative: its frames are held (up to HOLD_BYTES / HOLD_SECONDS)
+until its decode ends cleanly; on any anomaly they are discarded and the video is decoded again in exact mode
+(counted as "exact_after_<why>"). Past the hold, frames go out as they come with a digest kept, and an anomaly
+then decodes exact mode from the start, checks its first frames against those digests and gives out the rest;
+only frames that differ from exact mode's fail the video, naming --decode_mode=exact. The truncation warning
+compares the header's duration with where the stream ends by facts both modes share (`_Timeline.end`).
 """
 
 from __future__ import annotations

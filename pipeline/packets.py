@@ -26,10 +26,20 @@ on the frame before it), that lacks timestamps, or whose codec is not known here
 marks discard (edit lists) are decoded in full. The time origin is the first frame the decoder outputs, as in
 exact mode: read at a drain, or, for a first unit that starts at a restart picture shown first, predicted as it.
 
-The decode loop checks the plan (`Watch`): a kept frame the plan did not predict, a predicted one missing, a time
-origin other than predicted, or a timestamp restart inside a planned unit raises `PlanMismatch` before the frame
-is yielded (`decode_frames` then decodes the video again in full, or fails it if frames were already yielded).
-`tests/pipeline/test_decode_matrix.py` compares both modes byte for byte over codecs and stream structures.
+Times the plan cannot read: a unit holding a B picture (read from the bitstream) whose packet times never go
+back carries decode-order times (AVI stores no other), so which frame the decoder outputs when is unknown: it is
+decoded in full. MPEG-TS and MPEG-PS cannot show a cut last packet (a cut PES looks whole), and a cut picture is
+concealed from the frames decoded before it: their last two units are decoded in full, without a drain between.
+
+Fast decoding is SPECULATIVE: once the plan has drained the decoder or left a packet out (`Watch.speculating`),
+any anomaly raises `PlanMismatch` (its `why` names it) and `decode.decode_frames`, which held the frames so far,
+decodes the video again in exact mode. Anomalies: a kept frame the plan did not predict, a predicted one missing,
+a time origin other than predicted; inside a planned unit a timestamp restart or an output time not later than
+the one before; any frame output without a timestamp or flagged damaged; a packet flagged corrupt (damage, or the
+short last packet of a cut MP4/AVI), without a timestamp, or marked discard after a packet shown earlier; any
+demux or decode error. Before speculating the same signs only make the rest of the stream decode in full (it is
+then exact mode's decode). `tests/pipeline/test_decode_matrix.py` compares both modes byte for byte over codecs,
+stream structures and damage.
 """
 
 from __future__ import annotations
@@ -39,14 +49,15 @@ import copy
 import math
 from typing import Iterator, Optional
 
-# Codecs whose intra pictures reset every reference (the bitstream check is `_is_intra`).
+from pipeline.bitstream import MPEG_CODECS, is_b_picture, is_intra, mpeg_picture_type, nal_types
+
+# Codecs whose intra pictures reset every reference (the bitstream check is `is_intra`).
 RESETTING_KEYFRAME_CODECS = frozenset({"vp8", "vp9", "av1", "mjpeg", "mpeg4", "mpeg2video", "mpeg1video"})
 # A unit longer than this (in packets) is decoded in full as it is read rather than held (no restart point).
 MAX_GOP_PACKETS = 1200
 H264_IDR, HEVC_IDR = (5,), (19, 20)  # HEVC: IDR_W_RADL, IDR_N_LP
-# Codecs whose B pictures are never references: an open GOP's leading B pictures refer to the previous unit, and
-# nothing else does, so the boundary holds when none of them is kept (the decoder drops them, `skip_frame=NONREF`).
-MPEG_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
+# MPEG_CODECS (`bitstream`): B pictures are never references: an open GOP's leading B pictures refer to the
+# previous unit, and nothing else does, so the boundary holds when none of them is kept (the decoder drops them).
 DRAIN = "DRAIN"  # the packet slot of the marker telling the decode loop to drain and reset the decoder
 # Containers whose demuxer flags a short last packet corrupt (MP4/MOV, AVI: the index gives each packet's size)
 # or drops it (Matroska: an incomplete block is never returned). In any other (MPEG-TS, MPEG-PS: a cut PES looks
@@ -141,79 +152,6 @@ class Watch:
         self.expected = None
 
 
-def _nal_starts(data: bytes, length_size: Optional[int]) -> list[int]:
-    """Where each NAL unit's header starts in one packet: length-prefixed (MP4, `length_size` bytes) or Annex B
-    start codes (TS, AVI)."""
-    starts = []
-    if length_size:
-        i = 0
-        while i + length_size < len(data):
-            size = int.from_bytes(data[i:i + length_size], "big")
-            i += length_size
-            if size <= 0 or i >= len(data):
-                break
-            starts.append(i)
-            i += size
-        return starts
-    i = data.find(b"\x00\x00\x01")
-    while 0 <= i < len(data) - 3:
-        starts.append(i + 3)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    return starts
-
-
-def _nal_types(data: bytes, length_size: Optional[int], hevc: bool) -> list[int]:
-    """NAL unit types in one packet."""
-    return [(data[i] >> 1) & 0x3F if hevc else data[i] & 0x1F for i in _nal_starts(data, length_size)]
-
-
-def _exp_golomb(data: bytes, bit: int) -> tuple[int, int]:
-    """The unsigned exp-Golomb number at bit offset `bit` of `data`, and the offset after it."""
-    zeros = 0
-    while bit < len(data) * 8 and not (data[bit // 8] >> (7 - bit % 8)) & 1:
-        zeros, bit = zeros + 1, bit + 1
-    value = 0
-    for _ in range(zeros + 1):
-        value = value << 1 | ((data[bit // 8] >> (7 - bit % 8)) & 1 if bit < len(data) * 8 else 0)
-        bit += 1
-    return value - 1, bit
-
-
-def _is_b_picture(codec: str, data: bytes, length_size: Optional[int]) -> bool:
-    """Whether a packet holds a B picture (read from its first slice header or picture header)."""
-    if codec in MPEG_CODECS:
-        return _mpeg_picture_type(codec, data) == "B"
-    for i in _nal_starts(data, length_size):
-        if codec == "h264" and data[i] & 0x1F in (1, 5):  # first_mb_in_slice, slice_type (B: 1 or 6)
-            _, bit = _exp_golomb(data[i + 1:i + 8], 0)
-            return _exp_golomb(data[i + 1:i + 8], bit)[0] % 5 == 1
-        if codec == "hevc" and (data[i] >> 1) & 0x3F < 32 and len(data) > i + 2 and data[i + 2] & 0x80:
-            # first slice segment: [no_output_of_prior_pics], pps id, slice_type (B: 0), with no extra header bits
-            bit = 1 + (16 <= (data[i] >> 1) & 0x3F <= 23)
-            _, bit = _exp_golomb(data[i + 2:i + 10], bit)
-            return _exp_golomb(data[i + 2:i + 10], bit)[0] == 0
-    return False
-
-
-def _mpeg_picture_type(codec: str, data: bytes) -> Optional[str]:
-    """"I", "P", "B" (or "S", MPEG-4 sprite) for the first picture of an MPEG-1/2/4 Part 2 packet; None if none."""
-    if codec == "mpeg4":  # VOP start code 00 00 01 B6, then vop_coding_type (2 bits)
-        i = data.find(b"\x00\x00\x01\xb6")
-        return "IPBS"[data[i + 4] >> 6] if 0 <= i < len(data) - 4 else None
-    i = data.find(b"\x00\x00\x01\x00")  # picture start code, temporal_reference (10 bits), picture_coding_type
-    kind = (data[i + 5] >> 3) & 7 if 0 <= i < len(data) - 5 else 0
-    return {1: "I", 2: "P", 3: "B"}.get(kind)
-
-
-def _is_intra(codec: str, data: bytes) -> bool:
-    """Whether a key-flagged packet really holds an intra picture (the key flag is only the muxer's word)."""
-    if codec in MPEG_CODECS:
-        return _mpeg_picture_type(codec, data) == "I"
-    if codec == "vp8":  # frame tag: bit 0 clear on key frames
-        return len(data) > 0 and data[0] & 1 == 0
-    return True  # vp9, av1 (the demuxer's key flag comes from the frame header), mjpeg (every picture is intra)
-
-
 class _Restarts:
     """Tells whether a packet is a restart point of its stream's codec."""
 
@@ -237,18 +175,18 @@ class _Restarts:
         provable: HEVC RADL pictures (they refer only to the IDR), MPEG B pictures (see MPEG_CODECS)."""
         if self.codec == "hevc":
             return True
-        return self.codec in MPEG_CODECS and _mpeg_picture_type(self.codec, bytes(packet)) == "B"
+        return self.codec in MPEG_CODECS and mpeg_picture_type(self.codec, bytes(packet)) == "B"
 
     def b_picture(self, packet) -> bool:
-        return self.reordering and _is_b_picture(self.codec, bytes(packet), self.length_size)
+        return self.reordering and is_b_picture(self.codec, bytes(packet), self.length_size)
 
     def __call__(self, packet) -> bool:
         if not packet.is_keyframe:
             return False
         if self.codec in ("h264", "hevc"):
             idr = HEVC_IDR if self.codec == "hevc" else H264_IDR
-            return any(t in idr for t in _nal_types(bytes(packet), self.length_size, self.codec == "hevc"))
-        return self.codec in RESETTING_KEYFRAME_CODECS and _is_intra(self.codec, bytes(packet))
+            return any(t in idr for t in nal_types(bytes(packet), self.length_size, self.codec == "hevc"))
+        return self.codec in RESETTING_KEYFRAME_CODECS and is_intra(self.codec, bytes(packet))
 
 
 class _Unit:

@@ -7,7 +7,7 @@ import dataclasses
 import av
 import pytest
 
-from pipeline import decode, packets
+from pipeline import bitstream, decode, packets
 from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
 from tests.pipeline.decode_matrix_videos import DAMAGED, ENCODED, make_matrix, probe
 
@@ -104,7 +104,7 @@ def test_the_videos_have_the_structures_they_stand_for(matrix):
     for name, has_p in (("mpeg4_b_avi", True), ("mpeg4_b_avi_intra", False)):  # I P B, and I B only
         with av.open(str(matrix[name])) as container:
             stream = container.streams.video[0]
-            kinds = {packets._mpeg_picture_type("mpeg4", bytes(p)) for p in container.demux(stream) if p.size}
+            kinds = {bitstream.mpeg_picture_type("mpeg4", bytes(p)) for p in container.demux(stream) if p.size}
         assert kinds == ({"I", "P", "B"} if has_p else {"I", "B"}), name
     assert found["mp4_edit_list"]["discard"]  # the demuxer discards the first 0.5 s (an edit list)
     assert found["mp4_start_1_3s"]["start_time"] == pytest.approx(1.3)
