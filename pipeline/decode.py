@@ -4,25 +4,40 @@ Frames are sampled by presentation time: the first decoded frame, then the first
 multiple of 1/fps seconds (as the YouTube-8M extractor samples at 1 fps). A video whose own frame rate is below
 `fps` gives each frame once; nothing is duplicated. Only sampled frames are converted to RGB and resized (in
 FFmpeg's swscale), and frames are yielded one at a time, so memory does not grow with the video's length.
+
+`--decode_mode=fast` (`pipeline.packets`) is speculative: its frames are held (up to HOLD_BYTES / HOLD_SECONDS)
+until its decode ends cleanly; on any anomaly they are discarded and the video is decoded again in exact mode
+(counted as "exact_after_<why>"). Past the hold, frames go out as they come with a digest kept, and an anomaly
+then decodes exact mode from the start, checks its first frames against those digests and gives out the rest;
+only frames that differ from exact mode's fail the video, naming --decode_mode=exact. The truncation warning
+compares the header's duration with where the stream ends by facts both modes share (`_Timeline.end`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
-from typing import Iterator, Optional
+import struct
+import time
+from typing import Callable, Iterator, Optional
 
 import av
 import numpy as np
 
-from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling
+from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling, seconds
 
 
 # Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
 DEFAULT_DECODE_TIMEOUT = 300.0
 DECODE_MODES = ("fast", "exact")
 DECODE_DEVICES = ("cpu", "cuda")
+# Fast mode holds its frames until its decode ends cleanly (`_speculate`), up to this many bytes of pixels and
+# seconds (how late a long video's first frames may reach the model); then it gives them out and checks them
+# afterwards. While it holds them, `decode_frames`' `holding` tells a watching parent the decoder is alive.
+HOLD_BYTES = 64 << 20
+HOLD_SECONDS = 60.0
 
 
 class DecodeError(Exception):
@@ -247,6 +262,9 @@ class _Timeline:
         self._offset = 0.0
         self._previous: Optional[float] = None
         self._count = 0
+        self._time_base = stream.time_base
+        self._last = 0.0  # the latest frame output, in seconds from the start
+        self._latest_packet: Optional[float] = None  # the latest packet time read (raw seconds), decoded or not
 
     @property
     def start(self) -> Optional[float]:
@@ -265,13 +283,32 @@ class _Timeline:
         self._previous = raw
         if self._start is None:
             self._start = raw
-        return raw + self._offset - self._start
+        self._last = raw + self._offset - self._start
+        return self._last
+
+    def note_packet(self, packet) -> None:
+        """Every packet the demuxer returns, decoded or not (both modes read them all)."""
+        if packet.pts is not None:
+            t = seconds(packet.pts, self._time_base)
+            self._latest_packet = t if self._latest_packet is None else max(self._latest_packet, t)
+
+    @property
+    def end(self) -> float:
+        """Where the stream ends, in seconds from the start, by facts both decode modes share: the latest packet
+        time read, or the last frame output where the timeline continues past it (a restart's offset; fast mode
+        decodes the rest of such a stream in full). Fast mode may skip the last frames, not the packets."""
+        if self._start is None:
+            return 0.0
+        packets = self._latest_packet - self._start if self._latest_packet is not None else 0.0
+        return max(self._last, packets)
 
 
-def _frames(container, stream, plan: Optional[PacketPlan]):
+def _frames(container, stream, plan: Optional[PacketPlan], timeline: _Timeline):
     """The stream's decoded frames in presentation order: every one, or (`plan`) those of the packets it needs."""
     if plan is None:
-        yield from container.decode(stream)
+        for packet in container.demux(stream):  # what container.decode(stream) does, noting each packet
+            timeline.note_packet(packet)
+            yield from packet.decode()
         return
     context = stream.codec_context
     for packet, skip in plan:
@@ -304,14 +341,17 @@ def _warn_about_timing(report: DecodeReport, timeline: _Timeline, declared: Opti
                     "(truncated file?); kept the frames before the end", partial=True)
 
 
-def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None) -> Iterator[Frame]:
+def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeReport] = None,
+                  holding: Optional[Callable[[], None]] = None) -> Iterator[Frame]:
     """Yields the sampled frames of the video at `path`.
+
+    `holding` is called for each frame fast mode decodes and holds back instead of yielding (a sign of life for
+    a caller that watches for a hung decoder: `pipeline.isolated_decode`).
 
     The video stream is the one FFmpeg itself would pick (`av_find_best_stream`: e.g. the real video, not a
     one-frame cover or thumbnail stream listed first). Damage after at least one good frame ends the video
     early: the frames before it are kept and `report` says what happened (the caller records it in the
-    summary). In fast mode, a decoder that disagrees with the packet plan before the first frame is yielded
-    makes the video decode again in exact mode; after it, the video fails rather than differ from exact mode.
+    summary). Fast mode is speculative (`_speculate`): on any anomaly the video is decoded again in exact mode.
 
     A file whose container does not match its name (`format_mismatch`) or with frames FFmpeg flags corrupt is
     kept with a warning; one whose every frame is flagged corrupt fails (random bytes can pass FFmpeg's probe as
@@ -324,15 +364,61 @@ def decode_frames(path: str, settings: DecodeSettings, report: Optional[DecodeRe
     report = report if report is not None else DecodeReport()
     if _size(path) == 0:
         raise DecodeError("empty file (0 bytes)")
-    try:
-        yield from _decode(path, settings, report, fast=settings.mode == "fast")
-    except PlanMismatch as e:
-        if report.frames:
-            raise DecodeError(f"--decode_mode=fast could not vouch for this video's frames ({e}); extract it with "
-                              "--decode_mode=exact, and please report it with the file") from None
-        report.warning, report.partial = None, False
+    if settings.mode == "exact":
         yield from _decode(path, settings, report, fast=False)
-        report.path = "full_plan_mismatch"
+        return
+    released: list[bytes] = []  # digests of the frames fast mode gave out before its decode ended
+    try:
+        yield from _speculate(path, settings, report, released, holding)
+    except PlanMismatch as e:
+        report.frames, report.warning, report.partial = 0, None, False
+        yield from _exact_after(path, settings, report, released, e)
+        report.path = f"exact_after_{e.why}"
+
+
+def _speculate(path: str, settings: DecodeSettings, report: DecodeReport, released: list,
+               holding: Optional[Callable[[], None]] = None) -> Iterator[Frame]:
+    """Fast mode's frames, held until its decode ends cleanly: an anomaly (`PlanMismatch`) then discards them.
+    Past HOLD_BYTES of pixels or HOLD_SECONDS, the frames held are given
+    out and the rest as they come, each one's digest kept in `released`."""
+    held: Optional[list] = []
+    held_bytes, started = 0, time.monotonic()
+    for frame in _decode(path, settings, report, fast=True):
+        if held is not None:
+            held.append(frame)
+            held_bytes += frame.rgb.nbytes
+            if held_bytes <= HOLD_BYTES and time.monotonic() - started <= HOLD_SECONDS:
+                if holding is not None:
+                    holding()
+                continue
+        for given in held or [frame]:
+            released.append(_digest(given))
+            yield given
+        held = None
+    for given in held or []:
+        yield given
+
+
+def _exact_after(path: str, settings: DecodeSettings, report: DecodeReport, released: list,
+                 anomaly: PlanMismatch) -> Iterator[Frame]:
+    """Exact mode's frames after fast mode met `anomaly`: those past the ones fast mode already gave out, once
+    exact mode's own first frames proved the same (otherwise the video fails: it cannot be taken back)."""
+    differs = False
+    for frame in _decode(path, settings, report, fast=False):
+        if frame.index >= len(released):
+            yield frame
+        elif _digest(frame) != released[frame.index]:
+            differs = True
+            break
+    if differs or report.frames < len(released):
+        raise DecodeError(f"--decode_mode=fast gave out frames before it met an anomaly ({anomaly}) that differ "
+                          "from exact decoding; extract this video with --decode_mode=exact, and please report it "
+                          "with the file")
+
+
+def _digest(frame: Frame) -> bytes:
+    return hashlib.blake2b(frame.rgb.tobytes() + struct.pack("<qd", frame.index, frame.timestamp),
+                           digest_size=16).digest()
 
 
 def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: bool) -> Iterator[Frame]:
@@ -361,16 +447,15 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
         timeline = _Timeline(stream)
         plan = PacketPlan(container, stream, sampling, timeline) if fast else None
         watch = plan.watch if plan is not None else None
-        last = 0.0
         held: list[Frame] = []  # leading sampled frames flagged corrupt, not yet yielded (MAX_HELD_CORRUPT)
         corrupt = 0
         try:
-            for frame in _frames(container, stream, plan):
-                restarts, first = timeline.restarts, timeline.start is None
-                t = last = timeline.seconds(frame)
+            for frame in _frames(container, stream, plan, timeline):
+                restarts, untimed, first = timeline.restarts, timeline.untimed, timeline.start is None
+                t = timeline.seconds(frame)
                 if watch is not None:  # the plan's predictions hold, or the frame is not yielded
-                    if timeline.restarts != restarts:
-                        watch.check_restart()
+                    watch.check_output(t, timeline.restarts != restarts, timeline.untimed != untimed,
+                                       frame.is_corrupt)
                     if first:
                         watch.check_origin(timeline.start)
                 if not sampling.keeps(t):
@@ -394,6 +479,9 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
                 if sampling.done:
                     break
         except (av.FFmpegError, ValueError, OSError) as e:
+            if watch is not None and watch.speculating:  # exact mode would meet it with other frames decoded
+                raise PlanMismatch(f"an error after the plan left packets out: {_describe(e)}", "decode_error") \
+                    from None
             if report.frames == 0:
                 raise DecodeError(f"no decodable frame: {_describe(e)}"
                                   + (f" ({mismatch})" if mismatch else "")) from None
@@ -408,8 +496,7 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
             report.path, report.packets = plan.path, (plan.packets_read, plan.packets_decoded)
         else:
             report.path = "exact"
-        _warn_about_timing(report, timeline, _declared_seconds(container, stream), settings,
-                           max(last, plan.end if plan is not None else 0.0))  # fast mode reads past its last frame
+        _warn_about_timing(report, timeline, _declared_seconds(container, stream), settings, timeline.end)
     if report.frames == 0:
         raise DecodeError("no decodable frame (the video stream is empty)")
 

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Iterator, Optional
 
@@ -42,8 +43,9 @@ def _serve(requests: Connection, conn: Connection) -> None:
         except EOFError:
             return
         report = DecodeReport()
+        alive = _SignOfLife(conn)
         try:
-            for frame in decode_frames(request["path"], DecodeSettings(**request["settings"]), report):
+            for frame in decode_frames(request["path"], DecodeSettings(**request["settings"]), report, alive):
                 header = {"kind": "frame", "index": frame.index, "timestamp": frame.timestamp,
                           "shape": list(frame.rgb.shape)}
                 conn.send_bytes(json.dumps(header).encode())
@@ -57,6 +59,19 @@ def _serve(requests: Connection, conn: Connection) -> None:
             conn.send_bytes(json.dumps({"kind": "error", "error": str(e)}).encode())
         except Exception as e:  # noqa: BLE001 - a bug met on one file fails that file, with the reason
             conn.send_bytes(json.dumps({"kind": "error", "error": unexpected_error(e)}).encode())
+
+
+class _SignOfLife:
+    """Tells the parent, at most once a second, that fast mode is decoding frames it holds back (`decode_frames`'s
+    `holding`): the parent's silence limit (--decode_timeout) is for a hung decoder, not a held one."""
+
+    def __init__(self, conn: Connection):
+        self._conn, self._last = conn, time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last >= 1.0:
+            self._conn.send_bytes(b'{"kind": "alive"}')
+            self._last = time.monotonic()
 
 
 class DecoderProcess:
@@ -146,6 +161,8 @@ class DecoderProcess:
         try:
             while True:
                 message = json.loads(self._receive())
+                if message["kind"] == "alive":
+                    continue
                 if message["kind"] == "frame":
                     pixels = np.frombuffer(self._receive(), np.uint8).reshape(message["shape"])
                     yield Frame(index=message["index"], timestamp=message["timestamp"], rgb=pixels)

@@ -26,10 +26,20 @@ on the frame before it), that lacks timestamps, or whose codec is not known here
 marks discard (edit lists) are decoded in full. The time origin is the first frame the decoder outputs, as in
 exact mode: read at a drain, or, for a first unit that starts at a restart picture shown first, predicted as it.
 
-The decode loop checks the plan (`Watch`): a kept frame the plan did not predict, a predicted one missing, a time
-origin other than predicted, or a timestamp restart inside a planned unit raises `PlanMismatch` before the frame
-is yielded (`decode_frames` then decodes the video again in full, or fails it if frames were already yielded).
-`tests/pipeline/test_decode_matrix.py` compares both modes byte for byte over codecs and stream structures.
+Times the plan cannot read: a unit holding a B picture (read from the bitstream) whose packet times never go
+back carries decode-order times (AVI stores no other), so which frame the decoder outputs when is unknown: it is
+decoded in full. MPEG-TS and MPEG-PS cannot show a cut last packet (a cut PES looks whole), and a cut picture is
+concealed from the frames decoded before it: their last two units are decoded in full, without a drain between.
+
+Fast decoding is SPECULATIVE: once the plan has drained the decoder or left a packet out (`Watch.speculating`),
+any anomaly raises `PlanMismatch` (its `why` names it) and `decode.decode_frames`, which held the frames so far,
+decodes the video again in exact mode. Anomalies: a kept frame the plan did not predict, a predicted one missing,
+a time origin other than predicted; inside a planned unit a timestamp restart or an output time not later than
+the one before; any frame output without a timestamp or flagged damaged; a packet flagged corrupt (damage, or the
+short last packet of a cut MP4/AVI), without a timestamp, or marked discard after a packet shown earlier; any
+demux or decode error. Before speculating the same signs only make the rest of the stream decode in full (it is
+then exact mode's decode). `tests/pipeline/test_decode_matrix.py` compares both modes byte for byte over codecs,
+stream structures and damage.
 """
 
 from __future__ import annotations
@@ -39,19 +49,30 @@ import copy
 import math
 from typing import Iterator, Optional
 
-# Codecs whose intra pictures reset every reference (the bitstream check is `_is_intra`).
+from pipeline.bitstream import MPEG_CODECS, is_b_picture, is_intra, mpeg_picture_type, nal_types
+
+# Codecs whose intra pictures reset every reference (the bitstream check is `is_intra`).
 RESETTING_KEYFRAME_CODECS = frozenset({"vp8", "vp9", "av1", "mjpeg", "mpeg4", "mpeg2video", "mpeg1video"})
 # A unit longer than this (in packets) is decoded in full as it is read rather than held (no restart point).
 MAX_GOP_PACKETS = 1200
 H264_IDR, HEVC_IDR = (5,), (19, 20)  # HEVC: IDR_W_RADL, IDR_N_LP
-# Codecs whose B pictures are never references: an open GOP's leading B pictures refer to the previous unit, and
-# nothing else does, so the boundary holds when none of them is kept (the decoder drops them, `skip_frame=NONREF`).
-MPEG_CODECS = frozenset({"mpeg1video", "mpeg2video", "mpeg4"})
+# MPEG_CODECS (`bitstream`): B pictures are never references: an open GOP's leading B pictures refer to the
+# previous unit, and nothing else does, so the boundary holds when none of them is kept (the decoder drops them).
 DRAIN = "DRAIN"  # the packet slot of the marker telling the decode loop to drain and reset the decoder
+# Containers whose demuxer flags a short last packet corrupt (MP4/MOV, AVI: the index gives each packet's size)
+# or drops it (Matroska: an incomplete block is never returned). In any other (MPEG-TS, MPEG-PS: a cut PES looks
+# whole) the stream's last two units are decoded in full, without a drain between them: a cut last picture is
+# concealed from the frames decoded before it, which are then exact mode's.
+PACKET_SIZED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "avi", "matroska,webm"})
 
 
 class PlanMismatch(Exception):
-    """The decoder output other frames than the packet plan predicted: fast mode cannot vouch for its frames."""
+    """Fast mode cannot vouch for its frames (an anomaly: see the module docstring); `why` names it for the
+    decode-path counters ("exact_after_<why>")."""
+
+    def __init__(self, text: str, why: str = "plan_mismatch"):
+        super().__init__(text)
+        self.why = why
 
 
 class Sampling:
@@ -88,14 +109,34 @@ class Watch:
     def __init__(self):
         self.expected: Optional[collections.deque] = None  # kept times predicted for the planned unit in flight
         self.origin: Optional[float] = None  # the time origin predicted before the decoder output a frame
+        self.speculating = False  # a unit was planned: the frames from here on are the plan's, not exact mode's
+        self._last_output: Optional[float] = None  # the latest frame the decoder output in the planned unit
+
+    def expect(self, times: list[float]) -> None:
+        """The kept times predicted for the unit about to be decoded (seconds from the origin)."""
+        self.expected = collections.deque(sorted(times))
+        self._last_output = None
+
+    def check_output(self, t: float, restarted: bool, untimed: bool, corrupt: bool = False) -> None:
+        """Every frame the decoder outputs: while speculating each has a timestamp and is whole (a damaged frame
+        is concealed from whatever the decoder holds, which differs), and inside a planned unit the timestamps
+        neither restart nor go back (the plan predicted the unit's frames in time order)."""
+        if untimed and self.speculating:
+            raise PlanMismatch("a frame without a timestamp after the plan left packets out", "untimed")
+        if corrupt and self.speculating:
+            raise PlanMismatch(f"a damaged frame at {t:.3f} s after the plan left packets out", "corrupt_frame")
+        if self.expected is None:
+            return
+        if restarted:
+            raise PlanMismatch("the timestamps restart inside a unit the plan skipped parts of")
+        if self._last_output is not None and t <= self._last_output:
+            raise PlanMismatch(f"the decoder output a frame at {t:.3f} s after one at {self._last_output:.3f} s "
+                               "inside a planned unit", "times_not_monotonic")
+        self._last_output = t
 
     def check_origin(self, start: float) -> None:
         if self.origin is not None and start != self.origin:
             raise PlanMismatch(f"the first decoded frame is at {start:.3f} s, the plan expected {self.origin:.3f} s")
-
-    def check_restart(self) -> None:
-        if self.expected is not None:
-            raise PlanMismatch("the timestamps restart inside a unit the plan skipped parts of")
 
     def check_kept(self, t: float) -> None:
         if self.expected is None:
@@ -111,52 +152,13 @@ class Watch:
         self.expected = None
 
 
-def _nal_types(data: bytes, length_size: Optional[int], hevc: bool) -> list[int]:
-    """NAL unit types in one packet: length-prefixed (MP4, `length_size` bytes) or Annex B start codes (TS)."""
-    types = []
-    if length_size:
-        i = 0
-        while i + length_size < len(data):
-            size = int.from_bytes(data[i:i + length_size], "big")
-            i += length_size
-            if size <= 0 or i >= len(data):
-                break
-            types.append((data[i] >> 1) & 0x3F if hevc else data[i] & 0x1F)
-            i += size
-        return types
-    i = data.find(b"\x00\x00\x01")
-    while 0 <= i < len(data) - 3:
-        header = data[i + 3]
-        types.append((header >> 1) & 0x3F if hevc else header & 0x1F)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    return types
-
-
-def _mpeg_picture_type(codec: str, data: bytes) -> Optional[str]:
-    """"I", "P", "B" (or "S", MPEG-4 sprite) for the first picture of an MPEG-1/2/4 Part 2 packet; None if none."""
-    if codec == "mpeg4":  # VOP start code 00 00 01 B6, then vop_coding_type (2 bits)
-        i = data.find(b"\x00\x00\x01\xb6")
-        return "IPBS"[data[i + 4] >> 6] if 0 <= i < len(data) - 4 else None
-    i = data.find(b"\x00\x00\x01\x00")  # picture start code, temporal_reference (10 bits), picture_coding_type
-    kind = (data[i + 5] >> 3) & 7 if 0 <= i < len(data) - 5 else 0
-    return {1: "I", 2: "P", 3: "B"}.get(kind)
-
-
-def _is_intra(codec: str, data: bytes) -> bool:
-    """Whether a key-flagged packet really holds an intra picture (the key flag is only the muxer's word)."""
-    if codec in MPEG_CODECS:
-        return _mpeg_picture_type(codec, data) == "I"
-    if codec == "vp8":  # frame tag: bit 0 clear on key frames
-        return len(data) > 0 and data[0] & 1 == 0
-    return True  # vp9, av1 (the demuxer's key flag comes from the frame header), mjpeg (every picture is intra)
-
-
 class _Restarts:
     """Tells whether a packet is a restart point of its stream's codec."""
 
     def __init__(self, stream):
         context = stream.codec_context
         self.codec = context.codec.canonical_name  # av1, not libdav1d: the format, not the decoder
+        self.reordering = bool(context.has_b_frames)  # the decoder delays its output to reorder pictures
         extradata = bytes(context.extradata or b"")
         self.length_size = None
         if self.codec == "h264" and len(extradata) > 4 and extradata[0] == 1:  # avcC
@@ -173,15 +175,18 @@ class _Restarts:
         provable: HEVC RADL pictures (they refer only to the IDR), MPEG B pictures (see MPEG_CODECS)."""
         if self.codec == "hevc":
             return True
-        return self.codec in MPEG_CODECS and _mpeg_picture_type(self.codec, bytes(packet)) == "B"
+        return self.codec in MPEG_CODECS and mpeg_picture_type(self.codec, bytes(packet)) == "B"
+
+    def b_picture(self, packet) -> bool:
+        return self.reordering and is_b_picture(self.codec, bytes(packet), self.length_size)
 
     def __call__(self, packet) -> bool:
         if not packet.is_keyframe:
             return False
         if self.codec in ("h264", "hevc"):
             idr = HEVC_IDR if self.codec == "hevc" else H264_IDR
-            return any(t in idr for t in _nal_types(bytes(packet), self.length_size, self.codec == "hevc"))
-        return self.codec in RESETTING_KEYFRAME_CODECS and _is_intra(self.codec, bytes(packet))
+            return any(t in idr for t in nal_types(bytes(packet), self.length_size, self.codec == "hevc"))
+        return self.codec in RESETTING_KEYFRAME_CODECS and is_intra(self.codec, bytes(packet))
 
 
 class _Unit:
@@ -199,6 +204,9 @@ class _Unit:
         self.leading: set = set()  # times of pictures shown before the restart picture, decoded after it
         self.leading_allowed = True
         self.leading_cleared = False  # MPEG leading B pictures: the previous unit's plan keeps none of them
+        self.times_in_decode_order = True  # no packet's time is before the one read before it
+        self.b_pictures = False  # some packet holds a B picture
+        self._last_time = self.start_time
 
     def add(self, packet, t: float, restart: "_Restarts") -> None:
         self.clean = self.clean and not packet.is_discard and t not in self.times
@@ -206,6 +214,9 @@ class _Unit:
             self.leading.add(t)
             self.leading_allowed = self.leading_allowed and restart.leading_allowed(packet)
         self.times.add(t)
+        self.times_in_decode_order = self.times_in_decode_order and t >= self._last_time
+        self.b_pictures = self.b_pictures or (self.times_in_decode_order and restart.b_picture(packet))
+        self._last_time = t
         self.min_time, self.max_time = min(self.min_time, t), max(self.max_time, t)
         if self.held:
             self.packets.append(packet)
@@ -219,10 +230,8 @@ class _Unit:
 
 
 def _timestamp_problem(packet, last_dts: Optional[int], max_pts: Optional[int], tolerance: int) -> Optional[str]:
-    """Why the rest of a stream must be decoded in full from this packet on, if it must: no timestamp, or a
-    decode-order timestamp that goes back (a joint; without a dts, a pts more than `tolerance` before the latest)."""
-    if packet.pts is None:
-        return "untimed"
+    """Why the rest of a stream must be decoded in full from this (timed) packet on, if it must: a decode-order
+    timestamp that goes back (a joint; without a dts, a pts more than `tolerance` before the latest)."""
     if packet.dts is not None:
         return "timestamps_go_back" if last_dts is not None and packet.dts < last_dts else None
     return "timestamps_go_back" if max_pts is not None and packet.pts < max_pts - tolerance else None
@@ -232,17 +241,16 @@ class PacketPlan:
     """The packets the sampled decode needs: iterating gives (packet, skip_frame setting) in decode order; a packet
     of None means: drain the decoder (its held frames go through the decode loop) and reset it. The last item is
     always such a drain. The plan reads the decode loop's `sampling` and `timeline` at drains (see the module
-    docstring); `watch` carries its predictions to the loop. Afterwards `end` is the time (seconds from the first
-    frame) of the latest packet read, decoded or not, `path` says how the video was decoded ("skipping": some
-    packet was left out or sent with skip_frame=NONREF; "full_<why>": none was, and the first reason), and
-    `packets_read`, `packets_decoded` how much of it."""
+    docstring) and tells the timeline every packet it reads (`note_packet`); `watch` carries its predictions to
+    the loop. Afterwards `path` says how the video was decoded ("skipping": some packet was left out or sent with
+    skip_frame=NONREF; "full_<why>": none was, and the first reason), and `packets_read`, `packets_decoded` how
+    much of it. An anomaly once the plan speculates (`Watch.speculating`) raises `PlanMismatch`."""
 
     def __init__(self, container, stream, sampling: Sampling, timeline):
         self._container, self._stream = container, stream
         self._sampling, self._timeline = sampling, timeline
         self._time_base = stream.time_base
         self.watch = Watch()
-        self.end = 0.0
         self.packets_read = self.packets_decoded = 0
         self._skipped = False  # some packet was left out or sent with skip_frame=NONREF
         self._first_reason: Optional[str] = None
@@ -250,7 +258,8 @@ class PacketPlan:
         self._sent = False  # packets went to the decoder since it was last drained
         self._done = False
         self._mpeg = False
-        self._latest = 0.0
+        self._packet_sized = container.format.name in PACKET_SIZED_FORMATS
+        self._earliest_shown: Optional[float] = None  # the earliest time of a packet not marked discard
 
     @property
     def path(self) -> str:
@@ -262,6 +271,23 @@ class PacketPlan:
 
     def _note_full(self, reason: str) -> None:
         self._first_reason = self._first_reason or reason
+
+    def _anomaly(self, packet) -> Optional[tuple[str, str]]:
+        """(what, why) if a packet shows the stream is not what the plan can reason about: flagged corrupt (damaged,
+        or the short last packet of a cut MP4/AVI), without a timestamp, or marked discard after a packet shown
+        earlier (an edit list trims only a stream's start)."""
+        if packet.is_corrupt:
+            return f"a packet the demuxer flags corrupt (damaged or cut short) at pts {packet.pts}", "corrupt_packet"
+        if packet.pts is None:
+            return "a packet without a timestamp", "untimed"
+        t = seconds(packet.pts, self._time_base)
+        if packet.is_discard:
+            if self._earliest_shown is not None and t > self._earliest_shown:
+                return f"a packet marked discard at {t:.3f} s, after one shown at {self._earliest_shown:.3f} s", \
+                    "discard_packet"
+        elif self._earliest_shown is None or t < self._earliest_shown:
+            self._earliest_shown = t
+        return None
 
     def __iter__(self) -> Iterator[tuple[object, str]]:
         restart = _Restarts(self._stream)
@@ -287,8 +313,13 @@ class PacketPlan:
             if packet.size == 0:  # the demuxer's end
                 break
             self.packets_read += 1
+            self._timeline.note_packet(packet)
+            anomaly = self._anomaly(packet)
+            if anomaly is not None and self.watch.speculating:
+                raise PlanMismatch(*anomaly)
             if self._full_reason is None:
-                problem = _timestamp_problem(packet, last_dts, max_pts, back_tolerance / float(self._time_base))
+                problem = anomaly[1] if anomaly else _timestamp_problem(packet, last_dts, max_pts,
+                                                                        back_tolerance / float(self._time_base))
                 if problem:  # from the units not yet sent on (the frame before a joint among them), all in full
                     self._decode_rest_in_full(problem)
                     for held in (previous, unit):
@@ -297,8 +328,6 @@ class PacketPlan:
                     previous = unit = None
             if packet.pts is not None:
                 max_pts = packet.pts if max_pts is None else max(max_pts, packet.pts)
-                if self._full_reason is None:
-                    self._latest = max(self._latest, seconds(packet.pts, self._time_base))
             last_dts = packet.dts if packet.dts is not None else last_dts
             if self._full_reason is not None:
                 yield from self._full([packet])
@@ -330,13 +359,13 @@ class PacketPlan:
         if not self._done and unit is not None:
             if self._full_reason is None:
                 unit.start_proven = unit.proves_start(previous)
+            if not self._packet_sized:  # a cut last picture is concealed from the frames before it: all decoded
+                self._decode_rest_in_full("final_units")
             yield from self._emit(previous, unit)
             if not self._done:
                 yield from self._emit(unit, None)  # nothing after the stream's last unit
         yield None, DRAIN  # the decoder still holds the frames it reordered
         self.watch.check_drained()
-        if self._timeline.start is not None:
-            self.end = self._latest - self._timeline.start
 
     def _full(self, packets: list):
         for packet in packets:
@@ -352,13 +381,17 @@ class PacketPlan:
         end_proven = following is None or following.start_proven
         leading_unsafe = self._mpeg and unit.leading and not unit.leading_cleared
         why = ("rest" if self._full_reason else "unproven_restart" if not (unit.start_proven and end_proven)
-               or leading_unsafe else "discarded_or_repeated_times" if not unit.clean else None)
+               or leading_unsafe else "discarded_or_repeated_times" if not unit.clean
+               else "decode_order_times" if unit.b_pictures and unit.times_in_decode_order else None)
         if why is None and self._sent:
+            self.watch.speculating = True  # the decoder's state from here on is no longer exact mode's
             yield None, DRAIN  # everything sent so far goes through the decode loop first
             self._sent = False
         if why is None:
             self.watch.check_drained()
             why = self._plan_reason(unit)
+        if why is None:
+            self.watch.speculating = True
         origin = self._timeline.start if self._timeline.start is not None else self.watch.origin
         sampling = copy.copy(self._sampling)
         leading_after = following.leading if following is not None and self._mpeg else set()
@@ -378,7 +411,7 @@ class PacketPlan:
         self._skipped = self._skipped or len(kept) < len(unit.packets)
         if not kept:
             return  # nothing after it refers into it
-        self.watch.expected = collections.deque(sorted(t - origin for t in kept))
+        self.watch.expect([t - origin for t in kept])
         last = max(i for i, p in enumerate(unit.packets) if seconds(p.pts, self._time_base) in kept)
         self.packets_decoded += last + 1  # at most: the decoder drops those marked NONREF that nothing refers to
         self._sent = True

@@ -52,6 +52,10 @@ ENCODED = {
     "mpeg4_nob_avi": ("mpeg4.avi", "mpeg4", None, dict(g="15", bf="0", **P_PICTURES), 2.0, (48, 64)),
     "mpeg4_b_mp4": ("mpeg4_b.mp4", "mpeg4", None, dict(g="15", bf="2", **P_PICTURES), 3.0, (48, 64)),
     "mjpeg": ("mjpeg.avi", "mjpeg", None, {}, 1.0, (48, 64)),
+    # AVI stores no reordering: each packet's pts is its decode position, so frames come out of order.
+    "h264_b_avi": ("h264_b.avi", "libx264", None, dict(g="30", bf="3"), 3.0, (48, 64)),
+    "mpeg4_interlaced_avi": ("mpeg4_interlaced.avi", "mpeg4", None,
+                             dict(g="15", bf="2", flags="+ilme+ildct", **P_PICTURES), 3.0, (48, 64)),
 }
 
 
@@ -86,6 +90,71 @@ def _cut_mid_gop(source: Path, target: Path, seconds: float) -> None:
     target.write_bytes(data[pos - pos % 188:])
 
 
+# Damaged streams (`_damaged`): their probe cannot decode them through
+DAMAGED = ("ts_untimed_tail", "mp4_cut_in_packet", "mjpeg_avi_cut_unsampled", "mjpeg_avi_cut_sampled",
+           "mpeg4_avi_cut_in_packet", "ts_cut_whole_packets", "ps_cut")
+
+
+def _cut_in_packet(source: Path, target: Path, packet: int, keep: int) -> None:
+    """`source` cut `keep` bytes into its `packet`-th video packet (decode order): a download or copy broken
+    off (`keep` < 0: that many bytes before the packet's end)."""
+    with av.open(str(source)) as inp:
+        stream = inp.streams.video[0]
+        pos, size = [(p.pos, p.size) for p in inp.demux(stream) if p.size][packet]
+    target.write_bytes(source.read_bytes()[:pos + (keep if keep >= 0 else size + keep)])
+
+
+def _continuous_counters(data: bytes) -> bytes:
+    """TS bytes with each PID's continuity counter counting on across joints (as a splicer rewrites them;
+    `cat` leaves a jump, which the demuxer flags corrupt)."""
+    out, counters = bytearray(data), {}
+    for i in range(0, len(out) - 187, 188):
+        pid = ((out[i + 1] & 0x1F) << 8) | out[i + 2]
+        if out[i + 3] & 0x10:  # carries a payload: the counter advances
+            counters[pid] = (counters[pid] + 1) & 15 if pid in counters else out[i + 3] & 15
+            out[i + 3] = (out[i + 3] & 0xF0) | counters[pid]
+    return bytes(out)
+
+
+def _strip_pts_from_middle(data: bytes) -> bytes:
+    """TS bytes whose video PES headers from the middle of the file on carry no PTS/DTS (the flags cleared, the
+    old bytes left as header stuffing): a stream whose timestamps stop."""
+    out = bytearray(data)
+    for i in range(len(out) // 2 - (len(out) // 2) % 188, len(out) - 187, 188):
+        if out[i] == 0x47 and out[i + 1] & 0x40:  # a payload unit starts here
+            j = i + 4 + (1 + out[i + 4] if (out[i + 3] >> 4) & 2 else 0)
+            if out[j:j + 4] == b"\x00\x00\x01\xe0":
+                out[j + 7] &= 0x3F
+    return bytes(out)
+
+
+def _damaged(root: Path, paths: dict) -> None:
+    """Streams whose damage fast mode meets after it began leaving packets out: timestamps that stop, files cut
+    inside a packet (MP4 with its index first, MJPEG and MPEG-4 AVI, MPEG-TS, MPEG-PS)."""
+    source = root / "tmp_stripped.ts"
+    encode(source, _frames(5.0, seed=13), RATE, g="30", bf="3")
+    paths["ts_untimed_tail"] = root / "untimed_tail.ts"
+    paths["ts_untimed_tail"].write_bytes(_strip_pts_from_middle(source.read_bytes()))
+    faststart = root / "tmp_faststart.mp4"
+    _remux(paths["h264_closed"], faststart, 0.0, movflags="+faststart")
+    cut_h264 = root / "tmp_cut.ts"
+    encode(cut_h264, _frames(3.0, seed=7), RATE, g="30", bf="3")
+    cut_mpeg2 = root / "tmp_cut.mpg"
+    encode(cut_mpeg2, _frames(3.0, seed=7), RATE, codec="mpeg2video", container_format="mpeg", g="15", bf="2",
+           **P_PICTURES)
+    for name, source, packet, keep in (("mp4_cut_in_packet", faststart, 68, 10),
+                                       ("mjpeg_avi_cut_unsampled", paths["mjpeg"], 20, 30),
+                                       ("mjpeg_avi_cut_sampled", paths["mjpeg"], 15, -300),
+                                       ("mpeg4_avi_cut_in_packet", paths["mpeg4_b_avi"], 70, 20)):
+        paths[name] = root / f"{name}{source.suffix}"
+        _cut_in_packet(source, paths[name], packet, keep)
+    # TS and PS: cut at 70 % of the bytes, the TS at a 188-byte boundary (a recorder stopped: no sign of it)
+    for name, source, align in (("ts_cut_whole_packets", cut_h264, 188), ("ps_cut", cut_mpeg2, 1)):
+        data = source.read_bytes()
+        paths[name] = root / f"{name}{source.suffix}"
+        paths[name].write_bytes(data[:int(len(data) * 0.7) // align * align])
+
+
 def make_matrix(root: Path) -> dict[str, Path]:
     """Writes every video of the matrix under `root`; returns {name: path}. Names whose encoder this PyAV lacks
     are left out (`missing_encoders` says which)."""
@@ -107,14 +176,15 @@ def make_matrix(root: Path) -> dict[str, Path]:
         if codec not in av.codecs_available:
             continue
         whole = root / f"tmp_{name}.ts"
-        encode(whole, _frames(3.0, *size), RATE, codec=codec, **options)
+        encode(whole, _frames(4.0, *size), RATE, codec=codec, **options)
         paths[f"{name}_cut_mid_gop"] = root / f"{name}_cut.ts"
         _cut_mid_gop(whole, paths[f"{name}_cut_mid_gop"], 0.4)
     for name, seconds in (("joined_0_6s", 0.6), ("joined_2s", 2.0)):
         clip = root / f"tmp_{name}.ts"
         encode(clip, _frames(seconds, seed=5), RATE, g="30", bf="3")
         paths[name] = root / f"{name}.ts"
-        paths[name].write_bytes(clip.read_bytes() * 3)
+        paths[name].write_bytes(clip.read_bytes() * 3)  # `cat`: counters jump at each joint
+    paths["joined_2s"].write_bytes(_continuous_counters(paths["joined_2s"].read_bytes()))
     whole = root / "tmp_whole.mkv"  # cut in half: the header still declares 3 s (a truncation warning)
     encode(whole, _frames(3.0, seed=6), RATE, g="15", bf="3")
     paths["mkv_truncated"] = root / "truncated.mkv"
@@ -122,6 +192,7 @@ def make_matrix(root: Path) -> dict[str, Path]:
     vfr_times = np.cumsum(np.random.default_rng(9).choice([0.01, 0.04, 0.1, 0.3], 60)) - 0.01
     paths["vfr"] = root / "vfr.mkv"
     encode(paths["vfr"], moving(60, seed=4), 1000, times=list(vfr_times), g="12", bf="2")
+    _damaged(root, paths)
     return paths
 
 
@@ -132,12 +203,14 @@ def missing_encoders() -> list[str]:
 def probe(path: Path) -> dict:
     """What a video's packets show: B-frames (pict type B among decoded frames), leading packets (after a key
     packet in decode order, before it in presentation order: an open GOP), discard packets (an edit list), the
-    start time, the first packet's key flag, timestamps that go back."""
-    found = dict(b_frames=False, leading=False, discard=False, first_key=None, dts_back=False, keys=0)
+    start time, the first packet's key flag, timestamps that go back (decode order; pts_back: presentation times
+    out of decode order, as B-frames give where the container stores them)."""
+    found = dict(b_frames=False, leading=False, discard=False, first_key=None, dts_back=False, keys=0,
+                 pts_back=False)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         found["start_time"] = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
-        key_pts, last_dts = None, None
+        key_pts, last_dts, last_pts = None, None, None
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
@@ -148,6 +221,8 @@ def probe(path: Path) -> dict:
             if packet.dts is not None and last_dts is not None and packet.dts < last_dts:
                 found["dts_back"] = True
             last_dts = packet.dts if packet.dts is not None else last_dts
+            found["pts_back"] |= last_pts is not None and packet.pts < last_pts
+            last_pts = packet.pts
             if packet.is_keyframe:
                 key_pts = packet.pts
             elif key_pts is not None and packet.pts is not None and packet.pts < key_pts:
