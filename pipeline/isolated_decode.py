@@ -62,14 +62,14 @@ def _serve(requests: Connection, conn: Connection) -> None:
 
 
 class _SignOfLife:
-    """Tells the parent, at most once a second, that fast mode is decoding frames it holds back (`decode_frames`'s
+    """Tells the parent, at most ten times a second, that fast mode is decoding frames it holds back (`decode_frames`'s
     `holding`): the parent's silence limit (--decode_timeout) is for a hung decoder, not a held one."""
 
     def __init__(self, conn: Connection):
         self._conn, self._last = conn, time.monotonic()
 
     def __call__(self) -> None:
-        if time.monotonic() - self._last >= 1.0:
+        if time.monotonic() - self._last >= 0.1:
             self._conn.send_bytes(b'{"kind": "alive"}')
             self._last = time.monotonic()
 
@@ -143,7 +143,7 @@ class DecoderProcess:
     def _receive(self) -> bytes:
         if not self._conn.poll(self.timeout):
             how = self._kill()
-            raise _ChildLost(f"the decoder produced nothing for {self.timeout:.0f} s and was stopped ({how}); the "
+            raise _ChildLost(f"the decoder produced nothing for {self.timeout:g} s and was stopped ({how}); the "
                              "file may be damaged in a way that makes FFmpeg hang")
         try:
             return self._conn.recv_bytes()

@@ -41,3 +41,24 @@ def test_a_child_killed_while_idle_is_replaced_and_the_next_video_decodes(clip):
         assert len(third) == 4
     finally:
         decoder.close()
+
+
+
+@pytest.mark.slow
+def test_a_fast_decode_holding_its_frames_is_not_taken_for_a_hung_decoder(tmp_path, clip):
+    """Fast mode holds its frames until its decode ends cleanly (about a second here); the parent, which stops a
+    decoder that sends nothing for --decode_timeout seconds, hears a sign of life meanwhile instead of killing a
+    working child."""
+    from tests.pipeline.test_corpus import encode, moving
+
+    path = str(tmp_path / "long.mp4")
+    encode(path, moving(300, 720, 1280), rate=25, codec="mpeg4")
+    decoder = DecoderProcess(timeout=60)
+    try:
+        _decode(decoder, clip)  # the child has started (its start-up is not what this test times)
+        decoder.timeout = 0.4
+        report = DecodeReport()
+        frames = list(decoder.decode(path, DecodeSettings(fps=25, image_size=64, threads=1), report))
+    finally:
+        decoder.close()
+    assert len(frames) == 300 and report.warning is None, report.warning
