@@ -34,7 +34,7 @@ from pipeline.spills import SEPARATOR, merged, read_spill, splits_of
 
 # Peak memory a local runner needs per sampled frame held in a pipeline, in bytes: a fixed part (features,
 # pickled per-frame records, Beam's buffers) plus the frame's JPEG, which grows with its area. Fitted to
-# scripts/bench.py (extraction_scaling) and the measurements in issue 13 (52 KB at 75 px, 80 KB at 150 px).
+# scripts/bench.py --only=extraction_scaling (about 52 KB at 75 px and 80 KB at 150 px per frame).
 BYTES_PER_FRAME_FIXED = 45_000
 BYTES_PER_FRAME_PER_PIXEL = 1.5
 # Memory a local extraction needs whatever its size: TensorFlow, InceptionV3, Beam, the decoder process.

@@ -58,17 +58,17 @@ class ExtractConfig:
     precision: str = setting(
         "auto", "InceptionV3's compute dtype. auto: bfloat16 on CPUs with bfloat16 instructions (AVX512_BF16, AMX) "
         "and GPUs of compute capability 8.0+, float16 on older tensor-core GPUs, float32 otherwise (logged, and "
-        "recorded in summary.json). bfloat16 ran InceptionV3 1.45x faster on this project's CPU, features at cosine "
-        "0.99999 to float32's (BUILD_NOTES.md, 'Extraction precision'). The bytes are the same run to run for "
-        "one precision.", choices=PRECISIONS)
+        "recorded in summary.json); what bfloat16 gains and costs: README, 'Speed on real video'. The bytes are the "
+        "same run to run for one precision.", choices=PRECISIONS)
     splits: str = setting(DEFAULT_SPLITS, "Split names and fractions of recording groups.")
     split_salt: str = setting("", "Salt of the group hash: another salt draws another (equally valid) split.")
     split_by: str = setting("group", "group: every video of a group in one split (the right way). frame: LEAKY, "
-                            "for demonstrating story 002 only: frames/ is split frame by frame.",
+                            "only to demonstrate a leaky split (docs/diagnosing.md): frames/ is split frame by frame.",
                             choices=("group", "frame"))
     frame_order: str = setting("hashed", "Order of frames/ records: hashed (frames of a video spread over shards "
                                "and positions) or video (each video's frames together, in order, like a naive "
-                               "writer; to study story 002 with training.inspect_order).", choices=("hashed", "video"))
+                               "writer; to study batches of one video with training.inspect_order).",
+                               choices=("hashed", "video"))
     shard_bytes: int = setting(DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.",
                                shown_default="128 MiB")
     jpeg_quality: int = setting(90, "JPEG quality of the frames in frames/ (1-100).")

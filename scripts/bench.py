@@ -15,11 +15,11 @@ Sections:
   frame_input: N JPEG frames (128 x 128, story 002's kind of data) through the project's frame pipeline
     (decode, resize to 64, zoom 0.2 + horizontal and vertical flips, batch 64) and, when the tf-keras package is
     installed, through Keras 2's ImageDataGenerator with the same augmentation on the decoded arrays.
-  extraction: end-to-end `pipeline.extract` frames/s on sample videos (decode + resize + InceptionV3 + JPEG +
-    TFRecord writing, DirectRunner, one process) versus InceptionV3's forward pass alone on the same number of
-    frames at the same batch size (the CPU limit), versus a batch-1 predict loop per frame (how the YouTube-8M
-    extractor and five-video-classification-methods featurize); plus the marginal rate (a whole job minus a half
-    job), which cancels the fixed start-up every job pays.
+  extraction: `pipeline.extract`'s steady-state frames/s on sample videos (decode + resize + InceptionV3 + JPEG +
+    TFRecord writing, DirectRunner, one process; its own timing in summary.json, from its first model batch to
+    its last) versus InceptionV3's forward pass alone on the same number of frames at the same batch size (the
+    CPU limit), versus a batch-1 predict loop per frame (how the YouTube-8M extractor and
+    five-video-classification-methods featurize); the start-up every job pays is reported beside it.
   extraction_workers: one DirectRunner process vs two on the same videos: speed-up and byte-identical outputs.
   extraction_memory: peak resident memory of an extraction of one short and one 12x longer video.
   extraction_scaling: wall time and peak memory (summed over every process of the job) of extractions of N tiny

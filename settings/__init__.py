@@ -1,5 +1,5 @@
 """One declaration per setting: a config dataclass field carries its default, help text and choices; the
-command-line flags, their validation and the README's flag tables are derived from it.
+command-line flags, their validation and the flag tables of docs/flags.md are derived from it.
 
     @dataclasses.dataclass(frozen=True)
     class Config:
@@ -41,9 +41,9 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002
 
     Args:
       default: the default value (required fields: leave it out).
-      help: what the setting does, one or a few sentences; shown by `--help` and in the README's tables.
+      help: what the setting does, one or a few sentences; shown by `--help` and in docs/flags.md.
       choices: the allowed values of a str field (an enum flag), or of each item of a tuple[str, ...] field.
-      shown_default: how the README shows the default when the value alone would not say it (e.g. None).
+      shown_default: how docs/flags.md shows the default when the value alone would not say it (e.g. None).
     """
     metadata = {_HELP: help, _CHOICES: tuple(choices), _SHOWN: shown_default}
     if isinstance(default, list):
@@ -202,7 +202,7 @@ def require(ok: bool, flag: str, value: Any, expected: str) -> None:
 
 
 def markdown_table(config_cls: type) -> str:
-    """The README's table of `config_cls`'s flags: flag, default, help."""
+    """The Markdown table of `config_cls`'s flags (docs/flags.md): flag, default, help."""
     rows = ["| flag | default | what it does |", "| --- | --- | --- |"]
     for flag in flags_of(config_cls):
         help_text = flag.help.replace("|", "\\|") + _listed_choices(flag, quote="`")

@@ -6,6 +6,12 @@ TF_CPP_MIN_LOG_LEVEL cannot silence them; Beam logs at import that optional Goog
 None of them is something a user can act on. `quiet_start_up()`, called by each command before it imports
 TensorFlow, routes the process's stderr (and its children's: Beam workers, decoder processes) through a
 filter that drops exactly those lines and passes everything else through unchanged, tracebacks included.
+
+The project's own log messages already say which part speaks (`[extract] ...`, `[train] ...`); absl's prefix
+(`I1203 14:15:29.988616 140609701075840 job.py:283]`: level, date, time, thread id, file and line) adds nothing
+a user reads, so `quiet_start_up()` also gives absl's handler a formatter that writes them as plain lines, with
+`warning:` or `error:` after the tag for those levels. Libraries' messages keep absl's prefix: there the file
+and line say whose message it is.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import pathlib
 import re
 import sys
 import threading
@@ -44,6 +51,50 @@ class _DropNoise(logging.Filter):
         message = record.getMessage()
         return not any(text in message for text in _NOISE)
 
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The project's top-level packages: a record logged from a file in one of them is the project's own message.
+_PACKAGES = frozenset({"dataformat", "pipeline", "settings", "tools", "training", "scripts"})
+
+
+def is_project_record(record: logging.LogRecord) -> bool:
+    """Whether `record` was logged by the project's code (by file: the project logs through the root logger)."""
+    try:
+        relative = pathlib.Path(record.pathname).resolve().relative_to(_ROOT)
+    except (ValueError, OSError):
+        return False
+    return len(relative.parts) > 1 and relative.parts[0] in _PACKAGES
+
+
+class PlainLines(logging.Formatter):
+    """The project's messages as plain lines (`[extract] 24 videos in 3 classes ...`, `[train] warning: ...`);
+    every other record through `library_formatter` (absl's, with its prefix)."""
+
+    def __init__(self, library_formatter: logging.Formatter):
+        super().__init__("%(message)s")
+        self._library = library_formatter
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not is_project_record(record):
+            return self._library.format(record)
+        line = super().format(record)
+        if record.levelno < logging.WARNING:
+            return line
+        level = "warning" if record.levelno < logging.ERROR else "error"
+        tag, bracket, rest = line.partition("] ")
+        if line.startswith("[") and bracket:
+            return f"{tag}] {level}: {rest}"
+        return f"{level}: {line}"
+
+
+def plain_project_lines() -> None:
+    """Gives absl's handler (which `app.run` puts on the root logger) the `PlainLines` formatter, once."""
+    from absl import logging as absl_logging  # light: absl only, no TensorFlow
+
+    handler = absl_logging.get_absl_handler()
+    if not isinstance(handler.python_handler.formatter, PlainLines):
+        handler.setFormatter(PlainLines(handler.python_handler.formatter))
+
+
 _original = None  # a text stream on the real stderr, once the filter is installed
 
 
@@ -54,9 +105,11 @@ def terminal_stderr():
 
 
 def quiet_start_up() -> None:
-    """Installs the stderr filter (once per process) and quiets Beam's loggers (see the module docstring)."""
+    """Installs the stderr filter (once per process), quiets Beam's loggers and writes the project's messages as
+    plain lines (see the module docstring)."""
     global _original
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (after its start-up)
+    plain_project_lines()
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for logger in (logging.getLogger(), logging.getLogger("absl")):
         if not any(isinstance(f, _DropNoise) for f in logger.filters):

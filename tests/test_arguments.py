@@ -26,8 +26,8 @@ def _extract_flags():
 
 
 def test_beam_flags_pass_and_misspelled_ones_are_named_with_the_nearest_flag():
-    """Issue 7: --group_regx=... was handed to Beam, which discarded it with a logged warning: every video
-    became its own group (a leaky split) and the job exited 0."""
+    """A misspelled flag is refused naming the nearest one: handed to Beam, --group_regx=... was discarded with a
+    logged warning, every video became its own group (a leaky split) and the job exited 0."""
     known = _extract_flags()
     beam = ["--runner=DirectRunner", "--direct_num_workers", "2", "--project=p", "--num_workers=3",
             "--setup_file=./setup.py", "--streaming", "--nooverwrite", "--split_salt", "-x", "--", "--anything"]
@@ -44,7 +44,7 @@ def test_beam_flags_pass_and_misspelled_ones_are_named_with_the_nearest_flag():
 
 
 def test_the_library_refuses_beam_args_beam_does_not_know(tmp_path):
-    """Issue 7: run_extraction(config, beam_args) ran with a misspelled Beam flag dropped."""
+    """run_extraction(config, beam_args) refuses a misspelled Beam flag instead of running without it."""
     from pipeline.job import ExtractConfig, ExtractionError, run_extraction
 
     (tmp_path / "in" / "a").mkdir(parents=True)
@@ -56,7 +56,7 @@ def test_the_library_refuses_beam_args_beam_does_not_know(tmp_path):
 
 
 def test_an_experiment_refuses_a_seed_of_its_runs_and_seeds_out_of_range():
-    """Issue 7/13: --seed=3 given to training.experiment was silently overridden by each run's own seed."""
+    """training.experiment refuses --seed (each run's own seed silently overrode it) and seeds out of range."""
     from training.experiment import check_runs, check_seeds
 
     with pytest.raises(ValueError, match="--seed: the experiment sets each run's seed itself"):
@@ -86,7 +86,8 @@ COMMANDS = [
 
 @pytest.mark.slow
 def test_every_command_refuses_an_unknown_flag_before_any_work(tmp_path):
-    """Issue 7: extract and experiment ran (or failed on something else) with a misspelled flag."""
+    """Every command refuses a misspelled flag before any work, instead of running (or failing on something
+    else) without it."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     started = []
     for i, (module, args, suggestion) in enumerate(COMMANDS):

@@ -1,5 +1,5 @@
-"""Settings declared once in config dataclasses: flags, parsing, validation and the README's tables derive from
-them (`settings`, `scripts/readme_flags.py`)."""
+"""Settings declared once in config dataclasses: flags, parsing, validation and the flag tables of docs/flags.md
+derive from them (`settings`, `scripts/flag_tables.py`)."""
 
 import dataclasses
 import importlib.util
@@ -83,7 +83,7 @@ def test_the_table_shows_defaults_and_choices():
     assert "Parts. Any of: `x`, `y`, `z`." in table
 
 
-def test_the_commands_flags_give_the_configs_own_defaults_and_the_readme_is_current():
+def test_the_commands_flags_give_the_configs_own_defaults_and_docs_flags_md_is_current():
     from pipeline.config import ExtractConfig
     from training.train import TrainConfig
 
@@ -96,10 +96,11 @@ def test_the_commands_flags_give_the_configs_own_defaults_and_the_readme_is_curr
     assert {"batch_size", "augment", "lstm_units", "eval_splits", "cyclic_mode"} <= names
     assert not {"with_metadata", "repair_dir", "inputs_dtype", "kind"} & names
 
-    spec = importlib.util.spec_from_file_location("readme_flags", ROOT / "scripts" / "readme_flags.py")
-    readme_flags = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme_flags)
-    readme = (ROOT / "README.md").read_text()
-    assert readme_flags.render(readme) == readme, "README's flag tables are out of date: run scripts/readme_flags.py"
+    spec = importlib.util.spec_from_file_location("flag_tables", ROOT / "scripts" / "flag_tables.py")
+    flag_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flag_tables)
+    tables = flag_tables.FLAGS_DOC.read_text()
+    assert flag_tables.render(tables) == tables, "docs/flags.md is out of date: run scripts/flag_tables.py"
     for name in names | {f.name for f in settings.flags_of(ExtractConfig)}:
-        assert f"| `--{name}` |" in readme
+        assert f"| `--{name}` |" in tables
+    assert "docs/flags.md" in (ROOT / "README.md").read_text()

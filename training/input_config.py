@@ -43,7 +43,7 @@ class InputConfig:
     order: str = setting("reshuffle", "fixed: one seeded order repeated every epoch; reshuffle: a new seeded order "
                          "per epoch. Both reproducible by --seed.", choices=ORDERS)
     sampling: str = setting("epoch", "epoch: every example exactly once per epoch; replacement: N uniform draws "
-                            "with replacement per epoch (N = split size; story 000's random.choice, ~63% distinct).",
+                            "with replacement per epoch (N = split size, like random.choice; ~63% distinct).",
                             choices=SAMPLINGS)
     balance: str = setting("none", "oversample: draws N examples per epoch with equal probability per class (with "
                            "replacement).", choices=BALANCES)

@@ -302,7 +302,8 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     if ok:
-        logging.info("[input] glibc keeps up to %d MB of freed memory for reuse (fewer page faults)", _RETAIN_BYTES >> 20)
+        # A tuning detail nobody acts on: not shown at the default log level.
+        logging.debug("[input] glibc keeps up to %d MB of freed memory for reuse (fewer page faults)", _RETAIN_BYTES >> 20)
     return ok
 
 

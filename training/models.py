@@ -23,11 +23,11 @@ class ModelConfig:
     """Architecture settings: LSTM -> Dense(relu) -> Dropout -> output (story 000: 2048, 512, 0.5), or a CNN.
     Each is a flag of `training.main` (see `settings`)."""
 
-    lstm_units: int = setting(256, "LSTM units (story 000: 2048).")
-    dense_units: int = setting(128, "Units of the Dense(relu) layer after the LSTM (story 000: 512).")
+    lstm_units: int = setting(256, "LSTM units (story 000's model, docs/diagnosing.md: 2048).")
+    dense_units: int = setting(128, "Units of the Dense(relu) layer after the LSTM (story 000's model: 512).")
     dropout: float = setting(0.5, "Dropout before the output layer.")
     cnn: str = setting("small", "CNN architecture: small (three conv blocks and global pooling) or story002 "
-                       "(story 002's network).", choices=CNN_ARCHITECTURES)
+                       "(the three-dog CNN of story 002, docs/diagnosing.md).", choices=CNN_ARCHITECTURES)
 
     def __post_init__(self):
         check_choices(self)

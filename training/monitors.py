@@ -71,8 +71,8 @@ class CollapseDetector(keras.callbacks.Callback):
         if not collapsed:
             if self.collapsed and self.collapse_epoch is not None:  # a flagged streak ended: the run recovered
                 self.recovered_collapses.append([self.collapse_epoch, epoch - 1])
-                logging.warning("[train] recovered at epoch %d from the collapse of epochs %d-%d: %s", epoch + 1,
-                                self.collapse_epoch + 1, epoch, why)
+                logging.info("[train] recovered at epoch %d from one-class predictions in epochs %d-%d: %s",
+                             epoch + 1, self.collapse_epoch + 1, epoch, why)
                 self.collapsed, self.collapse_epoch = False, None
             self._streak_start = None
             return
@@ -81,9 +81,14 @@ class CollapseDetector(keras.callbacks.Callback):
         if not self.collapsed and epoch - self._streak_start + 1 >= self.patience:
             self.collapsed = True
             self.collapse_epoch = self._streak_start
-            logging.warning("[train] COLLAPSED since epoch %d: %s. The run is predicting one class; see "
-                            "docs/diagnosing.md (story 001).", self._streak_start + 1, why)
+            # Information, not yet a verdict: the run goes on and may come out of it (on_train_end judges).
+            logging.info("[train] one class predicted since epoch %d: %s; a collapse unless the run recovers",
+                         self._streak_start + 1, why)
 
+    def on_train_end(self, logs=None):
+        if self.collapsed and self.collapse_epoch is not None:
+            logging.warning("[train] COLLAPSED since epoch %d: the run ended predicting one class; see "
+                            "docs/diagnosing.md (story 001).", self.collapse_epoch + 1)
 
     def check_final(self, probabilities: np.ndarray, split: str = "valid") -> None:
         """Judges the model that training selected, from its predictions on one split (valid, then test: only a

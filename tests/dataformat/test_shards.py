@@ -62,7 +62,7 @@ def test_num_shards_follows_bytes():
     assert shards.num_shards_for(0, 100, 0) == 1
     assert shards.num_shards_for(100, 100, 5) == 1
     assert shards.num_shards_for(101, 100, 5) == 2
-    # Issue 18, case 11: --shard_bytes=1 wrote 72,495 mostly empty files for 36 frames, and past 99,999 shards
-    # the five-digit names no longer matched what TFDS reads.
+    # At most one shard per example and MAX_SHARDS per split: --shard_bytes=1 once wrote 72,495 mostly empty
+    # files for 36 frames, and past 99,999 shards the five-digit names no longer matched what TFDS reads.
     assert shards.num_shards_for(36 * 5000, 1, 36) == 36
     assert shards.num_shards_for(10**9, 1, 10**6) == shards.MAX_SHARDS < 10**5

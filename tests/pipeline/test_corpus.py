@@ -117,8 +117,8 @@ def corpus(tmp_path_factory):
     encode(case("odd/variable_rate.mkv", ("ok", 5)), vfr, times=VFR_TIMES)
     encode(case("odd/huge.mp4", ("ok", 1)), moving(6, height=2160, width=3840))
     encode(case("chien méchant/mon clip é 視頻 01.mp4", ("ok", 2)), moving(12, seed=2))
-    # Issue 18, case 5: recordings joined by copying (`cat a.ts b.ts`) restart their timestamps at the joint;
-    # every frame after it was skipped (4 of 8 s kept, status ok, no warning).
+    # Recordings joined by copying (`cat a.ts b.ts`) restart their timestamps at the joint: every frame after
+    # it must be kept on one timeline (skipping them kept 4 of 8 s, status ok, no warning).
     encode(root / "tmp_a.ts", moving(48, seed=7))
     encode(root / "tmp_b.ts", moving(48, seed=8))
     case("odd/joined.ts", ("ok", 16)).write_bytes((root / "tmp_a.ts").read_bytes() + (root / "tmp_b.ts").read_bytes())

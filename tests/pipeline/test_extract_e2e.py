@@ -230,8 +230,8 @@ def test_nothing_extractable_is_an_error_and_its_failures_are_listed(tmp_path):
     (dict(input_dir="/no/such/dir"), "does not exist"),
     (dict(input_dir=None), "exactly one of --input_dir"),
     (dict(input_dir=".", splits="train=0.9"), "sum to 1"),
-    # Issue 18: accepted (every video then blamed as hanging), an OverflowError traceback, refused only after
-    # decoding every video.
+    # Refused before any work with the range named, not accepted (every video then blamed as hanging), an
+    # OverflowError traceback, or refused only after decoding every video.
     (dict(input_dir=".", decode_timeout=0), r"--decode_timeout=0: expected a positive number of seconds"),
     (dict(input_dir=".", fps=float("inf")), r"--fps=inf: expected a number in \(0, 1000.0\]"),
     (dict(input_dir=".", feature_batch_size=0), r"--feature_batch_size=0: expected 1..4096"),

@@ -25,8 +25,8 @@ def _decode(decoder, path):
 
 
 def test_a_child_killed_while_idle_is_replaced_and_the_next_video_decodes(clip):
-    """Issue 4: the request went to the dead child outside the code that replaces one, so every later video on
-    that decoder failed (34 of 36, exit 0)."""
+    """A dead idle child is replaced before the next request: sent to the dead child, outside the code that
+    replaces one, the request failed every later video on that decoder (34 of 36, exit 0)."""
     decoder = DecoderProcess(timeout=60)
     try:
         first, _ = _decode(decoder, clip)

@@ -125,8 +125,9 @@ def test_path_like_labels_stay_names_and_write_nothing_outside_the_output(sample
 
 
 def test_links_never_list_a_video_twice_or_under_another_label(tmp_path):
-    """Issue 18, case 1: a link loop (`in/b/loop -> ..`) made the walk list 206 inputs from 3 videos, copies
-    labelled by the class folder the link sat in, and a top-level file got in through it."""
+    """Every real file is listed once, at its own path: a link loop (`in/b/loop -> ..`) must not make the walk
+    list 206 inputs from 3 videos, copies labelled by the class folder the link sat in, or let a top-level file
+    in through it."""
     root = tmp_path / "in"
     touch(root / "a" / "x.webm")
     touch(root / "b" / "y.webm")
@@ -164,7 +165,7 @@ def test_a_link_to_a_folder_outside_is_followed_once(tmp_path):
 
 
 def test_special_files_are_problems_never_opened(tmp_path):
-    """Issue 18, case 10: a FIFO hung the job forever in the duration probe."""
+    """FIFOs, sockets and devices are listed as problems and never opened (a FIFO hangs the duration probe)."""
     import os
 
     touch(tmp_path / "a" / "ok.mp4")
@@ -180,7 +181,8 @@ def test_special_files_are_problems_never_opened(tmp_path):
 
 
 def test_the_output_folder_and_other_extraction_outputs_are_never_input(tmp_path):
-    """Issue 18, case 4: a second run read the first run's output as a class `out`."""
+    """An output folder inside the input is never walked: a second run must not read the first run's output as a
+    class `out`."""
     touch(tmp_path / "a" / "x.mp4")
     touch(tmp_path / "out" / "frames" / "frames-train.tfrecord-00000-of-00001")
     touch(tmp_path / "old_run" / "summary.json")
@@ -219,7 +221,7 @@ def test_labels_differing_only_in_case_or_normalization_are_warned_about():
 
 
 def test_a_manifest_saved_as_utf16_is_read(tmp_path):
-    """Issue 12: Excel's "Unicode Text" (UTF-16 with a byte order mark) ended in a UnicodeDecodeError traceback."""
+    """Excel's "Unicode Text" (UTF-16 with a byte order mark) is read, not a UnicodeDecodeError traceback."""
     touch(tmp_path / "café.mp4")
     manifest = tmp_path / "m.csv"
     manifest.write_bytes("path,label\r\ncafé.mp4,crème\r\n".encode("utf-16"))  # with its byte order mark
@@ -227,7 +229,7 @@ def test_a_manifest_saved_as_utf16_is_read(tmp_path):
 
 
 def test_a_manifest_in_a_windows_code_page_is_refused_naming_its_line(tmp_path):
-    """Issue 12: a CP-1252 manifest (Excel's plain "CSV") ended in a UnicodeDecodeError traceback."""
+    """A CP-1252 manifest (Excel's plain "CSV") is refused naming its line, not a UnicodeDecodeError traceback."""
     touch(tmp_path / "a.mp4")
     manifest = tmp_path / "m.csv"
     manifest.write_bytes("path,label\na.mp4,walk\na.mp4,crème\n".encode("cp1252"))
@@ -237,8 +239,8 @@ def test_a_manifest_in_a_windows_code_page_is_refused_naming_its_line(tmp_path):
 
 
 def test_a_file_name_that_is_not_utf8_is_one_failure_row_that_says_to_rename_it(tmp_path):
-    """Issue 12: one Latin-1 file name (b'caf\\xe9.mp4') stopped the whole job with a UnicodeEncodeError; the
-    other videos are listed, and every name the listing reports can be written as UTF-8 (summary.json)."""
+    """One Latin-1 file name (b'caf\\xe9.mp4') is one failure row, not a UnicodeEncodeError that stops the job;
+    the other videos are listed, and every name the listing reports can be written as UTF-8 (summary.json)."""
     touch(tmp_path / "walk" / "ok.mp4")
     os.makedirs(os.fsencode(tmp_path / "walk") + b"/d\xe9j\xe0")
     for name in (b"/caf\xe9.mp4", b"/d\xe9j\xe0/x.mp4", b"/.hidden\xe9"):

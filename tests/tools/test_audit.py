@@ -57,6 +57,6 @@ def test_planted_frame_split_leak_is_found(sample_videos, tmp_path):
 
 
 def test_a_folder_that_is_not_an_extraction_is_a_clear_error(tmp_path):
-    """Issue 18: a missing folder gave a TFDS traceback."""
+    """A missing folder is named in a clear error, not a TFDS traceback."""
     with pytest.raises(ValueError, match=f"{tmp_path}/nope/frames is not an extraction output"):
         audit(str(tmp_path / "nope"))

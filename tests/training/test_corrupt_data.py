@@ -127,7 +127,7 @@ def rewrite(data_dir, edit):
      "not a whole number of 2048-wide float16 rows"),
     ("empty", lambda ex: ex.features.feature["features"].bytes_list.value.__setitem__(0, b""),
      "features empty"),
-    # Issue 18, case 7: a NaN in a shard trained to a finite loss and was diagnosed as a collapse.
+    # A NaN in a shard must stop the reader: unchecked, it trained to a finite loss, diagnosed as a collapse.
     ("nan", lambda ex: ex.features.feature["features"].bytes_list.value.__setitem__(
         0, np.full((2, 2048), np.nan, np.float16).tobytes()), "features hold NaN or Inf"),
 ])

@@ -72,7 +72,7 @@ def test_video_ordered_frames_and_a_small_buffer_give_batches_of_one_video(sampl
 
 
 def test_a_missing_folder_or_split_is_a_clear_error(tmp_path):
-    """Issue 18: tracebacks on a missing folder or split."""
+    """A missing folder or split is named in a clear error, not a traceback."""
     from tests.training.conftest import make_config
     from tests.training.test_train_e2e import write_sequences
     from training.inspect_order import inspect_training_order

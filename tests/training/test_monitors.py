@@ -60,3 +60,21 @@ def test_a_collapsed_final_model_is_flagged_even_without_a_streak():
     healthy_run = CollapseDetector(inputs=None)
     healthy_run.check_final(healthy())
     assert not healthy_run.collapsed and healthy_run.final_model_collapsed is False
+
+
+def test_a_recovered_collapse_is_information_and_one_that_lasts_is_a_warning(caplog):
+    # The demo's CNN answers one class while BatchNorm warms up and then recovers: no warning for that.
+    caplog.set_level("INFO")
+    detector = CollapseDetector(inputs=None, patience=3)
+    for epoch, p in enumerate([healthy(), collapsed(), collapsed(), collapsed(), healthy(seed=2)]):
+        detector.observe(epoch, p)
+    detector.on_train_end()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "recovered at epoch 5 from one-class predictions in epochs 2-4" in caplog.text
+    caplog.clear()
+    for epoch, p in enumerate([collapsed()] * 3, start=5):
+        detector.observe(epoch, p)
+    detector.on_train_end()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["[train] COLLAPSED since epoch 6: the run ended predicting one class; see "
+                        "docs/diagnosing.md (story 001)."]

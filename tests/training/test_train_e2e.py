@@ -139,8 +139,8 @@ def test_killed_run_resumes_after_its_last_completed_epoch_to_identical_weights(
     assert 2 <= done < 8
     with open(tmp_path / "backup" / "latest.json") as f:
         completed = json.load(f)["completed_epochs"]
-    # Issue 18, case 2: resuming with other flags mixed two runs in one record, and a killed LSTM resumed as a
-    # CNN died in a Keras shape error. Both are refused before any work, naming what differs.
+    # Resuming with other flags would mix two runs in one record, and a killed LSTM resumed as a CNN dies in a
+    # Keras shape error. Both are refused before any work, naming what differs.
     from training.workdir import WorkdirError
 
     for other, difference in ((dict(batch_size=16), "--batch_size: 32 there, 16 now"),
@@ -227,13 +227,14 @@ def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path, 
     with pytest.raises(TrainingError, match="name a split twice"):
         train_here(data, tmp_path / "twice", **small, eval_splits=("select", "fit"))
     assert not (tmp_path / "twice" / "history.csv").exists()
-    # Issue 18: --eval_splits=test,valid selected the model on test and reported valid as test_accuracy.
+    # Refused: --eval_splits=test,valid would select the model on test and report valid as test_accuracy.
     with pytest.raises(TrainingError, match="the first split selects the model"):
         train_here(data, tmp_path / "on_test", **small, eval_splits=("test", "select"))
 
 
 def test_features_with_nan_stop_training_naming_the_video(tmp_path, train_here):
-    """Issue 18, case 7: a NaN in a shard trained to a finite loss and was diagnosed as a collapse."""
+    """A NaN in a shard stops training naming the video; unchecked, it trained to a finite loss and was
+    diagnosed as a collapse."""
     import numpy as np
 
     from dataformat.integrity import CorruptDataError
@@ -276,8 +277,8 @@ def test_a_remote_workdir_gets_every_artifact(tmp_path, train_here):
 
 
 def test_one_class_is_warned_about_by_extraction_and_refused_by_training_before_any_work(tmp_path, train_here):
-    """Issue 13: one class extracted without a word, trained two epochs of a softmax over one class, then
-    crashed with an IndexError in the evaluation."""
+    """One class is warned about by the extraction and refused by training before any work; unchecked, it
+    trained two epochs of a softmax over one class, then crashed with an IndexError in the evaluation."""
     from pipeline.job import ExtractConfig, run_extraction
     from tools.samples import write_samples
     from training.train import TrainingError

@@ -29,11 +29,12 @@ def fit_one_step(model):
 @pytest.mark.parametrize("flag, value", [
     ("optimizer", "rmsprop"), ("lr_schedule", "cosine"), ("model", "gru"), ("mixed_precision", "int8"),
     ("epochs", 0), ("distribution", "ring"), ("cyclic_mode", "sine"), ("cnn", "vgg"),
-    # Issue 18: accepted until now, or refused with a raw error deep inside Keras or tf.data.
+    # Range checks: otherwise accepted, or refused with a raw error deep inside Keras or tf.data.
     ("learning_rate", -1.0), ("learning_rate", float("nan")), ("zoom_range", 5.0), ("seq_len", 0), ("seq_len", -5),
     ("image_size", 0), ("batch_size", 0), ("shuffle_buffer", 0), ("dropout", 1.0), ("momentum", 1.5),
     ("collapse_patience", 0), ("plateau_factor", 2.0),
-    # Issue 13: a NumPy traceback after run.json was written, and the workdir then refused the corrected seed.
+    # Seeds outside NumPy's range: otherwise a NumPy traceback after run.json was written, and the workdir then
+    # refused the corrected seed.
     ("seed", -1), ("seed", 2**32)])
 def test_bad_settings_are_refused_before_any_work_naming_the_flag_and_its_range(flag, value):
     from tests.training.conftest import make_config
@@ -100,7 +101,7 @@ def test_backup_restores_weights_optimizer_and_dropout_state(tmp_path):
 
 
 def test_test_accuracy_comes_from_the_split_named_test():
-    """Issue 18: --eval_splits=valid,holdout,test reported holdout's accuracy as test_accuracy."""
+    """test_accuracy is the split named test, not the second of --eval_splits=valid,holdout,test."""
     def evaluation(accuracy):
         return {"accuracy": accuracy, "loss": 1.0, "examples": 4, "per_class_accuracy": {}, "confusion_matrix": []}
 
@@ -112,7 +113,7 @@ def test_test_accuracy_comes_from_the_split_named_test():
 
 
 def test_an_experiment_checks_every_run_before_training_any():
-    """Issue 18: an unknown --vary flag was found only after the first run had trained."""
+    """An unknown --vary flag is found before any run trains, not after the first one."""
     from training.experiment import check_runs
 
     check_runs(["--data_dir=d", "--model=lstm"], [("sampling", ["epoch", "replacement"])])

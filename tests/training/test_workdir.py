@@ -1,4 +1,5 @@
-"""A workdir and a tf.data cache file belong to one run's data and settings (issue 18, cases 2 and 3)."""
+"""A workdir and a tf.data cache file belong to one run's data and settings: another dataset, split or
+setting is refused before any work, naming what differs."""
 
 import shutil
 
