@@ -19,9 +19,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 from absl import app, flags
 
 import settings
-from dataformat.schema import DataError
-from training.train import TrainConfig, TrainingError, train_and_evaluate
-from training.workdir import WorkdirError
+from training.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
@@ -39,6 +37,11 @@ def config_from_flags() -> TrainConfig:
 
 
 def main(argv):
+    # TensorFlow is imported here, not above, so that --help answers without loading it.
+    from dataformat.schema import DataError
+    from training.train import TrainingError, train_and_evaluate
+    from training.workdir import WorkdirError
+
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
