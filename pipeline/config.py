@@ -170,13 +170,13 @@ class ExtractConfig:
     decode_processes: int = setting(
         0, "Videos decoded at once per worker, each in its own process (with --isolate_decode) and thread; 0: one "
         "per core, at most 16. On distributed runners, where each core runs a worker, 1.",
-        bounds=between(0, 256, note="0: one per core"), shown_default="one per core")
+        bounds=between(0, 256), shown_default="one per core")
     chunk_frames: Optional[int] = setting(
         None, "A local runner holds a pipeline's data in memory: the videos are extracted in chunks of about this "
         "many sampled frames (estimated from their declared durations) and merged into the bytes one pass writes, "
         "so memory stays bounded whatever the dataset's size; a job that will not fit says so at the start. 0: one "
         f"pass. About 0.5 GiB at 75 px, 1.1 GiB at 299 px per {DEFAULT_CHUNK_FRAMES} frames.",
-        bounds=at_least(0, note="0: one pass"), shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
+        bounds=at_least(0), shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
 
     overwrite: bool = setting(False, "Replace an existing extraction in --output_dir that was made with other "
                               "settings (one made with the same settings is replaced without it; a folder holding "

@@ -68,7 +68,7 @@ class TrainConfig:
                                choices=LR_SCHEDULES)
     cyclic_max_lr: float = setting(6e-3, "Peak learning rate of the cyclic schedule.", bounds=positive())
     cyclic_step_size: int = setting(0, "Steps per half cycle; 0: two epochs' worth (Smith suggests 2-10 epochs).",
-                                    bounds=at_least(0, note="0: two epochs"))
+                                    bounds=at_least(0))
     cyclic_mode: str = setting("triangular", "Cyclic schedule shape.", choices=CYCLIC_MODES)
     cyclic_gamma: float = setting(1.0, "Decay per step for --cyclic_mode=exp_range.",
                                   bounds=between(0, 1, low_open=True))
