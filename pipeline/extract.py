@@ -62,14 +62,18 @@ def parse_flags(argv):
 
 
 def main(argv):
+    logging.getLogger("absl").setLevel(logging.INFO)
+    try:
+        config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/"))
+    except settings.SettingError as e:  # answered before the heavy imports below
+        print(f"extract: error: {e}", file=sys.stderr)
+        return 1
     # Beam, TensorFlow and PyAV are imported here, not above, so that --help answers without loading them.
     from pipeline.job import run_extraction
     from pipeline.sources import InputError
     from pipeline.summary import format_summary
 
-    logging.getLogger("absl").setLevel(logging.INFO)
     try:
-        config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/"))
         summary = run_extraction(config, beam_args=argv[1:])
     except (settings.SettingError, ExtractionError, InputError) as e:
         print(f"extract: error: {e}", file=sys.stderr)

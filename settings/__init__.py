@@ -149,8 +149,8 @@ def _walk(config_cls: type) -> Iterator[_Flag]:
         elif field.metadata.get(_HELP):
             required = field.default is dataclasses.MISSING  # `setting` never makes a default_factory
             yield _Flag(field.name, _value_type(hints[field.name]), None if required else field.default,
-                        field.metadata[_HELP], field.metadata[_CHOICES], field.metadata[_BOUNDS], field.metadata[_SHOWN],
-                        required)
+                        field.metadata[_HELP], field.metadata[_CHOICES], field.metadata[_BOUNDS],
+                        field.metadata[_SHOWN], required)
 
 
 def flags_of(config_cls: type) -> list[_Flag]:

@@ -59,6 +59,18 @@ def test_helpshort_answers_without_tensorflow_beam_or_pyav(command, without_heav
         assert f"  {flag}:" in result.stdout, f"{command} --helpshort does not list {flag}"
 
 
+@pytest.mark.parametrize("command, args, message", [
+    ("pipeline.extract", ["--input_dir=/nowhere", "--output_dir=/nowhere/out", "--jpeg_quality=0"],
+     "extract: error: --jpeg_quality=0: expected 1..100"),
+    ("training.main", ["--data_dir=/nowhere", "--workdir=/nowhere/run", "--epochs=0"],
+     "train: error: --epochs=0: expected at least 1"),
+])
+def test_a_setting_out_of_range_is_refused_before_the_heavy_imports(command, args, message, without_heavy_libraries):
+    result = _run(["-m", command, *args], env=without_heavy_libraries)
+    assert result.returncode == 1 and message in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_beam_flags_are_still_known_when_an_argument_is_not_the_commands_own():
     """Beam's flags are looked up only when an argument is not one of extract's own: then they still are, so a

@@ -63,7 +63,8 @@ class InputConfig:
     seq_len: Optional[int] = setting(
         None, f"Sequences are truncated or zero-padded (and masked) to this many frames. Default: the train "
         f"split's longest video (sequences/metadata.json), at most {MAX_DEFAULT_SEQ_LEN}.",
-        bounds=between(1, 100_000, note="leave it out for the longest video"), shown_default=f"longest video, at most {MAX_DEFAULT_SEQ_LEN}")
+        bounds=between(1, 100_000, note="leave it out for the longest video"),
+        shown_default=f"longest video, at most {MAX_DEFAULT_SEQ_LEN}")
     image_size: int = setting(64, "CNN input size: frames are resized to image_size x image_size.",
                               bounds=between(MIN_IMAGE_SIZE, 1024))
     augment: tuple[str, ...] = setting((), "Frame augmentations, applied in the graph to the training split only.",

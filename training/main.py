@@ -37,15 +37,19 @@ def config_from_flags() -> TrainConfig:
 
 
 def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        config = config_from_flags()
+    except settings.SettingError as e:  # answered before the heavy imports below
+        print(f"train: error: {e}", file=sys.stderr)
+        return 1
     # TensorFlow is imported here, not above, so that --help answers without loading it.
     from dataformat.schema import DataError
     from training.train import TrainingError, train_and_evaluate
     from training.workdir import WorkdirError
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        config = config_from_flags()
         metrics = train_and_evaluate(config, FLAGS.workdir, flags=FLAGS.flag_values_dict())
     except (settings.SettingError, DataError, TrainingError, WorkdirError) as e:  # ours, never a bug's ValueError
         print(f"train: error: {e}", file=sys.stderr)
