@@ -21,8 +21,10 @@ import dataclasses
 from typing import Optional, Sequence
 
 import numpy as np
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core import example_serializer
+
+# TFDS (and with it TensorFlow) is imported by the functions that build its objects: the names and constants
+# here are what the configuration modules import (`pipeline.config`, `training.input_config`), and importing
+# them must not cost seconds (`--help`).
 
 class DataError(ValueError):
     """The data on disk cannot be read as asked (not an extraction output, a missing split, another format
@@ -148,6 +150,8 @@ def frames_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
     root), group (recording group used for splitting), frame_index (index among the *sampled* frames of the
     video, 0-based), timestamp (seconds from the start of the video stream).
     """
+    import tensorflow_datasets as tfds
+
     return tfds.features.FeaturesDict(
         {
             IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
@@ -167,6 +171,8 @@ def sequences_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
     bytes per value on disk and uint8 one; TFDS' default encoding would widen them to a list of wider numbers.
     uint8 features are quantized: see `Quantization` for reading them back as values.
     """
+    import tensorflow_datasets as tfds
+
     return tfds.features.FeaturesDict(
         {
             FEATURES: tfds.features.Tensor(
@@ -208,6 +214,8 @@ class ExampleEncoder:
     """
 
     def __init__(self, features: tfds.features.FeaturesDict):
+        from tensorflow_datasets.core import example_serializer
+
         self._features = features
         self._serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
 
@@ -261,6 +269,7 @@ def _load_builder(directory: str):
     import json
 
     import tensorflow as tf
+    import tensorflow_datasets as tfds
 
     if not tf.io.gfile.exists(f"{directory}/{METADATA_FILES[0]}"):
         raise DataError(f"{directory} is not an extraction output (pipeline.extract): it has no {METADATA_FILES[0]}")

@@ -28,7 +28,6 @@ from dataformat import schema
 from dataformat.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
 from dataformat.tfrecords import HashingRecordWriter
 
-DEFAULT_SHARD_BYTES = 128 * 2**20  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
 MAX_SHARDS = 10_000  # per split: 1.2 TB at the default size; beyond it shards grow instead
 
 

@@ -1,31 +1,104 @@
-"""The settings of one extraction (`ExtractConfig`: one declaration per flag, see `settings`) and their checks,
-made before any work.
+"""The settings of one extraction (`ExtractConfig`: one declaration per flag, see `settings`) and of decoding
+(`DecodeSettings`), with the constants they are declared with; each checks itself when it is made.
+
+A leaf: it imports nothing heavy (no TensorFlow, Beam or PyAV), so `python -m pipeline.extract --help` answers at
+once. The implementation (`pipeline.decode`, `features`, `sources`, `splits`, `job`) imports its constants from
+here, never the other way round.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
+import re
 from typing import Optional
 
 from dataformat import schema
-from dataformat.shards import DEFAULT_SHARD_BYTES
-from pipeline.decode import DECODE_DEVICES, DECODE_MODES, DEFAULT_DECODE_TIMEOUT, DecodeSettings
-from pipeline.features import MIN_IMAGE_SIZE, PRECISIONS
-from pipeline.sources import compile_group_regex
-from pipeline.splits import DEFAULT_SPLITS, parse_split_fractions
-from settings import check_choices, require, setting
+from settings import SettingError, at_least, between, check_settings, positive, setting
 
 # Frames a local runner holds at once (see pipeline.chunks): about 0.5 GiB at 75 px, 1.1 GiB at 299 px.
 DEFAULT_CHUNK_FRAMES = 5000
 MAX_FPS = 1000.0  # beyond any camera: every frame is sampled long before
+MIN_IMAGE_SIZE = 75  # InceptionV3's smallest accepted input
 MAX_IMAGE_SIZE = 4096
+FPS_BOUNDS = between(0, MAX_FPS, low_open=True)
+MAX_FRAMES_BOUNDS = at_least(1, note="leave it out for all frames")
+# Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
+DEFAULT_DECODE_TIMEOUT = 300.0
+DECODE_MODES = ("fast", "exact")
+DECODE_DEVICES = ("cpu", "cuda")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # InceptionV3's compute dtype (`features.resolve_precision`)
+DEFAULT_SHARD_BYTES = 128 * 2**20  # TFDS aims for shards of 64 MiB to 1 GiB; this keeps parallel reads cheap.
+DEFAULT_SPLITS = "train=0.7,valid=0.15,test=0.15"
+_SPLIT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class ExtractionError(RuntimeError):
     """The job cannot run or produced nothing usable; the message says what to do."""
+
+
+def parse_split_fractions(text: str) -> dict[str, float]:
+    """Parses `train=0.7,valid=0.15,test=0.15` into an ordered {split: fraction} that sums to 1.
+
+    Raises:
+      SettingError: naming what is wrong (bad syntax, bad name, negative or non-summing fractions).
+    """
+    fractions: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise SettingError(f"--splits: expected NAME=FRACTION, got {part!r} (e.g. {DEFAULT_SPLITS})")
+        if not _SPLIT_NAME.match(name):
+            raise SettingError(f"--splits: split name {name!r} must be lower-case letters, digits or '_' (TFDS)")
+        if name in fractions:
+            raise SettingError(f"--splits: split {name!r} given twice")
+        try:
+            fraction = float(value)
+        except ValueError:
+            raise SettingError(f"--splits: fraction of {name!r} is not a number: {value!r}") from None
+        if not 0 <= fraction <= 1:
+            raise SettingError(f"--splits: fraction of {name!r} must be in [0, 1], got {fraction}")
+        fractions[name] = fraction
+    total = sum(fractions.values())
+    if abs(total - 1) > 1e-6:
+        raise SettingError(f"--splits: fractions must sum to 1, got {total:g} ({text})")
+    return fractions
+
+
+def compile_group_regex(pattern: Optional[str]) -> Optional[re.Pattern]:
+    """Compiles `--group_regex`, with an error that says what is wrong with it."""
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise SettingError(f"--group_regex={pattern!r} is not a valid regular expression: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """How frames are sampled and sized (`pipeline.decode`); `ExtractConfig.decode_settings` makes it from the
+    flags, which declare the same bounds.
+
+    fps: frames sampled per second of video.
+    max_frames: stop after this many sampled frames (None: no limit).
+    image_size: frames are resized to image_size x image_size RGB (aspect ratio not kept, like Keras'
+      image_dataset_from_directory; InceptionV3 expects 299).
+    mode: 'fast' decodes only the packets the sampled frames need (`pipeline.packets`: the same frames);
+      'exact' decodes every frame.
+    """
+
+    fps: float = setting(1.0, bounds=FPS_BOUNDS)
+    max_frames: Optional[int] = setting(None, bounds=MAX_FRAMES_BOUNDS)
+    image_size: int = setting(299, bounds=at_least(1))  # the decoder takes any size; InceptionV3 needs 75
+    mode: str = setting("fast", choices=DECODE_MODES)
+    threads: int = 0  # FFmpeg decoding threads per video (0: FFmpeg's choice); the frames do not depend on it
+    device: str = "cpu"  # or an FFmpeg hardware decoder ("cuda": NVDEC); the frames do not depend on it
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +115,13 @@ class ExtractConfig:
         None, "Regex searched in each video's path relative to the input root; its first capture group (or whole "
         "match) is the recording group, e.g. `_g(\\d+)_` for UCF101, `^([^/]+/s\\d+)_` for the samples. Every "
         "video of a group lands in one split.", shown_default="each video is its own group")
-    fps: float = setting(1.0, "Frames sampled per second of video, by presentation time (YouTube-8M uses 1).")
-    max_frames: Optional[int] = setting(None, "Keep at most this many sampled frames per video.", shown_default="all")
-    image_size: int = setting(299, f"Frames are resized to a square of this size (InceptionV3 needs at least "
-                              f"{MIN_IMAGE_SIZE}).")
+    fps: float = setting(1.0, "Frames sampled per second of video, by presentation time (YouTube-8M uses 1).",
+                         bounds=FPS_BOUNDS)
+    max_frames: Optional[int] = setting(None, "Keep at most this many sampled frames per video.",
+                                        bounds=MAX_FRAMES_BOUNDS, shown_default="all")
+    image_size: int = setting(299, "Frames are resized to a square of this size.",
+                              bounds=between(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
+                                             note=f"InceptionV3 needs at least {MIN_IMAGE_SIZE}"))
     features: str = setting("inception_v3", "Frame feature extractor.", choices=("inception_v3",))
     weights: str = setting("imagenet", "`imagenet` (downloaded once by Keras), `none` (random, for tests) or the "
                            "path of an InceptionV3 no-top weights file (.h5 / .weights.h5) for offline machines.")
@@ -54,7 +130,7 @@ class ExtractConfig:
         "not change (scripts/bench.py, storage); uint8 quarters it, quantized over the dataset's range (README, "
         "'Output format'); float32 for features beyond float16's range (65504).",
         choices=tuple(sorted(schema.FEATURE_DTYPES)))
-    feature_batch_size: int = setting(32, "Frames per InceptionV3 forward pass.")
+    feature_batch_size: int = setting(32, "Frames per InceptionV3 forward pass.", bounds=between(1, 4096))
     precision: str = setting(
         "auto", "InceptionV3's compute dtype. auto: bfloat16 on CPUs with bfloat16 instructions (AVX512_BF16, AMX) "
         "and GPUs of compute capability 8.0+, float16 on older tensor-core GPUs, float32 otherwise (logged, and "
@@ -70,8 +146,8 @@ class ExtractConfig:
                                "writer; to study batches of one video with training.inspect_order).",
                                choices=("hashed", "video"))
     shard_bytes: int = setting(DEFAULT_SHARD_BYTES, "Target size of one TFRecord shard in bytes.",
-                               shown_default="128 MiB")
-    jpeg_quality: int = setting(90, "JPEG quality of the frames in frames/ (1-100).")
+                               bounds=at_least(1), shown_default="128 MiB")
+    jpeg_quality: int = setting(90, "JPEG quality of the frames in frames/.", bounds=between(1, 100))
     featurize_accelerator: str = setting(
         "", "A Beam accelerator resource hint for the InceptionV3 step only, e.g. "
         "`type:nvidia-tesla-t4;count:1;install-nvidia-driver`: on Dataflow, GPU workers featurize while CPU workers "
@@ -79,7 +155,7 @@ class ExtractConfig:
     isolate_decode: bool = setting(True, "Decode each worker's videos in a child process, so a crash or hang in "
                                    "FFmpeg's native code fails that one video (failures.jsonl), not the job.")
     decode_timeout: float = setting(DEFAULT_DECODE_TIMEOUT, "Seconds without a decoded frame before a hung decoder "
-                                    "is stopped (with --isolate_decode).")
+                                    "is stopped (with --isolate_decode).", bounds=positive())
     decode_mode: str = setting(
         "fast", "fast: decode only the packets the sampled frames need (skips groups of pictures between samples, "
         "across restart points proven safe, and frames no other frame refers to); the same frames, byte for byte, as "
@@ -94,21 +170,32 @@ class ExtractConfig:
     decode_processes: int = setting(
         0, "Videos decoded at once per worker, each in its own process (with --isolate_decode) and thread; 0: one "
         "per core, at most 16. On distributed runners, where each core runs a worker, 1.",
-        shown_default="one per core")
+        bounds=between(0, 256), shown_default="one per core")
     chunk_frames: Optional[int] = setting(
         None, "A local runner holds a pipeline's data in memory: the videos are extracted in chunks of about this "
         "many sampled frames (estimated from their declared durations) and merged into the bytes one pass writes, "
         "so memory stays bounded whatever the dataset's size; a job that will not fit says so at the start. 0: one "
         f"pass. About 0.5 GiB at 75 px, 1.1 GiB at 299 px per {DEFAULT_CHUNK_FRAMES} frames.",
-        shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
+        bounds=at_least(0), shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
 
     overwrite: bool = setting(False, "Replace an existing extraction in --output_dir that was made with other "
                               "settings (one made with the same settings is replaced without it; a folder holding "
                               "anything else is never replaced).")
 
+    def __post_init__(self):
+        check_settings(self)
+        if not self.output_dir:
+            raise SettingError("--output_dir is required")
+        if bool(self.input_dir) == bool(self.manifest):
+            raise SettingError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
+        self.split_fractions  # noqa: B018 - parsed (and checked) once per config
+        compile_group_regex(self.group_regex)
+        if self.input_dir:
+            _check_folders(self.input_dir, self.output_dir)
+
     @functools.cached_property
     def split_fractions(self) -> dict[str, float]:
-        """--splits parsed: the ordered {split: fraction} (`splits.parse_split_fractions`)."""
+        """--splits parsed: the ordered {split: fraction} (`parse_split_fractions`)."""
         return parse_split_fractions(self.splits)
 
     @property
@@ -116,40 +203,11 @@ class ExtractConfig:
         return DecodeSettings(fps=self.fps, max_frames=self.max_frames, image_size=self.image_size,
                               mode=self.decode_mode, device=self.decode_device)
 
-    def validate(self) -> None:
-        """Raises ExtractionError naming the flag, and the values it takes, of the first setting that cannot work."""
-        if not self.output_dir:
-            raise ExtractionError("--output_dir is required")
-        if bool(self.input_dir) == bool(self.manifest):
-            raise ExtractionError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
-        try:
-            check_choices(self)
-            require(math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS, "fps", self.fps, f"a number in (0, {MAX_FPS}]")
-            require(self.max_frames is None or self.max_frames >= 1, "max_frames", self.max_frames,
-                    "at least 1 (leave it out for all frames)")
-            require(MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE, "image_size", self.image_size,
-                    f"{MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} (InceptionV3 needs at least {MIN_IMAGE_SIZE})")
-            require(1 <= self.feature_batch_size <= 4096, "feature_batch_size", self.feature_batch_size, "1..4096")
-            require(1 <= self.jpeg_quality <= 100, "jpeg_quality", self.jpeg_quality, "1..100")
-            require(self.shard_bytes >= 1, "shard_bytes", self.shard_bytes, "a positive number of bytes")
-            require(math.isfinite(self.decode_timeout) and self.decode_timeout > 0, "decode_timeout",
-                    self.decode_timeout, "a positive number of seconds")
-            require(self.chunk_frames is None or self.chunk_frames >= 0, "chunk_frames", self.chunk_frames,
-                    ">= 0 (0: one pass)")
-            require(0 <= self.decode_processes <= 256, "decode_processes", self.decode_processes,
-                    "0..256 (0: one per core)")
-            self.split_fractions  # noqa: B018 - parsed (and checked) once per config
-            compile_group_regex(self.group_regex)
-        except ValueError as e:
-            raise ExtractionError(str(e)) from None
-        if self.input_dir:
-            _check_folders(self.input_dir, self.output_dir)
-
 
 def _check_folders(input_dir: str, output_dir: str) -> None:
     """An output folder that contains the input would be deleted with it when the new output replaces it."""
     real = (lambda p: p.rstrip("/")) if "://" in input_dir + output_dir else os.path.realpath
     source, target = real(input_dir), real(output_dir)
     if source == target or source.startswith(target.rstrip("/") + "/"):
-        raise ExtractionError(f"--input_dir={input_dir} is inside --output_dir={output_dir}: replacing the output "
-                              "would delete the videos. Choose an --output_dir outside the input folder")
+        raise SettingError(f"--input_dir={input_dir} is inside --output_dir={output_dir}: replacing the output "
+                           "would delete the videos. Choose an --output_dir outside the input folder")

@@ -26,13 +26,9 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
+from pipeline.config import DEFAULT_DECODE_TIMEOUT, DecodeSettings  # noqa: F401 - also for decode_frames' callers
 from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling, seconds
 
-
-# Seconds without a decoded frame before a hung decoder is stopped (--decode_timeout).
-DEFAULT_DECODE_TIMEOUT = 300.0
-DECODE_MODES = ("fast", "exact")
-DECODE_DEVICES = ("cpu", "cuda")
 # Fast mode holds its frames until its decode ends cleanly (`_speculate`), up to this many bytes of pixels and
 # seconds (how late a long video's first frames may reach the model); then it gives them out and checks them
 # afterwards. While it holds them, `decode_frames`' `holding` tells a watching parent the decoder is alive.
@@ -42,36 +38,6 @@ HOLD_SECONDS = 60.0
 
 class DecodeError(Exception):
     """A video could not be opened or yielded no frame; the message says why, for failures.jsonl."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeSettings:
-    """How frames are sampled and sized.
-
-    fps: frames sampled per second of video.
-    max_frames: stop after this many sampled frames (None: no limit).
-    image_size: frames are resized to image_size x image_size RGB (aspect ratio not kept, like Keras'
-      image_dataset_from_directory; InceptionV3 expects 299).
-    mode: 'fast' decodes only the packets the sampled frames need (`pipeline.packets`: the same frames);
-      'exact' decodes every frame.
-    """
-
-    fps: float = 1.0
-    max_frames: Optional[int] = None
-    image_size: int = 299
-    mode: str = "fast"
-    threads: int = 0  # FFmpeg decoding threads per video (0: FFmpeg's choice); the frames do not depend on it
-    device: str = "cpu"  # or an FFmpeg hardware decoder ("cuda": NVDEC); the frames do not depend on it
-
-    def __post_init__(self):
-        if not self.fps > 0:
-            raise ValueError(f"--fps must be > 0, got {self.fps}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"--max_frames must be >= 1, got {self.max_frames}")
-        if self.image_size < 1:
-            raise ValueError(f"--image_size must be >= 1, got {self.image_size}")
-        if self.mode not in DECODE_MODES:
-            raise ValueError(f"--decode_mode={self.mode!r}: expected one of {', '.join(DECODE_MODES)}")
 
 
 @dataclasses.dataclass(frozen=True)

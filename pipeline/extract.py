@@ -31,11 +31,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 from absl import app, flags
 
 import settings
-from pipeline.beam_options import beam_flags
 from pipeline.config import ExtractConfig, ExtractionError
-from pipeline.job import run_extraction
-from pipeline.sources import InputError
-from pipeline.summary import format_summary
 
 FLAGS = flags.FLAGS
 
@@ -48,10 +44,16 @@ def define_flags():
 
 def parse_flags(argv):
     """absl parses the flags defined here; the flags Beam's PipelineOptions know are left for Beam, and any
-    other argument is refused here, before any work (Beam would only log that it discards it)."""
+    other argument is refused here, before any work (Beam would only log that it discards it). Beam's flags are
+    looked up (importing Beam, seconds) only when an argument is not one of ours: `--help` answers at once."""
     try:
-        known = {**settings.absl_flags(FLAGS), **beam_flags()}
-        refused = settings.refused_arguments(FLAGS.read_flags_from_files(argv[1:], force_gnu=False), known)
+        args = FLAGS.read_flags_from_files(argv[1:], force_gnu=False)
+        known = settings.absl_flags(FLAGS)
+        if settings.refused_arguments(args, known):
+            from pipeline.beam_options import beam_flags
+
+            known = {**known, **beam_flags()}
+        refused = settings.refused_arguments(args, known)
         if refused:
             raise flags.Error("\n  ".join(refused))
         return FLAGS(argv, known_only=True)
@@ -61,10 +63,19 @@ def parse_flags(argv):
 
 def main(argv):
     logging.getLogger("absl").setLevel(logging.INFO)
-    config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/"))
+    try:
+        config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/"))
+    except settings.SettingError as e:  # answered before the heavy imports below
+        print(f"extract: error: {e}", file=sys.stderr)
+        return 1
+    # Beam, TensorFlow and PyAV are imported here, not above, so that --help answers without loading them.
+    from pipeline.job import run_extraction
+    from pipeline.sources import InputError
+    from pipeline.summary import format_summary
+
     try:
         summary = run_extraction(config, beam_args=argv[1:])
-    except (ExtractionError, InputError) as e:
+    except (settings.SettingError, ExtractionError, InputError) as e:
         print(f"extract: error: {e}", file=sys.stderr)
         return 1
     print(format_summary(summary))

@@ -19,9 +19,9 @@ from typing import Optional
 
 import numpy as np
 
+from pipeline.config import MIN_IMAGE_SIZE
 from settings.hardware import cpu_bfloat16, gpu_half_precision
 
-MIN_IMAGE_SIZE = 75  # InceptionV3's smallest accepted input
 RANDOM_WEIGHTS_SEED = 0  # --weights=none: the same random InceptionV3 in every process, on every runner
 
 
@@ -38,7 +38,6 @@ def _local_copy(path: str) -> str:
     return local
 
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 

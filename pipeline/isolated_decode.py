@@ -25,8 +25,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from pipeline.decode import (DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeReport, DecodeSettings, Frame, decode_frames,
-                             unexpected_error)
+from pipeline.config import DEFAULT_DECODE_TIMEOUT, DecodeSettings
+from pipeline.decode import DecodeError, DecodeReport, Frame, decode_frames, unexpected_error
 
 # Fault injection for tests: the child kills itself with SIGSEGV after the first frame of any video whose path
 # contains this environment variable's value. Unset in normal runs.

@@ -230,7 +230,6 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
         replaced, a write that failed, or no video could be extracted.
       pipeline.sources.InputError: a manifest or folder problem, listing every bad line.
     """
-    config.validate()
     try:
         check_beam_args(beam_args)  # Beam would drop an unknown one with a logged warning and run without it
     except ValueError as e:

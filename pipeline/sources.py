@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import tensorflow as tf
 
 from dataformat import files
+from pipeline.config import compile_group_regex
 from pipeline.ownership import EXTRACTION_MARKERS
 
 
@@ -67,16 +68,6 @@ def label_problem(label: str) -> Optional[str]:
 
 def _join(root: str, rel: str) -> str:
     return posixpath.join(root.rstrip("/"), rel) if "://" in root else tf.io.gfile.join(root, rel)
-
-
-def compile_group_regex(pattern: Optional[str]) -> Optional[re.Pattern]:
-    """Compiles `--group_regex`, with an error that says what is wrong with it."""
-    if not pattern:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise InputError(f"--group_regex={pattern!r} is not a valid regular expression: {e}") from None
 
 
 def group_of(video_id: str, regex: Optional[re.Pattern]) -> Optional[str]:

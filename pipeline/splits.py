@@ -18,42 +18,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import re
 from typing import Iterable, Sequence
 
 from pipeline.sources import VideoRecord
-
-DEFAULT_SPLITS = "train=0.7,valid=0.15,test=0.15"
-_SPLIT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def parse_split_fractions(text: str) -> dict[str, float]:
-    """Parses `train=0.7,valid=0.15,test=0.15` into an ordered {split: fraction} that sums to 1.
-
-    Raises:
-      ValueError: naming what is wrong (bad syntax, bad name, negative or non-summing fractions).
-    """
-    fractions: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep:
-            raise ValueError(f"--splits: expected NAME=FRACTION, got {part!r} (e.g. {DEFAULT_SPLITS})")
-        if not _SPLIT_NAME.match(name):
-            raise ValueError(f"--splits: split name {name!r} must be lower-case letters, digits or '_' (TFDS)")
-        if name in fractions:
-            raise ValueError(f"--splits: split {name!r} given twice")
-        try:
-            fraction = float(value)
-        except ValueError:
-            raise ValueError(f"--splits: fraction of {name!r} is not a number: {value!r}") from None
-        if not 0 <= fraction <= 1:
-            raise ValueError(f"--splits: fraction of {name!r} must be in [0, 1], got {fraction}")
-        fractions[name] = fraction
-    total = sum(fractions.values())
-    if abs(total - 1) > 1e-6:
-        raise ValueError(f"--splits: fractions must sum to 1, got {total:g} ({text})")
-    return fractions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +72,7 @@ def assign_splits(
 
     Args:
       records: the input videos (their `group` must be set).
-      fractions: ordered {split: fraction} from `parse_split_fractions`.
+      fractions: ordered {split: fraction} from `config.parse_split_fractions`.
       salt: changes the pseudo-random order of groups; the same salt gives the same assignment.
 
     Returns:

@@ -8,7 +8,18 @@ command-line flags, their validation and the flag tables of docs/flags.md are de
 
     define_flags(Config)                    # --fps, --split_by (an enum), in `absl.flags.FLAGS`
     config = config_from_flags(Config)      # Config(fps=..., split_by=...) from the parsed flags
-    check_choices(config)                   # the same choices, for library callers who never parse flags
+
+A config dataclass checks itself when it is made, so an instance is always valid, however it was built (from
+flags, by a library caller, by `dataclasses.replace`):
+
+        def __post_init__(self):
+            check_settings(self)            # every declared choice and range: SettingError naming the flag
+            require(...)                    # what no single setting declares (e.g. one value below another)
+
+A setting's range is declared with it (`bounds=at_least(1)`, `between(0, 1, high_open=True)`): the flag's help,
+the README row ("Allowed: ...") and the check all come from that one declaration. Configuration modules import
+nothing heavy (no TensorFlow, Beam or PyAV), so a command's `--help` answers at once; the implementation imports
+its constants from them.
 
 A field without `help` is not a flag (library-only settings such as `InputConfig.with_metadata`). A field
 whose type is itself a config dataclass (`TrainConfig.input`) contributes its own flags, unprefixed: every flag
@@ -16,6 +27,7 @@ name must be unique over the tree, and `define_flags` refuses a repeated one.
 """
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Iterator, Optional, Sequence
@@ -24,7 +36,7 @@ from absl import flags
 
 from settings.arguments import absl_flags, refused_arguments, unknown_flag_message  # noqa: F401 - for commands
 
-_HELP, _CHOICES, _SHOWN = "help", "choices", "shown_default"
+_HELP, _CHOICES, _BOUNDS, _SHOWN = "help", "choices", "bounds", "shown_default"
 
 # absl files a flag under the module that defines it, and --helpshort shows the main module's flags: the flags
 # defined here belong to the command that calls `define_flags`.
@@ -35,17 +47,67 @@ class SettingError(ValueError):
     """A setting is not one of its choices or out of its range; the message names the flag and what it takes."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The numbers a setting takes: from `low` to `high` (None: unbounded), each end included unless it is open;
+    never NaN or infinite. `note` says what a special value means ("0: one pass")."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def __contains__(self, value: Any) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        """'at least 1', '1..4096', 'a number in (0, 1000.0]', 'a positive number', with the note in brackets."""
+        if self.high is None:
+            if self.low_open:
+                text = "a positive number" if self.low == 0 else f"more than {self.low}"
+            else:
+                text = f"at least {self.low}"
+        elif self.low_open or self.high_open or isinstance(self.low, float) or isinstance(self.high, float):
+            text = f"a number in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        else:
+            text = f"{self.low}..{self.high}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def at_least(low: float, note: str = "") -> Bounds:
+    """`low` or more (a count: at_least(1))."""
+    return Bounds(low=low, note=note)
+
+
+def positive(note: str = "") -> Bounds:
+    """Any finite number above 0 (a rate, a duration)."""
+    return Bounds(low=0, low_open=True, note=note)
+
+
+def between(low: float, high: float, *, low_open: bool = False, high_open: bool = False, note: str = "") -> Bounds:
+    """From `low` to `high`, each end included unless it is open (a fraction in [0, 1): high_open=True)."""
+    return Bounds(low=low, high=high, low_open=low_open, high_open=high_open, note=note)
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002 - absl's word for it
-            choices: Sequence[str] = (), shown_default: Optional[str] = None) -> Any:
+            choices: Sequence[str] = (), bounds: Optional[Bounds] = None,
+            shown_default: Optional[str] = None) -> Any:
     """A dataclass field that is also a flag.
 
     Args:
       default: the default value (required fields: leave it out).
       help: what the setting does, one or a few sentences; shown by `--help` and in docs/flags.md.
       choices: the allowed values of a str field (an enum flag), or of each item of a tuple[str, ...] field.
+      bounds: the allowed numbers of an int or float field (None, for an Optional field, is always allowed);
+        the help and the docs/flags.md row end with them ("Allowed: 1..100.").
       shown_default: how docs/flags.md shows the default when the value alone would not say it (e.g. None).
     """
-    metadata = {_HELP: help, _CHOICES: tuple(choices), _SHOWN: shown_default}
+    metadata = {_HELP: help, _CHOICES: tuple(choices), _BOUNDS: bounds, _SHOWN: shown_default}
     if isinstance(default, list):
         raise TypeError("a list default is shared between instances: use a tuple")
     return dataclasses.field(default=default, metadata=metadata)
@@ -58,6 +120,7 @@ class _Flag:
     default: Any
     help: str
     choices: tuple[str, ...]
+    bounds: Optional[Bounds]
     shown_default: Optional[str]
     required: bool
 
@@ -86,7 +149,8 @@ def _walk(config_cls: type) -> Iterator[_Flag]:
         elif field.metadata.get(_HELP):
             required = field.default is dataclasses.MISSING  # `setting` never makes a default_factory
             yield _Flag(field.name, _value_type(hints[field.name]), None if required else field.default,
-                        field.metadata[_HELP], field.metadata[_CHOICES], field.metadata[_SHOWN], required)
+                        field.metadata[_HELP], field.metadata[_CHOICES], field.metadata[_BOUNDS],
+                        field.metadata[_SHOWN], required)
 
 
 def flags_of(config_cls: type) -> list[_Flag]:
@@ -109,6 +173,11 @@ def _listed_choices(flag: _Flag, quote: str = "") -> str:
     return f" Any of: {listed}." if flag.kind is tuple else f" One of: {listed}."
 
 
+def _allowed(flag: _Flag) -> str:
+    """' Allowed: 1..100.', the sentence a ranged flag's help ends with; '' without bounds."""
+    return f" Allowed: {flag.bounds}." if flag.bounds is not None else ""
+
+
 def define_flags(config_cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one absl flag per setting of `config_cls` (see the module docstring); a field without a default
     is a required flag."""
@@ -120,9 +189,11 @@ def define_flags(config_cls: type, flag_values: flags.FlagValues = flags.FLAGS) 
         elif flag.choices:
             flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help, flag_values=flag_values)
         else:
+            # The range is checked when the config is made (`check_settings`), not by absl: one check, whose
+            # message names the flag and the range, for flags and library callers alike.
             define = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
                       bool: flags.DEFINE_bool}[flag.kind]
-            define(flag.name, flag.default, flag.help, flag_values=flag_values)
+            define(flag.name, flag.default, flag.help + _allowed(flag), flag_values=flag_values)
         if flag.required:
             flags.mark_flag_as_required(flag.name, flag_values=flag_values)
 
@@ -178,25 +249,27 @@ def config_from_dict(config_cls: type, values: dict) -> Any:
     return config_cls(**kwargs)
 
 
-def check_choices(config: Any) -> None:
-    """Raises SettingError naming the flag when a setting of `config` (or of its nested configs) is not one of its
-    declared choices; the same check absl makes when it parses an enum flag, for callers of the library."""
+def check_settings(config: Any) -> None:
+    """Raises SettingError naming the flag and what it takes when a setting of `config` is not one of its declared
+    choices or outside its declared bounds: the one check of every declaration, which each config dataclass makes
+    in `__post_init__` (a nested config checked itself when it was made). None (an Optional setting left out)
+    always passes."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if dataclasses.is_dataclass(value):
-            check_choices(value)
+        if value is None or dataclasses.is_dataclass(value):
             continue
         allowed = field.metadata.get(_CHOICES)
-        if not allowed or value is None:
-            continue
-        for item in value if isinstance(value, tuple) else (value,):
+        for item in (value if isinstance(value, tuple) else (value,)) if allowed else ():
             if item not in allowed:
                 raise SettingError(f"--{field.name}={item!r}: expected one of {', '.join(allowed)}")
+        bounds = field.metadata.get(_BOUNDS)
+        if bounds is not None and value not in bounds:
+            raise SettingError(f"--{field.name}={value}: expected {bounds}")
 
 
 def require(ok: bool, flag: str, value: Any, expected: str) -> None:
-    """Raises ValueError('--flag=value: expected ...') unless `ok`: the range check every config's `validate`
-    makes before any work, with the allowed values in the message."""
+    """Raises SettingError('--flag=value: expected ...') unless `ok`: a check no single declaration makes (one
+    setting against another, a value parsed from text), in a config's `__post_init__`."""
     if not ok:
         raise SettingError(f"--{flag}={value}: expected {expected}")
 
@@ -205,7 +278,7 @@ def markdown_table(config_cls: type) -> str:
     """The Markdown table of `config_cls`'s flags (docs/flags.md): flag, default, help."""
     rows = ["| flag | default | what it does |", "| --- | --- | --- |"]
     for flag in flags_of(config_cls):
-        help_text = flag.help.replace("|", "\\|") + _listed_choices(flag, quote="`")
+        help_text = flag.help.replace("|", "\\|") + _listed_choices(flag, quote="`") + _allowed(flag)
         rows.append(f"| `--{flag.name}` | {_shown(flag)} | {help_text} |")
     return "\n".join(rows) + "\n"
 

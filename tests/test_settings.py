@@ -17,19 +17,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @dataclasses.dataclass(frozen=True)
 class Inner:
-    units: int = setting(8, "Units.")
+    units: int = setting(8, "Units.", bounds=settings.at_least(1))
     mode: str = setting("a", "Mode.", choices=("a", "b"))
     library_only: str = "kept"
+
+    def __post_init__(self):
+        settings.check_settings(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class Outer:
     path: str = setting(help="Where.")
-    rate: float = setting(0.5, "Rate.")
-    limit: Optional[int] = setting(None, "Limit.", shown_default="unlimited")
+    rate: float = setting(0.5, "Rate.", bounds=settings.between(0, 1, low_open=True))
+    limit: Optional[int] = setting(None, "Limit.", bounds=settings.between(1, 10, note="none: no limit"),
+                                   shown_default="unlimited")
     fast: bool = setting(True, "Fast.")
     parts: tuple[str, ...] = setting(("x",), "Parts.", choices=("x", "y", "z"))
     inner: Inner = Inner()
+
+    def __post_init__(self):
+        settings.check_settings(self)
 
 
 def _parse(config_cls, argv):
@@ -56,12 +63,28 @@ def test_a_required_setting_and_an_undeclared_choice_are_refused_when_parsing():
         _parse(Outer, ["--path=/d", "--mode=c"])
 
 
-def test_check_choices_names_the_flag_in_nested_configs_and_list_items():
-    settings.check_choices(Outer(path="/d"))
-    with pytest.raises(ValueError, match=r"--mode='c': expected one of a, b"):
-        settings.check_choices(Outer(path="/d", inner=Inner(mode="c")))
-    with pytest.raises(ValueError, match=r"--parts='w'"):
-        settings.check_choices(Outer(path="/d", parts=("x", "w")))
+def test_a_config_checks_its_choices_and_ranges_when_made_naming_the_flag_and_what_it_takes():
+    Outer(path="/d", rate=1.0, limit=None)  # both ends as declared: (0, 1]; None is always allowed
+    with pytest.raises(settings.SettingError, match=r"^--mode='c': expected one of a, b$"):
+        Outer(path="/d", inner=Inner(mode="c"))
+    with pytest.raises(settings.SettingError, match=r"^--parts='w'"):
+        Outer(path="/d", parts=("x", "w"))
+    with pytest.raises(settings.SettingError, match=r"^--units=0: expected at least 1$"):
+        Inner(units=0)
+    for rate in (0.0, 1.5, float("nan"), float("inf")):
+        with pytest.raises(settings.SettingError, match=rf"^--rate={rate}: expected a number in \(0, 1\]$"):
+            Outer(path="/d", rate=rate)
+    with pytest.raises(settings.SettingError, match=r"^--limit=11: expected 1\.\.10 \(none: no limit\)$"):
+        Outer(path="/d", limit=11)
+
+
+def test_a_declared_range_is_in_the_flags_help():
+    values = flags.FlagValues()
+    settings.define_flags(Outer, values)
+    assert values["limit"].help == "Limit. Allowed: 1..10 (none: no limit)."
+    assert values["units"].help == "Units. Allowed: at least 1."
+    assert str(settings.positive()) == "a positive number"
+    assert str(settings.between(0, 1, high_open=True)) == "a number in [0, 1)"
 
 
 def test_two_settings_with_one_name_are_refused():
@@ -77,7 +100,8 @@ def test_two_settings_with_one_name_are_refused():
 def test_the_table_shows_defaults_and_choices():
     table = settings.markdown_table(Outer)
     assert "| `--path` | required | Where. |" in table
-    assert "| `--limit` | unlimited | Limit. |" in table
+    assert "| `--limit` | unlimited | Limit. Allowed: 1..10 (none: no limit). |" in table
+    assert "| `--rate` | `0.5` | Rate. Allowed: a number in (0, 1]. |" in table
     assert "| `--fast` | on | Fast. |" in table
     assert "| `--mode` | `a` | Mode. One of: `a`, `b`. |" in table
     assert "Parts. Any of: `x`, `y`, `z`." in table
@@ -85,10 +109,10 @@ def test_the_table_shows_defaults_and_choices():
 
 def test_the_commands_flags_give_the_configs_own_defaults_and_docs_flags_md_is_current():
     from pipeline.config import ExtractConfig
-    from training.train import TrainConfig
+    from training.config import TrainConfig
 
-    extract = settings.config_from_flags(ExtractConfig, _parse(ExtractConfig, ["--output_dir=/o"]))
-    assert extract == ExtractConfig(output_dir="/o")
+    extract = settings.config_from_flags(ExtractConfig, _parse(ExtractConfig, ["--output_dir=/o", "--input_dir=/i"]))
+    assert extract == ExtractConfig(output_dir="/o", input_dir="/i")
     train = settings.config_from_flags(TrainConfig, _parse(TrainConfig, ["--data_dir=/d"]))
     assert train == TrainConfig(data_dir="/d")
     # Every field a user can set from the command line is a flag (the others are for library callers).

@@ -21,7 +21,6 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
     console.quiet_start_up()
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
 from dataformat import schema
@@ -42,6 +41,8 @@ TRAIN = "train"
 
 
 def _read_split(info: schema.SplitInfo, kind: str, keys: list[str]) -> dict[str, np.ndarray]:
+    import tensorflow as tf  # imported when used, so that --help answers at once
+
     parse = schema.batch_parser(kind, info.spec, keys)
 
     def prepare(serialized):

@@ -32,15 +32,14 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 
     console.quiet_start_up()
 
-import tensorflow as tf
 from absl import app, flags
 
-from dataformat import files
-from dataformat.files import write_atomically
 from dataformat.schema import DataError
 from settings import SettingError, require
-from tools import report_sections as sections
 from tools.page import document
+
+# TensorFlow (paths) and the sections (which read the data and runs with it) are imported by the functions that
+# use them, so that --help answers at once.
 
 FLAGS = flags.FLAGS
 
@@ -65,6 +64,10 @@ def find_runs(roots: list[str]) -> dict:
     Raises:
       ReportError: a root is missing or holds none of them.
     """
+    import tensorflow as tf
+
+    from dataformat import files
+
     found = {"metrics": [], "experiments": [], "partial": {}, "difficulty": []}
     for root in roots:
         if not tf.io.gfile.exists(root):
@@ -99,6 +102,12 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
         no run artifacts.
       settings.SettingError: --thumbnails is negative.
     """
+    import tensorflow as tf
+
+    from dataformat import files
+    from dataformat.files import write_atomically
+    from tools import report_sections as sections
+
     require(thumbnails >= 0, "thumbnails", thumbnails, "0 or more pictures per section")
     data_dir = data_dir.rstrip("/")
     summary = sections.read_extraction(data_dir)
@@ -130,6 +139,8 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
 
 
 def main(argv):
+    import tensorflow as tf
+
     del argv
     if not FLAGS.data_dir or not FLAGS.output_dir:
         raise app.UsageError("--data_dir and --output_dir are required")

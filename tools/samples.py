@@ -25,11 +25,9 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 
     console.quiet_start_up()
 
-import av
 import numpy as np
 from absl import app, flags
 
-from dataformat.files import atomic_path
 from settings import SettingError, require
 
 CLASSES = ("circle", "square", "triangle", "cross")
@@ -143,6 +141,10 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 def write_video(path: str, frames, fps: int, width: int, height: int) -> None:
     """Encodes RGB frames as H.264 (yuv420p) in an MP4 file, atomically (temporary name, then rename)."""
+    import av  # PyAV and TensorFlow (paths) are imported when used, so that --help answers at once
+
+    from dataformat.files import atomic_path
+
     with atomic_path(path) as tmp, av.open(tmp, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

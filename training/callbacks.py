@@ -133,7 +133,7 @@ class Backup(keras.callbacks.Callback):
 
 
 def run_callbacks(config, workdir: str, valid_ds: tf.data.Dataset, difficulty_inputs: Optional[dict]):
-    """The callbacks of a run of `config` (a `training.train.TrainConfig`): (callbacks for fit, the non-finite-loss
+    """The callbacks of a run of `config` (a `training.config.TrainConfig`): (callbacks for fit, the non-finite-loss
     stopper, the collapse detector, the difficulty recorder or None).
 
     Order matters for a kill between two callbacks: the history row and the best checkpoint are written before

@@ -14,8 +14,7 @@ import tensorflow as tf
 from dataformat import integrity, schema
 from dataformat.schema import SplitInfo
 from settings import SettingError
-
-MAX_DEFAULT_SEQ_LEN = 300
+from training.input_config import MAX_DEFAULT_SEQ_LEN
 
 
 @dataclasses.dataclass(frozen=True)

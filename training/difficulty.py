@@ -22,13 +22,12 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
     console.quiet_start_up()
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from dataformat import files, schema
-from dataformat.files import write_atomically
-from training import artifacts
-from training.artifacts import DIFFICULTY_RECORDS_CSV, csv_field
+from dataformat import schema
+
+# TensorFlow (paths, in `dataformat.files` and `training.artifacts`) is imported by the functions that use it, so
+# that --help answers at once.
 
 FLAGS = flags.FLAGS
 
@@ -46,6 +45,9 @@ def define_flags():
 
 def load_records(run_dirs: list[str]) -> list[dict]:
     """Every record of every run below `run_dirs`, with the run's folder."""
+    from dataformat import files
+    from training.artifacts import DIFFICULTY_RECORDS_CSV
+
     rows = []
     for root in run_dirs:
         for path in files.find(root, DIFFICULTY_RECORDS_CSV):
@@ -85,6 +87,10 @@ def summarize_by(examples: list[dict], key: str) -> list[dict]:
 
 
 def _groups_from_splits_csv(data_dir: str) -> dict[str, str]:
+    import tensorflow as tf
+
+    from dataformat import files
+
     path = os.path.join(data_dir, schema.SPLITS_CSV)
     if not tf.io.gfile.exists(path):
         return {}
@@ -92,6 +98,8 @@ def _groups_from_splits_csv(data_dir: str) -> dict[str, str]:
 
 
 def plot_map(examples: list[dict], path: str) -> None:
+    from training import artifacts
+
     plt = artifacts.pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter([e["variability"] for e in examples], [e["mean_confidence"] for e in examples],
@@ -104,6 +112,11 @@ def plot_map(examples: list[dict], path: str) -> None:
 
 
 def write_report(examples: list[dict], output_dir: str) -> None:
+    import tensorflow as tf
+
+    from dataformat.files import write_atomically
+    from training.artifacts import csv_field
+
     tf.io.gfile.makedirs(output_dir)
     lines = [",".join(COLUMNS)]
     for e in examples:
@@ -135,6 +148,8 @@ def main(argv):
     del argv
     if not FLAGS.runs or not FLAGS.output_dir:
         raise app.UsageError("--runs and --output_dir are required")
+    from training.artifacts import DIFFICULTY_RECORDS_CSV
+
     records = load_records(FLAGS.runs)
     if not records:
         print(f"difficulty: no {DIFFICULTY_RECORDS_CSV} below {FLAGS.runs}; train with --track_difficulty",

@@ -18,8 +18,8 @@ import os
 import tensorflow as tf
 
 from settings import SettingError
+from training.config import DISTRIBUTIONS
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "tpu")
 # Strategies whose input is built per worker by `distribute_datasets_from_function` (one input pipeline per
 # host, sharded by InputContext); the others get one global dataset that Keras splits across local replicas.
 PER_WORKER_INPUT = ("multi_worker", "tpu")

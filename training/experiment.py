@@ -25,12 +25,10 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 
     console.quiet_start_up()
 
-import tensorflow as tf
 from absl import app, flags
 
-from dataformat import files
-from dataformat.files import write_atomically
-from training import artifacts, stats
+# TensorFlow (paths), SciPy (statistics) and Matplotlib are imported by the functions that use them, so that
+# --help answers at once.
 
 FLAGS = flags.FLAGS
 
@@ -71,6 +69,11 @@ def config_name(config: dict[str, str]) -> str:
 
 def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) -> dict:
     """Trains one configuration with one seed in its own process (or reuses a finished run)."""
+    import tensorflow as tf
+
+    from dataformat import files
+    from dataformat.files import write_atomically
+
     run_dir = os.path.join(workdir, config_name(config), f"seed_{seed}")
     metrics_path = os.path.join(run_dir, "metrics.json")
     flags_of_run = [*common, *(f"--{k}={v}" for k, v in config.items()), f"--seed={seed}"]
@@ -92,6 +95,8 @@ def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) 
 
 def build_report(results: dict[str, list[dict]], metric: str) -> dict:
     """Per-configuration summaries, pairwise comparisons and collapse counts."""
+    from training import stats
+
     for name, runs in results.items():
         if any(metric not in r for r in runs):
             raise ValueError(f"the runs of {name} have no {metric!r} (a data set without a test split has no "
@@ -138,6 +143,8 @@ def render_markdown(report: dict) -> str:
 
 def plot_report(report: dict, path: str) -> None:
     """Box plot of the metric per configuration with every seed as a dot."""
+    from training import artifacts
+
     plt = artifacts.pyplot()
     names = list(report["configurations"])
     data = [report["configurations"][n]["values"] for n in names]
@@ -154,6 +161,10 @@ def plot_report(report: dict, path: str) -> None:
 def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int],
                    metric: str = "test_accuracy") -> dict:
     """Runs (or resumes) the grid and writes experiment.json, report.md and experiment.png."""
+    import tensorflow as tf
+
+    from dataformat.files import write_atomically
+
     tf.io.gfile.makedirs(workdir)
     names = [config_name(c) for c in configurations(vary)]
     if len(set(names)) != len(names):
@@ -174,7 +185,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     """absl parses the experiment's flags; the rest go to every `training.main` run. An argument neither knows
     is refused here, naming the nearest flag of either, before any run starts."""
     import settings
-    from training.train import TrainConfig
+    from training.config import TrainConfig
 
     training_flags = flags.FlagValues()
     settings.define_flags(TrainConfig, flag_values=training_flags)
@@ -192,7 +203,7 @@ def check_runs(common: list[str], vary: list[tuple[str, list[str]]]) -> None:
     """Parses and validates the flags of every configuration as `training.main` will, before any run trains: an
     unknown flag, a value of the wrong type or out of range is found now, not after hours of other runs."""
     import settings
-    from training.train import TrainConfig
+    from training.config import TrainConfig
 
     known = {f.name for f in settings.flags_of(TrainConfig)}
     for name, _ in vary:
@@ -206,7 +217,7 @@ def check_runs(common: list[str], vary: list[tuple[str, list[str]]]) -> None:
         args = [*common, *(f"--{k}={v}" for k, v in config.items())]
         try:
             values(["training.main", *args])
-            settings.config_from_flags(TrainConfig, values).validate()
+            settings.config_from_flags(TrainConfig, values)  # checks itself as it is made
         except (flags.Error, ValueError) as e:
             raise ValueError(f"configuration {config_name(config)}: {e}") from None
 
@@ -215,7 +226,7 @@ def check_seeds(first_seed: int, seeds: int) -> None:
     """Raises SettingError unless --first_seed .. --first_seed + --seeds - 1 are at least 2 seeds that
     `training.main` takes."""
     import settings
-    from training.train import MAX_SEED
+    from training.config import MAX_SEED
 
     settings.require(seeds >= 2, "seeds", seeds, "at least 2 (seed noise, and with it a confidence interval, is "
                      "measured between seeds)")

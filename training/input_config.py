@@ -4,12 +4,10 @@ batch preprocessing (`training.preprocess`); its fields with help text are flags
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Optional
 
 from dataformat import schema
-from settings import check_choices, require, setting
-from training.data import MAX_DEFAULT_SEQ_LEN
+from settings import at_least, between, check_settings, setting
 
 ORDERS = ("fixed", "reshuffle")
 SAMPLINGS = ("epoch", "replacement")
@@ -17,6 +15,7 @@ BALANCES = ("none", "oversample")
 AUGMENTATIONS = ("zoom", "flip_h", "flip_v")
 INPUTS_DTYPES = ("storage", "float32")
 MIN_IMAGE_SIZE = 8  # the small CNN halves the frame three times
+MAX_DEFAULT_SEQ_LEN = 300  # the longest --seq_len chosen for the user (`training.data`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +38,8 @@ class InputConfig:
     """
 
     kind: Optional[str] = setting(None, choices=schema.DATASET_KINDS)
-    batch_size: int = setting(32, "Examples per batch; the last batch of an epoch may be smaller.")
+    batch_size: int = setting(32, "Examples per batch; the last batch of an epoch may be smaller.",
+                              bounds=at_least(1))
     order: str = setting("reshuffle", "fixed: one seeded order repeated every epoch; reshuffle: a new seeded order "
                          "per epoch. Both reproducible by --seed.", choices=ORDERS)
     sampling: str = setting("epoch", "epoch: every example exactly once per epoch; replacement: N uniform draws "
@@ -51,9 +51,10 @@ class InputConfig:
     shuffle_buffer: Optional[int] = setting(
         None, "Examples in the shuffle buffer. Default: the whole split if two epochs' buffers fit "
         "--shuffle_memory_mb (a uniform shuffle), otherwise as many as fit plus a seeded shuffle of the shard file "
-        "order (logged).", shown_default="the whole split if it fits")
+        "order (logged).", bounds=at_least(1, note="leave it out for the default"),
+        shown_default="the whole split if it fits")
     shuffle_memory_mb: int = setting(2048, "Memory budget of the default shuffle buffers (two epochs' buffers "
-                                     "exist at once).")
+                                     "exist at once).", bounds=at_least(1))
     cache: str = setting("", "`memory`, a file path prefix for tf.data's on-disk cache, or empty for none.")
     deterministic: bool = setting(True, "tf.data keeps element order across parallel stages and TF ops are "
                                   "deterministic (bit-reproducible on CPU); --nodeterministic is faster and not "
@@ -62,12 +63,14 @@ class InputConfig:
     seq_len: Optional[int] = setting(
         None, f"Sequences are truncated or zero-padded (and masked) to this many frames. Default: the train "
         f"split's longest video (sequences/metadata.json), at most {MAX_DEFAULT_SEQ_LEN}.",
+        bounds=between(1, 100_000, note="leave it out for the longest video"),
         shown_default=f"longest video, at most {MAX_DEFAULT_SEQ_LEN}")
-    image_size: int = setting(64, "CNN input size: frames are resized to image_size x image_size.")
+    image_size: int = setting(64, "CNN input size: frames are resized to image_size x image_size.",
+                              bounds=between(MIN_IMAGE_SIZE, 1024))
     augment: tuple[str, ...] = setting((), "Frame augmentations, applied in the graph to the training split only.",
                                        choices=AUGMENTATIONS)
     zoom_range: float = setting(0.2, "--augment=zoom draws a zoom factor uniformly from [1 - r, 1 + r] "
-                                "(ImageDataGenerator's zoom_range).")
+                                "(ImageDataGenerator's zoom_range).", bounds=between(0, 1, high_open=True))
     with_metadata: bool = False
     decode: bool = True
     data_service: str = setting(
@@ -81,14 +84,4 @@ class InputConfig:
     inputs_dtype: str = setting("storage", choices=INPUTS_DTYPES)
 
     def __post_init__(self):
-        check_choices(self)
-        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
-        require(self.shuffle_buffer is None or self.shuffle_buffer >= 1, "shuffle_buffer", self.shuffle_buffer,
-                "at least 1 (leave it out for the default)")
-        require(self.shuffle_memory_mb >= 1, "shuffle_memory_mb", self.shuffle_memory_mb, "at least 1")
-        require(self.seq_len is None or 1 <= self.seq_len <= 100_000, "seq_len", self.seq_len,
-                "1..100000 frames (leave it out for the longest video)")
-        require(MIN_IMAGE_SIZE <= self.image_size <= 1024, "image_size", self.image_size,
-                f"{MIN_IMAGE_SIZE}..1024 pixels")
-        require(math.isfinite(self.zoom_range) and 0 <= self.zoom_range < 1, "zoom_range", self.zoom_range,
-                "a fraction in [0, 1) (zoom factors 1 - r .. 1 + r)")
+        check_settings(self)

@@ -28,10 +28,7 @@ from absl import app, flags
 
 import settings
 from dataformat import schema
-from dataformat.files import write_atomically
-from dataformat.schema import DataError
-from training.input_pipeline import make_train_dataset
-from training.train import TrainConfig, TrainingError, open_run_data, plan_run, run_input_config, set_up_process
+from training.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
@@ -104,7 +101,9 @@ def inspect_training_order(config: TrainConfig, split: str = "train") -> dict:
     """What `config`'s training input pipeline feeds the model from `split` (`inspect_order`'s report, with the
     settings), built by the functions `training.train` builds it with (the run's splits and data, repaired if
     --skip_corrupt; seeds and op determinism; the run's input settings), without decoding any input."""
-    config.validate()
+    from training.input_pipeline import make_train_dataset  # TensorFlow: imported when used, so --help is instant
+    from training.train import open_run_data, plan_run, run_input_config, set_up_process
+
     plan = plan_run(config)
     data = open_run_data(config, plan, also=(split,))
     set_up_process(config)  # tf.data's seeds depend on the global seed
@@ -118,6 +117,10 @@ def inspect_training_order(config: TrainConfig, split: str = "train") -> dict:
 
 
 def main(argv):
+    from dataformat.files import write_atomically
+    from dataformat.schema import DataError
+    from training.train import TrainingError
+
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:

@@ -19,9 +19,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 from absl import app, flags
 
 import settings
-from dataformat.schema import DataError
-from training.train import TrainConfig, TrainingError, train_and_evaluate
-from training.workdir import WorkdirError
+from training.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
@@ -43,6 +41,15 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         config = config_from_flags()
+    except settings.SettingError as e:  # answered before the heavy imports below
+        print(f"train: error: {e}", file=sys.stderr)
+        return 1
+    # TensorFlow is imported here, not above, so that --help answers without loading it.
+    from dataformat.schema import DataError
+    from training.train import TrainingError, train_and_evaluate
+    from training.workdir import WorkdirError
+
+    try:
         metrics = train_and_evaluate(config, FLAGS.workdir, flags=FLAGS.flag_values_dict())
     except (settings.SettingError, DataError, TrainingError, WorkdirError) as e:  # ours, never a bug's ValueError
         print(f"train: error: {e}", file=sys.stderr)

@@ -13,28 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from settings import check_choices, require, setting
-
-CNN_ARCHITECTURES = ("small", "story002")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture settings: LSTM -> Dense(relu) -> Dropout -> output (story 000: 2048, 512, 0.5), or a CNN.
-    Each is a flag of `training.main` (see `settings`)."""
-
-    lstm_units: int = setting(256, "LSTM units (story 000's model, docs/diagnosing.md: 2048).")
-    dense_units: int = setting(128, "Units of the Dense(relu) layer after the LSTM (story 000's model: 512).")
-    dropout: float = setting(0.5, "Dropout before the output layer.")
-    cnn: str = setting("small", "CNN architecture: small (three conv blocks and global pooling) or story002 "
-                       "(the three-dog CNN of story 002, docs/diagnosing.md).", choices=CNN_ARCHITECTURES)
-
-    def __post_init__(self):
-        check_choices(self)
-        require(self.lstm_units >= 1, "lstm_units", self.lstm_units, "at least 1")
-        require(self.dense_units >= 1, "dense_units", self.dense_units, "at least 1")
-        require(0 <= self.dropout < 1, "dropout", self.dropout, "a fraction in [0, 1)")
-
+from training.config import ModelConfig
 
 def output_layer(num_classes: int) -> layers.Layer:
     # dtype float32 whatever the global policy: softmax/sigmoid and the loss are unstable in float16.

@@ -16,7 +16,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-MODES = ("triangular", "triangular2", "exp_range")
+from training.config import CYCLIC_MODES
+
 
 
 @keras.saving.register_keras_serializable(package="video_pipeline")
@@ -25,8 +26,8 @@ class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, base_lr: float, max_lr: float, step_size: int, mode: str = "triangular",
                  gamma: float = 1.0):
-        if mode not in MODES:
-            raise ValueError(f"cyclic mode must be one of {MODES}, got {mode!r}")
+        if mode not in CYCLIC_MODES:
+            raise ValueError(f"cyclic mode must be one of {CYCLIC_MODES}, got {mode!r}")
         if step_size <= 0:
             raise ValueError(f"cyclic step_size must be positive, got {step_size}")
         if not 0 < base_lr <= max_lr:

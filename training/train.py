@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 from typing import NamedTuple, Optional
 
@@ -21,101 +20,21 @@ import tensorflow as tf
 
 import settings
 from dataformat import integrity, schema
-from settings import check_choices, require, setting
 from settings.hardware import gpu_half_precision
 from training import artifacts, distribute
 from training.callbacks import BEST, Backup, run_callbacks
+from training.config import TrainConfig
 from training.data import ExtractedData, open_data
 from training.input_pipeline import (InputConfig, feature_statistics, make_eval_dataset, make_train_dataset,
                                      read_with_ids)
-from training.models import ModelConfig, build_cnn, build_lstm
+from training.models import build_cnn, build_lstm
 from training.monitors import CollapseDetector, class_probabilities
-from training.schedules import MODES, CyclicLearningRate
+from training.schedules import CyclicLearningRate
 from training.workdir import BACKUP, open_workdir, run_identity
-
-MODELS = ("lstm", "cnn")
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cyclic", "plateau")
-PRECISIONS = ("auto", "off", "float16", "bfloat16")
-
-
-MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds it) are 0 .. 2**32 - 1
 
 
 class TrainingError(ValueError):
     """Training cannot go on; the message says why and what to try."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training run depends on; each setting is a flag of `training.main` (see `settings`)."""
-
-    data_dir: str = setting(help="Output folder of pipeline.extract (holds frames/ and sequences/).")
-    model: str = setting("lstm", "lstm reads sequences/, cnn reads frames/.", choices=MODELS)
-    epochs: int = setting(20, "Epochs (each is one pass, or N draws, over the train split).")
-    seed: int = setting(0, "Seed of initialisation, order, draws, dropout and augmentation.")
-    train_split: str = setting("train", "The split to train on (the names are the extraction's --splits).")
-    eval_splits: tuple[str, ...] = setting(
-        ("valid", "test"), "The first selects the model (best checkpoint, early stopping, plateau, collapse "
-        "detection); the others are read once, after training, for the final evaluation (the first of them gives "
-        "test_accuracy). Checked before any work; data without a 'test' split skips it with a log line.")
-    input: InputConfig = InputConfig()
-    arch: ModelConfig = ModelConfig()
-    mixed_precision: str = setting("auto", "Compute dtype policy: auto picks float16/bfloat16 on GPUs with tensor "
-                                   "cores and float32 otherwise, and logs why.", choices=PRECISIONS)
-    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
-    learning_rate: float = setting(1e-3, "Learning rate (the base of the cyclic schedule).")
-    momentum: float = setting(0.0, "SGD momentum.")
-    lr_schedule: str = setting("constant", "cyclic: triangular cyclical learning rate (Smith 2017, the --cyclic_* "
-                               "settings); plateau: ReduceLROnPlateau on the model-selection split's loss.",
-                               choices=LR_SCHEDULES)
-    cyclic_max_lr: float = setting(6e-3, "Peak learning rate of the cyclic schedule.")
-    cyclic_step_size: int = setting(0, "Steps per half cycle; 0: two epochs' worth (Smith suggests 2-10 epochs).")
-    cyclic_mode: str = setting("triangular", "Cyclic schedule shape.", choices=MODES)
-    cyclic_gamma: float = setting(1.0, "Decay per step for --cyclic_mode=exp_range.")
-    plateau_factor: float = setting(0.2, "Factor of ReduceLROnPlateau.")
-    plateau_patience: int = setting(5, "Patience of ReduceLROnPlateau, in epochs.")
-    early_stopping_patience: int = setting(0, "Stop after this many epochs without a better validation loss "
-                                           "(0: off).")
-    collapse_patience: int = setting(3, "Flag the run as collapsed after this many consecutive epochs in which at "
-                                     "least 95% of validation predictions are one class (or outputs barely vary).")
-    track_difficulty: bool = setting(False, "Record every train/valid example's confidence in its true label each "
-                                     "epoch (difficulty_records.csv, for training.difficulty; costs one forward "
-                                     "pass over train per epoch).")
-    distribution: str = setting(
-        "none", "tf.distribute strategy. none: one device. mirrored: every GPU of this machine (or --cpu_devices "
-        "logical CPUs). multi_worker: several hosts, each process configured by TF_CONFIG "
-        "(scripts/launch_multi_worker.py starts local ones). tpu: TPUStrategy at --tpu. --batch_size stays the "
-        "global batch: each of R replicas gets batch_size / R.", choices=distribute.DISTRIBUTIONS)
-    tpu: str = setting("", "TPU address for --distribution=tpu (empty: the local TPU VM).")
-    cpu_devices: int = setting(1, "Split the CPU into this many logical devices, to run --distribution=mirrored "
-                               "without GPUs (e.g. in tests).")
-
-    def validate(self) -> None:
-        """Checks every setting before the strategy is built and the data read (the nested configs check theirs
-        when they are made); each error names the flag and the values it takes."""
-        check_choices(self)
-        require(self.epochs >= 1, "epochs", self.epochs, "at least 1")
-        require(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"0..{MAX_SEED} (2**32 - 1, NumPy's range)")
-        for name in ("learning_rate", "cyclic_max_lr"):
-            value = getattr(self, name)
-            require(math.isfinite(value) and value > 0, name, value, "a positive number")
-        if self.lr_schedule == "cyclic":
-            require(self.cyclic_max_lr >= self.learning_rate, "cyclic_max_lr", self.cyclic_max_lr,
-                    f"at least --learning_rate ({self.learning_rate}), the bottom of the cycle")
-        require(0 <= self.momentum < 1, "momentum", self.momentum, "a fraction in [0, 1)")
-        require(self.cyclic_step_size >= 0, "cyclic_step_size", self.cyclic_step_size, ">= 0 (0: two epochs)")
-        require(0 < self.cyclic_gamma <= 1, "cyclic_gamma", self.cyclic_gamma, "a number in (0, 1]")
-        require(0 < self.plateau_factor < 1, "plateau_factor", self.plateau_factor, "a fraction in (0, 1)")
-        for name in ("plateau_patience", "early_stopping_patience"):
-            require(getattr(self, name) >= 0, name, getattr(self, name), ">= 0 epochs")
-        require(self.collapse_patience >= 1, "collapse_patience", self.collapse_patience, "at least 1 epoch")
-        require(self.cpu_devices >= 1, "cpu_devices", self.cpu_devices, "at least 1")
-
-    @property
-    def kind(self) -> str:
-        """The dataset the model reads: sequences/ for the LSTM, frames/ for the CNN."""
-        return schema.SEQUENCES if self.model == "lstm" else schema.FRAMES
 
 
 class RunPlan(NamedTuple):
@@ -280,8 +199,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
     Returns:
       The metrics also written to WORKDIR/metrics.json.
     """
-    config.validate()
-    plan = plan_run(config)  # before any heavy work
+    plan = plan_run(config)  # before any heavy work (the config checked itself when it was made)
     distribute.split_cpu(config.cpu_devices)  # before anything initialises TensorFlow's devices
     strategy = distribute.make_strategy(config.distribution, config.tpu)
     this = distribute.role(strategy)

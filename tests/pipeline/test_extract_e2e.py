@@ -232,7 +232,7 @@ def test_nothing_extractable_is_an_error_and_its_failures_are_listed(tmp_path):
     (dict(input_dir=".", splits="train=0.9"), "sum to 1"),
     # Refused before any work with the range named, not accepted (every video then blamed as hanging), an
     # OverflowError traceback, or refused only after decoding every video.
-    (dict(input_dir=".", decode_timeout=0), r"--decode_timeout=0: expected a positive number of seconds"),
+    (dict(input_dir=".", decode_timeout=0), r"--decode_timeout=0: expected a positive number"),
     (dict(input_dir=".", fps=float("inf")), r"--fps=inf: expected a number in \(0, 1000.0\]"),
     (dict(input_dir=".", feature_batch_size=0), r"--feature_batch_size=0: expected 1..4096"),
     (dict(input_dir=".", group_regex="("), "not a valid regular expression"),
@@ -240,8 +240,9 @@ def test_nothing_extractable_is_an_error_and_its_failures_are_listed(tmp_path):
 def test_bad_settings_fail_fast_with_a_message(tmp_path, settings, message):
     from pipeline.job import ExtractConfig, ExtractionError, run_extraction
     from pipeline.sources import InputError
+    from settings import SettingError
 
-    with pytest.raises((ExtractionError, InputError), match=message):
+    with pytest.raises((ExtractionError, InputError, SettingError), match=message):
         run_extraction(ExtractConfig(output_dir=str(tmp_path), weights="none", **settings))
     assert not os.listdir(tmp_path)  # refused before any work
 

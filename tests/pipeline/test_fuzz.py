@@ -8,8 +8,9 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.config import parse_split_fractions
 from pipeline.sources import InputError, VideoRecord, label_problem, read_manifest
-from pipeline.splits import assign_splits, parse_split_fractions
+from pipeline.splits import assign_splits
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

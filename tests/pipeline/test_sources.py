@@ -7,6 +7,7 @@ import os
 import pytest
 
 from pipeline.sources import InputError, list_videos_in_dir, read_manifest
+from settings import SettingError
 
 
 def touch(path, data=b"x"):
@@ -54,7 +55,7 @@ def test_missing_or_empty_input_dir(tmp_path):
 
 def test_invalid_regex_is_reported(tmp_path):
     touch(tmp_path / "a" / "x.mp4")
-    with pytest.raises(InputError, match="not a valid regular expression"):
+    with pytest.raises(SettingError, match="--group_regex='\\(' is not a valid regular expression"):
         list_videos_in_dir(str(tmp_path), group_regex="(")
 
 

@@ -3,8 +3,9 @@ import random
 
 import pytest
 
+from pipeline.config import DEFAULT_SPLITS, parse_split_fractions
 from pipeline.sources import VideoRecord
-from pipeline.splits import DEFAULT_SPLITS, assign_splits, parse_split_fractions
+from pipeline.splits import assign_splits
 
 FRACTIONS = parse_split_fractions(DEFAULT_SPLITS)
 

@@ -93,7 +93,7 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
 def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
     from pipeline.job import ExtractConfig, build_pipeline
 
-    config = ExtractConfig(output_dir=str(tmp_path), input_dir=str(tmp_path), weights="none",
+    config = ExtractConfig(output_dir=str(tmp_path / "out"), input_dir=str(tmp_path / "videos"), weights="none",
                            featurize_accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
     p = beam.Pipeline()
     (tmp_path / "plan.jsonl").write_text("")  # read at construction to size the source

@@ -40,7 +40,7 @@ def test_bad_settings_are_refused_before_any_work_naming_the_flag_and_its_range(
     from tests.training.conftest import make_config
 
     with pytest.raises(ValueError, match=rf"--{flag}='?{re.escape(str(value))}'?: expected"):
-        make_config("unused", **{flag: value}).validate()
+        make_config("unused", **{flag: value})  # a config checks itself when it is made
 
 
 def test_optimizer_factory():
