@@ -11,6 +11,7 @@ import os
 from typing import Optional
 
 from dataformat import schema
+from dataformat.paths import is_remote
 from dataformat.shards import DEFAULT_SHARD_BYTES
 from pipeline.decode import DECODE_DEVICES, DECODE_MODES, DEFAULT_DECODE_TIMEOUT, DecodeSettings
 from pipeline.features import MIN_IMAGE_SIZE, PRECISIONS
@@ -148,7 +149,7 @@ class ExtractConfig:
 
 def _check_folders(input_dir: str, output_dir: str) -> None:
     """An output folder that contains the input would be deleted with it when the new output replaces it."""
-    real = (lambda p: p.rstrip("/")) if "://" in input_dir + output_dir else os.path.realpath
+    real = (lambda p: p.rstrip("/")) if is_remote(input_dir) or is_remote(output_dir) else os.path.realpath
     source, target = real(input_dir), real(output_dir)
     if source == target or source.startswith(target.rstrip("/") + "/"):
         raise ExtractionError(f"--input_dir={input_dir} is inside --output_dir={output_dir}: replacing the output "
