@@ -31,9 +31,7 @@ class WriteError(RuntimeError):
 
     @classmethod
     def writing(cls, path: str, error: BaseException) -> "WriteError":
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else (
-            getattr(error, "message", None) or str(error))
-        return cls(f"cannot write {path}: {reason}. Free space (or quota) where it goes, or make its folder "
+        return cls(f"cannot write {path}: {storage_reason(error)}. Free space (or quota) where it goes, or make its folder "
                    "writable, then run again")
 
     @classmethod
@@ -48,6 +46,14 @@ class WriteError(RuntimeError):
                 return None
             found = lines[-1]
         return cls(re.sub(r" \[while running .*\]$", "", found.strip()))
+
+
+def storage_reason(error: BaseException) -> str:
+    """What the storage said, without Python's or TensorFlow's wrapping ('No space left on device')."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    message = getattr(error, "message", None) or str(error)
+    return re.sub(r"^\S+; ", "", message)  # TensorFlow's "FILE; reason": the file is named by the caller
 
 
 def temporary_name(path: str) -> str:

@@ -30,7 +30,7 @@ import settings
 from dataformat import schema
 from dataformat.files import write_atomically
 from dataformat.schema import DataError
-from training.input_pipeline import make_train_dataset
+from training.input_pipeline import make_train_dataset, set_up_reading
 from training.train import TrainConfig, TrainingError, open_run_data, plan_run, run_input_config, set_up_process
 
 FLAGS = flags.FLAGS
@@ -120,6 +120,7 @@ def inspect_training_order(config: TrainConfig, split: str = "train") -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    set_up_reading()
     try:
         config = settings.config_from_flags(TrainConfig, data_dir=FLAGS.data_dir.rstrip("/"))
         report = inspect_training_order(config, FLAGS.split)

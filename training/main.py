@@ -20,6 +20,8 @@ from absl import app, flags
 
 import settings
 from dataformat.schema import DataError
+from dataformat.files import WriteError
+from training.input_pipeline import set_up_reading
 from training.train import TrainConfig, TrainingError, train_and_evaluate
 from training.workdir import WorkdirError
 
@@ -41,10 +43,11 @@ def config_from_flags() -> TrainConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    set_up_reading()
     try:
         config = config_from_flags()
-        metrics = train_and_evaluate(config, FLAGS.workdir, flags=FLAGS.flag_values_dict())
-    except (settings.SettingError, DataError, TrainingError, WorkdirError) as e:  # ours, never a bug's ValueError
+        metrics = train_and_evaluate(config, FLAGS.workdir)
+    except (settings.SettingError, DataError, TrainingError, WorkdirError, WriteError) as e:  # ours, never a bug's
         print(f"train: error: {e}", file=sys.stderr)
         return 1
     shown = {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs_run",
