@@ -20,7 +20,7 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from dataformat import files, integrity, schema
-from dataformat.files import WriteError, make_dirs, temporary_name
+from dataformat.files import WriteError, make_dirs, temporary_name, write_atomically
 from dataformat.paths import is_remote
 from dataformat.schema import FAILURES_JSONL, SUMMARY_JSON
 from pipeline import chunks
