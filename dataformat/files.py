@@ -13,12 +13,47 @@ import contextlib
 import csv
 import io
 import json
+import re
 import uuid
-from typing import Iterator
+from typing import Iterator, Optional
 
 import tensorflow as tf
 
 TMP_MARKER = ".tmp-"
+
+
+class WriteError(RuntimeError):
+    """Writing an output file failed (a full disk, a quota, a read-only or unwritable folder); the message names
+    the file, the storage's reason and what to do."""
+
+    def __init__(self, message: str):  # one argument: Beam re-raises a worker's error as type(e)(message)
+        super().__init__(message)
+
+    @classmethod
+    def writing(cls, path: str, error: BaseException) -> "WriteError":
+        return cls(f"cannot write {path}: {storage_reason(error)}. Free space (or quota) where it goes, or make its folder "
+                   "writable, then run again")
+
+    @classmethod
+    def raised_by_worker(cls, error: BaseException) -> Optional["WriteError"]:
+        """The WriteError a pipeline's worker raised, or None: a runner that runs workers in other processes
+        re-raises their errors as a RuntimeError holding the worker's traceback as text."""
+        if isinstance(error, cls):
+            found = str(error)
+        else:
+            lines = re.findall(rf"^(?:[\w.]+\.)?{cls.__name__}: (.*)$", str(error), re.MULTILINE)
+            if not lines:
+                return None
+            found = lines[-1]
+        return cls(re.sub(r" \[while running .*\]$", "", found.strip()))
+
+
+def storage_reason(error: BaseException) -> str:
+    """What the storage said, without Python's or TensorFlow's wrapping ('No space left on device')."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    message = getattr(error, "message", None) or str(error)
+    return re.sub(r"^\S+; ", "", message)  # TensorFlow's "FILE; reason": the file is named by the caller
 
 
 def temporary_name(path: str) -> str:
@@ -33,15 +68,23 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
 
         with atomic_path(path) as tmp:
             write(tmp)
+
+    Every output file is written through here, so this is where a storage failure is classified.
+
+    Raises:
+      WriteError: the storage refused the write or the rename (OSError, tf.errors.OpError), naming `path`.
     """
     tmp = temporary_name(path) + suffix
     try:
         yield tmp
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError, tf.errors.OpError):  # the storage that failed may refuse this too
+            if tf.io.gfile.exists(tmp):
+                tf.io.gfile.remove(tmp)
+        if isinstance(e, (OSError, tf.errors.OpError)):
+            raise WriteError.writing(path, e) from e
         raise
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def write_atomically(path: str, data: bytes | str) -> None:
@@ -135,3 +178,15 @@ def find(root: str, file_name: str) -> list[str]:
         if file_name in names:
             found.append(tf.io.gfile.join(directory, file_name))
     return sorted(found)
+
+
+def make_dirs(path: str) -> None:
+    """Creates the folder `path` and its parents (an existing one is fine).
+
+    Raises:
+      WriteError: the storage refused, naming `path`.
+    """
+    try:
+        tf.io.gfile.makedirs(path)
+    except (OSError, tf.errors.OpError) as e:
+        raise WriteError.writing(path, e) from e

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -42,6 +42,14 @@ def video_order_key(video_id: str, frame_index: int) -> str:
     `--frame_order=video`: the layout of a naive writer, which story 002's volatile validation came from. Its
     first 15 hex digits are the video's, so `shard_of` puts a whole video in one shard."""
     return f"{sort_key(video_id)}:{frame_index:09d}"
+
+
+class KeyedRecord(NamedTuple):
+    """A serialized record on its way to a split's shards (or a chunk's spill), placed by its sort key."""
+
+    split: str
+    key: str  # `sort_key` or `video_order_key`
+    data: bytes
 
 
 def num_shards_for(total_bytes: int, shard_bytes: int, num_examples: int) -> int:

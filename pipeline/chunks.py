@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from dataformat import files, reports, schema, shards
-from dataformat.files import temporary_name, write_atomically
+from dataformat.files import atomic_path, temporary_name, write_atomically
 from pipeline import sequences
 from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
 from pipeline.spills import SEPARATOR, merged, read_spill, splits_of
@@ -99,17 +99,17 @@ def merge_sequences(spill_dirs: Sequence[str], directory: str, spec: schema.Data
     for split in splits:
         encoded = temporary_name(tf.io.gfile.join(directory, f"{split}.encoded"))
         size = count = 0
-        with tf.io.TFRecordWriter(encoded) as writer:
-            for video in videos(split):
+        with atomic_path(encoded) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+            for stacked in videos(split):
                 try:
-                    _, key, example, warning = sequences.encode_sequence(encode, spec, video, quantization)
+                    record, warning = sequences.encode_sequence(encode, spec, stacked, quantization)
                 except sequences.NonFiniteFeatures as e:
                     non_finite.append(e.row)
                     continue
-                writer.write(key.encode("ascii") + SEPARATOR + example)
-                size += len(example)
+                writer.write(record.key.encode("ascii") + SEPARATOR + record.data)
+                size += len(record.data)
                 count += 1
-                longest[split] = max(longest.get(split, 0), len(video[2]))
+                longest[split] = max(longest.get(split, 0), len(stacked.timestamps))
                 if warning is not None:
                     warnings.append(warning)
         n = shards.num_shards_for(size, shard_bytes, count)

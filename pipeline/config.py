@@ -15,6 +15,7 @@ import re
 from typing import Optional
 
 from dataformat import schema
+from dataformat.paths import is_remote
 from settings import SettingError, at_least, between, check_settings, positive, setting
 
 # Frames a local runner holds at once (see pipeline.chunks): about 0.5 GiB at 75 px, 1.1 GiB at 299 px.
@@ -206,7 +207,7 @@ class ExtractConfig:
 
 def _check_folders(input_dir: str, output_dir: str) -> None:
     """An output folder that contains the input would be deleted with it when the new output replaces it."""
-    real = (lambda p: p.rstrip("/")) if "://" in input_dir + output_dir else os.path.realpath
+    real = (lambda p: p.rstrip("/")) if is_remote(input_dir) or is_remote(output_dir) else os.path.realpath
     source, target = real(input_dir), real(output_dir)
     if source == target or source.startswith(target.rstrip("/") + "/"):
         raise SettingError(f"--input_dir={input_dir} is inside --output_dir={output_dir}: replacing the output "

@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
+from dataformat.paths import is_remote
 from pipeline.config import DEFAULT_DECODE_TIMEOUT, DecodeSettings  # noqa: F401 - also for decode_frames' callers
 from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling, seconds
 
@@ -76,7 +77,7 @@ def _open(path: str, device: str = "cpu"):
         from av.codec.hwaccel import HWAccel
 
         hwaccel = HWAccel(device, allow_software_fallback=False)
-    if "://" in path:
+    if is_remote(path):
         import tensorflow as tf  # only for remote files: the isolated decoder process stays light without it
 
         return av.open(tf.io.gfile.GFile(path, "rb"), mode="r", hwaccel=hwaccel)
@@ -112,7 +113,7 @@ def check_decode_device(device: str, paths: list[str]) -> None:
 
 
 def _size(path: str) -> Optional[int]:
-    if "://" in path:
+    if is_remote(path):
         import tensorflow as tf
 
         return tf.io.gfile.stat(path).length if tf.io.gfile.exists(path) else None

@@ -19,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 
+from dataformat.paths import is_remote
 from pipeline.config import MIN_IMAGE_SIZE
 from settings.hardware import cpu_bfloat16, gpu_half_precision
 
@@ -29,7 +30,7 @@ def _local_copy(path: str) -> str:
     """Keras loads weights from a local file: copy gs://... (or any remote path) to a temporary file first."""
     import tensorflow as tf
 
-    if "://" not in path:
+    if not is_remote(path):
         return path
     suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
     fd, local = tempfile.mkstemp(suffix=suffix)

@@ -1,18 +1,17 @@
 """The extraction job as a library: `run_extraction(ExtractConfig(...), beam_args)`.
 
 Order of work: list the inputs and validate them (fast, in the launcher, so errors come before any heavy work),
-assign splits, take the output folder (`pipeline.transaction`), write the plan, run the Beam pipeline (in
-chunks on local runners, `pipeline.chunks`), summarise from the files the pipeline wrote, publish.
+plan (assign splits, `pipeline.plan`), take the output folder (`pipeline.transaction`), run the Beam pipeline
+(`pipeline.graph`; in chunks on local runners, `pipeline.chunks`), summarise from the files the pipeline wrote,
+reconcile, publish. The functions below come in that order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
-import re
 import time
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -20,193 +19,25 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from dataformat import files, integrity, reports, schema, shards
-from dataformat.files import temporary_name, write_atomically
-from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, SUMMARY_JSON, WARNINGS_JSONL
-from pipeline import chunks, sequences, transforms
+from dataformat import files, integrity, schema
+from dataformat.files import WriteError, make_dirs, temporary_name, write_atomically
+from dataformat.paths import is_remote
+from dataformat.schema import FAILURES_JSONL, SUMMARY_JSON
+from pipeline import chunks
 from pipeline.beam_options import check_beam_args
 from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
 from pipeline.decode import DecodeError, check_decode_device
 from pipeline.features import resolve_precision
+from pipeline.graph import NON_FINITE_JSONL, build_pipeline
 from pipeline.ownership import OutputContents
+from pipeline.plan import PlannedVideo, plan_videos, write_plan
 from pipeline.progress import ProgressDisplay
 from pipeline.reconcile import reconcile_output
-from pipeline.sources import (Listing, class_names, list_videos_in_dir, read_manifest, similar_labels,
-                              too_few_classes)
-from pipeline.splits import assign_splits
-from pipeline.splits import frame_split as frame_split_of
+from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
 from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
 from pipeline.transaction import STAGING_SUFFIX, OutputError, OutputTransaction, differences, resolve_output_dir
 
 __all__ = ["ExtractConfig", "ExtractionError", "run_extraction"]
-
-# Videos whose features are not finite, written by the pipeline into the staging folder: the job reads it and
-# stops (an output with NaN is never published).
-NON_FINITE_JSONL = "non_finite_features.jsonl"
-
-
-def list_inputs(config: ExtractConfig) -> Listing:
-    """The input videos of `config`, validated (see `pipeline.sources`); the output folder and its staging
-    folder are never input, even when they lie inside --input_dir."""
-    if config.input_dir:
-        out = resolve_output_dir(config.output_dir)
-        return list_videos_in_dir(config.input_dir, config.group_regex, exclude=[out, out + STAGING_SUFFIX])
-    return Listing(read_manifest(config.manifest, config.group_regex), [], [])
-
-
-def build_pipeline(p: beam.Pipeline, config: ExtractConfig, plan_path: str, spec: schema.DatasetSpec,
-                   listing_problems: Sequence[dict], spill_dir: Optional[str] = None,
-                   progress_dir: Optional[str] = None, precision: str = "float32") -> None:
-    """Adds the extraction stages to `p` (see the diagram in `pipeline.transforms`): decode and featurize, then
-    either the output (shards, metadata and reports in config.output_dir) or, with `spill_dir`, one chunk of a
-    chunked run (`pipeline.chunks`: sorted spills and the chunk's reports; `listing_problems` are left to the
-    merge)."""
-    records = (
-        p
-        | "ReadPlan" >> beam.io.ReadFromText(plan_path)
-        | "ParsePlan" >> beam.Map(json.loads)
-        # Spread videos over workers before the expensive stages; without it a runner may fuse everything
-        # into the single bundle that read the (one) plan file.
-        | "Reshuffle" >> beam.Reshuffle()
-    )
-    decoded = records | "DecodeFrames" >> transforms.DecodeFrames(
-        config.decode_settings, config.jpeg_quality, config.feature_batch_size, config.isolate_decode,
-        config.decode_timeout, config.decode_processes, progress_dir)
-    frame_split = None
-    if config.split_by == "frame":
-        frame_split = functools.partial(frame_split_of, fractions=config.split_fractions, salt=config.split_salt)
-    featurized = decoded.frames | "FeaturizeFrames" >> transforms.FeaturizeFrames(
-        spec, config.weights, config.image_size, config.feature_batch_size, frame_split,
-        shards.video_order_key if config.frame_order == "video" else shards.sort_key, config.featurize_accelerator,
-        precision)
-    if spill_dir is None:
-        failures, warnings = _write_datasets(p, config, spec, featurized, decoded, listing_problems)
-    else:
-        failures, warnings = _write_spills(spill_dir, featurized, decoded)
-    reports_dir = spill_dir or config.output_dir
-    for name, rows, report, file_name in (("Failures", failures, reports.FAILURES, FAILURES_JSONL),
-                                          ("SplitsCsv", decoded[transforms.VIDEOS], reports.SPLITS, SPLITS_CSV),
-                                          ("Warnings", warnings, reports.WARNINGS, WARNINGS_JSONL)):
-        _ = rows | f"Write{name}" >> transforms.WriteReport(f"{reports_dir}/{file_name}", report)
-
-
-def _write_datasets(p, config: ExtractConfig, spec: schema.DatasetSpec, featurized, decoded,
-                    listing_problems: Sequence[dict]):
-    """frames/ and sequences/ in the output folder; returns the failures and warnings to report."""
-    out = config.output_dir
-    _ = featurized[schema.FRAMES] | "WriteFrames" >> transforms.WriteShards(
-        f"{out}/{schema.FRAMES}", schema.FRAMES, spec, config.shard_bytes)
-    built = featurized.features | "BuildSequences" >> transforms.BuildSequences(spec)
-    _ = built.examples | "WriteSequences" >> transforms.WriteShards(
-        f"{out}/{schema.SEQUENCES}", schema.SEQUENCES, spec, config.shard_bytes, built.metadata)
-    _ = built.non_finite | "WriteNonFinite" >> transforms.WriteReport(f"{out}/{NON_FINITE_JSONL}",
-                                                                       reports.VIDEO_ERRORS)
-    problems = p | "ListingProblems" >> beam.Create(list(listing_problems))
-    failures = (decoded[transforms.FAILURES], problems) | "AllFailures" >> beam.Flatten()
-    warnings = (decoded[transforms.VIDEOS], built.warnings) | "AllWarnings" >> beam.Flatten()
-    return failures, warnings
-
-
-def _write_spills(spill_dir: str, featurized, decoded):
-    """One chunk's sorted spills (frame examples, stacked videos); returns the failures and warnings to report."""
-    _ = featurized[schema.FRAMES] | "SpillFrames" >> transforms.WriteSpills(f"{spill_dir}/{schema.FRAMES}")
-    _ = (featurized.features | "StackVideos" >> transforms.StackVideos()
-         | "SpillRecords" >> beam.Map(sequences.spill_record)
-         | "SpillSequences" >> transforms.WriteSpills(f"{spill_dir}/{schema.SEQUENCES}"))
-    return decoded[transforms.FAILURES], decoded[transforms.VIDEOS]
-
-
-def _is_local(options: PipelineOptions) -> bool:
-    """Whether the job runs on Beam's in-process runner (the default), which holds every PCollection in memory."""
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) else type(runner).__name__ if runner is not None else ""
-    return not name or "direct" in name.lower()
-
-
-def _available_memory() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
-def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: list[dict]) -> list[range]:
-    """The plan's chunks (`pipeline.chunks`): one on distributed runners unless --chunk_frames is given; on local
-    runners as many as keep about --chunk_frames frames in memory. Warns at the start when even that will not
-    fit in this machine's available memory."""
-    local = _is_local(options)
-    chunk_frames = config.chunk_frames if config.chunk_frames is not None else (
-        DEFAULT_CHUNK_FRAMES if local else 0)
-    if not plan or not (local or chunk_frames):
-        return [range(len(plan))]
-    estimates = chunks.estimate_frames([r["path"] for r in plan], config.decode_settings)
-    total = sum(estimates)
-    parts = chunks.plan_chunks(estimates, chunk_frames) if chunk_frames else [range(len(plan))]
-    held = max(sum(estimates[i] for i in part) for part in parts)
-    problem = chunks.fits_in_memory(held, config.image_size, _available_memory())
-    if problem:
-        logging.warning(
-            "[extract] this job will probably run out of memory: %s. Lower --chunk_frames (now %s: frames held at "
-            "once) or run it on a distributed runner (docs/running_at_scale.md).", problem, chunk_frames)
-    logging.info("[extract] about %d frames to extract in %s", total,
-                 "one pass" if len(parts) == 1 else f"{len(parts)} chunks of at most about {chunk_frames} frames "
-                 "(--chunk_frames)")
-    return parts
-
-
-class _Run(NamedTuple):
-    """What every pipeline of one extraction shares."""
-
-    config: ExtractConfig  # output_dir is the staging folder
-    options: PipelineOptions
-    spec: schema.DatasetSpec
-    listing_problems: Sequence[dict]
-    precision: str  # resolved by the launcher (`features.resolve_precision`)
-    progress_dir: Optional[str]
-
-
-def _run_pipeline(run: _Run, plan: list[dict], spill_dir: Optional[str] = None) -> tuple[dict, dict]:
-    """Runs the extraction pipeline over `plan`; returns its counters and distributions (`summary.beam_metrics`)."""
-    plan_path = temporary_name(f"{spill_dir or run.config.output_dir}/plan.jsonl")
-    write_atomically(plan_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plan))
-    try:
-        p = beam.Pipeline(options=run.options)
-        build_pipeline(p, run.config, plan_path, run.spec, () if spill_dir else run.listing_problems, spill_dir,
-                       run.progress_dir, run.precision)
-        result = p.run()
-        result.wait_until_finish()
-    finally:
-        tf.io.gfile.remove(plan_path)
-    return beam_metrics(result)
-
-
-def _run_chunked(run: _Run, plan: list[dict], parts: list[range]) -> tuple[dict, dict]:
-    """One pipeline per chunk of `plan`, each spilling into its own folder, then the merge (`pipeline.chunks`)."""
-    config, spec = run.config, run.spec
-    out = config.output_dir
-    work = temporary_name(f"{out}/chunks")  # removed by the next run if this one is killed
-    spill_dirs = [f"{work}/{i:05d}" for i in range(len(parts))]
-    counters: dict = {}
-    distributions: dict = {}
-    for i, (part, spill_dir) in enumerate(zip(parts, spill_dirs)):
-        logging.info("[extract] chunk %d/%d: %d videos", i + 1, len(parts), len(part))
-        for name in schema.DATASET_KINDS:
-            tf.io.gfile.makedirs(f"{spill_dir}/{name}")
-        chunk_counters, chunk_distributions = _run_pipeline(run, [plan[j] for j in part], spill_dir)
-        for name, value in chunk_counters.items():
-            counters[name] = counters.get(name, 0) + value
-        for name, value in chunk_distributions.items():
-            merge_distribution(distributions, name, value)
-    logging.info("[extract] merging %d chunks into %s", len(parts), out)
-    chunks.merge_frames([f"{d}/{schema.FRAMES}" for d in spill_dirs], f"{out}/{schema.FRAMES}", spec,
-                        config.shard_bytes)
-    warnings, non_finite = chunks.merge_sequences([f"{d}/{schema.SEQUENCES}" for d in spill_dirs],
-                                                  f"{out}/{schema.SEQUENCES}", spec, config.shard_bytes)
-    _refuse_non_finite(non_finite)
-    chunks.merge_reports(spill_dirs, out, run.listing_problems, warnings)
-    tf.io.gfile.rmtree(work)
-    return dict(sorted(counters.items())), distributions
 
 
 def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
@@ -241,7 +72,10 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
     except DecodeError as e:
         raise ExtractionError(str(e)) from None
     spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
-    plan, warnings = _plan(config, listing, spec)
+    plan, warnings = plan_videos(listing, spec.class_names, config.split_fractions, config.split_salt,
+                                 config.split_by)
+    logging.info("[extract] %d videos in %d classes, %d groups -> %s", len(listing.records),
+                 len(spec.class_names), len({r.group for r in listing.records}), config.output_dir)
     transaction = OutputTransaction(config.output_dir)
     try:
         with transaction as staging:
@@ -250,7 +84,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
             (counters, distributions), precision = _extract(staged, beam_args, listing, spec, plan)
             if before_check is not None:
                 before_check(staging)
-            summary = summarize(staged, listing, spec, warnings, time.time() - start)
+            summary = summarize(staging, config.split_by, listing, spec, warnings, time.time() - start)
             summary.update(config=dataclasses.asdict(config), counters=counters, precision=precision,
                            timing=timing(counters, distributions, start),
                            reconciliation=reconcile_output(staging, plan, listing.problems, config.split_by))
@@ -262,46 +96,24 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
             transaction.publish()
     except OutputError as e:
         raise ExtractionError(str(e)) from None
-    except Exception as e:
-        if not _is_storage_error(e):
+    except RuntimeError as e:  # a WriteError, raised here or by a worker (runners re-raise those as RuntimeError)
+        failed = WriteError.raised_by_worker(e)
+        if failed is None:
             raise  # a bug: its traceback helps; the output is unchanged all the same
-        # A full disk, a read-only folder, a quota: Beam re-raises a worker's error inside a RuntimeError.
         where = (f"; the incomplete files are in {transaction.staging} (the next run removes them)"
                  if tf.io.gfile.exists(transaction.staging) else "")
-        # Beam's text is "module.SomeError: what [while running 'Step']": keep what.
-        what = re.sub(r"^[\w.]+(Error|Exception): | \[while running .*\]$", "", str(e).strip().splitlines()[-1])
-        raise ExtractionError(f"writing the extraction failed: {what}. {config.output_dir} was not "
+        raise ExtractionError(f"writing the extraction failed: {failed}. {config.output_dir} was not "
                               f"changed{where}") from None
     return summary
 
 
-_STORAGE_ERRORS = ("No space left on device", "File too large", "Permission denied", "Read-only file system",
-                   "Disk quota exceeded")
-
-
-def _plan(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec) -> tuple[list[dict], list[str]]:
-    """The plan (one record per video, with its split) and the warnings to report about the input."""
-    by_group = listing.records
-    if config.split_by == "frame":
-        logging.warning("[extract] --split_by=frame is LEAKY: neighbouring frames of one video land in different "
-                        "splits of frames/, so validation accuracy is inflated. Use it only to demonstrate the "
-                        "effect; sequences/ is split by video.")
-        # sequences/ is split by video: each video is its own unit of assignment (the written group is kept).
-        by_group = [dataclasses.replace(r, group=r.video_id) for r in by_group]
-    assignment = assign_splits(by_group, config.split_fractions, config.split_salt)
-    warnings = list(assignment.warnings) + similar_labels(spec.class_names) + too_few_classes(spec.class_names)
-    for w in warnings:
-        logging.warning("[extract] %s", w)
-    for ignored in listing.ignored:
-        logging.warning("[extract] left out %s: %s", ignored["path"], ignored["reason"])
-    logging.info("[extract] %d videos in %d classes, %d groups -> %s", len(listing.records),
-                 len(spec.class_names), len({r.group for r in listing.records}), config.output_dir)
-    return [dict(dataclasses.asdict(r), split=assignment.split_of_video[r.video_id]) for r in listing.records], warnings
-
-
-def _is_storage_error(e: Exception) -> bool:
-    return (isinstance(e, (OSError, tf.errors.OpError)) and not isinstance(e, FileNotFoundError)
-            or any(text in str(e) for text in _STORAGE_ERRORS))
+def list_inputs(config: ExtractConfig) -> Listing:
+    """The input videos of `config`, validated (see `pipeline.sources`); the output folder and its staging
+    folder are never input, even when they lie inside --input_dir."""
+    if config.input_dir:
+        out = resolve_output_dir(config.output_dir)
+        return list_videos_in_dir(config.input_dir, config.group_regex, exclude=[out, out + STAGING_SUFFIX])
+    return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
 
 def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
@@ -312,7 +124,12 @@ def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
         logging.warning("[extract] replacing %s: an incomplete extraction output (no summary.json)", out)
     if not previous.complete:
         return
-    recorded = json.loads(files.read_text(f"{previous.root}/{SUMMARY_JSON}")).get("config", {})
+    summary_path = f"{previous.root}/{SUMMARY_JSON}"
+    try:
+        recorded = json.loads(files.read_text(summary_path)).get("config", {})
+    except (ValueError, AttributeError) as e:
+        raise ExtractionError(f"{summary_path} is damaged ({e}), so the settings it was made with are unknown: "
+                              "move that output away, or choose another --output_dir") from None
     changed = differences(recorded, dataclasses.asdict(config), integrity.EXECUTION_SETTINGS)
     if changed and not config.overwrite:
         raise ExtractionError(f"{out} holds an extraction made with other settings:\n  " + "\n  ".join(changed)
@@ -321,19 +138,30 @@ def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
         logging.warning("[extract] --overwrite: replacing %s, made with other settings (%s)", out, "; ".join(changed))
 
 
+class _Run(NamedTuple):
+    """What every pipeline of one extraction shares."""
+
+    config: ExtractConfig  # output_dir is the staging folder
+    options: PipelineOptions
+    spec: schema.DatasetSpec
+    listing_problems: Sequence[dict]
+    precision: str  # resolved by the launcher (`features.resolve_precision`)
+    progress_dir: Optional[str]
+
+
 def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, spec: schema.DatasetSpec,
-             plan: list[dict]) -> tuple[tuple[dict, dict], dict]:
+             plan: list[PlannedVideo]) -> tuple[tuple[dict, dict], dict]:
     """Runs the pipeline(s) of `plan` into `config.output_dir` (the staging folder); returns Beam's counters and
     distributions, and the precision InceptionV3 computed in, with why."""
     out = config.output_dir
     for d in (f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
-        tf.io.gfile.makedirs(d)
+        make_dirs(d)
     options = PipelineOptions(list(beam_args))
     parts = _plan_chunks(config, options, plan)
     precision, why = resolve_precision(config.precision)
     logging.info("[extract] InceptionV3 computes in %s (%s)", precision, why)
     # Workers count finished videos in local files that this process shows as one line (`pipeline.progress`).
-    progress_dir = f"{out}/.progress" if "://" not in out and _is_local(options) else None
+    progress_dir = f"{out}/.progress" if not is_remote(out) and _is_local(options) else None
     run = _Run(config, options, spec, listing.problems, precision, progress_dir)
     with ProgressDisplay(progress_dir, len(plan)) if progress_dir else contextlib.nullcontext():
         metrics = _run_chunked(run, plan, parts) if len(parts) > 1 else _run_pipeline(run, plan)
@@ -347,6 +175,88 @@ def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, 
     return metrics, {"compute": precision, "reason": why}
 
 
+def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: Sequence[PlannedVideo]) -> list[range]:
+    """The plan's chunks (`pipeline.chunks`): one on distributed runners unless --chunk_frames is given; on local
+    runners as many as keep about --chunk_frames frames in memory. Warns at the start when even that will not
+    fit in this machine's available memory."""
+    local = _is_local(options)
+    chunk_frames = config.chunk_frames if config.chunk_frames is not None else (
+        DEFAULT_CHUNK_FRAMES if local else 0)
+    if not plan or not (local or chunk_frames):
+        return [range(len(plan))]
+    estimates = chunks.estimate_frames([video.path for video in plan], config.decode_settings)
+    total = sum(estimates)
+    parts = chunks.plan_chunks(estimates, chunk_frames) if chunk_frames else [range(len(plan))]
+    held = max(sum(estimates[i] for i in part) for part in parts)
+    problem = chunks.fits_in_memory(held, config.image_size, _available_memory())
+    if problem:
+        logging.warning(
+            "[extract] this job will probably run out of memory: %s. Lower --chunk_frames (now %s: frames held at "
+            "once) or run it on a distributed runner (docs/running_at_scale.md).", problem, chunk_frames)
+    logging.info("[extract] about %d frames to extract in %s", total,
+                 "one pass" if len(parts) == 1 else f"{len(parts)} chunks of at most about {chunk_frames} frames "
+                 "(--chunk_frames)")
+    return parts
+
+
+def _is_local(options: PipelineOptions) -> bool:
+    """Whether the job runs on Beam's in-process runner (the default), which holds every PCollection in memory."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__ if runner is not None else ""
+    return not name or "direct" in name.lower()
+
+
+def _available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _run_pipeline(run: _Run, plan: Sequence[PlannedVideo], spill_dir: Optional[str] = None) -> tuple[dict, dict]:
+    """Runs the extraction pipeline over `plan`; returns its counters and distributions (`summary.beam_metrics`)."""
+    plan_path = temporary_name(f"{spill_dir or run.config.output_dir}/plan.jsonl")
+    write_plan(plan_path, plan)
+    try:
+        p = beam.Pipeline(options=run.options)
+        build_pipeline(p, run.config, plan_path, run.spec, () if spill_dir else run.listing_problems, spill_dir,
+                       run.progress_dir, run.precision)
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        tf.io.gfile.remove(plan_path)
+    return beam_metrics(result)
+
+
+def _run_chunked(run: _Run, plan: Sequence[PlannedVideo], parts: list[range]) -> tuple[dict, dict]:
+    """One pipeline per chunk of `plan`, each spilling into its own folder, then the merge (`pipeline.chunks`)."""
+    config, spec = run.config, run.spec
+    out = config.output_dir
+    work = temporary_name(f"{out}/chunks")  # removed by the next run if this one is killed
+    spill_dirs = [f"{work}/{i:05d}" for i in range(len(parts))]
+    counters: dict = {}
+    distributions: dict = {}
+    for i, (part, spill_dir) in enumerate(zip(parts, spill_dirs)):
+        logging.info("[extract] chunk %d/%d: %d videos", i + 1, len(parts), len(part))
+        for name in schema.DATASET_KINDS:
+            make_dirs(f"{spill_dir}/{name}")
+        chunk_counters, chunk_distributions = _run_pipeline(run, [plan[j] for j in part], spill_dir)
+        for name, value in chunk_counters.items():
+            counters[name] = counters.get(name, 0) + value
+        for name, value in chunk_distributions.items():
+            merge_distribution(distributions, name, value)
+    logging.info("[extract] merging %d chunks into %s", len(parts), out)
+    chunks.merge_frames([f"{d}/{schema.FRAMES}" for d in spill_dirs], f"{out}/{schema.FRAMES}", spec,
+                        config.shard_bytes)
+    warnings, non_finite = chunks.merge_sequences([f"{d}/{schema.SEQUENCES}" for d in spill_dirs],
+                                                  f"{out}/{schema.SEQUENCES}", spec, config.shard_bytes)
+    _refuse_non_finite(non_finite)
+    chunks.merge_reports(spill_dirs, out, run.listing_problems, warnings)
+    tf.io.gfile.rmtree(work)
+    return dict(sorted(counters.items())), distributions
+
+
 def _refuse_non_finite(rows: Sequence[dict]) -> None:
     """NaN or Inf features are never written: the run stops before its output replaces anything."""
     if rows:
@@ -354,4 +264,3 @@ def _refuse_non_finite(rows: Sequence[dict]) -> None:
         raise ExtractionError(
             f"InceptionV3 gave non-finite features for {len(rows)} video(s); nothing was written:\n  {shown}\n"
             "A broken or mismatched --weights file is the usual cause (or values beyond float32 in a custom one)")
-

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import posixpath
 import re
 from typing import Optional
 
@@ -21,6 +20,7 @@ import tensorflow as tf
 
 from dataformat import schema
 from dataformat.files import write_atomically
+from dataformat.paths import is_remote, join
 
 MANIFEST_JSON = "manifest.json"  # {"tool": TOOL, "files": {relative path: size in bytes, or None: any}}
 TOOL = "pipeline.extract"  # marks the manifest, the lock and the staging folder as this tool's
@@ -50,14 +50,6 @@ class OutputContents:
     def complete(self) -> bool:
         """A complete extraction: summary.json, written last, is there."""
         return schema.SUMMARY_JSON in self.owned
-
-
-def is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def join(root: str, rel: str) -> str:
-    return posixpath.join(root.rstrip("/"), rel) if is_remote(root) else os.path.join(root, rel)
 
 
 def list_files(root: str, skip: tuple = ()) -> dict:

@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Optional, TextIO
 
+from dataformat.files import WriteError
 from settings.console import terminal_stderr
 
 
@@ -26,8 +27,11 @@ class ProgressLog:
         self._path = os.path.join(directory, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.log")
 
     def record(self, frames: int) -> None:
-        with open(self._path, "a") as f:
-            f.write(f"{frames}\n")
+        try:
+            with open(self._path, "a") as f:
+                f.write(f"{frames}\n")
+        except OSError as e:
+            raise WriteError.writing(self._path, e) from e
 
 
 def read_progress(directory: str) -> tuple[int, int]:

@@ -31,6 +31,7 @@ import tensorflow as tf
 from dataformat import files, schema
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV
 from pipeline.config import ExtractionError
+from pipeline.plan import PlannedVideo
 
 # The statuses splits.csv may hold: extracted whole, extracted with frames lost, not extracted.
 EXTRACTED_STATUSES = ("ok", "partial")
@@ -44,12 +45,12 @@ class ReconciliationError(ExtractionError):
     """What was written does not account for every input; the message names each input concerned."""
 
 
-def reconcile_output(out: str, plan: Sequence[dict], listing_problems: Sequence[dict], split_by: str) -> dict:
+def reconcile_output(out: str, plan: Sequence[PlannedVideo], listing_problems: Sequence[dict], split_by: str) -> dict:
     """Checks the extraction written in `out` against its inputs (see the module docstring).
 
     Args:
       out: the (staging) output folder.
-      plan: the planned videos, {video_id, path, label, group, split} each.
+      plan: the planned videos.
       listing_problems: the inputs the listing left out, {path, video_id, error} each (failures.jsonl rows).
       split_by: 'video' or 'frame' (then frames/ splits are per frame and not compared with splits.csv).
 
@@ -96,10 +97,10 @@ def reconcile_output(out: str, plan: Sequence[dict], listing_problems: Sequence[
     }
 
 
-def _check_rows(plan: Sequence[dict], rows: Sequence[dict]) -> list[str]:
+def _check_rows(plan: Sequence[PlannedVideo], rows: Sequence[dict]) -> list[str]:
     """splits.csv against the plan: each planned video once, as planned, with a known status."""
     problems = []
-    planned = {p["video_id"]: p for p in plan}
+    planned = {p.video_id: p for p in plan}
     counts = collections.Counter(r["video_id"] for r in rows)
     problems += [f"{v}: {n} rows in {SPLITS_CSV}" for v, n in sorted(counts.items()) if n > 1]
     problems += [f"{v}: an input with no row in {SPLITS_CSV}" for v in sorted(planned.keys() - counts.keys())]
@@ -108,8 +109,8 @@ def _check_rows(plan: Sequence[dict], rows: Sequence[dict]) -> list[str]:
         video_id, status = row["video_id"], row["status"]
         expected = planned.get(video_id)
         if expected is not None:
-            changed = [f"{k} {row[k]!r}, planned {expected[k]!r}" for k in ("label", "group", "split")
-                       if row[k] != expected[k]]
+            changed = [f"{k} {row[k]!r}, planned {getattr(expected, k)!r}" for k in ("label", "group", "split")
+                       if row[k] != getattr(expected, k)]
             if changed:
                 problems.append(f"{video_id}: {SPLITS_CSV} has {'; '.join(changed)}")
         if status not in EXTRACTED_STATUSES + (FAILED,):

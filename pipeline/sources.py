@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import tensorflow as tf
 
 from dataformat import files
+from dataformat.paths import is_remote, join
 from pipeline.config import compile_group_regex
 from pipeline.ownership import EXTRACTION_MARKERS
 
@@ -66,8 +67,6 @@ def label_problem(label: str) -> Optional[str]:
     return None
 
 
-def _join(root: str, rel: str) -> str:
-    return posixpath.join(root.rstrip("/"), rel) if "://" in root else tf.io.gfile.join(root, rel)
 
 
 def group_of(video_id: str, regex: Optional[re.Pattern]) -> Optional[str]:
@@ -260,19 +259,19 @@ def _list_remote(root: str, skip: Callable[[str], Optional[str]]) -> _Walk:
     """Object stores (gs://) have no links or special files: a plain walk."""
     walk = _Walk(root, skip)
     for dirpath, dirnames, filenames in tf.io.gfile.walk(root):
-        walk.hidden.extend(_join(dirpath, d) for d in dirnames if d.startswith("."))
+        walk.hidden.extend(join(dirpath, d) for d in dirnames if d.startswith("."))
         kept = []
         for d in sorted(d for d in dirnames if not d.startswith(".")):
-            reason = skip(_join(dirpath, d))
+            reason = skip(join(dirpath, d))
             if reason:
-                walk.ignored.append({"path": _join(dirpath, d), "reason": reason})
+                walk.ignored.append({"path": join(dirpath, d), "reason": reason})
             else:
                 kept.append(d)
         dirnames[:] = kept
         rel_dir = posixpath.relpath(dirpath.replace("\\", "/"), root.replace("\\", "/"))
         for name in sorted(filenames):
             if name.startswith("."):
-                walk.hidden.append(_join(dirpath, name))
+                walk.hidden.append(join(dirpath, name))
             else:
                 walk.files.append((name if rel_dir == "." else f"{rel_dir}/{name}", None))
     walk.files.sort()
@@ -281,7 +280,7 @@ def _list_remote(root: str, skip: Callable[[str], Optional[str]]) -> _Walk:
 
 def is_extraction_output(directory: str) -> bool:
     """Whether `directory` holds an extraction output (or the start of one): never input videos."""
-    return any(tf.io.gfile.exists(_join(directory, marker)) for marker in EXTRACTION_MARKERS)
+    return any(tf.io.gfile.exists(join(directory, marker)) for marker in EXTRACTION_MARKERS)
 
 
 
@@ -311,7 +310,7 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
         raise InputError(f"--input_dir={input_dir} does not exist or is not a folder.")
     regex = compile_group_regex(group_regex)
     root = input_dir.rstrip("/") or "/"
-    remote = "://" in root
+    remote = is_remote(root)
     excluded = {p.rstrip("/") if remote else os.path.realpath(p) for p in exclude}
 
     def skip(directory: str) -> Optional[str]:
@@ -326,7 +325,7 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
     walk = _list_remote(root, skip) if remote else _list_local(root, skip)
     records, problems = [], []
     for rel, problem in walk.files:
-        path = _join(root, rel)
+        path = join(root, rel)
         if problem is None and not files.is_utf8(rel):
             problem = NOT_UTF8_NAME
         if problem is None and "/" not in rel:
@@ -339,7 +338,7 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
         label = rel.split("/", 1)[0]
         label_issue = label_problem(label)
         if label_issue:
-            raise InputError(f"--input_dir: class folder {_join(root, label)}: {label_issue}; rename the folder.")
+            raise InputError(f"--input_dir: class folder {join(root, label)}: {label_issue}; rename the folder.")
         records.append(VideoRecord(video_id=rel, path=path, label=label, group=group_of(rel, regex)))
     if not records:
         raise InputError(
@@ -410,12 +409,12 @@ def _parse_manifest(manifest_path: str, text: str, regex, root: str) -> list[Vid
         if not label or label_problem(label):
             errors.append(f"{manifest_path}:{line_no}: {label_problem(label)} for {path}")
             continue
-        if "://" in path or path.startswith("/"):
+        if is_remote(path) or path.startswith("/"):
             full = path
             inside = full.startswith(root.rstrip("/") + "/")
             video_id = full[len(root.rstrip("/")) + 1:] if inside else path
         else:
-            full, video_id = _join(root, path), path
+            full, video_id = join(root, path), path
         video_id = posixpath.normpath(video_id.replace("\\", "/"))
         if video_id in seen:
             errors.append(f"{manifest_path}:{line_no}: duplicate path {path} (first on line {seen[video_id]})")
@@ -424,7 +423,7 @@ def _parse_manifest(manifest_path: str, text: str, regex, root: str) -> list[Vid
         if not tf.io.gfile.exists(full):
             errors.append(f"{manifest_path}:{line_no}: file not found: {full}")
             continue
-        if "://" not in full:  # local: a FIFO would block the job; one file under two paths would count twice
+        if not is_remote(full):  # local: a FIFO would block the job; one file under two paths would count twice
             st = os.stat(full)
             if not stat.S_ISREG(st.st_mode):
                 errors.append(f"{manifest_path}:{line_no}: {full} is {_file_kind(st.st_mode)}, not a regular file")

@@ -5,7 +5,6 @@ and the table printed at the end of a run.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 from typing import Optional, Sequence
 
@@ -13,14 +12,13 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from dataformat import files, schema
 from dataformat.schema import FAILURES_JSONL, SPLITS_CSV, WARNINGS_JSONL
-from pipeline.config import ExtractConfig
 from pipeline.sources import Listing
 
 
-def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec, split_warnings: Sequence[str],
+def summarize(out: str, split_by: str, listing: Listing, spec: schema.DatasetSpec, split_warnings: Sequence[str],
               wall_seconds: float) -> dict:
-    """Builds summary.json from the files the pipeline wrote (so it is right on any runner)."""
-    out = config.output_dir
+    """Builds summary.json from the files the pipeline wrote in `out` (so it is right on any runner); the job
+    adds what only it knows (the settings, Beam's counters, the reconciliation)."""
     rows = files.read_csv(f"{out}/{SPLITS_CSV}")
     failures = files.read_jsonl(f"{out}/{FAILURES_JSONL}")
     warnings = files.read_jsonl(f"{out}/{WARNINGS_JSONL}")
@@ -39,7 +37,7 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
         s["groups"] = len(groups[split])
     extracted = sum(s["videos"] for s in splits.values())
     frames = sum(s["frames"] for s in splits.values())
-    if config.split_by == "frame":  # frames/ is split frame by frame: count it from its own metadata
+    if split_by == "frame":  # frames/ is split frame by frame: count it from its own metadata
         import tensorflow_datasets as tfds
 
         frame_splits = tfds.builder_from_directory(f"{out}/{schema.FRAMES}").info.splits
@@ -59,9 +57,8 @@ def summarize(config: ExtractConfig, listing: Listing, spec: schema.DatasetSpec,
         "folders_left_out": listing.ignored,
         "wall_seconds": round(wall_seconds, 3),
         "frames_per_second": round(frames / wall_seconds, 3) if wall_seconds > 0 else None,
-        "split_by": config.split_by,
+        "split_by": split_by,
         "format_version": schema.FORMAT_VERSION,
-        "config": dataclasses.asdict(config),
     }
 
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 from dataformat import reports, schema, shards
 from dataformat.files import write_atomically
 from pipeline import sequences
+from pipeline.plan import PlannedVideo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,38 +43,40 @@ def write_extraction(data_dir: str, videos: Sequence[SyntheticVideo], class_name
     """Writes the output (see the module docstring), each split in `num_shards` shards; returns its spec as a
     reader sees it (uint8: with the quantization)."""
     spec = schema.DatasetSpec(class_names=tuple(class_names), feature_dtype=feature_dtype)
-    records = [{"video_id": v.video_id, "group": v.group or v.video_id, "label": class_names[v.label],
-                "split": v.split, "path": v.video_id} for v in videos]
-    _write_sequences(f"{data_dir}/{schema.SEQUENCES}", spec, videos, records, num_shards)
-    _write_frames(f"{data_dir}/{schema.FRAMES}", spec, videos, records, num_shards)
-    rows = [dict(r, frames=len(v.features if v.features is not None else v.frames), status="ok")
-            for v, r in zip(videos, records)]
+    planned = [PlannedVideo(v.video_id, path=v.video_id, label=class_names[v.label], group=v.group or v.video_id,
+                            split=v.split) for v in videos]
+    _write_sequences(f"{data_dir}/{schema.SEQUENCES}", spec, videos, planned, num_shards)
+    _write_frames(f"{data_dir}/{schema.FRAMES}", spec, videos, planned, num_shards)
+    rows = [{"video_id": p.video_id, "group": p.group, "label": p.label, "split": p.split,
+             "frames": len(v.features if v.features is not None else v.frames), "status": "ok"}
+            for v, p in zip(videos, planned)]
     write_atomically(f"{data_dir}/{schema.SPLITS_CSV}", reports.SPLITS.text(rows))
     return schema.read_spec(data_dir)
 
 
-def _write_sequences(directory: str, spec: schema.DatasetSpec, videos, records, num_shards: int) -> None:
-    stacked = [(v.video_id, r, np.arange(len(v.features), dtype=np.float32), np.asarray(v.features, np.float32))
-               for v, r in zip(videos, records) if v.features is not None]
+def _write_sequences(directory: str, spec: schema.DatasetSpec, videos, planned, num_shards: int) -> None:
+    stacked = [sequences.StackedVideo(v.video_id, p, np.arange(len(v.features), dtype=np.float32),
+                                      np.asarray(v.features, np.float32))
+               for v, p in zip(videos, planned) if v.features is not None]
     quantization = sequences.feature_range(stacked) if spec.feature_dtype == "uint8" else None
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
     by_split, longest = {}, {}
     for video in stacked:
-        split, key, example, _ = sequences.encode_sequence(encode, spec, video, quantization)
-        by_split.setdefault(split, []).append((key, example))
-        longest[split] = max(longest.get(split, 0), len(video[2]))
+        record, _ = sequences.encode_sequence(encode, spec, video, quantization)
+        by_split.setdefault(record.split, []).append((record.key, record.data))
+        longest[record.split] = max(longest.get(record.split, 0), len(video.timestamps))
     _write_dataset(directory, schema.SEQUENCES, spec, by_split, num_shards,
                    schema.sequences_metadata(longest, quantization))
 
 
-def _write_frames(directory: str, spec: schema.DatasetSpec, videos, records, num_shards: int) -> None:
+def _write_frames(directory: str, spec: schema.DatasetSpec, videos, planned, num_shards: int) -> None:
     encode = schema.ExampleEncoder(schema.frames_features(spec))
     by_split = {}
-    for v, r in zip(videos, records):
+    for v, p in zip(videos, planned):
         for index, image in enumerate(v.frames if v.frames is not None else []):
             by_split.setdefault(v.split, []).append((shards.sort_key(v.video_id, index), encode({
                 schema.IMAGE: io.BytesIO(tf.io.encode_jpeg(image, quality=90).numpy()), schema.LABEL: v.label,
-                schema.VIDEO_ID: v.video_id, schema.GROUP: r["group"], schema.FRAME_INDEX: index,
+                schema.VIDEO_ID: v.video_id, schema.GROUP: p.group, schema.FRAME_INDEX: index,
                 schema.TIMESTAMP: float(index)})))
     _write_dataset(directory, schema.FRAMES, spec, by_split, num_shards)
 

@@ -43,7 +43,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from dataformat.files import write_atomically
+from dataformat.files import storage_reason, write_atomically
 from dataformat.schema import SUMMARY_JSON
 from pipeline.ownership import MANIFEST_JSON, TOOL, OutputContents, inspect, is_remote, join, list_files, listing
 from pipeline.ownership import read_manifest, write_manifest
@@ -83,15 +83,17 @@ class OutputTransaction:
 
     def __enter__(self) -> str:
         self._refuse_unusable_path()
-        parent = os.path.dirname(self.output_dir)
-        if parent:
-            tf.io.gfile.makedirs(parent)
-        self._acquire()
+        with _storage_errors(f"taking {self.output_dir}"):
+            parent = os.path.dirname(self.output_dir)
+            if parent:
+                tf.io.gfile.makedirs(parent)
+            self._acquire()
         try:
-            self._recover()
-            self.previous = self._inspect_output()
-            tf.io.gfile.makedirs(self.staging)
-            _write_marker(self.staging, "writing")
+            with _storage_errors(f"taking {self.output_dir}"):
+                self._recover()
+                self.previous = self._inspect_output()
+                tf.io.gfile.makedirs(self.staging)
+                _write_marker(self.staging, "writing")
         except BaseException:
             self._release()
             raise
@@ -249,6 +251,10 @@ class OutputTransaction:
 
     def publish(self) -> None:
         """Records the staging folder's files in its manifest, then makes them the output's."""
+        with _storage_errors(f"publishing {self.staging} as {self.output_dir}"):
+            self._publish()
+
+    def _publish(self) -> None:
         new_files = write_manifest(self.staging, skip=(STAGING_MARKER,))
         now = inspect(self.output_dir)  # again: files may have been added during the run
         _refuse_foreign(now)
@@ -307,6 +313,18 @@ class OutputTransaction:
         for rel in moves:
             tf.io.gfile.rename(join(self.staging, rel), join(self.output_dir, rel), overwrite=True)
         _remove_tree(self.staging)
+
+
+@contextlib.contextmanager
+def _storage_errors(doing: str):
+    """The storage refusing a lock, a folder or a rename (a full disk, permissions): an OutputError saying which
+    step failed and what to do, not a traceback. A refused file write is already a `files.WriteError`."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as e:
+        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+        raise OutputError(f"{doing} failed: {storage_reason(e)}{where}. Free space (or quota) there, or make the folder "
+                          "writable, then run again; a killed or failed run is repaired by the next one") from e
 
 
 def _refuse_foreign(contents: OutputContents) -> None:

@@ -1,17 +1,20 @@
-"""The Beam stages of an extraction, one composite PTransform each.
+"""The Beam stages of an extraction that decode and featurize, one composite PTransform each (the writers are in
+`pipeline.writers`; `pipeline.graph` joins them).
 
-    plan records ─ DecodeFrames ─┬─ frame batches ─ FeaturizeFrames ─┬─ frame examples ───────── WriteShards(frames)
-                                 │                             └─ per-frame features ─ BuildSequences ─ WriteShards(sequences)
+    PlannedVideo ─ DecodeFrames ─┬─ FrameBatch ─ FeaturizeFrames ─┬─ KeyedRecord (frame examples) ─ WriteShards(frames)
+                                 │                                └─ FrameFeatures ─ BuildSequences ─ WriteShards(sequences)
                                  ├─ failures ─────────────────────────────────────────────── failures.jsonl
                                  └─ video rows (frames, status, warning) ──────────────────── splits.csv, warnings.jsonl
 
-A plan record is a dict {video_id, path, label, group, split}. A frame batch holds consecutive frames of one video
-(see `pipeline.features` for why batches never mix videos). InceptionV3 runs in Beam's RunInference with a
-custom model handler (`InceptionV3Handler`), which loads the model once per process; the TFDS feature encoders
-are created in `DoFn.setup()`. Bad videos never raise: they leave through the `failures` output and a Beam
-counter.
-"""
+The records are named where their stage contract is: `pipeline.plan.PlannedVideo`, `FrameBatch` and
+`DecodedFrame` here, `sequences.FrameFeatures` and `sequences.StackedVideo`, `shards.KeyedRecord`; the rows of
+failures.jsonl, splits.csv and warnings.jsonl are dicts, as their `dataformat.reports.Report` writes them.
 
+A frame batch holds consecutive frames of one video (see `pipeline.features` for why batches never mix videos).
+InceptionV3 runs in Beam's RunInference with a custom model handler (`InceptionV3Handler`), which loads the model
+once per process; the TFDS feature encoders are created in `DoFn.setup()`. Bad videos never raise: they leave
+through the `failures` output and a Beam counter.
+"""
 from __future__ import annotations
 
 import io
@@ -25,19 +28,35 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from dataformat import schema, shards
-from dataformat.files import write_atomically
-from dataformat.reports import Report
+from dataformat.shards import KeyedRecord
 from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeReport, DecodeSettings
 from pipeline.isolated_decode import DecoderPool, Failure, default_processes
-from pipeline.progress import ProgressLog
-from pipeline import sequences, spills
+from pipeline import sequences
 from pipeline.features import padded_batch_size
+from pipeline.plan import PlannedVideo
+from pipeline.progress import ProgressLog
+from pipeline.sequences import FrameFeatures
 
 FAILURES = "failures"
 VIDEOS = "videos"
 WARNINGS = "warnings"
 NON_FINITE = "non_finite"
 
+
+class DecodedFrame(NamedTuple):
+    """A sampled frame of a video, decoded and encoded as the JPEG frames/ stores."""
+
+    index: int  # among the video's sampled frames, from 0
+    timestamp: float  # seconds
+    rgb: np.ndarray  # uint8 [image_size, image_size, 3]
+    jpeg: bytes
+
+
+class FrameBatch(NamedTuple):
+    """Consecutive frames of one video, at most a forward pass's worth: RunInference's example."""
+
+    video: PlannedVideo
+    frames: list[DecodedFrame]
 
 
 class _SetUpDoFn(beam.DoFn):
@@ -88,26 +107,25 @@ class _DecodeFramesFn(_SetUpDoFn):
     def teardown(self):
         self._pool.close()
 
-    def process(self, records: list):
-        batches = {i: [] for i in range(len(records))}
-        for i, event in self._pool.decode([(i, r["path"], self._settings) for i, r in enumerate(records)]):
-            record = records[i]
+    def process(self, videos: list[PlannedVideo]):
+        batches = {i: [] for i in range(len(videos))}
+        for i, event in self._pool.decode([(i, v.path, self._settings) for i, v in enumerate(videos)]):
+            video = videos[i]
             if isinstance(event, tuple):  # a frame and its JPEG
                 frame, jpeg = event
-                batches[i].append({"index": frame.index, "timestamp": frame.timestamp, "rgb": frame.rgb,
-                                   "jpeg": jpeg})
+                batches[i].append(DecodedFrame(frame.index, frame.timestamp, frame.rgb, jpeg))
                 if len(batches[i]) == self._batch_size:
-                    yield {"video": record, "frames": batches[i]}
+                    yield FrameBatch(video, batches[i])
                     batches[i] = []
                 continue
             if isinstance(event, Failure):
-                yield from self._failed_video(record, event.error)
+                yield from self._failed_video(video, event.error)
                 continue
             if batches[i]:
-                yield {"video": record, "frames": batches[i]}
-            yield from self._finished_video(record, event)
+                yield FrameBatch(video, batches[i])
+            yield from self._finished_video(video, event)
 
-    def _finished_video(self, record: dict, report: DecodeReport):
+    def _finished_video(self, video: PlannedVideo, report: DecodeReport):
         if report.partial:
             self._partial.inc()
         self._decoded.inc()
@@ -117,33 +135,32 @@ class _DecodeFramesFn(_SetUpDoFn):
         Metrics.counter("extract", f"decode_path_{report.path or 'unknown'}").inc()
         self._packets_read.inc(report.packets[0])
         self._packets_decoded.inc(report.packets[1])
-        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, report.frames,
+        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(video, report.frames,
                                                                "partial" if report.partial else "ok"),
                                                     warning=report.warning))
         if report.warning:
-            logging.warning("[extract] %s: %s", record["video_id"], report.warning)
+            logging.warning("[extract] %s: %s", video.video_id, report.warning)
         if self._progress:
             self._progress.record(report.frames)
 
-    def _failed_video(self, record: dict, error: str):
+    def _failed_video(self, video: PlannedVideo, error: str):
         self._failed.inc()
-        yield beam.pvalue.TaggedOutput(FAILURES, {"path": record["path"], "video_id": record["video_id"],
-                                                  "error": error})
-        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(record, 0, "failed"), warning=None))
-        logging.warning("[extract] %s could not be extracted: %s", record["video_id"], error)
+        yield beam.pvalue.TaggedOutput(FAILURES, {"path": video.path, "video_id": video.video_id, "error": error})
+        yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(video, 0, "failed"), warning=None))
+        logging.warning("[extract] %s could not be extracted: %s", video.video_id, error)
         if self._progress:
             self._progress.record(0)
 
 
-def _video_row(record: dict, frames: int, status: str) -> dict:
-    row = {k: record[k] for k in ("video_id", "group", "label", "split")}
-    row.update(frames=frames, status=status)
-    return row
+def _video_row(video: PlannedVideo, frames: int, status: str) -> dict:
+    """A row of splits.csv (`reports.SPLITS`)."""
+    return {"video_id": video.video_id, "group": video.group, "label": video.label, "split": video.split,
+            "frames": frames, "status": status}
 
 
 class DecodeFrames(beam.PTransform):
-    """plan records -> frame batches {video, frames: [{index, timestamp, rgb, jpeg}] (at most `batch_size`, in
-    order)}; tagged `failures` and `videos`.
+    """PlannedVideo -> `FrameBatch`es (at most `batch_size` frames each, in order); tagged `failures` (rows of
+    failures.jsonl) and `videos` (rows of splits.csv, with the video's warning).
 
     Videos are taken in small batches and decoded several at once (`processes` decoders; 0: one per core, see
     `isolated_decode.default_processes`), each ahead of the model by a bounded number of frames. How videos are
@@ -161,8 +178,8 @@ class DecodeFrames(beam.PTransform):
         self._fn = _DecodeFramesFn(settings, jpeg_quality, batch_size, isolate, timeout, processes, progress_dir)
         self._videos_per_call = 2 * max(1, processes or 16)
 
-    def expand(self, records):
-        return (records
+    def expand(self, videos):
+        return (videos
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._videos_per_call)
                 | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames"))
 
@@ -170,8 +187,8 @@ class DecodeFrames(beam.PTransform):
 class InceptionV3Handler(ModelHandler):
     """RunInference's model handler for InceptionV3 features.
 
-    An example is one frame batch of one video ({"frames": [...], "video": {...}}, at most `batch_size` frames,
-    made by DecodeFrames), and its prediction is float32 features [n, 2048]. Each example is one forward pass,
+    An example is one `FrameBatch` (at most `batch_size` frames of one video, made by DecodeFrames), and its
+    prediction is float32 features [n, 2048]. Each example is one forward pass,
     padded inside `run_inference` to a fixed shape (`features.padded_batch_size`). Beam's own batching is set to
     one example per call: it follows bundle boundaries, which vary between runs and runners, and a frame's
     features depend on the shape of its batch and its position in it (see `pipeline.features`).
@@ -201,9 +218,9 @@ class InceptionV3Handler(ModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         results = []
         for example in batch:
-            frames = example["frames"]
+            frames = example.frames
             start = time.time()
-            results.append(PredictionResult(example, model(np.stack([f["rgb"] for f in frames]))))
+            results.append(PredictionResult(example, model(np.stack([f.rgb for f in frames]))))
             self._model_ms.update(int(1000 * (time.time() - start)))
             self._featurized_at.update(int(1000 * time.time()))
             self._images.inc(len(frames))
@@ -213,7 +230,7 @@ class InceptionV3Handler(ModelHandler):
         return results
 
     def get_num_bytes(self, batch) -> int:
-        return sum(f["rgb"].nbytes for example in batch for f in example["frames"])
+        return sum(f.rgb.nbytes for example in batch for f in example.frames)
 
     def get_resource_hints(self) -> dict:
         # Runners that do right fitting (Dataflow) run this step on accelerator workers and decoding and writing
@@ -225,7 +242,8 @@ class InceptionV3Handler(ModelHandler):
 
 
 class _EncodeFramesFn(_SetUpDoFn):
-    """A frame batch's features -> frame examples (tagged `frames`) and per-frame features (main output)."""
+    """A frame batch's features -> frame examples (tagged `frames`: `KeyedRecord`s) and (video_id,
+    `FrameFeatures`) (main output)."""
 
     _SET_UP = ("_encode", "_labels")
 
@@ -239,24 +257,24 @@ class _EncodeFramesFn(_SetUpDoFn):
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
     def process(self, result: PredictionResult):
-        frames, video = result.example["frames"], result.example["video"]
+        video, frames = result.example
         for frame, vector in zip(frames, result.inference):
             example = self._encode({
-                schema.IMAGE: io.BytesIO(frame["jpeg"]),
-                schema.LABEL: self._labels[video["label"]],
-                schema.VIDEO_ID: video["video_id"],
-                schema.GROUP: video["group"],
-                schema.FRAME_INDEX: frame["index"],
-                schema.TIMESTAMP: frame["timestamp"],
+                schema.IMAGE: io.BytesIO(frame.jpeg),
+                schema.LABEL: self._labels[video.label],
+                schema.VIDEO_ID: video.video_id,
+                schema.GROUP: video.group,
+                schema.FRAME_INDEX: frame.index,
+                schema.TIMESTAMP: frame.timestamp,
             })
-            split = self._frame_split(video["video_id"], frame["index"]) if self._frame_split else video["split"]
+            split = self._frame_split(video.video_id, frame.index) if self._frame_split else video.split
             yield beam.pvalue.TaggedOutput(
-                schema.FRAMES, (split, self._frame_key(video["video_id"], frame["index"]), example))
-            yield video["video_id"], (frame["index"], frame["timestamp"], vector, video)
+                schema.FRAMES, KeyedRecord(split, self._frame_key(video.video_id, frame.index), example))
+            yield video.video_id, FrameFeatures(frame.index, frame.timestamp, vector, video)
 
 
 class FeaturizeFrames(beam.PTransform):
-    """frame batches -> (video_id, (index, timestamp, float32 [2048], video)); tagged `frames`: (split, key, example)."""
+    """`FrameBatch`es -> (video_id, `FrameFeatures`); tagged `frames`: `KeyedRecord`s of frame examples."""
 
     def __init__(self, spec: schema.DatasetSpec, weights: str, image_size: int, batch_size: int,
                  frame_split=None, frame_key=shards.sort_key, accelerator: str = "", precision: str = "float32"):
@@ -303,19 +321,19 @@ class _EncodeSequenceFn(_SetUpDoFn):
     def setup(self):
         self._encode = schema.ExampleEncoder(schema.sequences_features(self._spec))
 
-    def process(self, video, quantization=None):
+    def process(self, stacked: sequences.StackedVideo, quantization=None):
         try:
-            split, key, example, warning = sequences.encode_sequence(self._encode, self._spec, video, quantization)
+            encoded = sequences.encode_sequence(self._encode, self._spec, stacked, quantization)
         except sequences.NonFiniteFeatures as e:
             yield beam.pvalue.TaggedOutput(NON_FINITE, e.row)
             return
-        if warning is not None:
-            yield beam.pvalue.TaggedOutput(WARNINGS, warning)
-        yield split, key, example
+        if encoded.warning is not None:
+            yield beam.pvalue.TaggedOutput(WARNINGS, encoded.warning)
+        yield encoded.record
 
 
 class StackVideos(beam.PTransform):
-    """(video_id, per-frame features) -> (video_id, video record, timestamps, float32 features [T, 2048])."""
+    """(video_id, `FrameFeatures`) -> `sequences.StackedVideo`s."""
 
     def expand(self, features):
         return features | "GroupByVideo" >> beam.GroupByKey() | "Stack" >> beam.Map(sequences.stack_video)
@@ -324,14 +342,14 @@ class StackVideos(beam.PTransform):
 class Sequences(NamedTuple):
     """What `BuildSequences` returns."""
 
-    examples: beam.PCollection  # (split, key, serialized sequence example)
+    examples: beam.PCollection  # `KeyedRecord`s of serialized sequence examples
     warnings: beam.PCollection  # {video_id, warning}: features stored saturated
     non_finite: beam.PCollection  # {video_id, error}: videos whose features hold NaN or Inf (never written)
     metadata: beam.PCollection  # one element: sequences/metadata.json's content (`schema.sequences_metadata`)
 
 
 class BuildSequences(beam.PTransform):
-    """(video_id, per-frame features) -> `Sequences`: every video's frames, in order, as one example.
+    """(video_id, `FrameFeatures`) -> `Sequences`: every video's frames, in order, as one example.
 
     metadata holds each split's longest video and, for --feature_dtype=uint8, the quantization. uint8 features
     are quantized over the range of the whole dataset, so every video waits for that range (a global min/max)
@@ -345,7 +363,7 @@ class BuildSequences(beam.PTransform):
     def expand(self, features) -> Sequences:
         videos = features | "StackVideos" >> StackVideos()
         longest = (videos
-                   | "SplitLengths" >> beam.Map(lambda v: (v[1]["split"], len(v[2])))
+                   | "SplitLengths" >> beam.Map(_split_and_length)
                    | "LongestPerSplit" >> beam.CombinePerKey(max)
                    | "Longest" >> beam.combiners.ToDict())
         encode, side_inputs = _EncodeSequenceFn(self._spec), []
@@ -357,90 +375,5 @@ class BuildSequences(beam.PTransform):
         return Sequences(encoded.sequences, encoded[WARNINGS], encoded[NON_FINITE], metadata)
 
 
-def _assign_shard(element, num_shards: dict):
-    split, key, data = element
-    n = num_shards[split]
-    return (split, shards.shard_of(key, n), n), (key, data)
-
-
-def _write_one_shard(element, directory: str, kind: str):
-    (split, index, n), records = element
-    return shards.write_shard(directory, kind, split, index, n, records)
-
-
-class WriteShards(beam.PTransform):
-    """(split, sort_key, serialized example) -> a TFDS folder dataset in `directory`, shards sized by bytes."""
-
-    def __init__(self, directory: str, kind: str, spec: schema.DatasetSpec, shard_bytes: int, metadata=None):
-        """metadata: None, or a one-element PCollection holding the dataset's metadata.json content (TFDS'
-        `info.metadata`; for sequences/, `BuildSequences.metadata`)."""
-        super().__init__()
-        self._directory = directory
-        self._kind = kind
-        self._spec = spec
-        self._shard_bytes = shard_bytes
-        self._metadata = metadata
-
-    def expand(self, examples):
-        shard_bytes = self._shard_bytes
-        num_shards = (
-            examples
-            | "Bytes" >> beam.Map(lambda e: (e[0], (len(e[2]), 1)))
-            | "BytesPerSplit" >> beam.CombinePerKey(lambda sizes: tuple(map(sum, zip(*sizes))))
-            | "NumShards" >> beam.MapTuple(lambda split, size: (split, shards.num_shards_for(size[0], shard_bytes, size[1])))
-        )
-        written = (
-            examples
-            | "AssignShard" >> beam.Map(_assign_shard, num_shards=beam.pvalue.AsDict(num_shards))
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.Map(_write_one_shard, directory=self._directory, kind=self._kind)
-        )
-        directory, kind, spec = self._directory, self._kind, self._spec
-        all_shards = written | "AllShards" >> beam.combiners.ToList()
-        if self._metadata is None:
-            return all_shards | "WriteMetadata" >> beam.Map(
-                lambda infos: shards.write_metadata(directory, kind, spec, infos))
-        return all_shards | "WriteMetadata" >> beam.Map(
-            lambda infos, metadata: shards.write_metadata(directory, kind, spec, infos, metadata),
-            beam.pvalue.AsSingleton(self._metadata))
-
-
-class WriteSpills(beam.PTransform):
-    """(split, sort_key, bytes) -> one spill file per split in `directory`, its records sorted by key (see
-    `pipeline.chunks`), and `directory`/index.json with each split's record count and bytes."""
-
-    def __init__(self, directory: str):
-        super().__init__()
-        self._directory = directory
-
-    def expand(self, records):
-        directory = self._directory
-        return (
-            records
-            | "BySplit" >> beam.Map(lambda e: (e[0], (e[1], e[2])))
-            | "GroupBySplit" >> beam.GroupByKey()
-            | "WriteSpill" >> beam.MapTuple(lambda split, rs: spills.write_spill(directory, split, rs))
-            | "AllSpills" >> beam.combiners.ToList()
-            | "WriteIndex" >> beam.Map(lambda infos: spills.write_spill_index(directory, infos))
-        )
-
-
-class WriteReport(beam.PTransform):
-    """Collects the rows of a `Report` into its file.
-
-    The rows of a whole dataset are held by one worker: a few hundred bytes per video (or per failure), fine up
-    to millions of videos.
-    """
-
-    def __init__(self, path: str, report: Report):
-        super().__init__()
-        self._path = path
-        self._report = report
-
-    def expand(self, rows):
-        path, report = self._path, self._report
-        return (
-            rows
-            | "Collect" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(lambda rs: write_atomically(path, report.text(rs)))
-        )
+def _split_and_length(stacked: sequences.StackedVideo) -> tuple[str, int]:
+    return stacked.video.split, len(stacked.timestamps)

@@ -81,6 +81,9 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
+    from training.input_pipeline import set_up_reading
+
+    set_up_reading()  # the reader's process-wide settings, as training.main makes them
     sections = {"sequence_input": lambda: bench_sequence_input(size),
                 "frame_input": lambda: bench_frame_input(size),
                 "extraction": lambda: bench_extraction(size, args.image_size, args.batch_size),

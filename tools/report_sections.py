@@ -221,11 +221,18 @@ def run_block(metrics_path: str) -> str:
     if m.get("confusion_matrix"):
         body += "<h4>Confusion matrix (test)</h4>" + heat_table(m["confusion_matrix"], m["class_names"])
         body += table(["class", "accuracy"], [[c, a] for c, a in m.get("per_class_accuracy", {}).items()])
-    flags = m.get("flags") or {}
-    shown = {k: v for k, v in sorted(flags.items()) if not k.startswith(("help", "only_check", "pdb", "run_with",
-                                                                         "use_cprofile", "profile", "v", "log"))}
-    body += "<details><summary>settings</summary>" + table(["flag", "value"], shown.items(), (0, 1)) + "</details>"
+    shown = sorted(_settings_by_flag(m.get("config") or {}).items())
+    body += "<details><summary>settings</summary>" + table(["flag", "value"], shown, (0, 1)) + "</details>"
     return body
+
+
+def _settings_by_flag(config: dict) -> dict:
+    """{flag: value} from a metrics.json's "config" (a TrainConfig, nested configs as dicts): every setting is the
+    flag of its name (`settings.flag_values`)."""
+    found = {}
+    for name, value in config.items():
+        found.update(_settings_by_flag(value) if isinstance(value, dict) else {name: value})
+    return found
 
 
 def runs_section(metrics_paths: list[str]) -> str:

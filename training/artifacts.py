@@ -1,8 +1,8 @@
 """What a training run leaves in its workdir besides checkpoints: metrics.json, history.csv and its plot.
 
 metrics.json is the record two runs are compared by: test/valid accuracy and loss, per-class accuracy, confusion
-matrix, the flags, library versions, a fingerprint of the data and `weights_sha256`, a hash of the evaluated
-model's weight bytes (equal hashes = bit-identical models).
+matrix, the settings (the TrainConfig), library versions, a fingerprint of the data and `weights_sha256`, a hash
+of the evaluated model's weight bytes (equal hashes = bit-identical models).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def evaluation(labels: np.ndarray, probabilities: np.ndarray, class_names) -> di
             "examples": int(len(labels)), "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
 
 
-def metrics_record(*, config, flags, final, class_names, val_loss, val_accuracy, epochs_run, model, precision,
+def metrics_record(*, config, final, class_names, val_loss, val_accuracy, epochs_run, model, precision,
                    splits_read, data_fingerprint) -> dict:
     """The metrics.json content. `final` maps each final-evaluation split to its `evaluation`; the split named
     `test` (else the first one) also gives the top-level test_accuracy, test_loss, test_examples,
@@ -118,8 +118,7 @@ def metrics_record(*, config, flags, final, class_names, val_loss, val_accuracy,
         "data_fingerprint": data_fingerprint,
         "precision": precision,
         "splits_read": splits_read,
-        "config": dataclasses.asdict(config),
-        "flags": flags or {},
+        "config": dataclasses.asdict(config),  # the run's settings (a TrainConfig), by setting name
         "versions": _versions(),
     }
 

@@ -17,7 +17,7 @@ from dataformat import files
 from dataformat.files import TMP_MARKER, atomic_path, write_atomically
 from training import artifacts
 from training.monitors import CollapseDetector, DifficultyRecorder
-from training.workdir import BACKUP
+from training.workdir import BACKUP, WorkdirError
 
 BEST = "best.keras"
 
@@ -125,7 +125,7 @@ class Backup(keras.callbacks.Callback):
         states = record.get("rng_states", [])
         variables = rng_state_variables(model)
         if len(states) != len(variables):
-            raise ValueError(f"{latest}: {len(states)} saved random generator states for a model with "
+            raise WorkdirError(f"{latest}: {len(states)} saved random generator states for a model with "
                              f"{len(variables)}; the backup does not belong to this model (delete {directory})")
         for variable, state in zip(variables, states):
             variable.assign(np.asarray(state, dtype=variable.dtype))

@@ -93,7 +93,7 @@ class ExtractedData:
 
     def info(self, split: str) -> SplitInfo:
         if split not in self.splits:
-            raise ValueError(f"{self.data_dir}/{self.kind}: split {split!r} was not opened (opened: "
+            raise schema.DataError(f"{self.data_dir}/{self.kind}: split {split!r} was not opened (opened: "
                              f"{', '.join(self.splits)})")
         return self.splits[split]
 
@@ -118,7 +118,7 @@ def open_data(data_dir: str, kind: str, splits, *, seq_len: Optional[int] = None
     dataset's `schema.read_splits`, when the caller has read it already.
     """
     if kind not in schema.DATASET_KINDS:
-        raise ValueError(f"dataset kind {kind!r}: expected one of {', '.join(schema.DATASET_KINDS)}")
+        raise SettingError(f"dataset kind {kind!r}: expected one of {', '.join(schema.DATASET_KINDS)}")
     available = available if available is not None else schema.read_splits(data_dir, kind)
     infos, skipped = {}, {}
     for split in dict.fromkeys(splits):

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from dataformat import integrity, schema
 from dataformat.schema import SplitInfo
+from settings import SettingError
 from training import cache_file
 from training.data import ExtractedData, Share, open_data, share_of, steps_per_epoch
 from training.input_config import InputConfig
@@ -116,7 +117,6 @@ def make_dataset(data: ExtractedData | str, split: str, config: InputConfig, sta
       label int64 [B]. With `with_metadata`, dicts that also carry video_id, group (and frame_index for
       frames), for inspection tools.
     """
-    retain_freed_memory()
     data = _opened(data, split, config)
     config = dataclasses.replace(config, kind=data.kind)
     source = _source(data, split, config, input_context)
@@ -145,7 +145,7 @@ def _opened(data: ExtractedData | str, split: str, config: InputConfig) -> Extra
     if not isinstance(data, str):
         return data
     if config.kind is None:
-        raise ValueError("make_dataset(path, ...) needs InputConfig(kind='sequences' or 'frames'): which "
+        raise SettingError("make_dataset(path, ...) needs InputConfig(kind='sequences' or 'frames'): which "
                          "dataset of the extraction output to read")
     return open_data(data, config.kind, [split], seq_len=config.seq_len, skip_corrupt=config.skip_corrupt,
                      repair_dir=config.repair_dir)
@@ -322,7 +322,7 @@ def _one_after_another(batches_per_epoch: int):
     `tf.data.experimental.parallel_interleave`: its replacement, `Dataset.interleave(num_parallel_calls=...)`,
     does not expose those two settings and opens epochs far ahead, each with a full shuffle buffer (the same
     test measures it: 6 of 8 epochs started within a second of the first batch). Its deprecation notice is
-    filtered (`_HideInterleaveDeprecation`): users cannot act on it.
+    filtered by the commands (`set_up_reading`): users cannot act on it.
     """
     return tf.data.experimental.parallel_interleave(
         _identity, cycle_length=EPOCHS_IN_FLIGHT, block_length=batches_per_epoch, sloppy=False, buffer_output_elements=1,
@@ -336,7 +336,15 @@ class _HideInterleaveDeprecation(logging.Filter):
         return "parallel_interleave (from tensorflow.python.data.experimental" not in record.getMessage()
 
 
-logging.getLogger("tensorflow").addFilter(_HideInterleaveDeprecation())
+def set_up_reading() -> None:
+    """The reader's process-wide settings, made by a command at its start (`training.main`,
+    `training.inspect_order`), never by importing or calling the library: glibc keeps freed memory for reuse
+    (`retain_freed_memory`), and TensorFlow's deprecation notice of `parallel_interleave`, which users cannot act
+    on, is dropped (`_one_after_another`)."""
+    retain_freed_memory()
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _HideInterleaveDeprecation) for f in logger.filters):
+        logger.addFilter(_HideInterleaveDeprecation())
 
 
 def _shuffle_buffer(info: SplitInfo, config: InputConfig) -> tuple[int, bool]:

@@ -119,10 +119,12 @@ def inspect_training_order(config: TrainConfig, split: str = "train") -> dict:
 def main(argv):
     from dataformat.files import write_atomically
     from dataformat.schema import DataError
+    from training.input_pipeline import set_up_reading
     from training.train import TrainingError
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    set_up_reading()
     try:
         config = settings.config_from_flags(TrainConfig, data_dir=FLAGS.data_dir.rstrip("/"))
         report = inspect_training_order(config, FLAGS.split)

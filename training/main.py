@@ -45,13 +45,16 @@ def main(argv):
         print(f"train: error: {e}", file=sys.stderr)
         return 1
     # TensorFlow is imported here, not above, so that --help answers without loading it.
+    from dataformat.files import WriteError
     from dataformat.schema import DataError
+    from training.input_pipeline import set_up_reading
     from training.train import TrainingError, train_and_evaluate
     from training.workdir import WorkdirError
 
+    set_up_reading()
     try:
-        metrics = train_and_evaluate(config, FLAGS.workdir, flags=FLAGS.flag_values_dict())
-    except (settings.SettingError, DataError, TrainingError, WorkdirError) as e:  # ours, never a bug's ValueError
+        metrics = train_and_evaluate(config, FLAGS.workdir)
+    except (settings.SettingError, DataError, TrainingError, WorkdirError, WriteError) as e:  # ours, never a bug's
         print(f"train: error: {e}", file=sys.stderr)
         return 1
     shown = {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs_run",

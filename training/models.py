@@ -6,14 +6,15 @@ policy the loss is computed in float32.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import keras
 import numpy as np
 from keras import layers
 
-from training.config import ModelConfig
+from dataformat.schema import DataError
+from settings import SettingError
+from training.config import CNN_ARCHITECTURES, ModelConfig
 
 def output_layer(num_classes: int) -> layers.Layer:
     # dtype float32 whatever the global policy: softmax/sigmoid and the loss are unstable in float16.
@@ -36,7 +37,7 @@ def build_lstm(num_classes: int, seq_len: Optional[int], feature_dim: int, mean:
     """
     if input_dtype == "uint8":
         if quantization is None:
-            raise ValueError("uint8 features need the dataset's quantization (scale, offset)")
+            raise DataError("uint8 features need the dataset's quantization (scale, offset) from its metadata.json")
         mean = (np.asarray(mean, np.float64) - quantization.offset) / quantization.scale
         variance = np.asarray(variance, np.float64) / quantization.scale**2
     inputs = keras.Input((seq_len, feature_dim), dtype=input_dtype, name="features")
@@ -86,5 +87,5 @@ def build_cnn(num_classes: int, image_size: int, config: ModelConfig, input_dtyp
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dropout(config.dropout)(x)
     else:
-        raise ValueError(f"--cnn={config.cnn!r}: expected one of {CNN_ARCHITECTURES}")
+        raise SettingError(f"--cnn={config.cnn!r}: expected one of {CNN_ARCHITECTURES}")
     return keras.Model(inputs, output_layer(num_classes)(x), name=f"cnn_{config.cnn}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from settings import SettingError
 from training.config import CYCLIC_MODES
 
 
@@ -27,11 +28,12 @@ class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, base_lr: float, max_lr: float, step_size: int, mode: str = "triangular",
                  gamma: float = 1.0):
         if mode not in CYCLIC_MODES:
-            raise ValueError(f"cyclic mode must be one of {CYCLIC_MODES}, got {mode!r}")
+            raise SettingError(f"--cyclic_mode={mode!r}: expected one of {', '.join(CYCLIC_MODES)}")
         if step_size <= 0:
-            raise ValueError(f"cyclic step_size must be positive, got {step_size}")
+            raise SettingError(f"--cyclic_step_size={step_size}: expected a positive number of steps")
         if not 0 < base_lr <= max_lr:
-            raise ValueError(f"cyclic learning rates need 0 < base_lr <= max_lr, got {base_lr}, {max_lr}")
+            raise SettingError(f"--learning_rate={base_lr}, --cyclic_max_lr={max_lr}: expected 0 < learning_rate <= "
+                               "cyclic_max_lr")
         self.base_lr = float(base_lr)
         self.max_lr = float(max_lr)
         self.step_size = int(step_size)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -23,7 +23,7 @@ from dataformat import integrity, schema
 from settings.hardware import gpu_half_precision
 from training import artifacts, distribute
 from training.callbacks import BEST, Backup, run_callbacks
-from training.config import TrainConfig
+from training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig
 from training.data import ExtractedData, open_data
 from training.input_pipeline import (InputConfig, feature_statistics, make_eval_dataset, make_train_dataset,
                                      read_with_ids)
@@ -121,7 +121,7 @@ def choose_precision(requested: str) -> tuple[str, str]:
     if requested == "bfloat16":
         return "mixed_bfloat16", "bfloat16 compute (--mixed_precision=bfloat16)"
     if requested != "auto":
-        raise ValueError(f"--mixed_precision={requested!r}: expected auto, off, float16 or bfloat16")
+        raise settings.SettingError(f"--mixed_precision={requested!r}: expected auto, off, float16 or bfloat16")
     gpu, why = gpu_half_precision()
     if gpu is None:
         return "float32", ("auto: no GPU; bfloat16 training measured no faster than float32 on a CPU with AVX512_BF16 "
@@ -140,12 +140,13 @@ def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimize
     elif config.lr_schedule in ("constant", "plateau"):
         lr = float(config.learning_rate)
     else:
-        raise ValueError(f"--lr_schedule={config.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+        raise settings.SettingError(
+            f"--lr_schedule={config.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
     if config.optimizer == "adam":
         return keras.optimizers.Adam(lr)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=float(config.momentum))
-    raise ValueError(f"--optimizer={config.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+    raise settings.SettingError(f"--optimizer={config.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
 def _for_keras(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
@@ -164,7 +165,7 @@ def _diverged(where, config: TrainConfig, policy: str, workdir: str) -> Training
         "delete the workdir to start over with other flags.")
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
+def train_and_evaluate(config: TrainConfig, workdir: str) -> dict:
     """Trains `config.model` on the train split, selects on valid, evaluates once on test (see `_train`).
 
     Raises:
@@ -174,7 +175,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
         while reading (a record failing its checksum, NaN features) is named with the file and record or video.
     """
     try:
-        return _train(config, workdir, flags)
+        return _train(config, workdir)
     except tf.errors.InvalidArgumentError as e:
         if "assertion failed: [" not in e.message:
             raise
@@ -189,7 +190,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str, flags: Optional[dict] 
             "; ".join(found) if found else f"reading {config.data_dir}/{kind} failed: {e.message}") from None
 
 
-def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> dict:
+def _train(config: TrainConfig, workdir: str) -> dict:
     """Trains `config.model` on the train split, selects on the first eval split, evaluates once on the others.
 
     Rerunning with the same workdir resumes from the last completed epoch, if the data and settings are the
@@ -234,7 +235,7 @@ def _train(config: TrainConfig, workdir: str, flags: Optional[dict] = None) -> d
               validation_data=valid_ds, callbacks=callbacks, verbose=2, shuffle=False)  # tf.data shuffles
     if non_finite.where:
         raise _diverged(non_finite.where, config, precision[0], workdir)
-    metrics = _evaluate(config, workdir, model, data, plan, input_config, valid_ds, collapse, flags, precision)
+    metrics = _evaluate(config, workdir, model, data, plan, input_config, valid_ds, collapse, precision)
     metrics["distribution"] = {"strategy": config.distribution, "replicas": this.replicas,
                                "workers": this.workers, "worker": this.worker, "chief": this.chief,
                                "global_batch_size": config.input.batch_size,
@@ -283,7 +284,7 @@ def _new_model(config: TrainConfig, data: ExtractedData, input_config: InputConf
 
 def _evaluate(config: TrainConfig, workdir: str, model: keras.Model, data: ExtractedData, plan: RunPlan,
               input_config: InputConfig, valid_ds: tf.data.Dataset, collapse: CollapseDetector,
-              flags: Optional[dict], precision: tuple[str, str]) -> dict:
+              precision: tuple[str, str]) -> dict:
     """The metrics of the selected model (best.keras, else the trained `model`): valid, then each final split,
     read here for the first and only time; the collapse verdict on the model as it ended."""
     best_path = os.path.join(workdir, BEST)
@@ -302,7 +303,7 @@ def _evaluate(config: TrainConfig, workdir: str, model: keras.Model, data: Extra
         collapse.check_final(class_probabilities(probabilities), split=split)
         final[split] = artifacts.evaluation(labels, probabilities, data.spec.class_names)
     metrics = artifacts.metrics_record(
-        config=config, flags=flags, final=final, class_names=data.spec.class_names, val_loss=val_loss,
+        config=config, final=final, class_names=data.spec.class_names, val_loss=val_loss,
         val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)), model=model,
         precision={"policy": precision[0], "reason": precision[1]}, splits_read=splits_read,
         data_fingerprint=data.fingerprint)

@@ -8,6 +8,7 @@ import pytest
 
 from dataformat import schema, shards
 from pipeline import chunks, job, spills
+from pipeline.plan import PlannedVideo
 from pipeline.decode import DecodeSettings
 
 
@@ -69,7 +70,8 @@ def test_records_out_of_key_order_are_refused(tmp_path):
 
 
 def test_a_job_that_will_not_fit_says_so_with_the_estimate_and_the_setting(sample_videos, monkeypatch, caplog):
-    plan = [{"path": str(p)} for p in sorted(sample_videos.glob("*/*.mp4"))]  # 18 videos of 4 frames
+    plan = [PlannedVideo(str(p.relative_to(sample_videos)), str(p), p.parent.name, p.name, "train")
+            for p in sorted(sample_videos.glob("*/*.mp4"))]  # 18 videos of 4 frames
     config = job.ExtractConfig(output_dir="unused_out", input_dir="unused_in", fps=2, image_size=75,
                                       chunk_frames=8)
     options = job.PipelineOptions([])

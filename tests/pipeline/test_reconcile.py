@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from dataformat import schema
 from pipeline.job import ExtractConfig, ExtractionError, list_inputs, run_extraction
+from pipeline.plan import PlannedVideo
 from pipeline.reconcile import ReconciliationError, reconcile_output
 from pipeline.splits import assign_splits
 
@@ -41,8 +42,7 @@ def extraction(tmp_path_factory):
 def plan_of(config):
     listing = list_inputs(config)
     split_of = assign_splits(listing.records, {"train": 0.5, "valid": 0.5}, config.split_salt).split_of_video
-    plan = [dict(video_id=r.video_id, path=r.path, label=r.label, group=r.group, split=split_of[r.video_id])
-            for r in listing.records]
+    plan = [PlannedVideo(r.video_id, r.path, r.label, r.group, split_of[r.video_id]) for r in listing.records]
     return plan, listing.problems
 
 

@@ -7,14 +7,17 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from dataformat import schema
-from pipeline import sequences, transforms
+from dataformat.shards import KeyedRecord
+from pipeline import sequences, transforms, writers
 from pipeline.decode import DecodeSettings
+from pipeline.plan import PlannedVideo
+from pipeline.sequences import FrameFeatures
 
 SPEC = schema.DatasetSpec(class_names=("circle", "square", "triangle"))
 
 
 def plan_record(path, video_id, label="circle", split="train"):
-    return {"video_id": video_id, "path": str(path), "label": label, "group": video_id, "split": split}
+    return PlannedVideo(video_id, str(path), label, group=video_id, split=split)
 
 
 def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
@@ -30,7 +33,7 @@ def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
                | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), batch_size=3, processes=2))
         # Batches of consecutive frames of one video, the last one short: what makes features deterministic.
         assert_that(out.frames | "Idx" >> beam.Map(
-            lambda b: (b["video"]["video_id"], tuple((f["index"], f["rgb"].shape) for f in b["frames"]))),
+            lambda b: (b.video.video_id, tuple((f.index, f.rgb.shape) for f in b.frames))),
                     equal_to([("circle/s01_c01.mp4", tuple((i, (32, 32, 3)) for i in range(3))),
                               ("circle/s01_c01.mp4", ((3, (32, 32, 3)),))]), label="frames")
         assert_that(out[transforms.FAILURES] | "Fail" >> beam.Map(lambda f: (f["video_id"], f["error"].split(":")[0])),
@@ -42,14 +45,14 @@ def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
 
 
 def test_build_sequences_orders_frames_and_encodes_with_the_schema():
-    video = {"video_id": "square/a.mp4", "label": "square", "group": "g1", "split": "valid", "path": "/x"}
-    parts = [(i, i * 0.5, np.full(2048, i + 1, np.float32), video) for i in (2, 0, 1)]  # arrive out of order
+    video = PlannedVideo("square/a.mp4", "/x", "square", group="g1", split="valid")
+    parts = [FrameFeatures(i, i * 0.5, np.full(2048, i + 1, np.float32), video) for i in (2, 0, 1)]  # out of order
     decode = schema.sequences_features(SPEC)
     with TestPipeline() as p:
         out = (p | beam.Create([("square/a.mp4", part) for part in parts])
                | transforms.BuildSequences(SPEC)).examples
         out = (out
-               | beam.MapTuple(lambda split, key, data: (split, decode.deserialize_example_np(data))))
+               | beam.Map(lambda record: (record.split, decode.deserialize_example_np(record.data))))
 
         def check(rows):
             ((split, ex),) = rows
@@ -70,10 +73,10 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
                        schema.TIMESTAMPS: np.arange(3, dtype=np.float32)})
 
     from dataformat.shards import sort_key
-    rows = [("train" if i % 4 else "test", sort_key(f"v{i:02d}"), example(i)) for i in range(40)]
-    one_example = len(rows[0][2])
+    rows = [KeyedRecord("train" if i % 4 else "test", sort_key(f"v{i:02d}"), example(i)) for i in range(40)]
+    one_example = len(rows[0].data)
     with TestPipeline() as p:
-        _ = p | beam.Create(rows) | transforms.WriteShards(str(tmp_path), schema.SEQUENCES, SPEC,
+        _ = p | beam.Create(rows) | writers.WriteShards(str(tmp_path), schema.SEQUENCES, SPEC,
                                                            shard_bytes=one_example * 8)
     builder = tfds.builder_from_directory(str(tmp_path))
     assert builder.info.splits["train"].num_examples == 30
@@ -91,7 +94,8 @@ def test_write_shards_splits_by_size_and_tfds_reads_every_example(tmp_path):
 
 
 def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
-    from pipeline.job import ExtractConfig, build_pipeline
+    from pipeline.graph import build_pipeline
+    from pipeline.job import ExtractConfig
 
     config = ExtractConfig(output_dir=str(tmp_path / "out"), input_dir=str(tmp_path / "videos"), weights="none",
                            featurize_accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver")
@@ -111,12 +115,13 @@ def test_featurize_accelerator_hint_lands_on_the_inception_step_only(tmp_path):
 
 def test_features_beyond_float16_are_saturated_with_a_warning_not_a_failed_job():
     spec = schema.DatasetSpec(class_names=("square",), feature_dtype="float16")
-    video = {"video_id": "square/a.mp4", "label": "square", "group": "g1", "split": "train", "path": "/x"}
-    parts = [(0, 0.0, np.full(2048, 1e6, np.float32), video), (1, 0.5, np.ones(2048, np.float32), video)]
+    video = PlannedVideo("square/a.mp4", "/x", "square", group="g1", split="train")
+    parts = [FrameFeatures(0, 0.0, np.full(2048, 1e6, np.float32), video),
+             FrameFeatures(1, 0.5, np.ones(2048, np.float32), video)]
     decode = schema.sequences_features(spec)
     with TestPipeline() as p:
         built = p | beam.Create([("square/a.mp4", part) for part in parts]) | transforms.BuildSequences(spec)
-        features = built.examples | beam.MapTuple(lambda split, key, data: decode.deserialize_example_np(data)[
+        features = built.examples | beam.Map(lambda record: decode.deserialize_example_np(record.data)[
             schema.FEATURES])
 
         def check_features(rows):
@@ -147,7 +152,7 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
         return [out for out in featurize.process(result) if not isinstance(out, beam.pvalue.TaggedOutput)]
 
     try:
-        (batch,) = [out for out in decode.process([video]) if isinstance(out, dict)]
+        (batch,) = [out for out in decode.process([video]) if isinstance(out, transforms.FrameBatch)]
         features = features_of(batch, handler, featurize)
         copies = [pickler.loads(pickler.dumps(fn)) for fn in (decode, featurize, encode, handler)]
     finally:
@@ -155,12 +160,12 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
     for fn in copies[:3]:
         fn.setup()
     try:
-        (batch_again,) = [out for out in copies[0].process([video]) if isinstance(out, dict)]
+        (batch_again,) = [out for out in copies[0].process([video]) if isinstance(out, transforms.FrameBatch)]
     finally:
         copies[0].teardown()
     again = features_of(batch_again, copies[3], copies[1])
-    assert [f[1][0] for f in again] == [0, 1, 2, 3]
-    assert all(np.array_equal(a[1][2], b[1][2]) for a, b in zip(features, again))
-    stacked = sequences.stack_video(("circle/s01_c01.mp4", [f[1] for f in again]))
+    assert [f.index for _, f in again] == [0, 1, 2, 3]
+    assert all(np.array_equal(a.vector, b.vector) for (_, a), (_, b) in zip(features, again))
+    stacked = sequences.stack_video(("circle/s01_c01.mp4", [f for _, f in again]))
     (encoded,) = [out for out in copies[2].process(stacked) if not isinstance(out, beam.pvalue.TaggedOutput)]
-    assert encoded[0] == "train"
+    assert encoded.split == "train"

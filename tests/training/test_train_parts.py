@@ -106,7 +106,7 @@ def test_test_accuracy_comes_from_the_split_named_test():
         return {"accuracy": accuracy, "loss": 1.0, "examples": 4, "per_class_accuracy": {}, "confusion_matrix": []}
 
     record = artifacts.metrics_record(
-        config=TrainConfig(data_dir="x"), flags={}, final={"holdout": evaluation(0.25), "test": evaluation(0.75)},
+        config=TrainConfig(data_dir="x"), final={"holdout": evaluation(0.25), "test": evaluation(0.75)},
         class_names=("a", "b"), val_loss=1.0, val_accuracy=0.5, epochs_run=1, model=tiny_model(), precision={},
         splits_read=[], data_fingerprint="f")
     assert record["test_accuracy"] == 0.75 and record["final_evaluation"]["holdout"]["accuracy"] == 0.25
