@@ -6,12 +6,21 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Fixtures that run a real extraction (a Beam pipeline, InceptionV3): every test using one is slow, marked here so
+# that no test can bring one into the fast loop (`-m "not slow"`) by asking for it.
+SLOW_FIXTURES = {"extracted_samples"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items):
-    """Longest first: the benchmark smoke runs, then the other slow tests, then the rest (each group in file
-    order). pytest-xdist hands tests out in this order, so the long ones start early and the short ones fill the
-    gaps at the end instead of one worker finishing a long test alone."""
+    """Marks tests that use a SLOW_FIXTURES fixture slow. Then orders them longest first: the benchmark smoke
+    runs, then the other slow tests, then the rest (each group in file order). pytest-xdist hands tests out in this
+    order, so the long ones start early and the short ones fill the gaps at the end instead of one worker
+    finishing a long test alone."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
     def weight(item):
         return 0 if item.nodeid.startswith("tests/test_bench.py") else 1 if item.get_closest_marker("slow") else 2
 
@@ -36,12 +45,11 @@ def sample_videos(tmp_path_factory):
 def extracted_samples(tmp_path_factory):
     """A real extraction output of 90 sample videos (3 classes x 6 sessions x 5 clips, 2 s, 4 frames each at
     2 fps; random InceptionV3 at 75 px): 60/15/15 videos, 240/60/60 frames."""
-    from pipeline.job import ExtractConfig, run_extraction
+    from tests.entry_points import extract_here
     from tools.samples import SESSION_GROUP_REGEX, write_samples
 
     videos = tmp_path_factory.mktemp("train_videos")
     write_samples(str(videos), seed=0, **dict(TINY, clips=5))
     out = tmp_path_factory.mktemp("extracted")
-    run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(videos), group_regex=SESSION_GROUP_REGEX,
-                                 fps=2, image_size=75, weights="none"))
+    extract_here(videos, out, group_regex=SESSION_GROUP_REGEX)
     return str(out)

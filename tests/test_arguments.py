@@ -10,8 +10,7 @@ from absl import flags
 
 import settings
 from settings.arguments import refused_arguments
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.entry_points import ROOT
 
 
 def _extract_flags():

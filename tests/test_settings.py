@@ -11,8 +11,9 @@ from absl import flags
 
 import settings
 from settings import setting
+from tests import entry_points
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(entry_points.ROOT)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -320,8 +320,8 @@ def _one_after_another(batches_per_epoch: int):
     (prefetch_input_elements=0) and each buffers one batch: at most two epochs' shuffle buffers exist at once
     (`test_input_pipeline.py::test_epochs_overlap_two_at_a_time`). This is the deprecated
     `tf.data.experimental.parallel_interleave`: its replacement, `Dataset.interleave(num_parallel_calls=...)`,
-    does not expose those two settings and opens epochs far ahead, each with a full shuffle buffer (the same
-    test measures it: 6 of 8 epochs started within a second of the first batch). Its deprecation notice is
+    does not expose those two settings and opens epochs far ahead, each with a full shuffle buffer (measured
+    with TensorFlow 2.21: 6 of 8 epochs started within a second of the first batch). Its deprecation notice is
     filtered by the commands (`set_up_reading`): users cannot act on it.
     """
     return tf.data.experimental.parallel_interleave(

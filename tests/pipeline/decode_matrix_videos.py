@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tests.pipeline.test_corpus import encode, moving
+from tests.videos import encode, moving
 
 RATE = 30
 B_PICTURE = 3  # AV_PICTURE_TYPE_B

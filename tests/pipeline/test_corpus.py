@@ -1,79 +1,17 @@
 """A corpus of real-world bad and odd inputs through one real extraction: every file is either extracted (with the
 stated behaviour) or in failures.jsonl with a reason, and summary.json adds up."""
 
-import csv
 import json
-import os
-from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
+from dataformat.files import read_csv
+from tests.entry_points import extract_here
+from tests.videos import encode, encode_two_streams, moving, write_audio_only  # noqa: F401 (others import them here)
+
 pytestmark = pytest.mark.slow
-
-
-def extract_here(input_dir, output_dir):
-    """`run_extraction` in this process (the library `python -m pipeline.extract` calls)."""
-    from pipeline.job import ExtractConfig, run_extraction
-
-    return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), weights="none",
-                                        image_size=75, fps=2, splits="train=1"))
-
-def encode(path, frames, rate=12, codec="libx264", pix_fmt="yuv420p", times=None, rotation=None,
-           container_format=None, **options):
-    """Writes RGB frames as a video; `times` (seconds) gives each frame its own timestamp (variable frame rate);
-    `container_format` (e.g. "h264": a raw elementary stream) and encoder `options` (e.g. g="30") as FFmpeg's."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container_format) as out:
-        stream = out.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if times is not None:
-            stream.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            if times is not None:
-                frame.pts, frame.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-
-
-def encode_two_streams(path, frames, rate=12):
-    """A Matroska file whose first video stream is a one-frame 32 x 32 stub and whose second is `frames`."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stub = out.add_stream("libx264", rate=1)
-        stub.width, stub.height, stub.pix_fmt = 32, 32, "yuv420p"
-        main = out.add_stream("libx264", rate=rate)
-        main.width, main.height, main.pix_fmt = width, height, "yuv420p"
-        out.mux(stub.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
-        out.mux(stub.encode())
-        for rgb in frames:
-            out.mux(main.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
-        out.mux(main.encode())
-
-
-def moving(n, height=48, width=64, seed=0):
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-    return [np.roll(base, 3 * i, axis=1) for i in range(n)]
-
-
-def write_audio_only(path, seconds=1.0):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=44100)
-        t = np.arange(int(44100 * seconds)) / 44100
-        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        for start in range(0, samples.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format="fltp", layout="mono")
-            frame.sample_rate = 44100
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-
 
 VFR_TIMES = [0.0, 0.05, 0.9, 0.95, 1.6, 2.4, 2.45, 3.1]
 
@@ -131,14 +69,13 @@ def corpus(tmp_path_factory):
     encode(case("circle/clip.mp4", ("ok", 2)), moving(12, seed=3))
     encode(case("square/clip.mp4", ("ok", 2)), moving(12, seed=4))
     out = tmp_path_factory.mktemp("corpus_out")
-    extract_here(root, out)
+    extract_here(root, out, splits="train=1")
     return root, out, cases
 
 
 def test_every_input_is_extracted_or_failed_with_a_reason(corpus):
     root, out, cases = corpus
-    with open(out / "splits.csv") as f:
-        rows = {r["video_id"]: r for r in csv.DictReader(f)}
+    rows = {r["video_id"]: r for r in read_csv(str(out / "splits.csv"))}
     failures = {f["video_id"]: f for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == len(cases) == summary["extracted"] + summary["failed"]
@@ -235,13 +172,12 @@ def test_a_decoder_crash_in_native_code_fails_one_video_not_the_job(tmp_path, mo
     encode(root / "dog" / "fine.mp4", moving(12, seed=6))
     out = tmp_path / "out"
     monkeypatch.setenv(CRASH_MARKER_ENV, "crash_me")  # read by the decoder's child process
-    extract_here(root, out)
+    extract_here(root, out, splits="train=1")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == 3 == summary["extracted"] + summary["failed"]
     # The crash came after the first frame: that frame is kept, with a warning naming the signal.
     warning = next(w for w in summary["warnings"] if w["video_id"] == "cat/crash_me.mp4")["warning"]
     assert "crashed in native code (SIGSEGV)" in warning
-    with open(out / "splits.csv") as f:
-        rows = {r["video_id"]: r for r in csv.DictReader(f)}
+    rows = {r["video_id"]: r for r in read_csv(str(out / "splits.csv"))}
     assert rows["cat/crash_me.mp4"]["status"] == "partial" and rows["cat/crash_me.mp4"]["frames"] == "1"
     assert rows["cat/fine.mp4"]["frames"] == rows["dog/fine.mp4"]["frames"] == "2"  # the decoder was restarted

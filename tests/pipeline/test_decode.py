@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.decode import DecodeError, DecodeReport, DecodeSettings, decode_frames
-from tests.pipeline.test_corpus import encode
+from tests.videos import encode
 from tools.samples import render_clip, write_video
 
 
@@ -136,6 +136,7 @@ def test_a_real_container_under_another_containers_name_is_kept_with_a_warning(t
     assert "named .mp4, but FFmpeg reads it as 'mpegts' (another container)" in report.warning
 
 
+@pytest.mark.slow  # 152 files; the seeds above are the fast loop's share
 def test_no_random_file_is_silently_a_video(tmp_path):
     """Random bytes of several sizes, bare and behind plausible headers (scripts/probe_random_files.py runs
     thousands): each one fails or, at the very least, carries a warning."""

@@ -57,7 +57,18 @@ def _decode(path, fps, max_frames, mode):
     return (frames, report.warning, report.partial), report
 
 
-@pytest.mark.parametrize("name", list(ENCODED) + list(STRUCTURES))
+# The fast loop's rows (`-m "not slow"`), one of each thing fast mode must get right: closed and open GOPs, a
+# B-pyramid, HEVC, MPEG-4 open GOPs in AVI, an edit list, a TS cut mid-GOP, timestamps that go back, a variable
+# frame rate. The full suite runs every row.
+FAST_ROWS = {"h264_closed", "h264_open_gop", "h264_pyramid_long", "hevc_open_cra", "mpeg4_b_avi", "mp4_edit_list",
+             "ts_h264_cut_mid_gop", "joined_2s", "vfr"}
+
+
+def _rows(names):
+    return [name if name in FAST_ROWS else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+@pytest.mark.parametrize("name", _rows(list(ENCODED) + list(STRUCTURES)))
 def test_fast_mode_gives_the_frames_of_exact_mode(matrix, name):
     path = _video(matrix, name)
     differing = []

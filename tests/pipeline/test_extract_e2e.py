@@ -2,8 +2,8 @@
 runs where it is under test (the reference run, runner and worker options, a kill, exit statuses); other runs
 call the library's `run_extraction` in this process, which extracts the same bytes without paying the start-up."""
 
-import csv
 import filecmp
+import functools
 import json
 import os
 import shutil
@@ -14,25 +14,22 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from dataformat.files import read_csv
+from tests import entry_points
+from tests.entry_points import ROOT, TINY_EXTRACTION, run_module
 from tools.samples import SESSION_GROUP_REGEX
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMMON = ["--weights=none", "--image_size=75", "--fps=2", f"--group_regex={SESSION_GROUP_REGEX}"]
+COMMON = [f"--{name}={value}" for name, value in TINY_EXTRACTION.items()] + [f"--group_regex={SESSION_GROUP_REGEX}"]
 
 
-def extract(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline.extract", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+def extract(*args, **options):
+    return run_module("pipeline.extract", *args, **options)
 
 
-def extract_here(input_dir, output_dir, **settings):
-    """`run_extraction` in this process with COMMON's settings; its summary."""
-    from pipeline.job import ExtractConfig, run_extraction
-
-    settings = dict(dict(weights="none", image_size=75, fps=2, group_regex=SESSION_GROUP_REGEX), **settings)
-    return run_extraction(ExtractConfig(output_dir=str(output_dir), input_dir=str(input_dir), **settings))
+# `run_extraction` in this process with COMMON's settings; its summary.
+extract_here = functools.partial(entry_points.extract_here, group_regex=SESSION_GROUP_REGEX)
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +51,6 @@ def run(inputs, tmp_path_factory):
     return out, result
 
 
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
 def test_bad_files_are_quarantined_and_the_job_succeeds(run):
     out, result = run
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
@@ -78,7 +70,7 @@ def test_bad_files_are_quarantined_and_the_job_succeeds(run):
 
 def test_tfds_alone_reads_every_sequence_as_T_by_2048(run):
     out, _ = run
-    rows = {r["video_id"]: r for r in read_csv(out / "splits.csv") if r["status"] == "ok"}
+    rows = {r["video_id"]: r for r in read_csv(str(out / "splits.csv")) if r["status"] == "ok"}
     builder = tfds.builder_from_directory(str(out / "sequences"))
     seen = {}
     for split in builder.info.splits:
@@ -105,7 +97,7 @@ def test_frames_dataset_has_every_sampled_frame(run):
 
 def test_splits_are_by_session_and_stratified(run):
     out, _ = run
-    rows = [r for r in read_csv(out / "splits.csv") if r["status"] == "ok"]
+    rows = [r for r in read_csv(str(out / "splits.csv")) if r["status"] == "ok"]
     split_of_group = {}
     for r in rows:
         assert split_of_group.setdefault(r["group"], r["split"]) == r["split"], r["group"]
@@ -317,11 +309,9 @@ def test_portable_runner_on_separate_workers_writes_the_direct_runners_bytes(run
     reference, _ = run
     job_port, pool_port, env = portable_services
     out = tmp_path / "portable"
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.extract", f"--input_dir={inputs}", f"--output_dir={out}", *COMMON,
-         "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}", "--environment_type=EXTERNAL",
-         f"--environment_config=localhost:{pool_port}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = extract(f"--input_dir={inputs}", f"--output_dir={out}", *COMMON, "--runner=PortableRunner",
+                     f"--job_endpoint=localhost:{job_port}", "--environment_type=EXTERNAL",
+                     f"--environment_config=localhost:{pool_port}", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting worker with command" in (tmp_path / "worker_pool.log").read_text()  # really its workers
     assert_same_output(reference, out)

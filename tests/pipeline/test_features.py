@@ -54,6 +54,7 @@ def test_float16_overflow_is_refused():
         cast_features(np.array([[1e6]], np.float32), "float16", "cat/v.mp4")
 
 
+@pytest.mark.slow  # builds InceptionV3 three times
 def test_weights_from_a_local_file(tmp_path, images):
     model = load_inception_v3("none", SIZE)
     path = tmp_path / "inception_v3_notop.weights.h5"
@@ -72,6 +73,7 @@ def test_missing_weights_file_and_small_images_are_clear_errors(tmp_path):
         load_inception_v3("none", 64)
 
 
+@pytest.mark.slow  # builds InceptionV3 twice
 def test_random_weights_do_not_depend_on_the_process_random_state():
     """Keras seeds initializers from Python's global `random`; a worker host's other threads draw from it too."""
     random.seed(1)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import tarfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.entry_points import ROOT
 
 
 def test_sdist_builds_and_contains_the_packages_and_the_schema(tmp_path):

@@ -7,7 +7,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,9 +14,9 @@ import pytest
 from pipeline.job import ExtractConfig, ExtractionError, run_extraction
 from pipeline.ownership import MANIFEST_JSON
 from pipeline.transaction import STAGING_MARKER, STAGING_SUFFIX, OutputBusyError, OutputError, OutputTransaction
-from tests.pipeline.test_corpus import encode, moving
+from tests.entry_points import run_module
+from tests.videos import encode, moving
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETTINGS = dict(weights="none", image_size=75, fps=2.0, splits="train=0.5,valid=0.5")
 
 
@@ -57,10 +56,9 @@ def test_a_failed_rerun_leaves_the_previous_output_whole(videos, reference, tmp_
     def small_files():  # the child's writes beyond 5 KB fail with EFBIG, as on a full disk
         resource.setrlimit(resource.RLIMIT_FSIZE, (5_000, resource.RLIM_INFINITY))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.extract", f"--input_dir={videos}", f"--output_dir={out}", "--weights=none",
-         "--image_size=75", "--fps=1", f"--splits={SETTINGS['splits']}", "--overwrite"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=small_files)
+    result = run_module("pipeline.extract", f"--input_dir={videos}", f"--output_dir={out}", "--weights=none",
+                        "--image_size=75", "--fps=1", f"--splits={SETTINGS['splits']}", "--overwrite",
+                        preexec_fn=small_files)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "extract: error: writing the extraction failed" in result.stderr and "File too large" in result.stderr
     assert f"{out} was not changed" in result.stderr

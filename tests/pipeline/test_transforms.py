@@ -2,6 +2,7 @@
 
 import apache_beam as beam
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -133,6 +134,7 @@ def test_features_beyond_float16_are_saturated_with_a_warning_not_a_failed_job()
                     equal_to([("square/a.mp4", True)]), label="warnings")
 
 
+@pytest.mark.slow  # decoder child processes and InceptionV3, twice
 def test_dofns_can_be_pickled_again_after_setup(sample_videos):
     """Runners may re-serialize a DoFn (or the model handler) that has already set up and run; the copy sets
     itself up again and works."""

@@ -1,17 +1,11 @@
 """The audit finds a planted leak (a frame-level split) and passes the group split."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
+from tests.entry_points import extract_here, run_module
 from tools.audit import audit, dhash, nearest
-from pipeline.job import ExtractConfig, run_extraction
 from tools.samples import SESSION_GROUP_REGEX
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_dhash_and_hamming_distances():
@@ -39,8 +33,7 @@ def test_group_split_is_clean(extracted_samples):
 @pytest.mark.slow
 def test_planted_frame_split_leak_is_found(sample_videos, tmp_path):
     out = tmp_path / "leaky"
-    run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(sample_videos), group_regex=SESSION_GROUP_REGEX,
-                                 fps=2, image_size=75, weights="none", split_by="frame"))
+    extract_here(sample_videos, out, group_regex=SESSION_GROUP_REGEX, split_by="frame")
     report = audit(str(out))
     assert report["leak"]
     # Frames of one video, and of one recording session, are on both sides.
@@ -51,8 +44,7 @@ def test_planted_frame_split_leak_is_found(sample_videos, tmp_path):
     leaked = sum(nd["with_near_duplicate_in_train"] for nd in report["near_duplicates"].values())
     same_video = sum(nd["of_which_same_video"] for nd in report["near_duplicates"].values())
     assert leaked >= 3 and same_video == leaked, report["near_duplicates"]
-    result = subprocess.run([sys.executable, "-m", "tools.audit", f"--data_dir={out}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = run_module("tools.audit", f"--data_dir={out}", timeout=300)
     assert result.returncode == 1 and "LEAK" in result.stdout
 
 

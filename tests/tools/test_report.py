@@ -5,19 +5,17 @@ every picture decodes, the console stays clean, no request leaves the page, and 
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.pipeline.test_corpus import encode
+from tests.entry_points import run_module
 from tests.training.conftest import train_in_this_process
+from tests.videos import encode
 from tools.report import ReportError, build_report
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOSTILE_LABEL = 'a"><svg onload=alert(1)>'  # no '/': it is a folder name
 HOSTILE_VIDEO = "<img src=x onerror=alert(1)>.mp4"
 
@@ -133,13 +131,11 @@ def test_the_page_in_a_real_browser(leaky, tmp_path):
 
 
 def test_the_command(leaky, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tools.report", f"--data_dir={leaky / 'data'}",
-                           f"--runs={leaky / 'experiment'}", f"--output_dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = run_module("tools.report", f"--data_dir={leaky / 'data'}", f"--runs={leaky / 'experiment'}",
+                      f"--output_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"report: {tmp_path}/index.html" in done.stdout
-    missing = subprocess.run([sys.executable, "-m", "tools.report", f"--data_dir={tmp_path / 'nope'}",
-                              f"--output_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    missing = run_module("tools.report", f"--data_dir={tmp_path / 'nope'}", f"--output_dir={tmp_path}")
     assert missing.returncode == 1 and "report: error:" in missing.stderr and "Traceback" not in missing.stderr
 
 

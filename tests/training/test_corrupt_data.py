@@ -3,8 +3,6 @@
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,9 +10,8 @@ import tensorflow as tf
 
 from dataformat import integrity, schema
 from dataformat.schema import split_info
+from tests.entry_points import run_module
 from training.input_pipeline import InputConfig, make_dataset, open_data
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def write_records(path, payloads):
@@ -78,9 +75,8 @@ def test_missing_shard_is_named(damaged):
 
 
 def train(data_dir, workdir, *args):
-    return subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data_dir}", f"--workdir={workdir}",
-                           "--model=lstm", "--epochs=2", "--lstm_units=16", "--dense_units=8", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return run_module("training.main", f"--data_dir={data_dir}", f"--workdir={workdir}", "--model=lstm",
+                      "--epochs=2", "--lstm_units=16", "--dense_units=8", *args)
 
 
 @pytest.mark.slow

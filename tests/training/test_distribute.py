@@ -11,10 +11,9 @@ import pytest
 import tensorflow as tf
 
 from dataformat.schema import split_info
+from tests.entry_points import ROOT, run_module
 from training.data import share_of
 from training.input_pipeline import InputConfig, make_dataset
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def write_sharded_sequences(data_dir, n, num_shards, frames=3):
@@ -115,9 +114,8 @@ def test_multi_worker_with_two_local_processes_trains_like_one_device(extracted_
 
 def test_multi_worker_without_tf_config_says_what_to_do(extracted_samples, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    result = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={extracted_samples}",
-                             f"--workdir={tmp_path}", "--distribution=multi_worker"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_module("training.main", f"--data_dir={extracted_samples}", f"--workdir={tmp_path}",
+                        "--distribution=multi_worker", env=env, timeout=300)
     assert result.returncode != 0 and "TF_CONFIG" in result.stderr
 
 

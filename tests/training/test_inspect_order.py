@@ -1,15 +1,10 @@
 """The inspector's counts on a known order, and story 002's effect on real extracted frames."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
+from tests.entry_points import run_module
 from training.inspect_order import inspect_order
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def batch(videos, frames, labels, groups=None):
@@ -43,9 +38,8 @@ def test_video_ordered_frames_and_a_small_buffer_give_batches_of_one_video(sampl
                                  weights="none", group_regex=SESSION_GROUP_REGEX, frame_order="video"))
 
     def worst_same_video(*args):
-        result = subprocess.run([sys.executable, "-m", "training.inspect_order", f"--data_dir={tmp_path}", "--model=cnn",
-                                 "--epochs=2", "--batch_size=16", f"--json={tmp_path}/i.json", *args],
-                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = run_module("training.inspect_order", f"--data_dir={tmp_path}", "--model=cnn", "--epochs=2",
+                            "--batch_size=16", f"--json={tmp_path}/i.json", *args, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "frames train: 96 examples, batch 16" in result.stdout
         import json

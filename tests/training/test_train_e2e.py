@@ -9,15 +9,14 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.entry_points import ROOT, run_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.slow
 
 
 def train(data_dir, workdir, *args):
     """`python -m training.main` with `args`; its metrics.json."""
-    result = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data_dir}",
-                             f"--workdir={workdir}", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = run_module("training.main", f"--data_dir={data_dir}", f"--workdir={workdir}", *args, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     with open(os.path.join(workdir, "metrics.json")) as f:
         return json.load(f)
@@ -90,10 +89,8 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path, capsys):
     from training.experiment import run_experiment
 
     common = [f"--data_dir={extracted_samples}", "--model=lstm", "--epochs=1", "--lstm_units=16", "--dense_units=8"]
-    result = subprocess.run(
-        [sys.executable, "-m", "training.experiment", f"--workdir={tmp_path}", "--seeds=2",
-         "--vary=sampling=epoch,replacement", *common, "--metric=test_loss"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = run_module("training.experiment", f"--workdir={tmp_path}", "--seeds=2",
+                        "--vary=sampling=epoch,replacement", *common, "--metric=test_loss", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "experiment.json") as f:
         report = json.load(f)
@@ -112,8 +109,7 @@ def test_experiment_reports_seed_noise(extracted_samples, tmp_path, capsys):
     with pytest.raises(ValueError, match="was run with other flags"):
         run_experiment(str(tmp_path), [*common, "--epochs=3"], vary, [0, 1], "test_loss")
     # One seed has no seed noise to compare with (it printed a CI of [-inf, inf]; zero failed in numpy).
-    one = subprocess.run([sys.executable, "-m", "training.experiment", f"--workdir={tmp_path / 'one'}", "--seeds=1",
-                          *common], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    one = run_module("training.experiment", f"--workdir={tmp_path / 'one'}", "--seeds=1", *common, timeout=300)
     assert one.returncode == 1 and "--seeds=1: expected at least 2" in one.stderr
 
 
@@ -213,8 +209,7 @@ def test_the_run_names_its_splits_and_a_missing_test_split_is_skipped(tmp_path, 
     write_sequences(str(data), {"fit": [(i % 2, 3) for i in range(16)], "select": [(i % 2, 3) for i in range(6)]})
     small = ["--model=lstm", "--epochs=2", "--lstm_units=8", "--dense_units=8"]
 
-    wrong = subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data}", f"--workdir={tmp_path / 'w'}",
-                            *small], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    wrong = run_module("training.main", f"--data_dir={data}", f"--workdir={tmp_path / 'w'}", *small, timeout=300)
     assert wrong.returncode == 1
     assert "has no split 'train' (it has fit, select)" in wrong.stderr and "--train_split" in wrong.stderr
     assert not (tmp_path / "w" / "history.csv").exists()  # refused before training

@@ -26,6 +26,7 @@ def test_a_workdir_resumes_only_its_own_run(tmp_path):
     assert differences(identity, identity) == []
 
 
+@pytest.mark.slow  # trains
 def test_other_data_in_a_workdir_is_refused_and_moved_data_is_not(tmp_path, train_here):
     """A killed run resumed with another --data_dir (e.g. the same videos with another --split_salt) trained on
     a split that had been the test split. The data's fingerprint is its content, not its path."""
