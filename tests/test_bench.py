@@ -1,7 +1,6 @@
 """Smoke test of scripts/bench.py in its tiniest mode: it runs and its JSON has the agreed shape (no timing)."""
 
 import json
-import os
 import subprocess
 import sys
 
