@@ -28,6 +28,7 @@ import numpy as np
 
 from dataformat.paths import is_remote
 from pipeline.config import DEFAULT_DECODE_TIMEOUT, DecodeSettings  # noqa: F401 - also for decode_frames' callers
+from pipeline.containers import RAW_STREAM_FORMATS, STILL_IMAGE_FORMATS, format_mismatch
 from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling, seconds
 
 # Fast mode holds its frames until its decode ends cleanly (`_speculate`), up to this many bytes of pixels and
@@ -120,45 +121,9 @@ def _size(path: str) -> Optional[int]:
     return os.path.getsize(path) if os.path.exists(path) else None
 
 
-# Demuxers FFmpeg uses for single still images (a .jpg renamed .mp4 opens as a one-frame "video").
-STILL_IMAGE_FORMATS = ("image2", "jpeg_pipe", "png_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "gif_pipe",
-                       "ppm_pipe", "pgm_pipe", "j2k_pipe", "qoi_pipe", "dpx_pipe", "exr_pipe", "psd_pipe", "svg_pipe")
-
-
-# The demuxers a file named with a container's extension may open as (FFmpeg's own extension lists are incomplete:
-# MPEG-TS declares none). FFmpeg probes content, not names, and random bytes sometimes pass its probes, as a raw
-# stream most often (scripts/probe_random_files.py: 3 of 9,000 random files decoded into a frame of noise). A
-# name that promises a container FFmpeg did not find is a warning; no container at all is a failure. Extensions
-# not listed here are not checked.
-CONTAINER_EXTENSIONS = {
-    **dict.fromkeys(("mp4", "m4v", "mov", "3gp", "3g2", "mj2", "f4v"), ("mov,mp4,m4a,3gp,3g2,mj2", "m4v")),
-    **dict.fromkeys(("mkv", "webm", "mk3d"), ("matroska,webm",)),
-    **dict.fromkeys(("ts", "m2ts", "mts", "m2t"), ("mpegts",)),
-    **dict.fromkeys(("mpg", "mpeg", "vob"), ("mpeg", "mpegvideo")),
-    **dict.fromkeys(("wmv", "asf"), ("asf",)),
-    **dict.fromkeys(("ogv", "ogg"), ("ogg",)),
-    "avi": ("avi",), "flv": ("flv", "live_flv"),
-    **dict.fromkeys(("h264", "264"), ("h264",)), **dict.fromkeys(("h265", "hevc", "265"), ("hevc",)),
-}
-# Demuxers of bare video bitstreams (no container): what random bytes pass as. Named as a container, such a
-# file fails; named as its stream (.h264, .h263, ...) it is read.
-RAW_STREAM_FORMATS = ("h261", "h263", "h264", "hevc", "vvc", "m4v", "mpegvideo", "cavsvideo", "dirac", "vc1",
-                      "rawvideo", "obu", "avs2", "avs3")
 # Sampled frames that FFmpeg flags corrupt held back at the start of a video: if none decodes cleanly, the file
 # is not a video and fails; a longer run of them is let through with a warning.
 MAX_HELD_CORRUPT = 16
-
-
-def format_mismatch(path: str, format_name: str) -> Optional[str]:
-    """Why the container FFmpeg found does not match the file's extension, or None."""
-    name = path.rsplit("/", 1)[-1]
-    extension = name.rpartition(".")[2].lower() if "." in name else ""
-    expected = CONTAINER_EXTENSIONS.get(extension)
-    if expected is None or format_name in expected:
-        return None
-    what = "a bare video stream with no container" if format_name in RAW_STREAM_FORMATS else "another container"
-    return (f"named .{extension}, but FFmpeg reads it as {format_name!r} ({what}), not "
-            f"{' or '.join(map(repr, expected))}")
 
 
 def _display_orientation(rgb: np.ndarray, rotation: float) -> np.ndarray:

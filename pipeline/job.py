@@ -33,7 +33,8 @@ from pipeline.ownership import OutputContents
 from pipeline.plan import PlannedVideo, plan_videos, write_plan
 from pipeline.progress import ProgressDisplay
 from pipeline.reconcile import reconcile_output
-from pipeline.sources import Listing, class_names, list_videos_in_dir, read_manifest
+from pipeline.manifest import read_manifest
+from pipeline.sources import Listing, class_names, list_videos_in_dir
 from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
 from pipeline.transaction import STAGING_SUFFIX, OutputError, OutputTransaction, differences, resolve_output_dir
 

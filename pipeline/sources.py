@@ -1,4 +1,4 @@
-"""Finding the input videos: a class-per-folder tree or a CSV manifest, and the group of each video.
+"""Finding the input videos: a class-per-folder tree (a CSV manifest is `pipeline.manifest`), and the group of each video.
 
 Listing happens in the launcher, before any Beam work starts, so that a broken manifest or a regex that matches
 nothing is reported at once with line numbers instead of hours into a job. All paths go through `tf.io.gfile`,
@@ -8,10 +8,8 @@ so `gs://` inputs work like local ones.
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import heapq
-import io
 import os
 import posixpath
 import re
@@ -92,7 +90,7 @@ def _no_group_reason(video_id: str, regex: re.Pattern) -> str:
             "pattern like 'x*' matches nothing anywhere)")
 
 
-def _require_groups(records: list[VideoRecord], regex: Optional[re.Pattern], where: list[str]):
+def require_groups(records: list[VideoRecord], regex: Optional[re.Pattern], where: list[str]):
     unmatched = [f"{w} ({_no_group_reason(r.video_id, regex)})" for r, w in zip(records, where) if r.group is None]
     if unmatched:
         examples = "\n  ".join(unmatched[:10])
@@ -163,7 +161,7 @@ class _Walk:
     seen_files: dict = dataclasses.field(default_factory=dict)
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
         if test(mode):
@@ -174,10 +172,10 @@ def _file_kind(mode: int) -> str:
 def _add_file(walk: _Walk, rel: str, st: os.stat_result, how: str) -> None:
     """Lists a file found at `rel` (`how`: 'file' or 'link'), once per real file."""
     if not stat.S_ISREG(st.st_mode):
-        walk.files.append((rel, f"{_file_kind(st.st_mode)}, not a regular file: only regular files are read "
+        walk.files.append((rel, f"{file_kind(st.st_mode)}, not a regular file: only regular files are read "
                                 "(a FIFO would block the job)"))
         return
-    key = _key(st)
+    key = file_key(st)
     if key in walk.seen_files:
         through = "a symbolic link" if how == "link" else "a hard link"
         walk.files.append((rel, f"the same file as {walk.seen_files[key]} (through {through}): listed once, "
@@ -210,7 +208,7 @@ def _walk_folder(walk: _Walk, rel_dir: str) -> None:
 
 
 def _enter_folder(walk: _Walk, rel: str, st: os.stat_result, through_link: bool = False) -> None:
-    key = _key(st)
+    key = file_key(st)
     if key in walk.seen_dirs:
         listed = walk.seen_dirs[key] or "the input folder itself"
         walk.files.append((rel, f"a {'link to a ' if through_link else ''}folder already listed as {listed}: not "
@@ -244,14 +242,14 @@ def _follow_links(walk: _Walk) -> None:
 
 def _list_local(root: str, skip: Callable[[str], Optional[str]]) -> _Walk:
     walk = _Walk(root, skip)
-    walk.seen_dirs[_key(os.stat(root))] = ""
+    walk.seen_dirs[file_key(os.stat(root))] = ""
     _walk_folder(walk, "")
     _follow_links(walk)
     walk.files.sort()
     return walk
 
 
-def _key(st: os.stat_result) -> tuple[int, int]:
+def file_key(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
@@ -347,104 +345,10 @@ def list_videos_in_dir(input_dir: str, group_regex: Optional[str] = None, exclud
             + "".join(f"\n  left out: {files.shown_name(i['path'])}: {i['reason']}" for i in walk.ignored)
             + "".join(f"\n  not used: {p['path']}: {p['error']}" for p in problems[:10]))
     if regex is not None:
-        _require_groups(records, regex, [r.video_id for r in records])
+        require_groups(records, regex, [r.video_id for r in records])
     records.sort(key=lambda r: r.video_id)
     ignored = [dict(i, path=files.shown_name(i["path"])) for i in walk.ignored]
     return Listing(records, problems, sorted(files.shown_name(h) for h in walk.hidden), ignored)
-
-
-
-def read_manifest(manifest_path: str, group_regex: Optional[str] = None) -> list[VideoRecord]:
-    """Reads a CSV manifest with a header row `path,label[,group]`.
-
-    Relative paths are resolved against the manifest's folder, and the video id is the path as written in the
-    manifest (made relative to the manifest's folder when it points inside it). The group column, when present
-    and non-empty, wins over `group_regex`.
-
-    Raises:
-      InputError: listing every bad line by number (missing file, empty label, duplicate path, unknown column)
-        before any video is read.
-    """
-    if not tf.io.gfile.exists(manifest_path):
-        raise InputError(f"--manifest={manifest_path} does not exist.")
-    try:
-        text = files.read_user_text(manifest_path)
-    except files.TextEncodingError as e:
-        raise InputError(str(e)) from None
-    regex = compile_group_regex(group_regex)
-    root = posixpath.dirname(manifest_path.replace("\\", "/")) or "."
-    try:
-        return _parse_manifest(manifest_path, text, regex, root)
-    except csv.Error as e:  # e.g. a stray carriage return inside an unquoted cell
-        raise InputError(f"{manifest_path}: not a readable CSV file: {e}") from None
-
-
-def _parse_manifest(manifest_path: str, text: str, regex, root: str) -> list[VideoRecord]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = reader.fieldnames or []
-    errors = []
-    unknown = [c for c in fields if c not in ("path", "label", "group")]
-    missing = [c for c in ("path", "label") if c not in fields]
-    if missing or unknown:
-        raise InputError(
-            f"{manifest_path}:1: header must be 'path,label' or 'path,label,group'; "
-            + (f"missing column(s) {missing}" if missing else "")
-            + ("; " if missing and unknown else "")
-            + (f"unknown column(s) {unknown}" if unknown else "")
-        )
-    records, where, seen, real_files = [], [], {}, {}
-    end_of_previous = reader.line_num  # the header's last line
-    for row in reader:
-        # The row's first physical line (a quoted cell may span several lines).
-        line_no, end_of_previous = end_of_previous + 1, reader.line_num
-        if None in row:  # more cells than header columns
-            errors.append(f"{manifest_path}:{line_no}: {len(row[None])} more cell(s) than the header has columns")
-            continue
-        path = (row.get("path") or "").strip()
-        label = (row.get("label") or "").strip()
-        group = (row.get("group") or "").strip()
-        if not path:
-            errors.append(f"{manifest_path}:{line_no}: empty path")
-            continue
-        if not label or label_problem(label):
-            errors.append(f"{manifest_path}:{line_no}: {label_problem(label)} for {path}")
-            continue
-        if is_remote(path) or path.startswith("/"):
-            full = path
-            inside = full.startswith(root.rstrip("/") + "/")
-            video_id = full[len(root.rstrip("/")) + 1:] if inside else path
-        else:
-            full, video_id = join(root, path), path
-        video_id = posixpath.normpath(video_id.replace("\\", "/"))
-        if video_id in seen:
-            errors.append(f"{manifest_path}:{line_no}: duplicate path {path} (first on line {seen[video_id]})")
-            continue
-        seen[video_id] = line_no
-        if not tf.io.gfile.exists(full):
-            errors.append(f"{manifest_path}:{line_no}: file not found: {full}")
-            continue
-        if not is_remote(full):  # local: a FIFO would block the job; one file under two paths would count twice
-            st = os.stat(full)
-            if not stat.S_ISREG(st.st_mode):
-                errors.append(f"{manifest_path}:{line_no}: {full} is {_file_kind(st.st_mode)}, not a regular file")
-                continue
-            if _key(st) in real_files:
-                errors.append(f"{manifest_path}:{line_no}: {path} is the same file as line {real_files[_key(st)]} "
-                              "(a link)")
-                continue
-            real_files[_key(st)] = line_no
-        records.append(VideoRecord(video_id=video_id, path=full, label=label, group=group or group_of(video_id, regex)))
-        where.append(f"{manifest_path}:{line_no}: {video_id}")
-    if errors:
-        shown = "\n  ".join(errors[:50])
-        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
-        raise InputError(f"the manifest has {len(errors)} problem(s); nothing was extracted:\n  {shown}{more}")
-    if not records:
-        raise InputError(f"--manifest={manifest_path} lists no videos.")
-    if regex is not None:
-        _require_groups(records, regex, where)
-    records.sort(key=lambda r: r.video_id)
-    return records
 
 
 def class_names(records: Iterable[VideoRecord]) -> tuple[str, ...]:

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import parse_split_fractions
-from pipeline.sources import InputError, VideoRecord, label_problem, read_manifest
+from pipeline.manifest import read_manifest
+from pipeline.sources import InputError, VideoRecord, label_problem
 from pipeline.splits import assign_splits
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from pipeline.sources import InputError, list_videos_in_dir, read_manifest
+from pipeline.manifest import read_manifest
+from pipeline.sources import InputError, list_videos_in_dir
 from settings import SettingError
 
 
