@@ -1,4 +1,4 @@
-"""Finding the input videos: a class-per-folder tree (a CSV manifest is `pipeline.manifest`), and the group of each video.
+"""Finding the input videos in a class-per-folder tree (`pipeline.manifest` reads a CSV), and each video's group.
 
 Listing happens in the launcher, before any Beam work starts, so that a broken manifest or a regex that matches
 nothing is reported at once with line numbers instead of hours into a job. All paths go through `tf.io.gfile`,
