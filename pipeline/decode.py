@@ -372,7 +372,11 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
             raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
         if mismatch:
             report.warn(f"{mismatch}: a mislabelled or damaged file?", partial=False)
-        stream.thread_type = "AUTO"  # frame-parallel decoding in FFmpeg's own threads
+        # Slice threads only: FFmpeg's frame threads make a damaged file's error concealment and its frames'
+        # corrupt flags depend on timing (a frame drained right after its packet lost its flag), so two runs, or
+        # the two modes, could differ on the same file. Videos are decoded in parallel by processes instead
+        # (`isolated_decode.DecoderPool`), which was faster on multi-core machines anyway.
+        stream.thread_type = "SLICE"
         if settings.threads:
             stream.codec_context.thread_count = settings.threads
         sampling = Sampling(1.0 / settings.fps, settings.max_frames)
