@@ -85,10 +85,13 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
             (counters, distributions), precision = _extract(staged, beam_args, listing, spec, plan)
             if before_check is not None:
                 before_check(staging)
+            checked = time.time()
+            reconciliation = reconcile_output(staging, plan, listing.problems, config.split_by)
             summary = summarize(staging, config.split_by, listing, spec, warnings, time.time() - start)
             summary.update(config=dataclasses.asdict(config), counters=counters, precision=precision,
-                           timing=timing(counters, distributions, start),
-                           reconciliation=reconcile_output(staging, plan, listing.problems, config.split_by))
+                           timing=dict(timing(counters, distributions, start),
+                                       reconciliation_seconds=round(time.time() - checked, 3)),
+                           reconciliation=reconciliation)
             write_atomically(f"{staging}/{SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
             if summary["extracted"] == 0:
                 raise ExtractionError(

@@ -106,6 +106,7 @@ def timing(counters: dict, distributions: dict, job_started: float) -> dict:
     steady_frames_per_second: frames featurized after the first batch / the time from the first batch to the
       last: the rate a long job runs at;
     model_seconds: time in the model's forward passes (summed over threads and workers).
+    The job adds reconciliation_seconds: reading the output back to account for every input (`pipeline.reconcile`).
     """
     batches, model = distributions.get("featurized_at_ms"), distributions.get("model_ms")
     frames, count = counters.get("frames_featurized", 0), counters.get("model_batches", 0)
