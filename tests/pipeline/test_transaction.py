@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -256,7 +257,7 @@ def test_a_users_staging_folder_lock_file_and_replaced_folder_are_never_touched(
     os.remove(tmp_path / "out.lock")
     extract_files(out, OUTPUT)
     write_tree(tmp_path / "out.replaced", {"keep.txt": "mine"})
-    with pytest.raises(OutputError, match="out.replaced exists and was not left by an extraction"):
+    with pytest.raises(OutputError, match="out.replaced exists: .* it is never deleted"):
         extract_files(out, NEW_OUTPUT)
     assert read_tree(tmp_path / "out.replaced") == {"keep.txt": "mine"}
     assert without_manifest(read_tree(out)) == OUTPUT
@@ -279,35 +280,93 @@ def test_a_staging_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
     assert without_manifest(read_tree(out)) == OUTPUT and sorted(os.listdir(tmp_path)) == ["out"]
 
 
-@pytest.mark.parametrize("killed", ["between the renames", "after the renames"])
-def test_a_run_killed_while_publishing_is_repaired_by_the_next_without_losing_anything(tmp_path, monkeypatch,
-                                                                                        killed):
-    """A kill (an interrupt that skips the rest of publish) between the folder renames, or before the user's
-    files are carried over: the next run puts the previous output back, or finishes the clean-up."""
-    out = tmp_path / "out"
-    extract_files(out, OUTPUT)
-    write_tree(out, USER_FILES)
-    if killed == "between the renames":
-        renames = []
-        real_rename = os.rename
+# --- a kill -9 at any instant: a forked copy of the test SIGKILLs itself just before its K-th change on disk ----
 
-        def rename(src, dst):
-            renames.append(src)
-            if len(renames) == 2:
-                raise KeyboardInterrupt
-            real_rename(src, dst)
+USER_FOLDERS = ("checkpoints/run1", "frames/mine")  # empty folders of the user's, inside a complete output
 
-        monkeypatch.setattr(os, "rename", rename)
-    else:
-        monkeypatch.setattr(OutputTransaction, "_finish_replacement", lambda self: exec("raise KeyboardInterrupt"))
-    with pytest.raises(KeyboardInterrupt):
+
+def changes_on_disk():
+    """(module, name) of every call that changes the disk during a transaction."""
+    import tensorflow as tf
+
+    from pipeline import folder_moves
+    return ([(os, name) for name in ("rename", "replace", "remove", "rmdir", "mkdir", "link")]
+            + [(tf.io.gfile, name) for name in ("rename", "remove", "rmtree", "makedirs")]
+            + [(folder_moves, "_renameat2")])
+
+
+def killed_at(change, action):
+    """Runs `action` in a forked child that kill -9s itself just before its `change`-th change on disk; False when
+    the action finished first. (Forked, not started: a child with TensorFlow loaded takes milliseconds.)"""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            count = [0]
+
+            def wrap(real):
+                def changing(*args, **kwargs):
+                    count[0] += 1
+                    if count[0] == change:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return real(*args, **kwargs)
+                return changing
+
+            for module, name in changes_on_disk():
+                setattr(module, name, wrap(getattr(module, name)))
+            action()
+        except BaseException:
+            os._exit(3)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the transaction failed without a kill"
+    return False
+
+
+def extraction_files(root):
+    """The files of `root` that bear the name of a file of OUTPUT or NEW_OUTPUT, with their text."""
+    return {rel: text for rel, text in read_tree(root).items() if rel in OUTPUT or rel in NEW_OUTPUT}
+
+
+@pytest.mark.parametrize("swap", ["exchange", "two renames"])
+def test_a_kill_at_any_instant_leaves_the_old_or_the_new_output_and_the_next_run_repairs_it(tmp_path, swap):
+    """A kill -9 while the staging mark was written left a staging folder every later run refused; one between
+    the two renames left no output at all; user folders were lost. Now, at every change on disk of a rerun over
+    a complete output holding the user's files and empty folders: the output is the old or the new one (absent
+    at exactly one instant only where the kernel has no atomic exchange: 'two renames'), no file of the user's is
+    lost, and the next run repairs what was left, leaving nothing beside the output."""
+    from pipeline import transaction as transaction_module
+
+    out, work = tmp_path / "w" / "out", tmp_path / "w"
+    missing, change = 0, 0
+
+    def rerun():
+        if swap == "two renames":
+            transaction_module.exchange = lambda source, target: False  # in the child only
         extract_files(out, NEW_OUTPUT)
-    monkeypatch.undo()
-    with OutputTransaction(str(out)):  # the next run: repairs, then (here) fails before publishing
-        pass
-    expected = OUTPUT if killed == "between the renames" else NEW_OUTPUT
-    assert without_manifest(read_tree(out)) == {**expected, **USER_FILES}
-    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+    while True:
+        change += 1
+        shutil.rmtree(work, ignore_errors=True)
+        extract_files(out, OUTPUT)
+        write_tree(out, USER_FILES)
+        for folder in USER_FOLDERS:
+            (out / folder).mkdir(parents=True)
+        if not killed_at(change, rerun):
+            break
+        if out.is_dir():
+            assert extraction_files(out) in (OUTPUT, NEW_OUTPUT), f"kill before change {change}"
+        else:
+            missing += 1
+        anywhere = {**read_tree(work / "out.replaced"), **read_tree(work / "out.staging"), **read_tree(out)}
+        assert USER_FILES.items() <= anywhere.items(), f"kill before change {change}"
+        extract_files(out, NEW_OUTPUT)  # the next run repairs, then publishes
+        assert without_manifest(read_tree(out)) == {**NEW_OUTPUT, **USER_FILES}, f"kill before change {change}"
+        assert all((out / folder).is_dir() for folder in USER_FOLDERS), f"kill before change {change}"
+        assert sorted(os.listdir(work)) == ["out"], f"kill before change {change}"
+    assert change > 20 and missing == (1 if swap == "two renames" else 0)
 
 
 def test_an_output_dir_that_is_a_link_is_written_into_its_target(tmp_path):
