@@ -63,17 +63,19 @@ class OutputLock:
             fd, temporary = _new_lock_file(self.path)
             try:
                 _link_into_place(fd, temporary, self.path)
+                taken = True
             except FileExistsError:
-                os.close(fd)
-                self._clear_stale_lock()  # raises when the lock is held or not this tool's
-                continue
+                taken = False
             finally:
                 if temporary is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(temporary)
-            self._fd = fd
-            _remove_stale_temporaries(self.path)
-            return
+            if taken:
+                self._fd = fd
+                _remove_stale_temporaries(self.path)
+                return
+            os.close(fd)
+            self._clear_stale_lock()  # raises when the lock is held or not this tool's
         raise OutputBusyError(f"could not take {self.path} after {ATTEMPTS} attempts: other extractions are "
                               f"starting in {self.output_dir} at the same time; run one at a time")
 

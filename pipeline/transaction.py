@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
 import os
@@ -62,8 +61,8 @@ from typing import Optional
 import tensorflow as tf
 
 from dataformat.files import TMP_MARKER, temporary_name, write_atomically
-from dataformat.schema import DATASET_KINDS, SUMMARY_JSON
-from pipeline.folder_moves import exchange, mount_points, mounts_inside, rename_noreplace
+from dataformat.schema import SUMMARY_JSON
+from pipeline.folder_moves import exchange, finish_replacement, mount_points, mounts_inside, rename_noreplace
 from pipeline.output_lock import OutputBusyError, OutputError, OutputLock, own_temporaries
 from pipeline.ownership import MANIFEST_JSON, TOOL, OutputContents, inspect, is_remote, join, list_files, listing
 from pipeline.ownership import read_manifest, write_manifest
@@ -267,7 +266,7 @@ class OutputTransaction:
         old = self._previous_at(mark)
         try:
             if old is not None:
-                _finish_replacement(old, self.output_dir, self._old, bool(mark["previous"].get("manifest")))
+                finish_replacement(old, self.output_dir, self._old, bool(mark["previous"].get("manifest")))
             os.remove(join(self.output_dir, STAGING_MARKER))
         except OSError as e:
             raise OutputError(f"{self.output_dir} holds the new output, but finishing the replacement failed: {e}. "
@@ -303,94 +302,6 @@ class OutputTransaction:
         for rel in moves:
             tf.io.gfile.rename(join(self.staging, rel), join(self.output_dir, rel), overwrite=True)
         _remove_tree(self.staging)
-
-
-def _finish_replacement(old: str, new: str, replaced: str, had_manifest: bool) -> None:
-    """Moves the user's entries from the previous output `old` into `new`, deletes the previous output's own
-    files and the folders its manifest accounts for (when empty), then `old` itself when empty; what could not be
-    moved stays in `replaced`, with a warning. Repeatable after a kill at any point."""
-    contents = inspect(old)
-    recorded = read_manifest(old) if contents.has_manifest else None
-    if had_manifest and recorded is None:  # deleted last: every file still here is the user's
-        owned, folders = set(), set()
-    else:
-        owned = set(contents.owned) - {MANIFEST_JSON}
-        folders = _folders_of(recorded) if recorded is not None else set(DATASET_KINDS)
-    moves = _Moves(old, new, owned | ({MANIFEST_JSON} if recorded is not None else set()), folders)
-    moves.carry("")
-    for rel in sorted(owned):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(join(old, rel))
-    for folder in sorted(folders, key=lambda f: -f.count("/")):
-        with contextlib.suppress(OSError):
-            os.rmdir(join(old, folder))  # only when empty: anything left there stays
-    if recorded is not None:
-        os.remove(join(old, MANIFEST_JSON))
-    if moves.moved:
-        logging.info("[extract] kept %d file(s) or folder(s) the extraction did not write, now in the new "
-                     "output:%s", len(moves.moved), listing(moves.moved, new))
-    try:
-        os.rmdir(old)
-        return
-    except OSError as e:
-        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    if old != replaced:
-        with contextlib.suppress(FileExistsError):  # a folder of the user's has that name: stay where it is
-            rename_noreplace(old, replaced)
-            old = replaced
-    logging.warning("[extract] %s keeps what the extraction did not write and could not move into the new output "
-                    "(its name is taken there, or moving it failed):%s\nMove what you want to keep, then delete it",
-                    old, listing(moves.left or sorted(os.listdir(old)), old))
-
-
-@dataclasses.dataclass
-class _Moves:
-    """Moves every entry of `old` that is neither in `owned` nor one of `folders` (which are entered instead) to
-    the same place in `new`; a folder whose name `new` has too is merged into it."""
-
-    old: str
-    new: str
-    owned: set
-    folders: set
-    moved: list = dataclasses.field(default_factory=list)
-    left: list = dataclasses.field(default_factory=list)
-
-    def carry(self, rel_dir: str) -> None:
-        for name in sorted(os.listdir(join(self.old, rel_dir) if rel_dir else self.old)):
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if rel in self.owned:
-                continue
-            is_folder = stat.S_ISDIR(os.lstat(join(self.old, rel)).st_mode)
-            if is_folder and rel in self.folders:
-                self.carry(rel)
-            else:
-                self._move(rel, is_folder)
-
-    def _move(self, rel: str, is_folder: bool) -> None:
-        source, target = join(self.old, rel), join(self.new, rel)
-        try:
-            if not os.path.lexists(target):
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                rename_noreplace(source, target)
-                self.moved.append(rel)
-            elif is_folder and os.path.isdir(target) and not os.path.islink(target):
-                self.carry(rel)
-                with contextlib.suppress(OSError):
-                    os.rmdir(source)  # emptied: its name is in the new output
-            else:
-                self.left.append(rel)
-        except OSError as e:  # never stuck: what cannot be moved stays, and is named
-            self.left.append(f"{rel} ({e.strerror})")
-
-
-def _folders_of(files: dict) -> set:
-    """Every folder holding a file of `files` (relative paths), at any depth."""
-    folders = set()
-    for rel in files:
-        parts = rel.split("/")[:-1]
-        folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return folders
 
 
 def _identity(folder: str, has_manifest: bool) -> Optional[dict]:

@@ -1,6 +1,7 @@
 """An extraction is a transaction on its output folder: a failed, concurrent or mistaken run never leaves a
 mixed, deleted or silently replaced output, never reads its own output, and owns only the files it wrote."""
 
+import contextlib
 import filecmp
 import json
 import os
@@ -264,7 +265,7 @@ def test_a_users_staging_folder_lock_file_and_replaced_folder_are_never_touched(
     shutil.rmtree(tmp_path / "out.replaced")
     for name in ("out.staging", "out.replaced"):  # files of these names, found before any work
         (tmp_path / name).write_text("mine")
-        with pytest.raises(OutputError, match=f"{name} exists and "):
+        with pytest.raises(OutputError, match=f"{name} exists.* never deleted"):
             extract_files(out, NEW_OUTPUT)
         assert (tmp_path / name).read_text() == "mine"
         os.remove(tmp_path / name)
@@ -367,6 +368,105 @@ def test_a_kill_at_any_instant_leaves_the_old_or_the_new_output_and_the_next_run
         assert all((out / folder).is_dir() for folder in USER_FOLDERS), f"kill before change {change}"
         assert sorted(os.listdir(work)) == ["out"], f"kill before change {change}"
     assert change > 20 and missing == (1 if swap == "two renames" else 0)
+
+
+def test_the_users_folders_are_kept_empty_ones_too_and_folders_of_the_tools_names_are_never_removed(tmp_path):
+    """A rerun deleted the user's empty folders inside a complete output (checkpoints/run1, frames/mine: a sweep
+    removed every empty folder); a user's OUT.staging holding only empty folders, and a user's OUT.replaced/, were
+    deleted because 'empty' looked only at files. Only folders the old manifest accounts for are removed."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    (tmp_path / "elsewhere.txt").write_text("precious")
+    for folder in USER_FOLDERS:
+        (out / folder).mkdir(parents=True)
+    (out / "link_out").symlink_to(tmp_path / "elsewhere.txt")
+    extract_files(out, NEW_OUTPUT)
+    assert all((out / folder).is_dir() and not os.listdir(out / folder) for folder in USER_FOLDERS)
+    assert os.readlink(out / "link_out") == str(tmp_path / "elsewhere.txt")
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere.txt", "out"]
+    for name, folder in [("out.staging", "plans/2024"), ("out.replaced", "archive"), ("out.staging", "")]:
+        (tmp_path / name / folder).mkdir(parents=True)
+        with pytest.raises(OutputError, match=f"{name} exists.* it is never deleted"):
+            extract_files(out, OUTPUT)
+        assert (tmp_path / name / folder).is_dir()
+        shutil.rmtree(tmp_path / name)
+    os.remove(out / "link_out")
+    assert without_manifest(read_tree(out)) == NEW_OUTPUT and (out / "checkpoints" / "run1").is_dir()
+
+
+def test_a_killed_runs_lock_inside_the_input_folder_is_never_read_as_input(tmp_path):
+    """With the output inside the input folder, a killed run's OUT.lock became an input of the next run (a row of
+    failures.jsonl). The transaction's files beside the output are left out of the walk, like the output."""
+    from pipeline.job import list_inputs
+
+    root = tmp_path / "in"
+    write_tree(root, {"cat/a.mp4": "a", "dog/b.mp4": "b"})
+    for out in (root / "out", root / "cat" / "out"):  # beside the class folders, and inside one
+        lock = f"{out}.lock"
+        write_tree(tmp_path, {lock: json.dumps({"tool": "pipeline.extract", "host": "h", "pid": 1, "started": "x"})})
+        found = list_inputs(ExtractConfig(output_dir=str(out), input_dir=str(root), **SETTINGS))
+        assert [r.video_id for r in found.records] == ["cat/a.mp4", "dog/b.mp4"] and found.problems == []
+        assert [i["path"] for i in found.ignored] == [lock]
+        os.remove(lock)
+
+
+def test_summary_json_is_the_runs_report_rewritten_by_every_run(tmp_path):
+    """summary.json is recorded in the manifest without a size (its timings change it run to run, and the
+    manifest stays byte-identical between reruns): it is the extraction's by its name, and a rerun rewrites it
+    even where the user annotated it, while an edited splits.csv (byte-stable, so checked) is refused."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    (out / "summary.json").write_text('{"config": {"fps": 1.0}, "note": "my annotations"}')
+    extract_files(out, NEW_OUTPUT)
+    assert (out / "summary.json").read_text() == NEW_OUTPUT["summary.json"]
+    assert json.loads((out / MANIFEST_JSON).read_text())["files"]["summary.json"] is None
+
+
+@contextlib.contextmanager
+def mounted(folder):
+    """A tmpfs mounted at `folder` (made if missing), unmounted afterwards wherever a rename moved it; skips the
+    test where mounting is forbidden."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    source = f"test-transaction-{os.getpid()}-{folder.parent.parent.name}"
+    result = subprocess.run(["mount", "-t", "tmpfs", source, str(folder)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if line.split(" - ")[1].split()[1] == source]
+        for point in points:
+            subprocess.run(["umount", point], check=True)
+
+
+@pytest.mark.parametrize("when", ["before the run", "during the run"])
+def test_a_file_system_mounted_inside_the_output_is_refused_before_anything_changes(tmp_path, when):
+    """A file system mounted inside a complete output (a Docker volume at OUT/data): the folders were swapped,
+    moving the user's files out of it failed (EXDEV), the run said 'OUT was not changed' although it was, and
+    every later run failed the same way. Now refused before any change, at the start or (mounted during the run)
+    before the swap, saying what to do; once it is unmounted, the run goes through."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    before = read_tree(out)
+    transaction = OutputTransaction(str(out))
+    with pytest.raises(OutputError, match=f"a file system is mounted inside --output_dir=.*\n  {out}/data\n.*"
+                                          "nothing was changed. Unmount it"):
+        if when == "before the run":
+            with mounted(out / "data"):
+                (out / "data" / "model.ckpt").write_text("user data")
+                extract_files(out, NEW_OUTPUT)
+        else:
+            with transaction as staging:
+                write_tree(staging, NEW_OUTPUT)
+                with mounted(out / "data"):
+                    transaction.publish()
+    assert {**read_tree(out)} == before and sorted(os.listdir(tmp_path)) == ["out"] + (
+        ["out.staging"] if when == "during the run" else [])
+    extract_files(out, NEW_OUTPUT)
+    assert without_manifest(read_tree(out)) == NEW_OUTPUT and sorted(os.listdir(tmp_path)) == ["out"]
 
 
 def test_an_output_dir_that_is_a_link_is_written_into_its_target(tmp_path):
