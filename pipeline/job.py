@@ -36,7 +36,8 @@ from pipeline.reconcile import reconcile_output
 from pipeline.manifest import read_manifest
 from pipeline.sources import Listing, class_names, list_videos_in_dir
 from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
-from pipeline.transaction import STAGING_SUFFIX, OutputError, OutputTransaction, differences, resolve_output_dir
+from pipeline.transaction import OutputError, OutputTransaction, differences, leave_out_own_files, own_paths
+from pipeline.transaction import resolve_output_dir
 
 __all__ = ["ExtractConfig", "ExtractionError", "run_extraction"]
 
@@ -112,11 +113,12 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
 
 
 def list_inputs(config: ExtractConfig) -> Listing:
-    """The input videos of `config`, validated (see `pipeline.sources`); the output folder and its staging
-    folder are never input, even when they lie inside --input_dir."""
+    """The input videos of `config`, validated (see `pipeline.sources`); the output folder and everything the
+    transaction makes beside it are never input, even when they lie inside --input_dir."""
     if config.input_dir:
         out = resolve_output_dir(config.output_dir)
-        return list_videos_in_dir(config.input_dir, config.group_regex, exclude=[out, out + STAGING_SUFFIX])
+        found = list_videos_in_dir(config.input_dir, config.group_regex, exclude=own_paths(out))
+        return leave_out_own_files(found, out)
     return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
 

@@ -5,7 +5,7 @@ staging folder as part of the output. A rerun, `--overwrite` or a clean-up remov
 user added inside an output (a training run's metrics.json, a report) is not the extraction's and is kept. A
 folder without a manifest is an extraction only if every file in it has a name of the extraction's layout (README,
 "Output format": how outputs of versions without manifests are recognised); anything else there is the user's,
-and such a folder is never written into.
+and such a folder is never written into. Folders are the user's unless they hold a file of the manifest.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ def write_manifest(staging: str, skip: tuple = ()) -> dict:
     """Records every file below `staging` (those in `skip` aside) in its manifest.json; returns the files."""
     files = list_files(staging, skip=(*skip, MANIFEST_JSON))
     if schema.SUMMARY_JSON in files:
-        files[schema.SUMMARY_JSON] = None  # its timings change its size from run to run; the rest is byte-stable
+        # Its timings change it from run to run, and the manifest stays byte-identical between reruns: summary.json
+        # (the run's report) is the extraction's by its name, and every run rewrites it, edited or not.
+        files[schema.SUMMARY_JSON] = None
     write_atomically(join(staging, MANIFEST_JSON),
                      json.dumps({"tool": TOOL, "files": files}, indent=1, sort_keys=True) + "\n")
     return files

@@ -6,60 +6,75 @@ it wrote.
         transaction.publish()        # staging replaces the extraction's files in the output
 
 - The output path is resolved once, up front: a link's target receives the output (the lock and the staging
-  folder go beside the target, on its file system). A mount point (a Docker volume) cannot be replaced by
-  renaming, so it is refused before any work, naming a folder inside it to use instead.
-- A lock (`OUTPUT.lock`, beside the output) is held for the whole run, so a second extraction into the same
-  folder stops at once instead of deleting the first one's files. Locally it is an `flock`, which the kernel
-  releases when a process dies; on object stores (gs://) it is a file naming its owner, which a killed run leaves
-  behind (the message says how to remove it). A file of that name that is not this tool's lock is never touched.
+  folder go beside the target, on its file system). A mount point (a Docker volume) at the output, or a file
+  system mounted anywhere inside it or inside `OUTPUT.staging` / `OUTPUT.replaced`, cannot be moved by renaming
+  folders: refused before any work, saying what to do.
+- A lock (`OUTPUT.lock`, `pipeline.output_lock`) is held for the whole run. Nothing of the user's named
+  `OUTPUT.lock`, `OUTPUT.staging` or `OUTPUT.replaced` (file, folder or link) is ever deleted, truncated, moved or
+  written through: those that are not this tool's are refused, naming them.
 - Everything is written into a staging folder beside the output (`OUTPUT.staging`), marked as this tool's by a
-  `.extraction-staging` file: only marked folders are ever removed (a killed run's staging folder, by the next
-  run); a folder of that name without the mark is refused. The staging folder replaces the output only when
-  complete, after its manifest (`pipeline.ownership`) records its files.
-- What the output holds is sorted before any work (`pipeline.ownership.inspect`): a folder holding files no
-  extraction wrote is refused, unless a manifest shows it is a complete extraction, in which case those files
-  (a training run, a report the user put there) are kept and carried into the new output.
-- Locally the replacement is two renames (the old output moved aside to `OUTPUT.replaced`, the staging folder
-  moved in), then the user's files are moved from the old output into the new one and only the old output's own
-  files are deleted. The mark travels with the staging folder into the output until that is done, so a kill at
-  any point is repaired by the next run: before the second rename it puts the old output back, after it it
-  finishes the clean-up. Object stores have no folder rename: there the old output's own files are deleted and
-  the new ones moved one by one, summary.json (the mark of a complete output) first out and last in; once the
-  staging folder is marked "publishing", a killed run's publish is completed by the next run.
+  `.extraction-staging` file. The folder is made under a temporary name (`OUTPUT.staging.tmp-<hex>`), the mark
+  written into it, and then renamed into place: a staging folder without the mark is never this tool's and is
+  refused. What the output holds is sorted before any work (`pipeline.ownership.inspect`): a folder holding files
+  no extraction wrote is refused, unless a manifest shows it is a complete extraction, in which case those files
+  and folders (a training run, a report the user put there) are kept and carried into the new output.
+
+Publishing locally: the manifest is written; the mark is rewritten ("publishing") recording the identity
+(device, inode) of the current output folder; then the kernel exchanges the two folders atomically (Linux
+`renameat2(RENAME_EXCHANGE)`), so `OUTPUT` always exists and is either the old or the new output, and the old one
+is now at `OUTPUT.staging`. Then the user's entries (files, links, folders, empty ones too) are moved from the
+old output into the new one, the old output's own files are deleted (its manifest last), the folders its
+manifest accounts for are removed when empty, the old folder itself when empty (else it is renamed
+`OUTPUT.replaced`, holding what could not be moved, with a warning), and last the mark is removed from `OUTPUT`.
+Where the exchange is not offered (EINVAL/ENOSYS: another kernel or file system), two renames do it: `OUTPUT` to
+`OUTPUT.replaced`, then `OUTPUT.staging` to `OUTPUT`. A kill -9 can leave, and the next run repairs:
+1. a `OUTPUT.staging.tmp-<hex>` folder holding nothing but a mark: deleted;
+2. a marked `OUTPUT.staging` beside an untouched `OUTPUT` (killed while writing, or before the exchange):
+   deleted; `OUTPUT` is the previous output;
+3. (two renames only) no `OUTPUT`, the previous output at `OUTPUT.replaced` (its inode recorded in the staging
+   folder's mark): put back at `OUTPUT`, the staging folder deleted;
+4. `OUTPUT` holding the mark (the new output, complete), the previous output at `OUTPUT.staging` or
+   `OUTPUT.replaced` (recognised by the inode the mark records, never by its name alone), with some of the
+   user's entries moved and some of its own files deleted: the moving, deleting and removing are finished;
+   every step can be repeated, and the old manifest, deleted last, keeps telling its files from the user's;
+5. `OUTPUT` holding the mark and no previous output: the mark is deleted;
+6. a lock file naming this tool, flock free: deleted, taken anew (`pipeline.output_lock`).
+A failure after the exchange (a file the user made unmovable) is reported as such: `OUTPUT` holds the new output,
+the user's files are in the folder named, and the next run retries.
+
+Object stores have no folder rename: there the old output's own files are deleted and the new ones moved one by
+one, summary.json (the mark of a complete output) first out and last in; once the staging folder is marked
+"publishing", a killed run's publish is completed by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
+import dataclasses
 import json
 import logging
 import os
 import re
-import socket
-import time
+import stat
 from typing import Optional
 
 import tensorflow as tf
 
-from dataformat.files import storage_reason, write_atomically
+from dataformat.files import TMP_MARKER, storage_reason, temporary_name, write_atomically
 from dataformat.schema import SUMMARY_JSON
+from pipeline.folder_moves import exchange, finish_replacement, mount_points, mounts_inside, rename_noreplace
+from pipeline.output_lock import OutputBusyError, OutputError, OutputLock, own_temporaries
 from pipeline.ownership import MANIFEST_JSON, TOOL, OutputContents, inspect, is_remote, join, list_files, listing
 from pipeline.ownership import read_manifest, write_manifest
+
+__all__ = ["OutputBusyError", "OutputError", "OutputTransaction", "differences", "resolve_output_dir",
+           "own_paths", "leave_out_own_files"]
 
 STAGING_SUFFIX = ".staging"
 OLD_SUFFIX = ".replaced"
 LOCK_SUFFIX = ".lock"
-STAGING_MARKER = ".extraction-staging"  # {"tool": TOOL, "state": "writing" | "publishing"}
-
-
-class OutputError(RuntimeError):
-    """The output folder cannot be taken (not this tool's, a mount point, ...); the message says what to do."""
-
-
-class OutputBusyError(OutputError):
-    """Another extraction holds the output folder's lock."""
+# {"tool": TOOL, "state": "writing" | "publishing", "previous": {"dev", "ino", "manifest"} or null}
+STAGING_MARKER = ".extraction-staging"
 
 
 def resolve_output_dir(output_dir: str) -> str:
@@ -78,7 +93,8 @@ class OutputTransaction:
         self.staging = self.output_dir + STAGING_SUFFIX
         self.lock_path = self.output_dir + LOCK_SUFFIX
         self._old = self.output_dir + OLD_SUFFIX
-        self._lock_file = None
+        self._lock = OutputLock(self.lock_path, self.output_dir)
+        self._staged = False  # this run made the staging folder and has not published it
         self.previous: Optional[OutputContents] = None  # what the output held when the run started
 
     def __enter__(self) -> str:
@@ -87,24 +103,23 @@ class OutputTransaction:
             parent = os.path.dirname(self.output_dir)
             if parent:
                 tf.io.gfile.makedirs(parent)
-            self._acquire()
+            self._lock.acquire()
         try:
             with _storage_errors(f"taking {self.output_dir}"):
                 self._recover()
                 self.previous = self._inspect_output()
-                tf.io.gfile.makedirs(self.staging)
-                _write_marker(self.staging, "writing")
+                self._make_staging()
         except BaseException:
-            self._release()
+            self._lock.release()
             raise
         return self.staging
 
     def __exit__(self, *exc) -> None:
         try:
-            if set(list_files(self.staging)) <= {STAGING_MARKER}:  # refused before writing anything
+            if self._staged and set(list_files(self.staging)) <= {STAGING_MARKER}:  # refused before writing
                 _remove_tree(self.staging)
         finally:
-            self._release()
+            self._lock.release()
 
     def _refuse_unusable_path(self) -> None:
         """A path that cannot be replaced by renames, found before any work starts."""
@@ -125,117 +140,71 @@ class OutputTransaction:
                 f"--output_dir={self.given} is a mount point (a Docker volume or another file system mounted "
                 "there): the new output replaces the old one by renaming folders, which a mount point does not "
                 f"allow. Use a folder inside it, e.g. --output_dir={os.path.join(out, 'extraction')}")
+        self._refuse_mounts_inside()
 
-    # --- the lock -------------------------------------------------------------------------------------------
+    def _refuse_mounts_inside(self) -> None:
+        mounted = mounts_inside([self.output_dir, self.staging, self._old])
+        if mounted:
+            raise OutputError(
+                f"a file system is mounted inside --output_dir={self.given} or beside it (a Docker volume?):"
+                f"{listing(mounted, '')}\nthe new output replaces the old one by renaming folders, which cannot "
+                "carry a mount point along; nothing was changed. Unmount it (or mount it outside the output "
+                "folder), or choose another --output_dir")
 
-    def _acquire(self) -> None:
-        if is_remote(self.lock_path):
-            if tf.io.gfile.exists(self.lock_path):
-                with tf.io.gfile.GFile(self.lock_path) as f:
-                    owner = f.read().strip()
-                if not _is_our_lock(owner):
-                    raise self._not_our_lock(owner)
-                raise OutputBusyError(
-                    f"another extraction is writing {self.output_dir} ({owner}); if none is (a killed run leaves "
-                    f"this lock behind), delete {self.lock_path} and run again")
-            write_atomically(self.lock_path, json.dumps(self._owner()) + "\n")
-            return
-        while not self._try_local_lock():
-            pass
-
-    def _try_local_lock(self) -> bool:
-        """Takes the local lock file, created if absent, used only if it is this tool's; False: try again (it
-        was deleted by the holder that just released it)."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR)
-            except FileNotFoundError:
-                return False
-            except IsADirectoryError:
-                raise self._not_our_lock("a folder") from None
-        f = os.fdopen(fd, "r+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            owner = f.read().strip() or "owner unknown"
-            f.close()
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise OutputBusyError(f"another extraction is writing {self.output_dir} now ({owner}); wait for it "
-                                  "to finish, or choose another --output_dir") from None
-        try:
-            same = os.fstat(f.fileno()).st_ino == os.stat(self.lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        text = f.read() if same else ""
-        if not same or not _is_our_lock(text):
-            f.close()
-            if same:
-                raise self._not_our_lock(text)
-            return False
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(self._owner()) + "\n")
-        f.flush()
-        self._lock_file = f
-        return True
-
-    def _not_our_lock(self, text: str) -> OutputError:
-        return OutputError(f"{self.lock_path} exists and is not an extraction's lock (it holds {text[:60]!r}); it "
-                           "is never overwritten. Rename it, or choose another --output_dir")
-
-    @staticmethod
-    def _owner() -> dict:
-        return {"tool": TOOL, "host": socket.gethostname(), "pid": os.getpid(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}
-
-    def _release(self) -> None:
-        if is_remote(self.lock_path):
-            if tf.io.gfile.exists(self.lock_path):
-                tf.io.gfile.remove(self.lock_path)
-            return
-        if self._lock_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.lock_path)  # while still holding it: a waiter re-checks the inode
-            self._lock_file.close()
-            self._lock_file = None
-
-    # --- before the work: repair, inspect --------------------------------------------------------------------
+    # --- before the work: repair, inspect, stage --------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Repairs what a killed run left (see the module docstring); refuses folders of these names that are
-        not this tool's."""
-        if _marker_state(self.output_dir) is not None:  # killed after its staging folder became the output
-            if tf.io.gfile.exists(self._old):
-                self._finish_replacement()
-            tf.io.gfile.remove(join(self.output_dir, STAGING_MARKER))
-        elif _exists(self._old):
-            if _marker_state(self.staging) == "publishing" and not _exists(self.output_dir):
-                logging.warning("[extract] a run was killed while replacing %s: putting the previous output back",
-                                self.output_dir)
-                tf.io.gfile.rename(self._old, self.output_dir)
-            elif _is_empty_folder(self._old):
-                _remove_tree(self._old)
-            else:
-                raise OutputError(f"{self._old} exists and was not left by an extraction of {self.output_dir}; it "
-                                  "is never deleted. Rename or move it, then run again")
-        if not _exists(self.staging):
+        """Repairs what a killed run left (cases 1-5 of the module docstring); refuses anything of these names
+        that is not this tool's."""
+        if is_remote(self.output_dir):
+            self._recover_remote()
             return
-        if _is_empty_folder(self.staging):
+        self._remove_staging_temporaries()
+        published = _read_marker(self.output_dir)
+        if published is not None:  # case 4, 5: killed after the new output took the output's place
+            logging.warning("[extract] a run was killed while replacing %s: finishing it", self.output_dir)
+            self._finish(published)
+        staged = _read_marker(self.staging)
+        if staged is not None and not os.path.lexists(self.output_dir) and self._previous_at(staged) == self._old:
+            logging.warning("[extract] a run was killed while replacing %s: putting the previous output back",
+                            self.output_dir)  # case 3
+            rename_noreplace(self._old, self.output_dir)
+        if os.path.lexists(self._old):
+            raise OutputError(f"{self._old} exists: it holds files an earlier run could not move into the output "
+                              "(it said so), or it is not an extraction's; it is never deleted. Move what you "
+                              "want to keep out of it, delete it, then run again")
+        if os.path.lexists(self.staging):
+            if staged is None:
+                raise OutputError(f"{self.staging} exists and is not an extraction's staging folder (it has no "
+                                  f"{STAGING_MARKER} file); it is never deleted. Rename or move it, then run again")
+            logging.info("[extract] removing %s, left by an interrupted or failed run", self.staging)  # case 2
             _remove_tree(self.staging)
-            return
-        state = _marker_state(self.staging) if tf.io.gfile.isdir(self.staging) else None
+
+    def _recover_remote(self) -> None:
+        """On object stores: a killed publish is completed; an unmarked staging folder is refused."""
+        if tf.io.gfile.exists(self._old):
+            raise OutputError(f"{self._old} exists and was not left by an extraction of {self.output_dir}; it "
+                              "is never deleted. Rename or move it, then run again")
+        if not tf.io.gfile.exists(self.staging) or not list_files(self.staging):
+            return  # object stores have no empty folders: nothing is there
+        state = (_read_marker(self.staging) or {}).get("state")
         if state is None:
             raise OutputError(f"{self.staging} exists and is not an extraction's staging folder (it has no "
                               f"{STAGING_MARKER} file); it is never deleted. Rename or move it, then run again")
-        if state == "publishing" and is_remote(self.staging):
+        if state == "publishing":
             logging.warning("[extract] a run was killed while publishing %s: completing it", self.output_dir)
             self._move_files_in()
         else:
             logging.info("[extract] removing %s, left by an interrupted or failed run", self.staging)
             _remove_tree(self.staging)
+
+    def _remove_staging_temporaries(self) -> None:
+        """Case 1: folders `OUTPUT.staging.tmp-<hex>` holding at most a mark (anything else there is kept)."""
+        for folder in _staging_temporaries(self.staging):
+            if set(os.listdir(folder)) <= {STAGING_MARKER}:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(join(folder, STAGING_MARKER))
+                os.rmdir(folder)
 
     def _inspect_output(self) -> OutputContents:
         """What the output holds; refuses a folder holding files no extraction wrote (unless a manifest shows a
@@ -246,6 +215,19 @@ class OutputTransaction:
             logging.info("[extract] %s holds %d file(s) the extraction did not write: they are kept%s",
                          self.output_dir, len(contents.foreign), listing(contents.foreign, self.output_dir))
         return contents
+
+    def _make_staging(self) -> None:
+        """The staging folder appears with its mark (made under a temporary name, then renamed into place)."""
+        if is_remote(self.staging):
+            tf.io.gfile.makedirs(self.staging)
+            _write_marker(self.staging, "writing")
+        else:
+            folder = temporary_name(self.staging)
+            os.mkdir(folder)
+            with open(join(folder, STAGING_MARKER), "w") as f:
+                f.write(_marker_text("writing"))
+            rename_noreplace(folder, self.staging)
+        self._staged = True
 
     # --- publishing -----------------------------------------------------------------------------------------
 
@@ -262,41 +244,54 @@ class OutputTransaction:
         if taken:
             raise OutputError(f"{self.output_dir} holds files the extraction did not write where the new output "
                               f"has its own:{listing(taken, self.output_dir)}\nMove them, then run again")
-        _write_marker(self.staging, "publishing")
         if is_remote(self.output_dir):
+            _write_marker(self.staging, "publishing")
             self._move_files_in()
             return
-        if os.path.lexists(self.output_dir):
-            os.rename(self.output_dir, self._old)
-        os.rename(self.staging, self.output_dir)
-        if os.path.lexists(self._old):
-            self._finish_replacement()
-        os.remove(join(self.output_dir, STAGING_MARKER))
+        self._refuse_mounts_inside()  # again: one may have been mounted during the run
+        previous = _identity(self.output_dir, now.has_manifest)
+        _write_marker(self.staging, "publishing", previous)
+        self._swap()
+        self._staged = False
+        self._finish({"previous": previous})
 
-    def _finish_replacement(self) -> None:
-        """Locally, after the renames: the user's files move from the old output into the new one, the old
-        output's own files are deleted."""
-        old = inspect(self._old)
-        kept, left = [], []
-        for rel in old.foreign + old.changed:
-            target = join(self.output_dir, rel)
-            if os.path.lexists(target):
-                left.append(rel)
+    def _swap(self) -> None:
+        """The new output takes the output's place: atomically where the kernel offers it (see the docstring)."""
+        if not os.path.lexists(self.output_dir):
+            rename_noreplace(self.staging, self.output_dir)
+        elif not exchange(self.staging, self.output_dir):
+            rename_noreplace(self.output_dir, self._old)
+            try:
+                rename_noreplace(self.staging, self.output_dir)
+            except BaseException:
+                rename_noreplace(self._old, self.output_dir)
+                raise
+
+    def _finish(self, mark: dict) -> None:
+        """After the swap (or a kill after it): the previous output's leftovers are sorted, the mark removed."""
+        old = self._previous_at(mark)
+        try:
+            if old is not None:
+                finish_replacement(old, self.output_dir, self._old, bool(mark["previous"].get("manifest")))
+            os.remove(join(self.output_dir, STAGING_MARKER))
+        except OSError as e:
+            raise OutputError(f"{self.output_dir} holds the new output, but finishing the replacement failed: {e}. "
+                              f"Files of yours that the previous output held are in {old}; the next run moves "
+                              "them again") from None
+
+    def _previous_at(self, mark: dict) -> Optional[str]:
+        """Where the output folder the mark recorded is now (the staging or the replaced name), if anywhere."""
+        recorded = mark.get("previous")
+        if not isinstance(recorded, dict):
+            return None
+        for path in (self.staging, self._old):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
                 continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.rename(join(self._old, rel), target)
-            kept.append(rel)
-        for rel in old.owned:
-            os.remove(join(self._old, rel))
-        for folder, _, _ in sorted(os.walk(self._old), key=lambda w: -len(w[0])):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only empty folders
-        if kept:
-            logging.info("[extract] kept %d file(s) the extraction did not write, now in the new output:%s",
-                         len(kept), listing(kept, self.output_dir))
-        if left:
-            logging.warning("[extract] %s keeps files the extraction did not write whose names the new output "
-                            "has:%s\nMove what you want to keep, then delete it", self._old, listing(left, self._old))
+            if stat.S_ISDIR(st.st_mode) and [st.st_dev, st.st_ino] == [recorded.get("dev"), recorded.get("ino")]:
+                return path
+        return None
 
     def _move_files_in(self) -> None:
         """On object stores: the old output's own files out (summary.json first), the new ones in (manifest.json,
@@ -327,6 +322,51 @@ def _storage_errors(doing: str):
                           "writable, then run again; a killed or failed run is repaired by the next one") from e
 
 
+def _identity(folder: str, has_manifest: bool) -> Optional[dict]:
+    """What the staging mark records of the output folder it replaces (None: there is none)."""
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    return {"dev": st.st_dev, "ino": st.st_ino, "manifest": has_manifest}
+
+
+def own_paths(output_dir: str) -> list[str]:
+    """The output folder and every path beside it the transaction makes (what an input walk must never read)."""
+    out = resolve_output_dir(output_dir)
+    own = [out, out + STAGING_SUFFIX, out + OLD_SUFFIX, out + LOCK_SUFFIX, *own_temporaries(out + LOCK_SUFFIX)]
+    return own + ([] if is_remote(out) else _staging_temporaries(out + STAGING_SUFFIX))
+
+
+def leave_out_own_files(found, output_dir: str):
+    """`found` (a `pipeline.sources.Listing`) without the transaction's files (a killed run's lock when the
+    output lies inside the input folder): they are listed as left out, not as inputs that failed."""
+    own = {p if is_remote(p) else os.path.realpath(p) for p in own_paths(output_dir)}
+
+    def is_own(path: str) -> bool:
+        return (path if is_remote(path) else os.path.realpath(path)) in own
+
+    left_out = sorted({r.path for r in found.records if is_own(r.path)}
+                      | {p["path"] for p in found.problems if is_own(p["path"])})
+    if not left_out:
+        return found
+    return dataclasses.replace(
+        found, records=[r for r in found.records if not is_own(r.path)],
+        problems=[p for p in found.problems if not is_own(p["path"])],
+        ignored=found.ignored + [{"path": p, "reason": "the extraction's own lock file (--output_dir is inside "
+                                     "--input_dir): never read as input"} for p in left_out])
+
+
+def _staging_temporaries(staging: str) -> list[str]:
+    """Folders `staging`.tmp-<32 hex digits> (never links): where a staging folder is made before its rename."""
+    parent, name = os.path.split(staging)
+    pattern = re.compile(re.escape(name + TMP_MARKER) + "[0-9a-f]{32}")
+    with contextlib.suppress(FileNotFoundError):
+        return [join(parent, n) for n in sorted(os.listdir(parent or ".")) if pattern.fullmatch(n)
+                and os.path.isdir(join(parent, n)) and not os.path.islink(join(parent, n))]
+    return []
+
+
 def _refuse_foreign(contents: OutputContents) -> None:
     if contents.changed:
         raise OutputError(f"{contents.root} holds files of an extraction that were changed since it wrote them; "
@@ -338,39 +378,24 @@ def _refuse_foreign(contents: OutputContents) -> None:
                           "folder, or move these files out of it")
 
 
-def _exists(path: str) -> bool:
-    """Whether anything is at `path` (locally a broken link too)."""
-    return tf.io.gfile.exists(path) if is_remote(path) else os.path.lexists(path)
+def _marker_text(state: str, previous: Optional[dict] = None) -> str:
+    return json.dumps({"tool": TOOL, "state": state, "previous": previous}) + "\n"
 
 
-def _is_empty_folder(path: str) -> bool:
-    """A folder (not a link to one) with no file below it: removing it loses nothing."""
-    return tf.io.gfile.isdir(path) and (is_remote(path) or not os.path.islink(path)) and not list_files(path)
+def _write_marker(folder: str, state: str, previous: Optional[dict] = None) -> None:
+    write_atomically(join(folder, STAGING_MARKER), _marker_text(state, previous))
 
 
-def _is_our_lock(text: str) -> bool:
-    """This tool's lock names its owner (an empty one: a run killed between creating and writing it)."""
-    if not text.strip():
-        return True
-    try:
-        owner = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(owner, dict) and (owner.get("tool") == TOOL or set(owner) == {"host", "pid", "started"})
-
-
-def _write_marker(folder: str, state: str) -> None:
-    write_atomically(join(folder, STAGING_MARKER), json.dumps({"tool": TOOL, "state": state}) + "\n")
-
-
-def _marker_state(folder: str) -> Optional[str]:
-    """The state of this tool's staging mark in `folder`, or None without one."""
+def _read_marker(folder: str) -> Optional[dict]:
+    """This tool's staging mark in `folder` (never through a link to a folder), or None without one."""
+    if not is_remote(folder) and (os.path.islink(folder) or not os.path.isdir(folder)):
+        return None
     try:
         with tf.io.gfile.GFile(join(folder, STAGING_MARKER)) as f:
             mark = json.loads(f.read())
-    except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError, ValueError):
+    except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError, ValueError, UnicodeDecodeError):
         return None
-    return mark.get("state") if isinstance(mark, dict) and mark.get("tool") == TOOL else None
+    return mark if isinstance(mark, dict) and mark.get("tool") == TOOL else None
 
 
 def _remove_tree(folder: str) -> None:
@@ -384,14 +409,7 @@ def _remove_tree(folder: str) -> None:
 
 def _is_mount_point(path: str) -> bool:
     """Whether a file system is mounted at `path` (bind mounts too, which `os.path.ismount` misses)."""
-    if os.path.ismount(path):
-        return True
-    try:
-        with open("/proc/self/mountinfo") as f:
-            points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f}
-    except OSError:
-        return False
-    return os.path.realpath(path) in points
+    return os.path.ismount(path) or os.path.realpath(path) in mount_points()
 
 
 def differences(recorded: dict, wanted: dict, ignored: frozenset) -> list[str]:

@@ -1,11 +1,13 @@
 """An extraction is a transaction on its output folder: a failed, concurrent or mistaken run never leaves a
 mixed, deleted or silently replaced output, never reads its own output, and owns only the files it wrote."""
 
+import contextlib
 import filecmp
 import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 
 import numpy as np
@@ -255,14 +257,14 @@ def test_a_users_staging_folder_lock_file_and_replaced_folder_are_never_touched(
     os.remove(tmp_path / "out.lock")
     extract_files(out, OUTPUT)
     write_tree(tmp_path / "out.replaced", {"keep.txt": "mine"})
-    with pytest.raises(OutputError, match="out.replaced exists and was not left by an extraction"):
+    with pytest.raises(OutputError, match="out.replaced exists: .* it is never deleted"):
         extract_files(out, NEW_OUTPUT)
     assert read_tree(tmp_path / "out.replaced") == {"keep.txt": "mine"}
     assert without_manifest(read_tree(out)) == OUTPUT
     shutil.rmtree(tmp_path / "out.replaced")
     for name in ("out.staging", "out.replaced"):  # files of these names, found before any work
         (tmp_path / name).write_text("mine")
-        with pytest.raises(OutputError, match=f"{name} exists and "):
+        with pytest.raises(OutputError, match=f"{name} exists.* never deleted"):
             extract_files(out, NEW_OUTPUT)
         assert (tmp_path / name).read_text() == "mine"
         os.remove(tmp_path / name)
@@ -278,35 +280,192 @@ def test_a_staging_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
     assert without_manifest(read_tree(out)) == OUTPUT and sorted(os.listdir(tmp_path)) == ["out"]
 
 
-@pytest.mark.parametrize("killed", ["between the renames", "after the renames"])
-def test_a_run_killed_while_publishing_is_repaired_by_the_next_without_losing_anything(tmp_path, monkeypatch,
-                                                                                        killed):
-    """A kill (an interrupt that skips the rest of publish) between the folder renames, or before the user's
-    files are carried over: the next run puts the previous output back, or finishes the clean-up."""
+# --- a kill -9 at any instant: a forked copy of the test SIGKILLs itself just before its K-th change on disk ----
+
+USER_FOLDERS = ("checkpoints/run1", "frames/mine")  # empty folders of the user's, inside a complete output
+
+
+def changes_on_disk():
+    """(module, name) of every call that changes the disk during a transaction."""
+    import tensorflow as tf
+
+    from pipeline import folder_moves
+    return ([(os, name) for name in ("rename", "replace", "remove", "rmdir", "mkdir", "link")]
+            + [(tf.io.gfile, name) for name in ("rename", "remove", "rmtree", "makedirs")]
+            + [(folder_moves, "_renameat2")])
+
+
+def killed_at(change, action):
+    """Runs `action` in a forked child that kill -9s itself just before its `change`-th change on disk; False when
+    the action finished first. (Forked, not started: a child with TensorFlow loaded takes milliseconds.)"""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            count = [0]
+
+            def wrap(real):
+                def changing(*args, **kwargs):
+                    count[0] += 1
+                    if count[0] == change:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return real(*args, **kwargs)
+                return changing
+
+            for module, name in changes_on_disk():
+                setattr(module, name, wrap(getattr(module, name)))
+            action()
+        except BaseException:
+            os._exit(3)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the transaction failed without a kill"
+    return False
+
+
+def extraction_files(root):
+    """The files of `root` that bear the name of a file of OUTPUT or NEW_OUTPUT, with their text."""
+    return {rel: text for rel, text in read_tree(root).items() if rel in OUTPUT or rel in NEW_OUTPUT}
+
+
+@pytest.mark.parametrize("swap", ["exchange", "two renames"])
+def test_a_kill_at_any_instant_leaves_the_old_or_the_new_output_and_the_next_run_repairs_it(tmp_path, swap):
+    """A kill -9 while the staging mark was written left a staging folder every later run refused; one between
+    the two renames left no output at all; user folders were lost. Now, at every change on disk of a rerun over
+    a complete output holding the user's files and empty folders: the output is the old or the new one (absent
+    at exactly one instant only where the kernel has no atomic exchange: 'two renames'), no file of the user's is
+    lost, and the next run repairs what was left, leaving nothing beside the output."""
+    from pipeline import transaction as transaction_module
+
+    out, work = tmp_path / "w" / "out", tmp_path / "w"
+    missing, change = 0, 0
+
+    def rerun():
+        if swap == "two renames":
+            transaction_module.exchange = lambda source, target: False  # in the child only
+        extract_files(out, NEW_OUTPUT)
+
+    while True:
+        change += 1
+        shutil.rmtree(work, ignore_errors=True)
+        extract_files(out, OUTPUT)
+        write_tree(out, USER_FILES)
+        for folder in USER_FOLDERS:
+            (out / folder).mkdir(parents=True)
+        if not killed_at(change, rerun):
+            break
+        if out.is_dir():
+            assert extraction_files(out) in (OUTPUT, NEW_OUTPUT), f"kill before change {change}"
+        else:
+            missing += 1
+        anywhere = {**read_tree(work / "out.replaced"), **read_tree(work / "out.staging"), **read_tree(out)}
+        assert USER_FILES.items() <= anywhere.items(), f"kill before change {change}"
+        extract_files(out, NEW_OUTPUT)  # the next run repairs, then publishes
+        assert without_manifest(read_tree(out)) == {**NEW_OUTPUT, **USER_FILES}, f"kill before change {change}"
+        assert all((out / folder).is_dir() for folder in USER_FOLDERS), f"kill before change {change}"
+        assert sorted(os.listdir(work)) == ["out"], f"kill before change {change}"
+    assert change > 20 and missing == (1 if swap == "two renames" else 0)
+
+
+def test_the_users_folders_are_kept_empty_ones_too_and_folders_of_the_tools_names_are_never_removed(tmp_path):
+    """A rerun deleted the user's empty folders inside a complete output (checkpoints/run1, frames/mine: a sweep
+    removed every empty folder); a user's OUT.staging holding only empty folders, and a user's OUT.replaced/, were
+    deleted because 'empty' looked only at files. Only folders the old manifest accounts for are removed."""
     out = tmp_path / "out"
     extract_files(out, OUTPUT)
-    write_tree(out, USER_FILES)
-    if killed == "between the renames":
-        renames = []
-        real_rename = os.rename
+    (tmp_path / "elsewhere.txt").write_text("precious")
+    for folder in USER_FOLDERS:
+        (out / folder).mkdir(parents=True)
+    (out / "link_out").symlink_to(tmp_path / "elsewhere.txt")
+    extract_files(out, NEW_OUTPUT)
+    assert all((out / folder).is_dir() and not os.listdir(out / folder) for folder in USER_FOLDERS)
+    assert os.readlink(out / "link_out") == str(tmp_path / "elsewhere.txt")
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere.txt", "out"]
+    for name, folder in [("out.staging", "plans/2024"), ("out.replaced", "archive"), ("out.staging", "")]:
+        (tmp_path / name / folder).mkdir(parents=True)
+        with pytest.raises(OutputError, match=f"{name} exists.* it is never deleted"):
+            extract_files(out, OUTPUT)
+        assert (tmp_path / name / folder).is_dir()
+        shutil.rmtree(tmp_path / name)
+    os.remove(out / "link_out")
+    assert without_manifest(read_tree(out)) == NEW_OUTPUT and (out / "checkpoints" / "run1").is_dir()
 
-        def rename(src, dst):
-            renames.append(src)
-            if len(renames) == 2:
-                raise KeyboardInterrupt
-            real_rename(src, dst)
 
-        monkeypatch.setattr(os, "rename", rename)
-    else:
-        monkeypatch.setattr(OutputTransaction, "_finish_replacement", lambda self: exec("raise KeyboardInterrupt"))
-    with pytest.raises(KeyboardInterrupt):
-        extract_files(out, NEW_OUTPUT)
-    monkeypatch.undo()
-    with OutputTransaction(str(out)):  # the next run: repairs, then (here) fails before publishing
-        pass
-    expected = OUTPUT if killed == "between the renames" else NEW_OUTPUT
-    assert without_manifest(read_tree(out)) == {**expected, **USER_FILES}
-    assert sorted(os.listdir(tmp_path)) == ["out"]
+def test_a_killed_runs_lock_inside_the_input_folder_is_never_read_as_input(tmp_path):
+    """With the output inside the input folder, a killed run's OUT.lock became an input of the next run (a row of
+    failures.jsonl). The transaction's files beside the output are left out of the walk, like the output."""
+    from pipeline.job import list_inputs
+
+    root = tmp_path / "in"
+    write_tree(root, {"cat/a.mp4": "a", "dog/b.mp4": "b"})
+    for out in (root / "out", root / "cat" / "out"):  # beside the class folders, and inside one
+        lock = f"{out}.lock"
+        write_tree(tmp_path, {lock: json.dumps({"tool": "pipeline.extract", "host": "h", "pid": 1, "started": "x"})})
+        found = list_inputs(ExtractConfig(output_dir=str(out), input_dir=str(root), **SETTINGS))
+        assert [r.video_id for r in found.records] == ["cat/a.mp4", "dog/b.mp4"] and found.problems == []
+        assert [i["path"] for i in found.ignored] == [lock]
+        os.remove(lock)
+
+
+def test_summary_json_is_the_runs_report_rewritten_by_every_run(tmp_path):
+    """summary.json is recorded in the manifest without a size (its timings change it run to run, and the
+    manifest stays byte-identical between reruns): it is the extraction's by its name, and a rerun rewrites it
+    even where the user annotated it, while an edited splits.csv (byte-stable, so checked) is refused."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    (out / "summary.json").write_text('{"config": {"fps": 1.0}, "note": "my annotations"}')
+    extract_files(out, NEW_OUTPUT)
+    assert (out / "summary.json").read_text() == NEW_OUTPUT["summary.json"]
+    assert json.loads((out / MANIFEST_JSON).read_text())["files"]["summary.json"] is None
+
+
+@contextlib.contextmanager
+def mounted(folder):
+    """A tmpfs mounted at `folder` (made if missing), unmounted afterwards wherever a rename moved it; skips the
+    test where mounting is forbidden."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    source = f"test-transaction-{os.getpid()}-{folder.parent.parent.name}"
+    result = subprocess.run(["mount", "-t", "tmpfs", source, str(folder)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if line.split(" - ")[1].split()[1] == source]
+        for point in points:
+            subprocess.run(["umount", point], check=True)
+
+
+@pytest.mark.parametrize("when", ["before the run", "during the run"])
+def test_a_file_system_mounted_inside_the_output_is_refused_before_anything_changes(tmp_path, when):
+    """A file system mounted inside a complete output (a Docker volume at OUT/data): the folders were swapped,
+    moving the user's files out of it failed (EXDEV), the run said 'OUT was not changed' although it was, and
+    every later run failed the same way. Now refused before any change, at the start or (mounted during the run)
+    before the swap, saying what to do; once it is unmounted, the run goes through."""
+    out = tmp_path / "out"
+    extract_files(out, OUTPUT)
+    before = read_tree(out)
+    transaction = OutputTransaction(str(out))
+    with pytest.raises(OutputError, match=f"a file system is mounted inside --output_dir=.*\n  {out}/data\n.*"
+                                          "nothing was changed. Unmount it"):
+        if when == "before the run":
+            with mounted(out / "data"):
+                (out / "data" / "model.ckpt").write_text("user data")
+                extract_files(out, NEW_OUTPUT)
+        else:
+            with transaction as staging:
+                write_tree(staging, NEW_OUTPUT)
+                with mounted(out / "data"):
+                    transaction.publish()
+    assert {**read_tree(out)} == before and sorted(os.listdir(tmp_path)) == ["out"] + (
+        ["out.staging"] if when == "during the run" else [])
+    extract_files(out, NEW_OUTPUT)
+    assert without_manifest(read_tree(out)) == NEW_OUTPUT and sorted(os.listdir(tmp_path)) == ["out"]
 
 
 def test_an_output_dir_that_is_a_link_is_written_into_its_target(tmp_path):
