@@ -372,10 +372,8 @@ def _decode(path: str, settings: DecodeSettings, report: DecodeReport, fast: boo
             raise DecodeError(f"no video stream (streams found: {', '.join(kinds)})")
         if mismatch:
             report.warn(f"{mismatch}: a mislabelled or damaged file?", partial=False)
-        # Slice threads only: FFmpeg's frame threads make a damaged file's error concealment and its frames'
-        # corrupt flags depend on timing (a frame drained right after its packet lost its flag), so two runs, or
-        # the two modes, could differ on the same file. Videos are decoded in parallel by processes instead
-        # (`isolated_decode.DecoderPool`), which was faster on multi-core machines anyway.
+        # Never frame threads: they make a damaged frame's concealment and corrupt flag depend on timing (BUILD_NOTES,
+        # "Decoding in parallel"); videos are decoded in parallel by processes (`isolated_decode.DecoderPool`).
         stream.thread_type = "SLICE"
         if settings.threads:
             stream.codec_context.thread_count = settings.threads
