@@ -87,12 +87,9 @@ class _DecodeFramesFn(_SetUpDoFn):
         self._timeout = timeout
         self._processes = processes
         self._progress_dir = progress_dir
-        self._decoded = Metrics.counter("extract", "videos_decoded")
-        self._failed = Metrics.counter("extract", "videos_failed")
-        self._partial = Metrics.counter("extract", "videos_partial")
-        self._frames = Metrics.counter("extract", "frames_decoded")
-        self._packets_read = Metrics.counter("extract", "fast_packets_read")
-        self._packets_decoded = Metrics.counter("extract", "fast_packets_decoded")
+        self._count = {name: Metrics.counter("extract", name) for name in (
+            "videos_decoded", "videos_failed", "videos_partial", "frames_decoded", "fast_packets_read",
+            "fast_packets_decoded")}
 
     def setup(self):
         import tensorflow as tf
@@ -127,14 +124,14 @@ class _DecodeFramesFn(_SetUpDoFn):
 
     def _finished_video(self, video: PlannedVideo, report: DecodeReport):
         if report.partial:
-            self._partial.inc()
-        self._decoded.inc()
-        self._frames.inc(report.frames)
+            self._count["videos_partial"].inc()
+        self._count["videos_decoded"].inc()
+        self._count["frames_decoded"].inc(report.frames)
         # How each video was decoded ("decode_path_skipping", "decode_path_full_<why>", "decode_path_exact"), and
         # how many packets fast mode sent to the decoder: summary.json's "decode_paths" keeps the speed claim honest.
         Metrics.counter("extract", f"decode_path_{report.path or 'unknown'}").inc()
-        self._packets_read.inc(report.packets[0])
-        self._packets_decoded.inc(report.packets[1])
+        self._count["fast_packets_read"].inc(report.packets[0])
+        self._count["fast_packets_decoded"].inc(report.packets[1])
         yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(video, report.frames,
                                                                "partial" if report.partial else "ok"),
                                                     warning=report.warning))
@@ -144,7 +141,7 @@ class _DecodeFramesFn(_SetUpDoFn):
             self._progress.record(report.frames)
 
     def _failed_video(self, video: PlannedVideo, error: str):
-        self._failed.inc()
+        self._count["videos_failed"].inc()
         yield beam.pvalue.TaggedOutput(FAILURES, {"path": video.path, "video_id": video.video_id, "error": error})
         yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(video, 0, "failed"), warning=None))
         logging.warning("[extract] %s could not be extracted: %s", video.video_id, error)
