@@ -60,9 +60,9 @@ def corpus(tmp_path_factory):
     encode(root / "tmp_a.ts", moving(48, seed=7))
     encode(root / "tmp_b.ts", moving(48, seed=8))
     case("odd/joined.ts", ("ok", 16)).write_bytes((root / "tmp_a.ts").read_bytes() + (root / "tmp_b.ts").read_bytes())
-    # Case 9: a raw H.264 elementary stream (raspivid) has no timestamps at all; it crashed the decoder.
+    # a raw H.264 elementary stream (raspivid) has no timestamps at all; it crashed the decoder.
     encode(case("odd/raspivid.h264", ("ok", 4)), moving(24, seed=9), container_format="h264")
-    # Case 8: a one-frame stub stream listed before the real video stream; only the stub was read.
+    # a one-frame stub stream listed before the real video stream; only the stub was read.
     encode_two_streams(case("odd/stub_first.mkv", ("ok", 8)), moving(48, seed=10))
     for tmp in ("tmp_a.ts", "tmp_b.ts"):
         (root / tmp).unlink()

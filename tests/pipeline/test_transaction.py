@@ -50,7 +50,7 @@ def same_tree(a, b):
 
 @pytest.mark.slow
 def test_a_failed_rerun_leaves_the_previous_output_whole(videos, reference, tmp_path):
-    """Case 6: a rerun over a good output that failed midway (disk full) left its new splits.csv, failures and
+    """A rerun over a good output that failed midway (disk full) left its new splits.csv, failures and
     warnings beside the old shards and summary.json. Now the output is untouched and the message says why."""
     out = tmp_path / "out"
     shutil.copytree(reference, out)
@@ -75,7 +75,7 @@ def test_a_failed_rerun_leaves_the_previous_output_whole(videos, reference, tmp_
 
 @pytest.mark.slow
 def test_a_second_extraction_into_a_busy_output_stops_without_touching_it(videos, tmp_path):
-    """Case 12: the second run deleted the first one's in-progress files as 'left by an interrupted run'."""
+    """Once, the second run deleted the first one's in-progress files as 'left by an interrupted run'."""
     out = tmp_path / "out"
     with OutputTransaction(str(out)) as staging:
         (tmp_path / "out.staging" / "in-progress").write_text("the first run's file")
@@ -86,7 +86,7 @@ def test_a_second_extraction_into_a_busy_output_stops_without_touching_it(videos
 
 @pytest.mark.slow
 def test_an_extraction_made_with_other_settings_is_replaced_only_with_overwrite(videos, reference, tmp_path):
-    """Case 13: a typo in --output_dir overwrote another dataset without notice."""
+    """Once, a typo in --output_dir overwrote another dataset without notice."""
     out = tmp_path / "out"
     shutil.copytree(reference, out)
     with pytest.raises(ExtractionError, match=r"made with other settings:\n  --fps: 2.0 there, 1.0 now\n.*--overwrite"):
@@ -114,7 +114,7 @@ def test_an_extraction_made_with_other_settings_is_replaced_only_with_overwrite(
 
 @pytest.mark.slow
 def test_an_output_inside_the_input_is_never_read_as_input(videos, reference, tmp_path):
-    """Case 4: the second run ingested the first run's output as a class `out`, a shard as an mjpeg video."""
+    """Once, the second run ingested the first run's output as a class `out`, a shard as an mjpeg video."""
     root = tmp_path / "in"
     shutil.copytree(videos, root)
     for _ in range(2):
@@ -131,7 +131,7 @@ def test_an_output_inside_the_input_is_never_read_as_input(videos, reference, tm
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk_frames", [0, 4])
 def test_non_finite_features_are_never_written(videos, tmp_path, chunk_frames):
-    """Case 7: nothing checked features for NaN or Inf. A broken weights file (through the real local-file
+    """Once, nothing checked features for NaN or Inf. A broken weights file (through the real local-file
     weights path), whose last batch normalization adds infinity, makes features infinite: the run stops, naming
     the videos, and writes no output. (A NaN kernel would not do: ReLU turns NaN into 0 on this CPU.)"""
     import keras
