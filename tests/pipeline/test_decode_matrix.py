@@ -29,7 +29,7 @@ EXPECTED_PATH = {
     "mkv_truncated": "skipping", "h264_b_avi": "skipping", "mpeg4_interlaced_avi": "skipping",
     "ts_untimed_tail": "exact_after_untimed", "mp4_cut_in_packet": "exact_after_corrupt_packet",
     "mjpeg_avi_cut_unsampled": "exact_after_corrupt_packet", "mjpeg_avi_cut_sampled": "exact_after_corrupt_packet",
-    "mpeg4_avi_cut_in_packet": "exact_after_corrupt_packet", "ts_cut_whole_packets": "skipping",
+    "mpeg4_avi_cut_in_packet": "exact_after_corrupt_packet", "ts_cut_whole_packets": "exact_after_corrupt_frame",
     "ps_cut": "exact_after_corrupt_packet",
 }
 
