@@ -43,7 +43,9 @@ _DROPPED = re.compile("|".join(f"(?:{p})" for p in _CHATTER))
 _NOISE = ("Resource module is not available for current platform",
           "Missing pipeline option (runner). Executing pipeline using the default runner",
           "Load dataset info from", "fields info.[module_name] differ on disk and in the code",
-          "`FeatureConnector.dtype` is deprecated")
+          "`FeatureConnector.dtype` is deprecated",
+          # Beam, imported after logging is set up (each command imports it lazily): optional Google Cloud clients.
+          "apitools not found, and bigquery client libraries are not available")
 
 
 class _DropNoise(logging.Filter):

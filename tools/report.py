@@ -141,7 +141,10 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
 def main(argv):
     import tensorflow as tf
 
+    from training.input_pipeline import set_up_reading
+
     del argv
+    set_up_reading()  # the page shows the training input order, read by the training input pipeline
     if not FLAGS.data_dir or not FLAGS.output_dir:
         raise app.UsageError("--data_dir and --output_dir are required")
     try:
