@@ -29,7 +29,8 @@ import tensorflow as tf
 from dataformat import files, reports, schema, shards
 from dataformat.files import atomic_path, temporary_name, write_atomically
 from pipeline import sequences
-from pipeline.decode import DecodeSettings, expected_frames, probe_seconds
+from pipeline.config import DecodeSettings
+from pipeline.decode import expected_frames, probe_seconds
 from pipeline.spills import SEPARATOR, merged, read_spill, splits_of
 
 # Peak memory a local runner needs per sampled frame held in a pipeline, in bytes: a fixed part (features,

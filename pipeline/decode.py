@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from dataformat.paths import is_remote
-from pipeline.config import DEFAULT_DECODE_TIMEOUT, DecodeSettings  # noqa: F401 - also for decode_frames' callers
+from pipeline.config import DecodeSettings  # noqa: F401 - also for decode_frames' callers
 from pipeline.containers import RAW_STREAM_FORMATS, STILL_IMAGE_FORMATS, format_mismatch
 from pipeline.packets import DRAIN, PacketPlan, PlanMismatch, Sampling, seconds
 

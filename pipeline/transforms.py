@@ -29,7 +29,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from dataformat import schema, shards
 from dataformat.shards import KeyedRecord
-from pipeline.decode import DEFAULT_DECODE_TIMEOUT, DecodeReport, DecodeSettings
+from pipeline.config import DEFAULT_DECODE_TIMEOUT, DecodeSettings
+from pipeline.decode import DecodeReport
 from pipeline.isolated_decode import DecoderPool, Failure, default_processes
 from pipeline import sequences
 from pipeline.features import padded_batch_size
