@@ -18,9 +18,12 @@ readers cannot drift apart. Changing a name, dtype or shape here changes the pub
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dataformat.card import DatasetCard
 
 # TFDS (and with it TensorFlow) is imported by the functions that build its objects: the names and constants
 # here are what the configuration modules import (`pipeline.config`, `training.input_config`), and importing
@@ -127,12 +130,16 @@ class DatasetSpec:
 
     quantization: for feature_dtype 'uint8', how to read the bytes back as values; known once the extraction
     has seen every feature (None while writing, set when read back by `read_spec`).
+    card: what the writers put beside the schema in the TFDS metadata (`dataformat.card`: name, description,
+    provenance); None when read back by `read_spec` (readers do not depend on it) and for outputs written before
+    it.
     """
 
     class_names: tuple[str, ...]
     feature_dtype: str = "float32"
     feature_dim: int = FEATURE_DIM
     quantization: Optional[Quantization] = None
+    card: Optional["DatasetCard"] = None
 
     def __post_init__(self):
         if self.feature_dtype not in FEATURE_DTYPES:

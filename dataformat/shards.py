@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 
-from dataformat import schema
+from dataformat import card, schema
 from dataformat.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
 from dataformat.tfrecords import HashingRecordWriter
 
@@ -135,8 +135,11 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
             if index not in infos:
                 infos[index] = write_shard(directory, kind, split, index, n, [])
             expected_files.add(schema.shard_file_name(kind, split, index, n))
+        # With a card the TFDS name is the card's; the files keep the kind's name, spelled out in the template.
+        file_names = schema.FILENAME_TEMPLATE if spec.card is None else schema.FILENAME_TEMPLATE.replace(
+            "{DATASET}", kind)
         template = tfds.core.ShardedFileTemplate(
-            data_dir=directory, template=schema.FILENAME_TEMPLATE, dataset_name=kind, split=split,
+            data_dir=directory, template=file_names, dataset_name=spec.card.name if spec.card else kind, split=split,
             filetype_suffix=schema.FILE_FORMAT,
         )
         split_infos.append(
@@ -148,12 +151,14 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
             )
         )
     checksums = {split: [by_split[split][i].sha256 for i in range(len(by_split[split]))] for split in sorted(by_split)}
+    described = card.tfds_info_args(kind, spec.card)
     identity = tfds_dataset_info.DatasetIdentity(
-        name=kind, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
+        version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name="", **described["identity"]
     )
+    provenance = {card.PROVENANCE: spec.card.provenance} if spec.card and spec.card.provenance else {}
     info = tfds.core.DatasetInfo(
-        builder=identity, features=schema.features_for(kind, spec), description=schema.description_for(kind),
-        metadata=tfds.core.MetadataDict(dict(metadata or {}, **{schema.SHARD_SHA256: checksums})),
+        builder=identity, features=schema.features_for(kind, spec), **described["info"],
+        metadata=tfds.core.MetadataDict(dict(metadata or {}, **{schema.SHARD_SHA256: checksums}, **provenance)),
     )
     info.set_file_format(schema.FILE_FORMAT)
     info.set_splits(tfds.core.SplitDict(split_infos))
