@@ -7,7 +7,9 @@ An extraction writes two TFDS folder datasets next to each other:
 
 Both are loadable with TFDS alone, no project code needed:
 
-    tfds.builder_from_directory(OUTPUT_DIR + '/sequences').as_dataset(split='train')
+    tfds.builder_from_directory(OUTPUT_DIR + '/sequences').as_dataset(split='train', as_supervised=True)
+
+and say what they are and how they were made through TFDS' own fields (`dataformat.card`: the dataset card).
 
 The Beam writer (`pipeline.transforms`), the TFDS metadata (`dataformat.shards`) and the tf.data reader
 (`training`) all build their `tfds.features.FeaturesDict` with the functions below, so the writer and the
@@ -18,12 +20,9 @@ readers cannot drift apart. Changing a name, dtype or shape here changes the pub
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from dataformat.card import DatasetCard
 
 # TFDS (and with it TensorFlow) is imported by the functions that build its objects: the names and constants
 # here are what the configuration modules import (`pipeline.config`, `training.input_config`), and importing
@@ -139,7 +138,7 @@ class DatasetSpec:
     feature_dtype: str = "float32"
     feature_dim: int = FEATURE_DIM
     quantization: Optional[Quantization] = None
-    card: Optional["DatasetCard"] = None
+    card: Optional[object] = None  # a `dataformat.card.DatasetCard` (which imports this module)
 
     def __post_init__(self):
         if self.feature_dtype not in FEATURE_DTYPES:

@@ -189,7 +189,7 @@ class ExtractConfig:
         "", "Description of the datasets (`builder.info.description`), followed by what each dataset holds.",
         shown_default="generated: the classes, fps, frame size, features, weights and splits")
     dataset_homepage: str = setting("", "Homepage of the datasets (`builder.info.homepage`).",
-                                    shown_default="none")
+                                    shown_default="none: TFDS shows its catalog's address, with no page for it")
     dataset_citation: str = setting("", "How to cite the datasets, e.g. BibTeX (`builder.info.citation`).",
                                     shown_default="none")
 
