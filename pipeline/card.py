@@ -30,11 +30,13 @@ def provenance(config: ExtractConfig, precision: str, weights: dict) -> dict:
     return {
         "tool": {"name": TOOL, "version": pipeline.__version__, "command": "python -m pipeline.extract"},
         "format_version": schema.FORMAT_VERSION,
-        "frames": {"fps": config.fps, "max_frames": config.max_frames, "image_size": config.image_size,
-                   "decode_mode": config.decode_mode, "jpeg_quality": config.jpeg_quality,
-                   "frame_order": config.frame_order},
+        # Numbers as their declared types: a library caller's fps=2 and the command's --fps=2 write the same bytes.
+        "frames": {"fps": float(config.fps),
+                   "max_frames": None if config.max_frames is None else int(config.max_frames),
+                   "image_size": int(config.image_size), "decode_mode": config.decode_mode,
+                   "jpeg_quality": int(config.jpeg_quality), "frame_order": config.frame_order},
         "features": {"extractor": config.features, "weights": weights, "precision": precision,
-                     "requested_precision": config.precision, "batch_size": config.feature_batch_size,
+                     "requested_precision": config.precision, "batch_size": int(config.feature_batch_size),
                      "dtype": config.feature_dtype, "dim": schema.FEATURE_DIM},
         "splits": {"fractions": config.split_fractions, "split_by": config.split_by, "salt": config.split_salt,
                    "group_regex": config.group_regex},

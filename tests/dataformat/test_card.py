@@ -64,6 +64,18 @@ def test_the_flags_card_is_what_tfds_shows(tmp_path):
         assert provenance["frames"]["fps"] == 2 and provenance["splits"]["salt"] == "s1"
 
 
+def test_the_command_and_a_library_caller_write_the_same_provenance(tmp_path):
+    """--fps=2 reaches the config as 2.0, a library caller's fps=2 as 2: the metadata bytes must not differ."""
+    import json
+
+    from pipeline.card import provenance
+
+    made = [json.dumps(provenance(ExtractConfig(output_dir=str(tmp_path / "out"), input_dir=str(tmp_path), fps=fps,
+                                                image_size=size, max_frames=frames), "float32", {"source": "none"}))
+            for fps, size, frames in ((2, 75, 4), (2.0, 75.0, 4.0))]
+    assert made[0] == made[1] and '"fps": 2.0' in made[0]
+
+
 def test_a_missing_weights_file_is_named():
     with pytest.raises(ValueError, match="--weights=/no/such.h5: no such file"):
         weights_provenance("/no/such.h5")
