@@ -76,6 +76,20 @@ def test_the_command_and_a_library_caller_write_the_same_provenance(tmp_path):
     assert made[0] == made[1] and '"fps": 2.0' in made[0]
 
 
+def test_imagenet_weights_are_hashed_from_the_file_keras_loads():
+    """weights_provenance('imagenet') asks Keras for the file its InceptionV3 loads (no network here to fetch it):
+    the same name and pinned MD5 as keras.applications.inception_v3, so both find the one file in the cache."""
+    import inspect
+
+    from keras.src.applications import inception_v3
+
+    from pipeline import features
+
+    source = inspect.getsource(inception_v3.InceptionV3)
+    assert f'"{features.IMAGENET_NO_TOP_FILE}",\n                WEIGHTS_PATH_NO_TOP' in source
+    assert f'file_hash="{features._IMAGENET_NO_TOP_MD5}"' in source
+
+
 def test_a_missing_weights_file_is_named():
     with pytest.raises(ValueError, match="--weights=/no/such.h5: no such file"):
         weights_provenance("/no/such.h5")
