@@ -117,8 +117,9 @@ def write_sorted_shards(directory: str, kind: str, split: str, records: Iterable
 def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo],
                    metadata: Optional[dict] = None) -> None:
     """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json, features.json and
-    metadata.json (TFDS' `info.metadata`: `metadata` and every shard's SHA-256), and removes shard files of an
-    earlier run that the new metadata does not name.
+    metadata.json (TFDS' `info.metadata`: `metadata` and every shard's SHA-256), with `spec.card`'s name,
+    description and provenance (`dataformat.card`), and removes shard files of an earlier run that the new
+    metadata does not name.
 
     A split's shard can be empty when hashing sends no example to it; an empty file is written for it so that
     every file the metadata promises exists.
@@ -136,10 +137,10 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
                 infos[index] = write_shard(directory, kind, split, index, n, [])
             expected_files.add(schema.shard_file_name(kind, split, index, n))
         # With a card the TFDS name is the card's; the files keep the kind's name, spelled out in the template.
-        file_names = schema.FILENAME_TEMPLATE if spec.card is None else schema.FILENAME_TEMPLATE.replace(
-            "{DATASET}", kind)
+        name, file_names = ((kind, schema.FILENAME_TEMPLATE) if spec.card is None
+                            else (spec.card.name, schema.FILENAME_TEMPLATE.replace("{DATASET}", kind)))
         template = tfds.core.ShardedFileTemplate(
-            data_dir=directory, template=file_names, dataset_name=spec.card.name if spec.card else kind, split=split,
+            data_dir=directory, template=file_names, dataset_name=name, split=split,
             filetype_suffix=schema.FILE_FORMAT,
         )
         split_infos.append(

@@ -142,7 +142,8 @@ def list_inputs(config: ExtractConfig) -> Listing:
 
 def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
     """Refuses to replace an extraction made with other settings (unless --overwrite); the same settings again
-    replace it (a rerun), as do other card descriptions (the same data). The transaction has already refused a folder holding files no extraction wrote."""
+    replace it (a rerun), as do settings that only describe the data (`integrity.DESCRIPTION_SETTINGS`). The
+    transaction has already refused a folder holding files no extraction wrote."""
     out = config.output_dir
     if previous.owned and not previous.complete:
         logging.warning("[extract] replacing %s: an incomplete extraction output (no summary.json)", out)
