@@ -4,7 +4,14 @@
 machine; `pip install .[gcp]` adds what the DataflowRunner and gs:// paths need. The same file is the
 `--setup_file` that Beam ships to remote workers (see docs/running_at_scale.md).
 """
+import pathlib
+import re
+
 import setuptools
+
+# One place for the version: pipeline/__init__.py, which every extraction records in its dataset card.
+VERSION = re.search(r'^__version__ = "([^"]+)"', (pathlib.Path(__file__).parent / "pipeline" / "__init__.py")
+                    .read_text(), re.MULTILINE).group(1)
 
 REQUIRED = [
     # `tensorflow`, not `tensorflow-cpu`: see BUILD_NOTES.md ("Why tensorflow and not tensorflow-cpu").
@@ -23,7 +30,7 @@ REQUIRED = [
 
 setuptools.setup(
     name="video-pipeline",
-    version="0.1.0",
+    version=VERSION,
     description="Videos to frames and InceptionV3 features as TFDS-loadable TFRecords (Apache Beam), "
     "and tf.data training pipelines over them.",
     python_requires=">=3.11",

@@ -25,6 +25,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from dataformat.card import identity_bytes
 from dataformat.files import atomic_path
 from dataformat.schema import METADATA_FILES, SPLITS_CSV, DataError, SplitInfo
 from dataformat.tfrecords import FOOTER_BYTES, HEADER_BYTES, masked_crc
@@ -102,6 +103,10 @@ def scan(path: str, check_data: bool = False) -> Scan:
 EXECUTION_SETTINGS = frozenset({"output_dir", "overwrite", "chunk_frames", "isolate_decode", "decode_timeout",
                                 "featurize_accelerator", "decode_processes", "decode_device"})
 
+# Settings that describe the data without changing it: the dataset card's text (`dataformat.card`). Like the
+# execution settings, they are left out of the fingerprint, and a rerun that changes only them replaces the output.
+DESCRIPTION_SETTINGS = frozenset({"dataset_name", "dataset_description", "dataset_homepage", "dataset_citation"})
+
 
 FINGERPRINT_METHOD = "shard-sha256"  # recorded beside a fingerprint: earlier versions hashed less than every byte
 
@@ -110,7 +115,8 @@ def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:
     """SHA-256 identifying the content of dataset `kind` of an extraction output: its metadata (shard names,
     lengths, bytes, schema), splits.csv, the extraction's settings (summary.json, paths and execution settings
     aside, so e.g. another --weights shows) and the SHA-256 of every byte of every shard, as the writer recorded
-    them in metadata.json (no shard is read). Moving or copying the folder keeps it.
+    them in metadata.json (no shard is read). Moving or copying the folder keeps it; so does the dataset card
+    (`card.identity_bytes`: its name, description and provenance describe the data, the rest identifies it).
 
     An output written before shard checksums were recorded has its shards hashed here, one read of every file
     (logged): re-extracting it makes opening it cheap again.
@@ -121,12 +127,13 @@ def fingerprint(data_dir: str, kind: str, splits: dict[str, SplitInfo]) -> str:
         path = f"{root}/{name}"
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path, "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
+                digest.update(name.encode() + b"\0" + identity_bytes(os.path.basename(name), f.read()))
     summary = f"{root}/summary.json"
     if tf.io.gfile.exists(summary):
         with tf.io.gfile.GFile(summary) as f:
             settings = json.load(f).get("config", {})
-        digest.update(json.dumps({k: v for k, v in settings.items() if k not in EXECUTION_SETTINGS}, sort_keys=True).encode())
+        identifying = {k: v for k, v in settings.items() if k not in EXECUTION_SETTINGS | DESCRIPTION_SETTINGS}
+        digest.update(json.dumps(identifying, sort_keys=True).encode())
     unrecorded = [split for split in sorted(splits) if len(splits[split].shard_sha256) != len(splits[split].filepaths)]
     if unrecorded:
         files = [path for split in unrecorded for path in splits[split].filepaths]

@@ -7,7 +7,9 @@ An extraction writes two TFDS folder datasets next to each other:
 
 Both are loadable with TFDS alone, no project code needed:
 
-    tfds.builder_from_directory(OUTPUT_DIR + '/sequences').as_dataset(split='train')
+    tfds.builder_from_directory(OUTPUT_DIR + '/sequences').as_dataset(split='train', as_supervised=True)
+
+and say what they are and how they were made through TFDS' own fields (`dataformat.card`: the dataset card).
 
 The Beam writer (`pipeline.transforms`), the TFDS metadata (`dataformat.shards`) and the tf.data reader
 (`training`) all build their `tfds.features.FeaturesDict` with the functions below, so the writer and the
@@ -127,12 +129,16 @@ class DatasetSpec:
 
     quantization: for feature_dtype 'uint8', how to read the bytes back as values; known once the extraction
     has seen every feature (None while writing, set when read back by `read_spec`).
+    card: what the writers put beside the schema in the TFDS metadata (`dataformat.card`: name, description,
+    provenance); None when read back by `read_spec` (readers do not depend on it) and for outputs written before
+    it.
     """
 
     class_names: tuple[str, ...]
     feature_dtype: str = "float32"
     feature_dim: int = FEATURE_DIM
     quantization: Optional[Quantization] = None
+    card: Optional[object] = None  # a `dataformat.card.DatasetCard` (which imports this module)
 
     def __post_init__(self):
         if self.feature_dtype not in FEATURE_DTYPES:

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import dataset_info as tfds_dataset_info
 
-from dataformat import schema
+from dataformat import card, schema
 from dataformat.files import TMP_MARKER, atomic_path, temporary_name, write_atomically
 from dataformat.tfrecords import HashingRecordWriter
 
@@ -117,8 +117,9 @@ def write_sorted_shards(directory: str, kind: str, split: str, records: Iterable
 def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: Sequence[ShardInfo],
                    metadata: Optional[dict] = None) -> None:
     """Completes a TFDS folder dataset: fills shard gaps, writes dataset_info.json, features.json and
-    metadata.json (TFDS' `info.metadata`: `metadata` and every shard's SHA-256), and removes shard files of an
-    earlier run that the new metadata does not name.
+    metadata.json (TFDS' `info.metadata`: `metadata` and every shard's SHA-256), with `spec.card`'s name,
+    description and provenance (`dataformat.card`), and removes shard files of an earlier run that the new
+    metadata does not name.
 
     A split's shard can be empty when hashing sends no example to it; an empty file is written for it so that
     every file the metadata promises exists.
@@ -135,8 +136,11 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
             if index not in infos:
                 infos[index] = write_shard(directory, kind, split, index, n, [])
             expected_files.add(schema.shard_file_name(kind, split, index, n))
+        # With a card the TFDS name is the card's; the files keep the kind's name, spelled out in the template.
+        name, file_names = ((kind, schema.FILENAME_TEMPLATE) if spec.card is None
+                            else (spec.card.name, schema.FILENAME_TEMPLATE.replace("{DATASET}", kind)))
         template = tfds.core.ShardedFileTemplate(
-            data_dir=directory, template=schema.FILENAME_TEMPLATE, dataset_name=kind, split=split,
+            data_dir=directory, template=file_names, dataset_name=name, split=split,
             filetype_suffix=schema.FILE_FORMAT,
         )
         split_infos.append(
@@ -148,12 +152,14 @@ def write_metadata(directory: str, kind: str, spec: schema.DatasetSpec, shards: 
             )
         )
     checksums = {split: [by_split[split][i].sha256 for i in range(len(by_split[split]))] for split in sorted(by_split)}
+    described = card.tfds_info_args(kind, spec.card)
     identity = tfds_dataset_info.DatasetIdentity(
-        name=kind, version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name=""
+        version=tfds.core.Version(schema.FORMAT_VERSION), data_dir=directory, module_name="", **described["identity"]
     )
+    provenance = {card.PROVENANCE: spec.card.provenance} if spec.card and spec.card.provenance else {}
     info = tfds.core.DatasetInfo(
-        builder=identity, features=schema.features_for(kind, spec), description=schema.description_for(kind),
-        metadata=tfds.core.MetadataDict(dict(metadata or {}, **{schema.SHARD_SHA256: checksums})),
+        builder=identity, features=schema.features_for(kind, spec), **described["info"],
+        metadata=tfds.core.MetadataDict(dict(metadata or {}, **{schema.SHARD_SHA256: checksums}, **provenance)),
     )
     info.set_file_format(schema.FILE_FORMAT)
     info.set_splits(tfds.core.SplitDict(split_infos))

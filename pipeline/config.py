@@ -14,7 +14,7 @@ import os
 import re
 from typing import Optional
 
-from dataformat import schema
+from dataformat import card, schema
 from dataformat.paths import is_remote
 from settings import SettingError, at_least, between, check_settings, positive, setting
 
@@ -179,6 +179,20 @@ class ExtractConfig:
         f"pass. About 0.5 GiB at 75 px, 1.1 GiB at 299 px per {DEFAULT_CHUNK_FRAMES} frames.",
         bounds=at_least(0), shown_default=f"{DEFAULT_CHUNK_FRAMES} on the DirectRunner, one pass elsewhere")
 
+    dataset_name: str = setting(
+        "", "TFDS name of both datasets (`builder.info.name`; TFDS' config name, frames or sequences, tells them "
+        "apart): lower-case letters, digits and '_', starting with a letter. Like the three flags below, it describes "
+        "the data and is written into its TFDS metadata (the dataset card, README 'Output format'); changing it "
+        "changes neither the data's fingerprint nor needs --overwrite.",
+        shown_default="the output folder's name, made a TFDS name (`my-run` -> `my_run`)")
+    dataset_description: str = setting(
+        "", "Description of the datasets (`builder.info.description`), followed by what each dataset holds.",
+        shown_default="generated: the classes, fps, frame size, features, weights and splits")
+    dataset_homepage: str = setting("", "Homepage of the datasets (`builder.info.homepage`).",
+                                    shown_default="none: TFDS shows its catalog's address, with no page for it")
+    dataset_citation: str = setting("", "How to cite the datasets, e.g. BibTeX (`builder.info.citation`).",
+                                    shown_default="none")
+
     overwrite: bool = setting(False, "Replace an existing extraction in --output_dir that was made with other "
                               "settings (one made with the same settings is replaced without it; a folder holding "
                               "anything else is never replaced).")
@@ -190,6 +204,8 @@ class ExtractConfig:
         if bool(self.input_dir) == bool(self.manifest):
             raise SettingError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
         self.split_fractions  # noqa: B018 - parsed (and checked) once per config
+        if self.dataset_name and card.name_problem(self.dataset_name):
+            raise SettingError(f"--dataset_name: {card.name_problem(self.dataset_name)}")
         compile_group_regex(self.group_regex)
         if self.input_dir:
             _check_folders(self.input_dir, self.output_dir)
@@ -198,6 +214,11 @@ class ExtractConfig:
     def split_fractions(self) -> dict[str, float]:
         """--splits parsed: the ordered {split: fraction} (`parse_split_fractions`)."""
         return parse_split_fractions(self.splits)
+
+    @property
+    def tfds_name(self) -> str:
+        """--dataset_name, or the default made from the output folder's name (`card.name_of_folder`)."""
+        return self.dataset_name or card.name_of_folder(self.output_dir)
 
     @property
     def decode_settings(self) -> DecodeSettings:

@@ -79,8 +79,8 @@ def main(argv):
         print(f"extract: error: {e}", file=sys.stderr)
         return 1
     print(format_summary(summary))
-    print(f"outputs in {config.output_dir}: frames/, sequences/ (TFDS folder datasets), splits.csv, "
-          "failures.jsonl, warnings.jsonl, summary.json")
+    print(f"outputs in {config.output_dir}: frames/, sequences/ (TFDS folder datasets {config.tfds_name}/frames and "
+          f"{config.tfds_name}/sequences), splits.csv, failures.jsonl, warnings.jsonl, summary.json")
     if summary["failed"]:
         print(f"extract: {summary['failed']} input(s) could not be extracted; see "
               f"{config.output_dir}/failures.jsonl", file=sys.stderr)

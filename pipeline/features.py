@@ -116,6 +116,49 @@ def load_inception_v3(weights: str, image_size: int, precision: str = "float32")
     return model
 
 
+# The file Keras loads for weights='imagenet' (keras.applications.inception_v3: name, folder and pinned MD5).
+IMAGENET_NO_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+_IMAGENET_NO_TOP_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
+
+
+def weights_provenance(weights: str) -> dict:
+    """What `load_inception_v3(weights)` loads, for the dataset card: the source, and the SHA-256 of the weights
+    file (for 'imagenet', of the file Keras keeps in ~/.keras/models, downloaded first if it is not there; Keras
+    pins its content, so every worker loads the same bytes), or the seed of the random initialisation.
+
+    Raises:
+      ValueError: a weights file that does not exist.
+    """
+    if weights == "none":
+        return {"source": "none", "init": "random: Keras' initializers of InceptionV3, seeded", "seed": RANDOM_WEIGHTS_SEED}
+    if weights == "imagenet":
+        import keras
+        from keras.src.applications.inception_v3 import WEIGHTS_PATH_NO_TOP
+
+        path = keras.utils.get_file(IMAGENET_NO_TOP_FILE, WEIGHTS_PATH_NO_TOP, cache_subdir="models",
+                                    file_hash=_IMAGENET_NO_TOP_MD5)
+        return {"source": "imagenet", "file": IMAGENET_NO_TOP_FILE, "sha256": file_sha256(path)}
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(weights):
+        raise ValueError(f"--weights={weights}: no such file. Use 'imagenet', 'none', or the path of an InceptionV3 "
+                         "no-top weights file (.h5 or .weights.h5).")
+    return {"source": "file", "file": weights, "sha256": file_sha256(weights)}
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a (local or remote) file's bytes, as `sha256sum` prints it."""
+    import hashlib
+
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while chunk := f.read(16 * 2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def initialize_with_seed(model, seed: int) -> None:
     """Re-draws every randomly initialised variable of `model` from an explicit seed.
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from dataformat import files, integrity, schema
+from dataformat.card import DatasetCard
 from dataformat.files import WriteError, make_dirs, temporary_name, write_atomically
 from dataformat.paths import is_remote
 from dataformat.schema import FAILURES_JSONL, SUMMARY_JSON
@@ -27,7 +28,8 @@ from pipeline import chunks
 from pipeline.beam_options import check_beam_args
 from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
 from pipeline.decode import DecodeError, check_decode_device
-from pipeline.features import resolve_precision
+from pipeline.card import extraction_card
+from pipeline.features import resolve_precision, weights_provenance
 from pipeline.graph import NON_FINITE_JSONL, build_pipeline
 from pipeline.ownership import OutputContents
 from pipeline.plan import PlannedVideo, plan_videos, write_plan
@@ -73,7 +75,10 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
         check_decode_device(config.decode_device, [r.path for r in listing.records])
     except DecodeError as e:
         raise ExtractionError(str(e)) from None
+    precision = resolve_precision(config.precision)
+    logging.info("[extract] InceptionV3 computes in %s (%s)", *precision)
     spec = schema.DatasetSpec(class_names=class_names(listing.records), feature_dtype=config.feature_dtype)
+    spec = dataclasses.replace(spec, card=_dataset_card(config, spec.class_names, precision[0]))
     plan, warnings = plan_videos(listing, spec.class_names, config.split_fractions, config.split_salt,
                                  config.split_by)
     logging.info("[extract] %d videos in %d classes, %d groups -> %s", len(listing.records),
@@ -83,13 +88,14 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
         with transaction as staging:
             _check_replaceable(config, transaction.previous)
             staged = dataclasses.replace(config, output_dir=staging)
-            (counters, distributions), precision = _extract(staged, beam_args, listing, spec, plan)
+            counters, distributions = _extract(staged, beam_args, listing, spec, plan, precision[0])
             if before_check is not None:
                 before_check(staging)
             checked = time.time()
             reconciliation = reconcile_output(staging, plan, listing.problems, config.split_by)
             summary = summarize(staging, config.split_by, listing, spec, warnings, time.time() - start)
-            summary.update(config=dataclasses.asdict(config), counters=counters, precision=precision,
+            summary.update(config=dataclasses.asdict(config), counters=counters,
+                           precision={"compute": precision[0], "reason": precision[1]},
                            timing=dict(timing(counters, distributions, start),
                                        reconciliation_seconds=round(time.time() - checked, 3)),
                            reconciliation=reconciliation)
@@ -112,6 +118,18 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
     return summary
 
 
+def _dataset_card(config: ExtractConfig, names, precision: str) -> DatasetCard:
+    """The card written into both datasets' TFDS metadata (`pipeline.card`); hashes the weights file first."""
+    try:
+        weights = weights_provenance(config.weights)
+    except ValueError as e:
+        raise ExtractionError(str(e)) from None
+    card = extraction_card(config, names, precision, weights)
+    logging.info("[extract] TFDS dataset name %s (%s/sequences, %s/frames); weights: %s", card.name, card.name,
+                 card.name, ", ".join(f"{k}={v}" for k, v in weights.items()))
+    return card
+
+
 def list_inputs(config: ExtractConfig) -> Listing:
     """The input videos of `config`, validated (see `pipeline.sources`); the output folder and everything the
     transaction makes beside it are never input, even when they lie inside --input_dir."""
@@ -124,7 +142,8 @@ def list_inputs(config: ExtractConfig) -> Listing:
 
 def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
     """Refuses to replace an extraction made with other settings (unless --overwrite); the same settings again
-    replace it (a rerun). The transaction has already refused a folder holding files no extraction wrote."""
+    replace it (a rerun), as do settings that only describe the data (`integrity.DESCRIPTION_SETTINGS`). The
+    transaction has already refused a folder holding files no extraction wrote."""
     out = config.output_dir
     if previous.owned and not previous.complete:
         logging.warning("[extract] replacing %s: an incomplete extraction output (no summary.json)", out)
@@ -136,7 +155,8 @@ def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
     except (ValueError, AttributeError) as e:
         raise ExtractionError(f"{summary_path} is damaged ({e}), so the settings it was made with are unknown: "
                               "move that output away, or choose another --output_dir") from None
-    changed = differences(recorded, dataclasses.asdict(config), integrity.EXECUTION_SETTINGS)
+    changed = differences(recorded, dataclasses.asdict(config),
+                          integrity.EXECUTION_SETTINGS | integrity.DESCRIPTION_SETTINGS)
     if changed and not config.overwrite:
         raise ExtractionError(f"{out} holds an extraction made with other settings:\n  " + "\n  ".join(changed)
                               + "\nPass --overwrite to replace it, or choose another --output_dir to keep it")
@@ -156,16 +176,14 @@ class _Run(NamedTuple):
 
 
 def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, spec: schema.DatasetSpec,
-             plan: list[PlannedVideo]) -> tuple[tuple[dict, dict], dict]:
-    """Runs the pipeline(s) of `plan` into `config.output_dir` (the staging folder); returns Beam's counters and
-    distributions, and the precision InceptionV3 computed in, with why."""
+             plan: list[PlannedVideo], precision: str) -> tuple[dict, dict]:
+    """Runs the pipeline(s) of `plan` into `config.output_dir` (the staging folder), InceptionV3 computing in
+    `precision`; returns Beam's counters and distributions."""
     out = config.output_dir
     for d in (f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
         make_dirs(d)
     options = PipelineOptions(list(beam_args))
     parts = _plan_chunks(config, options, plan)
-    precision, why = resolve_precision(config.precision)
-    logging.info("[extract] InceptionV3 computes in %s (%s)", precision, why)
     # Workers count finished videos in local files that this process shows as one line (`pipeline.progress`).
     progress_dir = f"{out}/.progress" if not is_remote(out) and _is_local(options) else None
     run = _Run(config, options, spec, listing.problems, precision, progress_dir)
@@ -178,7 +196,7 @@ def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, 
         non_finite = files.read_jsonl(report)
         tf.io.gfile.remove(report)
         _refuse_non_finite(non_finite)
-    return metrics, {"compute": precision, "reason": why}
+    return metrics
 
 
 def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: Sequence[PlannedVideo]) -> list[range]:

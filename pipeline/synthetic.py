@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from dataformat import reports, schema, shards
+from dataformat.card import DatasetCard
 from dataformat.files import write_atomically
 from pipeline import sequences
 from pipeline.plan import PlannedVideo
@@ -38,11 +39,19 @@ class SyntheticVideo:
     group: Optional[str] = None  # default: the video itself
 
 
+# The card of a synthetic output; `write_extraction(..., card=None)` writes the metadata of outputs made before
+# dataset cards existed.
+SYNTHETIC_CARD = DatasetCard(name="synthetic", description="A synthetic extraction output, written from arrays by "
+                             "pipeline.synthetic for tests and benchmarks.",
+                             provenance={"tool": {"name": "video-pipeline", "command": "pipeline.synthetic"}})
+
+
 def write_extraction(data_dir: str, videos: Sequence[SyntheticVideo], class_names: Sequence[str],
-                     feature_dtype: str = "float16", num_shards: int = 1) -> schema.DatasetSpec:
-    """Writes the output (see the module docstring), each split in `num_shards` shards; returns its spec as a
-    reader sees it (uint8: with the quantization)."""
-    spec = schema.DatasetSpec(class_names=tuple(class_names), feature_dtype=feature_dtype)
+                     feature_dtype: str = "float16", num_shards: int = 1,
+                     card: Optional[DatasetCard] = SYNTHETIC_CARD) -> schema.DatasetSpec:
+    """Writes the output (see the module docstring), each split in `num_shards` shards, with the dataset `card`;
+    returns its spec as a reader sees it (uint8: with the quantization)."""
+    spec = schema.DatasetSpec(class_names=tuple(class_names), feature_dtype=feature_dtype, card=card)
     planned = [PlannedVideo(v.video_id, path=v.video_id, label=class_names[v.label], group=v.group or v.video_id,
                             split=v.split) for v in videos]
     _write_sequences(f"{data_dir}/{schema.SEQUENCES}", spec, videos, planned, num_shards)

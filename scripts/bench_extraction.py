@@ -92,7 +92,8 @@ def bench_extraction_workers(size: str, image_size: int) -> dict:
     seconds = {}
     for workers in (1, 2):
         cmd = [sys.executable, "-m", "pipeline.extract", f"--input_dir={work}/videos", f"--output_dir={work}/out{workers}",
-               "--weights=none", f"--image_size={image_size}", "--fps=2", f"--group_regex={SESSION_GROUP_REGEX}"]
+               "--weights=none", f"--image_size={image_size}", "--fps=2", f"--group_regex={SESSION_GROUP_REGEX}",
+               "--dataset_name=bench_workers"]  # one name for both (the default is the folder's), compared below
         if workers > 1:
             cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
         start = time.perf_counter()

@@ -82,7 +82,7 @@ def test_a_one_bit_typo_in_dataset_info_is_a_data_error_naming_the_file(tmp_path
     data_dir = write(tmp_path)
     info = tmp_path / "sequences" / "dataset_info.json"
     original = info.read_bytes()
-    for typo in (original.replace(b"{DATASET}", b"{D@TASET}"),  # valid JSON, a broken file name template
+    for typo in (original.replace(b"{SPLIT}", b"{SPL@T}"),  # valid JSON, a broken file name template
                  original.replace(b'"tfrecord"', b'"tfsecord"'),  # valid JSON, an unknown file format
                  b"z" + original[1:]):  # not JSON
         info.write_bytes(typo)

@@ -21,7 +21,10 @@ from tools.samples import SESSION_GROUP_REGEX
 
 pytestmark = pytest.mark.slow
 
-COMMON = [f"--{name}={value}" for name, value in TINY_EXTRACTION.items()] + [f"--group_regex={SESSION_GROUP_REGEX}"]
+# Outputs in different folders are compared byte for byte: one dataset name for all (its default is the folder's).
+NAME = "tiny_samples"
+COMMON = [f"--{name}={value}" for name, value in TINY_EXTRACTION.items()] + [f"--group_regex={SESSION_GROUP_REGEX}",
+                                                                            f"--dataset_name={NAME}"]
 
 
 def extract(*args, **options):
@@ -29,7 +32,7 @@ def extract(*args, **options):
 
 
 # `run_extraction` in this process with COMMON's settings; its summary.
-extract_here = functools.partial(entry_points.extract_here, group_regex=SESSION_GROUP_REGEX)
+extract_here = functools.partial(entry_points.extract_here, group_regex=SESSION_GROUP_REGEX, dataset_name=NAME)
 
 
 @pytest.fixture(scope="module")

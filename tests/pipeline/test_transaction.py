@@ -113,6 +113,27 @@ def test_an_extraction_made_with_other_settings_is_replaced_only_with_overwrite(
 
 
 @pytest.mark.slow
+def test_a_rerun_that_only_renames_or_describes_the_data_needs_no_overwrite_and_keeps_its_fingerprint(
+        videos, reference, tmp_path):
+    """The dataset card's text describes the data (README, 'Output format'): changing it is no other extraction."""
+    import tensorflow_datasets as tfds
+
+    from dataformat import integrity, schema
+
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    before = {kind: integrity.fingerprint(str(out), kind, schema.read_splits(str(out), kind)) for kind in ("frames",
+                                                                                                           "sequences")}
+    run_extraction(ExtractConfig(output_dir=str(out), input_dir=str(videos), **SETTINGS, dataset_name="pets",
+                                 dataset_description="Cats and dogs.", dataset_citation="@misc{pets}"))
+    info = tfds.builder_from_directory(str(out / "sequences")).info
+    assert (info.name, info.citation) == ("pets", "@misc{pets}") and info.description.startswith("Cats and dogs.")
+    assert tfds.builder_from_directory(str(reference / "sequences")).info.name == "out"  # the folder's name
+    assert {kind: integrity.fingerprint(str(out), kind, schema.read_splits(str(out), kind))
+            for kind in ("frames", "sequences")} == before
+
+
+@pytest.mark.slow
 def test_an_output_inside_the_input_is_never_read_as_input(videos, reference, tmp_path):
     """Once, the second run ingested the first run's output as a class `out`, a shard as an mjpeg video."""
     root = tmp_path / "in"
