@@ -123,14 +123,14 @@ def compare(a: Sequence[float], b: Sequence[float], *, n_test_a: TestExamples = 
                                seeds_advice=seeds_sentence(comparison, len(a_values), len(b_values)))
 
 
-def _n(x: Optional[int]) -> str:
-    return f"N = {x}" if x else "N unknown"
+def _examples_text(a: Optional[int], b: Optional[int]) -> str:
+    return f"{a} and {b} test examples" if a and b else "test-set size unknown"
 
 
 def verdict_sentence(c: Comparison) -> str:
     """Why the difference is or is not distinguishable, in one sentence."""
     interval = f"95% interval {c.ci_low:+.4g} to {c.ci_high:+.4g}"
-    test_noise = (f"the test set's own sampling noise ({_n(c.test_examples_a)}, {_n(c.test_examples_b)} examples: "
+    test_noise = (f"the test set's own sampling noise ({_examples_text(c.test_examples_a, c.test_examples_b)}: "
                   f"sd {c.test_noise_std:.3g} of the difference)")
     if c.distinguishable:
         if c.test_examples_a and c.test_examples_b:
