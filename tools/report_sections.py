@@ -305,8 +305,8 @@ def experiments_section(paths: list[str], partial: dict) -> str:
                       f"<h3>{esc(root)}</h3><p class=\"bad\">PARTIAL: {esc(note)}</p>")
     if not blocks:
         return ""
-    what = ("Is a difference between configurations real or noise (story 000)? Every seed is a dot; the bar is the "
-            "mean's 95% interval, which counts the spread between seeds and the test set's own sampling noise (an "
+    what = ("Is a difference between configurations real, or seed noise (story 000)? Every seed is a dot; the bar is "
+            "the mean's 95% interval, which counts the spread between seeds and the test set's own sampling noise (an "
             "accuracy from N examples is no surer than a binomial proportion). Configurations whose runs of one "
             "seed share initial weights and input order are compared seed by seed (paired). A difference is "
             "distinguishable when an exact permutation test gives p <= 0.05 and the interval excludes 0; otherwise "

@@ -153,7 +153,7 @@ def binomial_runs(rng, experiments, seeds, p=0.11, examples=100):
     return rng.binomial(examples, p, (experiments, seeds)) / examples
 
 
-NULL_GRID = [(3, 4000), (5, 4000), (10, 1000), (30, 300)]
+NULL_GRID = [(3, 4000), (5, 4000), (10, 2000), (30, 1000)]
 
 
 @pytest.mark.parametrize("seeds,experiments", NULL_GRID)
