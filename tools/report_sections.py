@@ -262,27 +262,36 @@ def _partial_report(runs: list[str]) -> Optional[dict]:
 
 
 def experiment_block(report: dict, where: str, partial: Optional[str] = None) -> str:
+    """One experiment: every seed's value, each configuration with the test-set size of its accuracy, and each
+    comparison's analysis (paired or not, and why), interval, p, verdict and the seeds a study would need."""
+    from training.experiment import examples_label, upgrade_report
+
+    report = upgrade_report(report)
     metric = report["metric"]
     configurations = report["configurations"]
-    rows = [[name, c["n"], c["mean"], f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]", c["minimum"], c["maximum"],
-             c["collapsed_runs"]] for name, c in configurations.items()]
+    rows = [[name, c["n"], c["mean"], examples_label(c), f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]", c["minimum"],
+             c["maximum"], c["collapsed_runs"]] for name, c in configurations.items()]
     body = f"<h3>{esc(where)}</h3>"
     if partial:
         body += f'<p class="bad">PARTIAL: {esc(partial)}</p>'
+    if report.get("recomputed"):
+        body += f'<p class="note">This experiment.json was {esc(report["recomputed"])}.</p>'
     body += charts.strip_plot(configurations, metric)
-    body += table(["configuration", "seeds", f"mean {metric}", "95% interval", "min", "max", "collapsed"], rows)
-    for c in report["comparisons"]:
-        points = 100 if metric.endswith("accuracy") else 1
-        unit = " points" if points == 100 else ""
-        verdict = ('<span class="good">distinguishable from seed noise</span>' if c["distinguishable"]
-                   else '<span class="bad">not distinguishable from seed noise</span>')
-        need = ("no number of seeds would show a difference (equal means)" if not math.isfinite(c["seeds_needed"])
-                else f"about {c['seeds_needed']:.0f} seeds per configuration would detect a difference this size "
-                     "with 80% power")
-        body += (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "
-                 f"interval {points * c['ci_low']:+.2f} to {points * c['ci_high']:+.2f}), Welch p = "
-                 f"{c['p_value']:.3g}: {verdict}; {need}.</p>")
+    body += table(["configuration", "seeds", f"mean {metric}", "test examples", "95% interval (seeds and test set)",
+                   "min", "max", "collapsed"], rows)
+    body += "".join(_comparison_paragraph(c, metric) for c in report["comparisons"])
     return body
+
+
+def _comparison_paragraph(c: dict, metric: str) -> str:
+    points = 100 if metric.endswith("accuracy") else 1
+    unit = " points" if points == 100 else ""
+    verdict = (f'<span class="good">{esc(c["verdict"])}</span>' if c["distinguishable"]
+               else f'<span class="bad">{esc(c["verdict"])}</span>')
+    return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "
+            f"interval {points * c['ci_low']:+.2f} to {points * c['ci_high']:+.2f}), p = {c['p_value']:.3g} "
+            f"({esc(c['test'])}). {verdict}</p><ul><li>Analysis: {esc(c['method_reason'])}.</li>"
+            f"<li>Seeds needed: {esc(c['seeds_advice'])}</li></ul>")
 
 
 def experiments_section(paths: list[str], partial: dict) -> str:
@@ -296,9 +305,12 @@ def experiments_section(paths: list[str], partial: dict) -> str:
                       f"<h3>{esc(root)}</h3><p class=\"bad\">PARTIAL: {esc(note)}</p>")
     if not blocks:
         return ""
-    what = ("Is a difference between configurations real or seed noise (story 000)? Every seed is a dot; the bar is "
-            "the mean's 95% interval. A difference whose interval contains 0 is not distinguishable from the "
-            "spread between seeds: run more seeds (the number needed is given) before believing it.")
+    what = ("Is a difference between configurations real, or seed noise (story 000)? Every seed is a dot; the bar is "
+            "the mean's 95% interval, which counts the spread between seeds and the test set's own sampling noise (an "
+            "accuracy from N examples is no surer than a binomial proportion). Configurations whose runs of one "
+            "seed share initial weights and input order are compared seed by seed (paired). A difference is "
+            "distinguishable when an exact permutation test gives p <= 0.05 and the interval excludes 0; otherwise "
+            "run the seeds (or collect the test examples) given before believing it.")
     return section("experiments", "Experiments", what, "".join(blocks), paths + sorted(partial))
 
 

@@ -2,7 +2,9 @@
 
 metrics.json is the record two runs are compared by: test/valid accuracy and loss, per-class accuracy, confusion
 matrix, the settings (the TrainConfig), library versions, a fingerprint of the data and `weights_sha256`, a hash
-of the evaluated model's weight bytes (equal hashes = bit-identical models).
+of the evaluated model's weight bytes (equal hashes = bit-identical models), and `pairing`: digests of the
+initial weights and of the first epoch's input order, by which an experiment sees that two configurations'
+runs of one seed shared their start (training.experiment pairs them only then).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DIFFICULTY_RECORDS_CSV = "difficulty_records.csv"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 METRICS_JSON = "metrics.json"
+INITIAL_WEIGHTS_JSON = "initial_weights.json"  # written when a fresh model is built, read back on resume
 
 
 def weights_sha256(model) -> str:
@@ -34,6 +37,21 @@ def weights_sha256(model) -> str:
         digest.update(f"{w.dtype.str}{w.shape}".encode())
         digest.update(w.tobytes())
     return digest.hexdigest()
+
+
+def record_initial_weights(workdir: str, model) -> None:
+    """Keeps the digest of a freshly built model's weights (a resumed run's model is no longer initial)."""
+    write_atomically(os.path.join(workdir, INITIAL_WEIGHTS_JSON),
+                     json.dumps({"initial_weights_sha256": weights_sha256(model)}) + "\n")
+
+
+def pairing_record(workdir: str, first_epoch_order_sha256: str) -> dict:
+    """metrics.json's "pairing": the initial weights' digest (None for a run begun by an older version) and the
+    first epoch's order digest."""
+    path = os.path.join(workdir, INITIAL_WEIGHTS_JSON)
+    initial = json.loads(tf.io.gfile.GFile(path).read()) if tf.io.gfile.exists(path) else {}
+    return {"initial_weights_sha256": initial.get("initial_weights_sha256"),
+            "first_epoch_order_sha256": first_epoch_order_sha256}
 
 
 def _predictions(probabilities: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ once, after training, for the final evaluation, and `metrics.json` records the o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from typing import NamedTuple
@@ -243,6 +244,7 @@ def _train(config: TrainConfig, workdir: str) -> dict:
                                "steps_per_epoch": steps}
     if difficulty is not None:
         artifacts.write_difficulty_records(workdir, difficulty.records)
+    metrics["pairing"] = artifacts.pairing_record(workdir, first_epoch_order_sha256(data, plan.train, input_config))
     artifacts.write_metrics(workdir, metrics)
     # Only now is the run finished: a kill before this point resumes from the backup.
     tf.io.gfile.rmtree(os.path.join(workdir, BACKUP))
@@ -259,12 +261,27 @@ def _model_to_train(config: TrainConfig, data: ExtractedData, input_config: Inpu
         start_epoch, model = Backup.restore(os.path.join(workdir, BACKUP))
         if model is None:
             model = _new_model(config, data, input_config, train_split, steps)
+            artifacts.record_initial_weights(workdir, model)
     if start_epoch:
         logging.warning("[train] resuming %s at epoch %d (%d completed)", workdir, start_epoch + 1, start_epoch)
     # Keep only the history of epochs the backup holds: none for a fresh start; on resume, not the row of an
     # epoch that was logged but killed before its backup (it is trained again).
     artifacts.truncate_history(workdir, start_epoch)
     return start_epoch, model
+
+
+def first_epoch_order_sha256(data: ExtractedData, split: str, input_config: InputConfig) -> str:
+    """SHA-256 of the (video_id, frame_index) sequence the run's first epoch fed the model, rebuilt as
+    training.inspect_order rebuilds it (metadata only, no decoding; the order is a function of the settings and
+    seed): two runs with equal digests read their examples in one order."""
+    with_ids = dataclasses.replace(input_config, with_metadata=True, decode=False)
+    batches, _ = make_train_dataset(data, split, with_ids, num_epochs=1)
+    digest = hashlib.sha256()
+    for batch in batches.as_numpy_iterator():
+        frames = batch.get(schema.FRAME_INDEX, np.full(len(batch[schema.LABEL]), -1))
+        for video, frame in zip(batch[schema.VIDEO_ID], frames):
+            digest.update(b"%s#%d\n" % (video, int(frame)))
+    return digest.hexdigest()
 
 
 def _new_model(config: TrainConfig, data: ExtractedData, input_config: InputConfig, train_split: str,

@@ -155,3 +155,43 @@ def test_a_negative_thumbnail_count_is_refused_before_any_work(tmp_path):
     with pytest.raises(SettingError, match="--thumbnails=-3: expected 0 or more"):
         build_report(str(tmp_path / "no_data"), [], str(tmp_path / "out"), thumbnails=-3)
     assert not (tmp_path / "out").exists()
+
+
+def story_000_runs(order="o"):
+    """Story 000's check: 3 seeds each of two configurations on 100 test examples, one of them tied at 11/100."""
+    def run(seed, accuracy, order):
+        return {"seed": seed, "test_accuracy": accuracy, "test_examples": 100, "collapsed": False,
+                "pairing": {"initial_weights_sha256": f"w{seed}", "first_epoch_order_sha256": f"{order}{seed}"}}
+    return {"sampling=epoch": [run(s, a, "o") for s, a in zip((0, 1, 2), (0.12, 0.13, 0.13))],
+            "sampling=replacement": [run(s, 0.11, order) for s in (0, 1, 2)]}
+
+
+def test_the_tie_of_story_000_is_not_a_difference_on_the_page():
+    """Three runs tied at 11/100 against 12-13/100: Welch's test on a zero variance said 'distinguishable'."""
+    from tools.report_sections import experiment_block
+    from training.experiment import build_report as compare
+
+    page = experiment_block(compare(story_000_runs(order="x"), "test_accuracy"), "exp000")
+    assert "Not distinguishable: with these seeds the permutation test cannot give p below 0.1" in page
+    assert "N = 100" in page and "exact permutation test (all 20 relabelings of the seeds)" in page
+    assert "unpaired: with seed 0 the first epoch&#x27;s input order differs" in page
+    assert "No number of seeds can show a difference this small on new data" in page
+    assert 'class="good"' not in page
+    paired = experiment_block(compare(story_000_runs(order="o"), "test_accuracy"), "exp000")
+    assert "paired: for each of the 3 seeds" in paired and "all 8 sign patterns" in paired
+
+
+def test_an_older_experiment_json_is_compared_again_and_says_so():
+    """An experiment.json of the Welch version (no method, verdict or test-set size) still renders."""
+    from tools.report_sections import experiment_block
+
+    old = {"metric": "test_accuracy", "comparisons": [{"a": "x", "b": "y", "difference": -0.0167, "ci_low": -0.03,
+                                                       "ci_high": -0.003, "p_value": 0.038, "seeds_needed": 1,
+                                                       "distinguishable": True}],
+           "configurations": {name: {"n": 3, "mean": sum(v) / 3, "std": 0.0, "ci_low": 0.1, "ci_high": 0.14,
+                                     "minimum": min(v), "maximum": max(v), "seeds": [0, 1, 2], "values": v,
+                                     "collapsed_runs": 0}
+                              for name, v in (("x", [0.11] * 3), ("y", [0.12, 0.13, 0.13]))}}
+    page = experiment_block(old, "old")
+    assert "written by an older version" in page and "N unknown" in page
+    assert "Not distinguishable" in page and "p = 0.1 " in page
