@@ -90,7 +90,7 @@ def make_stories(root):
             for v in _videos(np.random.default_rng(1))]
     write_data(root / "flat", flat)
     train_in_this_process(root / "flat", root / "runs" / "cyclic", model="cnn", epochs=4, image_size=32,
-                          batch_size=8, lr_schedule="cyclic", cyclic_max_lr=0.01, cyclic_step_size=3,
+                          batch_size=8, lr_schedule="cyclic", cyclic_max_lr=0.01, cyclic_step_size=4,
                           collapse_patience=1)
     return root
 
@@ -147,7 +147,7 @@ def test_each_story_is_answered_on_the_page_in_a_real_browser(stories, tmp_path)
     assert lr_charts >= 1 and lr_charts == collapses.count("\nCOLLAPSED /")  # one under each collapsed run's loss
     history = (stories / "runs" / "cyclic" / "history.csv").read_text().splitlines()
     rates = [float(row.split(",")[history[0].split(",").index("learning_rate")]) for row in history[1:]]
-    assert len(set(rates)) > 1, rates  # the cyclic rate moves from epoch to epoch
+    assert max(rates) > 2 * min(rates), rates  # 6 steps an epoch, a cycle of 8: each epoch ends elsewhere on it
     # Story 002: frames and videos, train and valid; only hard examples among the hardest; no repeats.
     difficulty = _section(text, "Difficulty", titles)
     for heading in ("frames (CNN)", "videos (LSTM)", "train: hardest", "valid: hardest",
