@@ -29,7 +29,8 @@ def runs_chart(lines: Sequence[tuple[int, str, Sequence[Optional[float]], bool]]
     sy = charts._scale(*y_range, charts.HEIGHT - charts.BOTTOM, charts.TOP)
     parts = charts._frame("epoch", y_label, sx, sy, x_range, y_range)
     for index, tip, ys, dashed in lines:
-        points = " ".join(f"{sx(e + 1):.1f},{sy(v):.1f}" for e, v in enumerate(ys) if v is not None and math.isfinite(v))
+        points = " ".join(f"{sx(e + 1):.1f},{sy(v):.1f}" for e, v in enumerate(ys)
+                          if v is not None and math.isfinite(v))
         dash = ' stroke-dasharray="5 3"' if dashed else ""
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour(index)}" stroke-width="1.6"{dash} '
                      f'opacity="0.85"><title>{esc(tip)}</title></polyline>')
