@@ -5,8 +5,9 @@ r"""Leakage audit of an extraction output: is the validation/test data really un
 Checks, per split: no video and no recording group in two splits; the class balance; and near-duplicate frames
 across splits: every valid/test frame's 64-bit difference hash (dHash) is compared with every train frame's, and
 a frame within --max_distance bits of a train frame counts as a near-duplicate (with examples, and whether the
-two frames come from the same video). Exit status 1 when a video or group is in two splits, 2 when --data_dir is
-not an extraction output, else 0.
+two frames come from the same video). One verdict weighs both: a leak when a video or group is in two splits or
+more than 25% of a valid/test split's frames have a near-duplicate in train (exit status 1), suspect above 5%;
+exit status 2 when --data_dir is not an extraction output, else 0.
 """
 
 from __future__ import annotations
@@ -135,6 +136,34 @@ def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
     return report
 
 
+NEAR_DUPLICATE_LEAK = 0.25  # a valid/test split with more near-duplicates of train frames than this leaks
+NEAR_DUPLICATE_SUSPECT = 0.05  # above this (and no overlap), look at the pairs
+
+
+def verdict(report: dict) -> tuple[str, str]:
+    """One verdict weighing both signs of a leak, as ("leak" | "suspect" | "clean", a sentence): a video or group
+    in several splits, or a valid/test split whose share of frames with a near-duplicate in train is above
+    NEAR_DUPLICATE_LEAK, is a leak; a share above NEAR_DUPLICATE_SUSPECT alone is suspect."""
+    videos, groups = report["videos_in_several_splits"], report["groups_in_several_splits"]
+    shares = {split: d["share"] for split, d in report["near_duplicates"].items()}
+    worst = max(shares, key=shares.get) if shares else None
+    duplicates = (f"{shares[worst]:.0%} of {worst} frames have a near-duplicate in train" if worst
+                  else "no valid/test frames were compared with train")
+    overlap = f"{len(videos)} video(s) and {len(groups)} recording group(s) are in several splits"
+    if videos or groups or (worst and shares[worst] > NEAR_DUPLICATE_LEAK):
+        cause = ("re-extract with --split_by=group and a --group_regex that names the recording" if videos or groups
+                 else "no group is in two splits, so one recording goes by several group names (a --group_regex "
+                 "too fine) or recordings repeat: widen --group_regex")
+        return "leak", (f"LEAK: {overlap}, and {duplicates} (a leak above {NEAR_DUPLICATE_LEAK:.0%}). Validation and "
+                        f"test accuracy measure memory of these recordings, not generalisation: {cause}.")
+    if worst and shares[worst] > NEAR_DUPLICATE_SUSPECT:
+        return "suspect", (f"SUSPECT: no video or group is in two splits, but {duplicates} (above "
+                           f"{NEAR_DUPLICATE_SUSPECT:.0%}): look at the pairs; near-copies from other videos of one "
+                           "recording mean a --group_regex that is too fine.")
+    return "clean", (f"No leak: no video or group is in two splits, and {duplicates} (at "
+                     f"most {NEAR_DUPLICATE_SUSPECT:.0%} allowed).")
+
+
 def format_report(report: dict) -> str:
     lines = [f"audit of {report['data_dir']}", "", "split  kind       examples  videos  groups  class shares"]
     for split, kinds in sorted(report["splits"].items()):
@@ -151,9 +180,7 @@ def format_report(report: dict) -> str:
                      f"{nd['of_which_same_video']} of them from the same video")
         lines += [f"    {e['frame']} ~ train {e['train_frame']} (distance {e['distance']})" for e in nd["examples"]]
     lines.append("")
-    lines.append("LEAK: the same videos or groups are on both sides of a split; validation and test accuracy "
-                 "overstate generalisation. Re-extract with --split_by=group and a --group_regex."
-                 if report["leak"] else "no video or group is in two splits.")
+    lines.append(verdict(report)[1])
     return "\n".join(lines)
 
 
@@ -171,7 +198,7 @@ def main(argv):
         from dataformat.files import write_atomically
 
         write_atomically(FLAGS.json, json.dumps(report, indent=2) + "\n")
-    return 1 if report["leak"] else 0
+    return 1 if verdict(report)[0] == "leak" else 0
 
 
 if __name__ == "__main__":

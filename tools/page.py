@@ -24,6 +24,9 @@ th { background: #f4f6f8; } td.text, th.text { text-align: left; }
 figure img { display: block; image-rendering: auto; } .pair { display: flex; gap: 4px; }
 .strip img { width: 58px; height: 58px; } figcaption { word-break: break-all; }
 nav a { margin-right: 12px; } details summary { cursor: pointer; color: #1f77b4; }
+.warn { color: #9a6700; font-weight: 600; } .charts { display: flex; flex-wrap: wrap; gap: 8px; }
+.charts > div { display: flex; flex-direction: column; } h3, code { overflow-wrap: anywhere; }
+td.text { overflow-wrap: break-word; } svg { max-width: 100%; height: auto; }
 """
 
 

@@ -7,13 +7,19 @@ bucket download or an e-mail attachment). It reads artifacts only, and never tra
 
 - Data: videos and frames per split and class, failures and warnings with their reasons, real frames per class
   and split (extraction: summary.json, splits.csv, failures.jsonl, warnings.jsonl, frames/);
-- Leakage: videos and groups in several splits, near-duplicate frames across splits side by side (tools.audit);
-- Runs: every metrics.json below --runs: curves with collapsed epochs shaded and the selected epoch marked,
-  the confusion matrix, per-class accuracy, settings and weights hash;
+- Leakage: one verdict (tools.audit) on videos and groups in several splits and near-duplicate frames across
+  splits, the pairs side by side;
+- Runs: every metrics.json below --runs: curves with collapsed epochs shaded and the selected epoch marked, the
+  learning rate under the loss, the confusion matrix, per-class accuracy, settings (non-defaults marked) and
+  weights hash;
 - Experiments: every experiment.json (and experiments still running: marked partial): each seed as a point,
   mean and 95% interval, each difference with its interval and p-value, the seeds a study would need, a verdict;
-- Difficulty: the data map of every difficulty_records.csv and the hardest and most ambiguous examples as
-  pictures (training.difficulty);
+- Experiment runs: every run of each experiment epoch by epoch, coloured by configuration, and what each
+  configuration's sampling feeds the model (coverage and repeats per epoch, training.inspect_order) (story 000);
+- Collapsed runs: the runs that ended answering one class, with their loss and learning rate (story 001);
+- Difficulty: the data map of every difficulty_records.csv and the hard and ambiguous examples as pictures, frames
+  and videos, train and valid apart (story 002); Misclassified: the test examples runs got wrong, with the class
+  they answered (predictions.csv);
 - Input order: what the first run's input pipeline feeds the model, batch by batch (training.inspect_order).
 
 Sections whose inputs are missing are left out, and the page says so. Thumbnails are capped per section
@@ -107,6 +113,8 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     from dataformat import files
     from dataformat.files import write_atomically
     from tools import report_sections as sections
+    from tools import report_story_difficulty as examples
+    from tools import report_story_runs as story_runs
 
     require(thumbnails >= 0, "thumbnails", thumbnails, "0 or more pictures per section")
     data_dir = data_dir.rstrip("/")
@@ -114,15 +122,20 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     found = find_runs(runs)
     frames = sections.FrameStore(data_dir)
     # The sections that show particular frames ask for them first; then frames/ is read once.
-    leakage = sections.prepare_leakage(data_dir, frames, thumbnails)
-    difficulty = sections.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
-    frames.read()
     in_experiments = [m for e in found["experiments"] for m in files.find(os.path.dirname(e), "metrics.json")]
+    leakage = sections.prepare_leakage(data_dir, frames, thumbnails)
+    difficulty = examples.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
+    wrong = examples.prepare_misclassified(found["metrics"] + in_experiments, data_dir, frames, thumbnails)
+    frames.read()
+    experiment_roots = [os.path.dirname(e) for e in found["experiments"]] + sorted(found["partial"])
     parts = [("data", "Data", sections.data_section(data_dir, summary, frames, thumbnails)),
              ("leakage", "Leakage", sections.leakage_section(leakage, frames)),
              ("runs", "Runs", sections.runs_section(found["metrics"])),
              ("experiments", "Experiments", sections.experiments_section(found["experiments"], found["partial"])),
-             ("difficulty", "Difficulty", sections.difficulty_section(difficulty, frames)),
+             ("experiment-runs", "Experiment runs", story_runs.experiment_runs_section(experiment_roots)),
+             ("collapses", "Collapsed runs", story_runs.collapsed_runs_section(found["metrics"] + in_experiments)),
+             ("difficulty", "Difficulty", examples.difficulty_section(difficulty, frames)),
+             ("misclassified", "Misclassified", examples.misclassified_section(wrong, frames)),
              ("order", "Input order", sections.order_section(found["metrics"] + in_experiments))]
     body = [html for _, _, html in parts if html]
     nav = [(anchor, label) for anchor, label, html in parts if html]

@@ -17,6 +17,7 @@ import tensorflow as tf
 from dataformat import files, schema
 from dataformat.schema import DataError
 from tools import charts
+from tools import report_story_runs as story_runs
 from tools.page import esc, heat_table, jpeg_img, section, table
 
 THUMB = 112  # pixels of a thumbnail's side
@@ -131,6 +132,14 @@ def _frame_id(text: str) -> tuple[str, int]:
     return video, int(index)
 
 
+def leakage_verdict(report: dict) -> tuple[str, str]:
+    """tools.audit's one verdict (overlap and near-duplicates weighed together) as (page class, sentence)."""
+    from tools.audit import verdict
+
+    level, text = verdict(report)
+    return {"leak": "bad", "suspect": "warn", "clean": "good"}[level], text
+
+
 def prepare_leakage(data_dir: str, frames: FrameStore, limit: int) -> dict:
     """tools.audit's report, its example pairs' frames asked for."""
     from tools.audit import audit
@@ -145,13 +154,8 @@ def prepare_leakage(data_dir: str, frames: FrameStore, limit: int) -> dict:
 
 def leakage_section(report: dict, frames: FrameStore) -> str:
     videos, groups = report["videos_in_several_splits"], report["groups_in_several_splits"]
-    if report["leak"]:
-        verdict = (f'<p class="bad">LEAK: {len(videos)} video(s) and {len(groups)} recording group(s) are in several '
-                   "splits. Validation and test accuracy measure memory of these recordings, not generalisation: "
-                   "re-extract with --split_by=group and a --group_regex that names the recording.</p>")
-    else:
-        verdict = '<p class="good">No video and no recording group is in two splits.</p>'
-    body = verdict
+    level, text = leakage_verdict(report)
+    body = f'<p class="{level}">{esc(text)}</p>'
     if videos or groups:
         body += table(["video or group", "splits"], [[v["video_id"], ", ".join(v["splits"])] for v in videos[:20]]
                       + [[g["group"], ", ".join(g["splits"])] for g in groups[:20]], (0, 1))
@@ -178,35 +182,12 @@ def leakage_section(report: dict, frames: FrameStore) -> str:
 # --- Runs ----------------------------------------------------------------------------------------------------
 
 
-def _spans(epochs: list[int]) -> list[tuple[int, int]]:
-    spans: list[list[int]] = []
-    for e in sorted(epochs):
-        if spans and e == spans[-1][1] + 1:
-            spans[-1][1] = e
-        else:
-            spans.append([e, e])
-    return [(a, b) for a, b in spans]
-
-
 def run_block(metrics_path: str) -> str:
-    """One run: its verdict, curves, confusion matrix, per-class accuracy and settings."""
-    from training.artifacts import read_history
-
+    """One run: its verdict, curves (the learning rate under the loss), confusion matrix, per-class accuracy and
+    settings."""
     m = json.loads(files.read_text(metrics_path))
     workdir = os.path.dirname(metrics_path)
-    history = read_history(workdir)
-    epochs = [int(r["epoch"]) + 1 for r in history]
-
-    def column(key):
-        return [float(r[key]) if r.get(key) not in (None, "", "NA") else None for r in history]
-
-    collapsed = _spans([h["epoch"] + 1 for h in m.get("collapse_history", []) if h.get("collapsed")])
-    val_loss = column("val_loss")
-    finite = [(v, e) for v, e in zip(val_loss, epochs) if v is not None and math.isfinite(v)]
-    selected = min(finite)[1] if finite else None
-    curves = "".join(charts.line_chart({f"{p}{key}".replace("val_", "valid ") or key: column(f"{p}{key}")
-                                        for p in ("", "val_")}, epochs, "epoch", key, collapsed, selected,
-                                       "selected") for key in ("loss", "accuracy"))
+    curves = story_runs.run_curves(workdir, m)
     if m.get("collapsed"):
         verdict = ('<p class="bad">COLLAPSED: the model ends up answering one class (the red epochs). Story 001: try '
                    "another --seed, a lower --learning_rate, or --lr_schedule=cyclic.</p>")
@@ -214,25 +195,15 @@ def run_block(metrics_path: str) -> str:
         recovered = m.get("recovered_collapses") or []
         verdict = '<p class="good">Not collapsed' + (f" (recovered from {len(recovered)} collapse(s), shaded)"
                                                      if recovered else "") + ".</p>"
-    scores = ", ".join(f"{k.replace('_', ' ')} {m[k]:.3f}" for k in ("test_accuracy", "val_accuracy") if k in m)
+    scores = story_runs.scores(m)
     body = (f"<h3>{esc(workdir)}</h3>{verdict}<p>{esc(m['config'].get('model', ''))}: {esc(scores)}; "
             f"{m.get('epochs_run')} epochs; seed {m.get('seed')}; weights <code>{esc(m.get('weights_sha256', ''))[:16]}"
             f"</code>; data <code>{esc(m.get('data_fingerprint', ''))[:16]}</code></p>{curves}")
     if m.get("confusion_matrix"):
         body += "<h4>Confusion matrix (test)</h4>" + heat_table(m["confusion_matrix"], m["class_names"])
         body += table(["class", "accuracy"], [[c, a] for c, a in m.get("per_class_accuracy", {}).items()])
-    shown = sorted(_settings_by_flag(m.get("config") or {}).items())
-    body += "<details><summary>settings</summary>" + table(["flag", "value"], shown, (0, 1)) + "</details>"
+    body += story_runs.settings_table(m.get("config") or {})
     return body
-
-
-def _settings_by_flag(config: dict) -> dict:
-    """{flag: value} from a metrics.json's "config" (a TrainConfig, nested configs as dicts): every setting is the
-    flag of its name (`settings.flag_values`)."""
-    found = {}
-    for name, value in config.items():
-        found.update(_settings_by_flag(value) if isinstance(value, dict) else {name: value})
-    return found
 
 
 def runs_section(metrics_paths: list[str]) -> str:
@@ -312,68 +283,6 @@ def experiments_section(paths: list[str], partial: dict) -> str:
             "distinguishable when an exact permutation test gives p <= 0.05 and the interval excludes 0; otherwise "
             "run the seeds (or collect the test examples) given before believing it.")
     return section("experiments", "Experiments", what, "".join(blocks), paths + sorted(partial))
-
-
-# --- Difficulty ----------------------------------------------------------------------------------------------
-
-
-STRIP = 4  # frames shown of a video whose sequence is a hard example
-
-
-def prepare_difficulty(paths: list[str], data_dir: str, frames: FrameStore, limit: int) -> Optional[dict]:
-    """training.difficulty's per-example summary of the records at `paths`, the pictures it needs asked for."""
-    from training.difficulty import load_records, summarize_by, summarize_examples
-
-    if not paths:
-        return None
-    rows = files.read_csv(f"{data_dir}/{schema.SPLITS_CSV}")
-    group_of = {r["video_id"]: r["group"] for r in rows}
-    frame_count = {r["video_id"]: int(r["frames"]) for r in rows}
-    examples = summarize_examples(load_records(sorted({os.path.dirname(p) for p in paths})), group_of)
-    count = max(1, limit // 2)
-    hardest = examples[:count]
-    ambiguous = sorted(examples, key=lambda e: -e["variability"])[:count]
-    for e in hardest + ambiguous:
-        for index in ([e["frame_index"]] if e["frame_index"] >= 0
-                      else range(min(STRIP, frame_count.get(e["video_id"], 0)))):
-            frames.want(e["video_id"], index)
-    return {"examples": examples, "hardest": hardest, "ambiguous": ambiguous, "paths": paths,
-            "groups": summarize_by(examples, "group")[:10], "frame_count": frame_count}
-
-
-def _example_figure(e: dict, frames: FrameStore, frame_count: dict) -> str:
-    caption = (f"{esc(e['split'])} · {esc(e['video_id'])}{'#' + str(e['frame_index']) if e['frame_index'] >= 0 else ''}"
-               f"<br>group {esc(e['group'] or '?')}<br>confidence {e['mean_confidence']:.2f} ± {e['variability']:.2f}"
-               f"<br>correct {e['correctness']:.0%} of {e['observations']} epochs")
-    if e["frame_index"] >= 0:
-        return _figure(frames, e["video_id"], e["frame_index"], caption)
-    strip = "".join(jpeg_img(frames.thumbnail(e["video_id"], i), f"{e['video_id']} frame {i}")
-                    for i in range(min(STRIP, frame_count.get(e["video_id"], 0)))
-                    if frames.thumbnail(e["video_id"], i))
-    return f'<figure style="width: 250px"><div class="strip">{strip}</div><figcaption>{caption}</figcaption></figure>'
-
-
-def difficulty_section(prepared: Optional[dict], frames: FrameStore) -> str:
-    if not prepared:
-        return ""
-    examples = prepared["examples"]
-    points = [(e["variability"], e["mean_confidence"], e["correctness"],
-               f"{e['split']} {e['video_id']} #{e['frame_index']}: {e['mean_confidence']:.2f}") for e in examples]
-    body = charts.scatter(points, "variability (std of the confidence across epochs and runs)",
-                          "mean confidence in the true label",
-                          (0.0, max(0.5, max((e["variability"] for e in examples), default=0.5))))
-    body += '<p class="note">Colour: red, rarely classified correctly; blue, always.</p>'
-    for title, chosen in (("Hardest (lowest mean confidence)", prepared["hardest"]),
-                          ("Most ambiguous (the model keeps changing its mind)", prepared["ambiguous"])):
-        body += f"<h3>{title}</h3><div class=\"thumbs\">" + "".join(
-            _example_figure(e, frames, prepared["frame_count"]) for e in chosen) + "</div>"
-    body += "<h3>Hardest recording groups</h3>" + table(
-        ["split", "group", "examples", "mean confidence"],
-        [[g["split"], g["group"], g["examples"], g["mean_confidence"]] for g in prepared["groups"]], (0, 1))
-    what = ("Which examples the model finds hard, over every epoch and run that recorded them (dataset cartography, "
-            "Swayamdipta et al. 2020; story 002): bottom left, consistently hard; right, ambiguous. Look at the "
-            "pictures: mislabelled, unrepresentative or near-identical frames of one recording explain most of it.")
-    return section("difficulty", "Difficulty", what, body, prepared["paths"][:12])
 
 
 # --- Input order ---------------------------------------------------------------------------------------------

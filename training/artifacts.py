@@ -27,6 +27,7 @@ HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 METRICS_JSON = "metrics.json"
 INITIAL_WEIGHTS_JSON = "initial_weights.json"  # written when a fresh model is built, read back on resume
+PREDICTIONS_CSV = "predictions.csv"
 
 
 def weights_sha256(model) -> str:
@@ -146,6 +147,19 @@ def write_difficulty_records(workdir: str, records) -> None:
     lines = ["split,video_id,frame_index,epoch,label,confidence,correct"]
     lines += [f"{s},{csv_field(v)},{f},{e},{label},{c:.6f},{int(ok)}" for s, v, f, e, label, c, ok in records]
     write_atomically(os.path.join(workdir, DIFFICULTY_RECORDS_CSV), "\n".join(lines) + "\n")
+
+
+def write_predictions(workdir: str, splits) -> None:
+    """predictions.csv: the selected model's answer for every example of the final-evaluation splits (split,
+    video_id, frame_index (-1 for sequences), label, predicted class, its probability, the true label's);
+    `splits`: [(split, ids with video_id/frame_index/label arrays, [N, K] class probabilities)]."""
+    lines = ["split,video_id,frame_index,label,predicted,confidence,true_confidence"]
+    for split, ids, probabilities in splits:
+        predicted = probabilities.argmax(axis=-1)
+        for i, (video_id, frame_index, label) in enumerate(zip(ids["video_id"], ids["frame_index"], ids["label"])):
+            lines.append(f"{split},{csv_field(str(video_id))},{int(frame_index)},{int(label)},{int(predicted[i])},"
+                         f"{probabilities[i, predicted[i]]:.6f},{probabilities[i, int(label)]:.6f}")
+    write_atomically(os.path.join(workdir, PREDICTIONS_CSV), "\n".join(lines) + "\n")
 
 
 def csv_field(text: str) -> str:

@@ -58,6 +58,31 @@ class HistoryCsv(keras.callbacks.Callback):
         write_atomically(self.path, "\n".join((lines or [",".join(header)]) + [",".join(row)]) + "\n")
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the learning rate to each epoch's logs (so history.csv has it): `learning_rate`, the rate of the
+    epoch's last step, and `learning_rate_min` / `learning_rate_max` over its steps (a cyclic schedule moves
+    within an epoch; a constant one gives three equal columns). Must come before `HistoryCsv` in the list."""
+
+    def __init__(self):
+        super().__init__()
+        self._rates: list[float] = []
+
+    def _current(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._rates.append(self._current())  # the rate this step is taken with
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        rates = self._rates or [self._current()]
+        logs.update(learning_rate=rates[-1], learning_rate_min=min(rates), learning_rate_max=max(rates))
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops at the first batch whose loss is NaN or infinite and remembers where.
 
@@ -145,6 +170,7 @@ def run_callbacks(config, workdir: str, valid_ds: tf.data.Dataset, difficulty_in
     non_finite = StopOnNonFiniteLoss()
     collapse = CollapseDetector(valid_ds.map(lambda x, y: x), patience=config.collapse_patience)
     callbacks = [
+        LearningRateLog(),  # before HistoryCsv: it adds the rate to the logs HistoryCsv writes
         HistoryCsv(os.path.join(workdir, artifacts.HISTORY_CSV)),
         BestCheckpoint(os.path.join(workdir, BEST), best=best_so_far),
         Backup(os.path.join(workdir, BACKUP)),

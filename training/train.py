@@ -16,7 +16,6 @@ import os
 from typing import NamedTuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import settings
@@ -311,19 +310,21 @@ def _evaluate(config: TrainConfig, workdir: str, model: keras.Model, data: Extra
     collapse.check_final(class_probabilities(model.predict(valid_ds.map(lambda x, y: x), verbose=0)),
                          split=plan.selection)
     splits_read = [{"split": plan.train, "phase": "fit"}, {"split": plan.selection, "phase": "model selection"}]
-    final = {}
+    final, predictions = {}, []
     for split in plan.finals:
         splits_read.append({"split": split, "phase": "final evaluation"})
-        final_ds = make_eval_dataset(data, split, input_config)
-        labels = np.concatenate([y for _, y in final_ds.as_numpy_iterator()])
-        probabilities = model.predict(final_ds.map(lambda x, y: x), verbose=0)
+        inputs, ids = read_with_ids(data, split, input_config)  # the examples' ids, in the inputs' order
+        probabilities = model.predict(inputs, verbose=0)
         collapse.check_final(class_probabilities(probabilities), split=split)
-        final[split] = artifacts.evaluation(labels, probabilities, data.spec.class_names)
+        final[split] = artifacts.evaluation(ids[schema.LABEL], probabilities, data.spec.class_names)
+        predictions.append((split, ids, class_probabilities(probabilities)))
+    artifacts.write_predictions(workdir, predictions)
     metrics = artifacts.metrics_record(
         config=config, final=final, class_names=data.spec.class_names, val_loss=val_loss,
         val_accuracy=val_accuracy, epochs_run=len(artifacts.read_history(workdir)), model=model,
         precision={"policy": precision[0], "reason": precision[1]}, splits_read=splits_read,
         data_fingerprint=data.fingerprint)
+    metrics["val_examples"] = data.info(plan.selection).num_examples  # the N of val_accuracy
     if input_config.skip_corrupt:
         metrics["corrupt_records_skipped"] = dict(data.skipped)
     metrics.update(collapsed=collapse.collapsed, collapse_epoch=collapse.collapse_epoch,

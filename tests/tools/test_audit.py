@@ -52,3 +52,20 @@ def test_a_folder_that_is_not_an_extraction_is_a_clear_error(tmp_path):
     """A missing folder is named in a clear error, not a TFDS traceback."""
     with pytest.raises(ValueError, match=f"{tmp_path}/nope/frames is not an extraction output"):
         audit(str(tmp_path / "nope"))
+
+
+def _report(videos=0, groups=0, **shares):
+    return {"videos_in_several_splits": [{"video_id": f"v{i}", "splits": ["train", "valid"]} for i in range(videos)],
+            "groups_in_several_splits": [{"group": f"g{i}", "splits": ["train", "valid"]} for i in range(groups)],
+            "near_duplicates": {split: {"share": share} for split, share in shares.items()}}
+
+
+def test_one_verdict_weighs_overlap_and_near_duplicates():
+    """No group in two splits was called clean in green even with 40% near-duplicate frames."""
+    from tools.audit import verdict
+
+    assert verdict(_report(valid=0.4, test=0.01))[0] == "leak"
+    assert "40% of valid frames" in verdict(_report(valid=0.4))[1]
+    assert verdict(_report(groups=1, valid=0.0))[0] == "leak"
+    assert verdict(_report(valid=0.1))[0] == "suspect"
+    assert verdict(_report(valid=0.05, test=0.0))[0] == "clean"

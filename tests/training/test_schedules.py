@@ -36,3 +36,24 @@ def test_round_trips_through_keras_config():
 def test_invalid_settings(args):
     with pytest.raises(ValueError):
         CyclicLearningRate(*args)
+
+
+def test_history_records_the_rate_each_epoch_and_its_range_over_the_steps(tmp_path):
+    """history.csv had no learning rate: a cyclic schedule and a collapse could not be seen together."""
+    import keras
+
+    from training import artifacts
+    from training.callbacks import HistoryCsv, LearningRateLog
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(CyclicLearningRate(0.001, 0.006, 2)), "mse")
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)  # 4 steps of 2 per epoch
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False,
+              callbacks=[LearningRateLog(), HistoryCsv(str(tmp_path / artifacts.HISTORY_CSV))])
+    rows = artifacts.read_history(str(tmp_path))
+    expected = values(CyclicLearningRate(0.001, 0.006, 2), range(8)).reshape(2, 4)  # the rate of each step
+    for row, steps in zip(rows, expected):
+        np.testing.assert_allclose([float(row["learning_rate"]), float(row["learning_rate_min"]),
+                                    float(row["learning_rate_max"])], [steps[-1], steps.min(), steps.max()],
+                                   rtol=1e-5)

@@ -264,7 +264,7 @@ def test_a_remote_workdir_gets_every_artifact(tmp_path, train_here):
     records = difficulty.load_records([workdir])
     difficulty.write_report(difficulty.summarize_examples(records, {}), f"ram://{tmp_path.name}/report")
     run = tf.io.gfile.listdir(workdir)
-    for name in ("metrics.json", "history.csv", "history.png", "best.keras", "difficulty_records.csv",
+    for name in ("metrics.json", "history.csv", "history.png", "best.keras", "difficulty_records.csv", "predictions.csv",
                  "tensorboard/"):
         assert name in run or name.rstrip("/") in run, (name, run)
     assert not [n for n in run if ".tmp-" in n]
