@@ -106,6 +106,7 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
 
     from dataformat import files
     from dataformat.files import write_atomically
+    from tools import report_classes as classes
     from tools import report_sections as sections
 
     require(thumbnails >= 0, "thumbnails", thumbnails, "0 or more pictures per section")
@@ -113,14 +114,19 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     summary = sections.read_extraction(data_dir)
     found = find_runs(runs)
     frames = sections.FrameStore(data_dir)
+    in_experiments = [m for e in found["experiments"] for m in files.find(os.path.dirname(e), "metrics.json")]
     # The sections that show particular frames ask for them first; then frames/ is read once.
+    priority = classes.class_priority(found["metrics"] + in_experiments, summary["class_names"])
+    sheet = classes.thumbnail_plan(summary, thumbnails, priority)
+    for split, label, count in sheet:
+        frames.want_class(split, label, count)
+    confusion_frames = classes.prepare_confusion_frames(found["metrics"][:12], summary, frames, thumbnails)
     leakage = sections.prepare_leakage(data_dir, frames, thumbnails)
     difficulty = sections.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
     frames.read()
-    in_experiments = [m for e in found["experiments"] for m in files.find(os.path.dirname(e), "metrics.json")]
-    parts = [("data", "Data", sections.data_section(data_dir, summary, frames, thumbnails)),
+    parts = [("data", "Data", sections.data_section(data_dir, summary, frames, sheet)),
              ("leakage", "Leakage", sections.leakage_section(leakage, frames)),
-             ("runs", "Runs", sections.runs_section(found["metrics"])),
+             ("runs", "Runs", sections.runs_section(found["metrics"], frames, confusion_frames)),
              ("experiments", "Experiments", sections.experiments_section(found["experiments"], found["partial"])),
              ("difficulty", "Difficulty", sections.difficulty_section(difficulty, frames)),
              ("order", "Input order", sections.order_section(found["metrics"] + in_experiments))]

@@ -12,7 +12,7 @@ import base64
 import io
 import json
 import statistics
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -164,9 +164,8 @@ def heatmap_png(confusion: np.ndarray, names: Sequence[str], order: np.ndarray) 
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.colorbar(shown, ax=ax, shrink=0.8, label="share of the true class's test examples")
-    fig.tight_layout()
     png = io.BytesIO()
-    fig.savefig(png, format="png")
+    fig.savefig(png, format="png", bbox_inches="tight")
     plt.close(fig)
     return png.getvalue()
 
@@ -177,20 +176,89 @@ def png_img(data: bytes, alt: str) -> str:
             'style="max-width: 100%; height: auto">')
 
 
-def example_split(splits: Sequence[str]) -> Optional[str]:
-    """The split whose frames illustrate a run's classes: test (what the confusion counts), else the first."""
-    return "test" if "test" in splits else (list(splits)[0] if splits else None)
+def _splits_by_preference(splits: Sequence[str]) -> list[str]:
+    """Where a class's example frame comes from: test (what the confusion counts), valid, train, the others."""
+    return sorted(splits, key=lambda s: ({"test": 0, "valid": 1, "train": 2}.get(s, 3), s))
 
 
-def prepare_confusion_frames(metrics_paths: Sequence[str], frames, limit: int) -> None:
-    """Asks `frames` for one frame of each class in the first runs' most confused pairs (before it reads)."""
-    budget = limit
-    split = example_split(frames.splits)
+def prepare_confusion_frames(metrics_paths: Sequence[str], summary: dict, frames, limit: int) -> dict:
+    """Asks `frames` (before it reads) for one frame of each class of the most confused pairs (from the first
+    split of test, valid, train that holds the class), run by run until `limit` pictures are asked for; returns
+    {metrics path: how many of its pairs are shown with frames}."""
+    budget, shown = limit, {}
+    names = summary["class_names"]
     for path in metrics_paths:
         m = json.loads(files.read_text(path))
-        if not m.get("confusion_matrix") or split is None:
+        if not m.get("confusion_matrix") or m.get("class_names") != names:
             continue
-        for t, p, _, _ in confused_pairs(np.asarray(m["confusion_matrix"]), min(PAIRS, budget // 2)):
-            frames.want_class(split, t, 1)
-            frames.want_class(split, p, 1)
-            budget -= 2
+        pairs = confused_pairs(np.asarray(m["confusion_matrix"]), min(PAIRS, budget // 2))
+        for label in {c for t, p, _, _ in pairs for c in (t, p)}:
+            split = next((s for s in _splits_by_preference(summary["splits"])
+                          if _classes_of(summary, s).get(names[label], {}).get("videos")), None)
+            if split is not None:
+                frames.want_class(split, label, 1)
+        budget -= 2 * len(pairs)
+        shown[path] = len(pairs)
+    return shown
+
+
+def confusion_html(m: dict, frames, with_frames: int) -> str:
+    """A run's test confusion (a table up to TABLE_CLASSES classes, else a heatmap picture in an order that puts
+    confused classes together), its most confused pairs (the first `with_frames` with a frame of each class),
+    and per-class accuracy worst first."""
+    confusion, names = np.asarray(m["confusion_matrix"]), m["class_names"]
+    if len(names) <= TABLE_CLASSES:
+        body = "<h4>Confusion matrix (test)</h4>" + heat_table(confusion.tolist(), names)
+    else:
+        order = class_order(confusion)
+        body = (f"<h4>Confusion matrix (test, {len(names)} classes)</h4>"
+                + png_img(heatmap_png(confusion, names, order), "confusion matrix heatmap")
+                + '<p class="note">Rows: true class, columns: predicted, shade: share of the row. Classes are '
+                "ordered so that classes confused with each other sit together (clustering of the symmetrised "
+                "confusion): a dark square off the diagonal is a group of classes the model mixes up.</p>"
+                + "<details><summary>class order of the picture</summary><p>"
+                + ", ".join(esc(names[i]) for i in order) + "</p></details>")
+    pairs = confused_pairs(confusion, PAIRS)
+    if pairs:
+        rows = [[names[t], names[p], n, f"{share:.0%}"] for t, p, n, share in pairs]
+        body += "<h4>Most confused pairs (test)</h4>" + table(["true class", "predicted as", "examples",
+                                                               "share of the true class"], rows, (0, 1))
+        figures = [_pair_figure(frames, names, pair) for pair in pairs[:with_frames]] if frames else []
+        if any(figures):
+            body += ('<p class="note">A frame of each class (from test, else valid, else train): the run records '
+                     "no prediction per example, so these show the two classes, not the mistakes."
+                     '</p><div class="thumbs">' + "".join(figures) + "</div>")
+    return body + per_class_html(m)
+
+
+def _pair_figure(frames, names, pair) -> str:
+    t, p, n, share = pair
+    keys = [next((k for s in _splits_by_preference(frames.splits) for k in frames.class_frames(s, label)), None)
+            for label in (t, p)]
+    if not all(keys):
+        return ""
+    images = "".join(jpeg_img(frames.thumbnail(*k), f"{names[c]}: {k[0]} frame {k[1]}", THUMB)
+                     for k, c in zip(keys, (t, p)) if frames.thumbnail(*k))
+    return (f'<figure style="width: {2 * THUMB + 8}px"><div class="pair">{images}</div><figcaption>'
+            f"{esc(names[t])} → {esc(names[p])}: {n} ({share:.0%})</figcaption></figure>")
+
+
+def per_class_html(m: dict) -> str:
+    """Per-class test accuracy, worst first (at most WORST rows), with each class's test examples and what it
+    is most often taken for."""
+    confusion, names = np.asarray(m["confusion_matrix"]), m["class_names"]
+    totals = confusion.sum(axis=1)
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    accuracy = {i: confusion[i, i] / totals[i] for i in range(len(names)) if totals[i]}
+    worst = sorted(accuracy, key=lambda i: (accuracy[i], i))
+    rows = [[names[i], float(accuracy[i]), int(totals[i]),
+             f"{names[int(off[i].argmax())]} ({off[i].max()})" if off[i].max() else ""] for i in worst[:WORST]]
+    values = list(accuracy.values())
+    shown = f"the {len(rows)} worst of {len(names)}" if len(worst) > len(rows) else f"all {len(names)}"
+    note = (f"<p>Per-class test accuracy, {shown} classes, worst first: median {statistics.median(values):.3f}, "
+            f"{sum(v == 0 for v in values)} class(es) at 0" if values else "<p>No test examples")
+    empty = [names[i] for i in range(len(names)) if not totals[i]]
+    note += f"; {len(empty)} class(es) without test examples: {_listed(empty)}.</p>" if empty else ".</p>"
+    return "<h4>Per-class accuracy (test)</h4>" + note + table(
+        ["class", "accuracy", "test examples", "most often predicted instead"], rows, (0, 3))
