@@ -1,6 +1,6 @@
 """The report_scaling section of scripts/bench.py: `tools.report` and `tools.audit` on synthetic extractions of
 400 classes and growing numbers of videos (10 frames each, 16 x 16 JPEGs, float16 features, written with
-`pipeline.synthetic`), each command a process of its own; and the audit's near-duplicate search (multi-index
+`pipeline.synthetic`), each command a process of its own (peak memory: sampled, as extraction_scaling does); and the audit's near-duplicate search (multi-index
 hashing) against comparing every pair, on the largest dataset's own frame hashes.
 
     .venv/bin/python scripts/bench.py --only=report_scaling [--quick | --tiny]
@@ -15,22 +15,9 @@ import tempfile
 import time
 
 from bench_data import pick
+from bench_extraction import _run_measured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _measured(cmd: list[str]) -> tuple[float, float]:
-    """Runs `cmd` (a single process); returns (seconds, its peak resident memory in MB, from the kernel)."""
-    with tempfile.TemporaryFile() as log:  # not a pipe: a long log would fill it and block the command
-        start = time.perf_counter()
-        process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode not in (0, 1):  # the audit exits 1 for a leak: still a finished measurement
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
 
 
 def _write(data_dir: str, classes: int, videos: int) -> float:
@@ -56,8 +43,8 @@ def _search_speed(data_dir: str) -> dict:
     slow = nearest(hashes["valid"], hashes["train"])
     every_pair = time.perf_counter() - start
     close = slow[0] <= 4
-    return {"queries": len(hashes["valid"]), "pool": len(hashes["train"]), "indexed_seconds": round(indexed, 2),
-            "every_pair_seconds": round(every_pair, 2),
+    return {"queries": len(hashes["valid"]), "pool": len(hashes["train"]), "indexed_seconds": round(indexed, 3),
+            "every_pair_seconds": round(every_pair, 3), "speed_up": every_pair / max(indexed, 1e-6),
             "same_result": bool((fast[0] <= 4).tolist() == close.tolist() and (fast[1][close] == slow[1][close]).all())}
 
 
@@ -75,9 +62,9 @@ def bench_report_scaling(size: str) -> dict:
             subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data}", f"--workdir={work}/run",
                             "--model=lstm", "--epochs=1", "--lstm_units=8", "--dense_units=8"],
                            cwd=ROOT, check=True, capture_output=True)
-        row["audit_seconds"], row["audit_peak_mb"] = _measured([sys.executable, "-m", "tools.audit",
+        row["audit_seconds"], row["audit_peak_mb"] = _run_measured([sys.executable, "-m", "tools.audit",
                                                                 f"--data_dir={data}"])
-        row["report_seconds"], row["report_peak_mb"] = _measured([
+        row["report_seconds"], row["report_peak_mb"] = _run_measured([
             sys.executable, "-m", "tools.report", f"--data_dir={data}", f"--runs={work}/run",
             f"--output_dir={work}/report-{n}"])
         row["page_mb"] = round(os.path.getsize(f"{work}/report-{n}/index.html") / 2**20, 2)
@@ -92,5 +79,4 @@ def bench_report_scaling(size: str) -> dict:
                        "audit_time_growth_vs_videos_growth": round(
                            last["audit_seconds"] / first["audit_seconds"] / growth, 3),
                        "audit_memory_growth": round(last["audit_peak_mb"] / first["audit_peak_mb"], 3),
-                       "near_duplicate_search_indexed_vs_every_pair": round(
-                           search["every_pair_seconds"] / max(search["indexed_seconds"], 1e-3), 3)}}
+                       "near_duplicate_search_indexed_vs_every_pair": round(search.pop("speed_up"), 3)}}

@@ -130,8 +130,9 @@ def data_section(data_dir: str, summary: dict, frames: FrameStore, plan: list) -
     if sheet:
         body += "<h3>Frames per split and class</h3><div class=\"thumbs\">" + "".join(sheet) + "</div>"
     what = ("What the extraction wrote: counts per split and class, every input it could not use and why, and real "
-            "frames of each class in each split. Check that the classes look like what you meant, that no split "
-            "lacks a class, and that failures are files you expected to fail.")
+            "frames of every split, of as many classes as --thumbnails allows (the runs' worst classes first). "
+            "Check that the classes look like what you meant, that no split lacks a class, and that failures are "
+            "files you expected to fail.")
     return section("data", "Data", what, body, [f"{data_dir}/{n}" for n in (schema.SUMMARY_JSON, schema.SPLITS_CSV,
                                                                           schema.FAILURES_JSONL, schema.WARNINGS_JSONL,
                                                                           schema.FRAMES)])
