@@ -1,7 +1,8 @@
 """The report_scaling section of scripts/bench.py: `tools.report` and `tools.audit` on synthetic extractions of
 400 classes and growing numbers of videos (10 frames each, 16 x 16 JPEGs, float16 features, written with
-`pipeline.synthetic`), each command a process of its own (peak memory: sampled, as extraction_scaling does); and the audit's near-duplicate search (multi-index
-hashing) against comparing every pair, on the largest dataset's own frame hashes.
+`pipeline.synthetic`), each command a process of its own (peak memory sampled, as extraction_scaling does); and
+the audit's near-duplicate search (multi-index hashing) against comparing every pair, on the largest dataset's
+own frame hashes.
 
     .venv/bin/python scripts/bench.py --only=report_scaling [--quick | --tiny]
 """
@@ -57,7 +58,8 @@ def bench_report_scaling(size: str) -> dict:
     rows = []
     for n in counts:
         data = f"{work}/data-{n}"
-        row = {"videos": n, "frames": 10 * n, "classes": classes, "synthetic_write_seconds": round(_write(data, classes, n), 1)}
+        row = {"videos": n, "frames": 10 * n, "classes": classes,
+               "synthetic_write_seconds": round(_write(data, classes, n), 1)}
         if n == counts[0]:
             subprocess.run([sys.executable, "-m", "training.main", f"--data_dir={data}", f"--workdir={work}/run",
                             "--model=lstm", "--epochs=1", "--lstm_units=8", "--dense_units=8"],
