@@ -75,10 +75,10 @@ SPLIT_CYCLE = ("train", "valid", "test", "train", "train", "train", "train", "tr
 
 def many_classes(classes: int, videos: int, frames: int = 10, side: int = 16, seed: int = 0) -> list[SyntheticVideo]:
     """`videos` videos spread evenly over `classes` classes ("c000/v0.mp4", ...), each `frames` frames of
-    `side` x `side` pixels, and features; a class's videos share its colour pattern (plus noise), and its j-th
-    video goes to SPLIT_CYCLE[j % 10] (every split holds every class with 3 or more videos each). Features are
-    a direction of the class's pair (classes 2k and 2k + 1) plus a weaker one of its own: the pairs are what a
-    model confuses."""
+    `side` x `side` pixels, and features (float16 values: half the memory of a big set); a class's videos share
+    its colour pattern (plus noise), and its j-th video goes to SPLIT_CYCLE[j % 10] (every split holds every
+    class with 3 or more videos each). Features are a direction of the class's pair (classes 2k and 2k + 1) plus
+    a weaker one of its own: the pairs are what a model confuses."""
     rng = np.random.default_rng(seed)
     patterns = rng.integers(0, 200, (classes, side, side, 3), dtype=np.uint8)
     pair = rng.standard_normal(((classes + 1) // 2, 2048), np.float32)
@@ -89,16 +89,19 @@ def many_classes(classes: int, videos: int, frames: int = 10, side: int = 16, se
         noise = rng.integers(0, 56, (frames, side, side, 3), dtype=np.uint8)
         made.append(SyntheticVideo(f"c{label:03d}/v{i}.mp4", label, SPLIT_CYCLE[j % len(SPLIT_CYCLE)],
                                    features=(rng.standard_normal((frames, 2048), np.float32) + 2 * pair[label // 2]
-                                             + 0.6 * own[label]),
+                                             + 0.6 * own[label]).astype(np.float16),
                                    frames=patterns[label] + noise))
     return made
 
 
 def _write_sequences(directory: str, spec: schema.DatasetSpec, videos, planned, num_shards: int) -> None:
-    stacked = [sequences.StackedVideo(v.video_id, p, np.arange(len(v.features), dtype=np.float32),
+    stacked = (sequences.StackedVideo(v.video_id, p, np.arange(len(v.features), dtype=np.float32),
                                       np.asarray(v.features, np.float32))
-               for v, p in zip(videos, planned) if v.features is not None]
-    quantization = sequences.feature_range(stacked) if spec.feature_dtype == "uint8" else None
+               for v, p in zip(videos, planned) if v.features is not None)  # one float32 copy at a time
+    quantization = None
+    if spec.feature_dtype == "uint8":  # the range over the whole dataset, as the extraction takes it
+        stacked = list(stacked)
+        quantization = sequences.feature_range(stacked)
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
     by_split, longest = {}, {}
     for video in stacked:
