@@ -41,6 +41,7 @@ TRAIN = "train"
 
 
 def _read_split(info: schema.SplitInfo, kind: str, keys: list[str]) -> dict[str, np.ndarray]:
+    """The `keys` of every example of a split as arrays; IMAGE as each frame's `dhash`."""
     import tensorflow as tf  # imported when used, so that --help answers at once
 
     parse = schema.batch_parser(kind, info.spec, keys)
@@ -55,6 +56,8 @@ def _read_split(info: schema.SplitInfo, kind: str, keys: list[str]) -> dict[str,
         ds = ds.unbatch().map(small_gray, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
     parts = collections.defaultdict(list)
     for batch in ds.as_numpy_iterator():
+        if schema.IMAGE in batch:  # kept as its 8-byte hash, not the 288-byte thumbnail
+            batch[schema.IMAGE] = dhash(batch[schema.IMAGE])
         for k, v in batch.items():
             parts[k].append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -170,11 +173,11 @@ def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
                                           for g, s in sorted(splits_of_group.items()) if len(s) > 1]
     if TRAIN in frames:
         train = frames[TRAIN]
-        train_hashes = dhash(train[schema.IMAGE])
+        train_hashes = train[schema.IMAGE]
         for split, rows in frames.items():
             if split == TRAIN:
                 continue
-            distance, index = within(dhash(rows[schema.IMAGE]), train_hashes, max_distance)
+            distance, index = within(rows[schema.IMAGE], train_hashes, max_distance)
             close = np.flatnonzero(distance <= max_distance)
             same_video = rows[schema.VIDEO_ID][close] == train[schema.VIDEO_ID][index[close]]
             report["near_duplicates"][split] = {
