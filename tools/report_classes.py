@@ -42,9 +42,10 @@ def counts_html(summary: dict) -> str:
     for split in splits:
         per_class = [_classes_of(summary, split).get(n, {}).get("videos", 0) for n in names]
         present = [v for v in per_class if v]
+        median = statistics.median(present) if present else 0
         rows.append([split, summary["splits"][split]["videos"], summary["splits"][split]["frames"],
                      summary["splits"][split]["groups"], f"{len(present)} of {len(names)}",
-                     min(present, default=0), statistics.median(present) if present else 0, max(present, default=0)])
+                     min(present, default=0), f"{median:g}", max(present, default=0)])
     body = table(["split", "videos", "frames", "groups", "classes", "fewest videos of a class", "median",
                   "most"], rows)
     if len(names) <= TABLE_CLASSES:
