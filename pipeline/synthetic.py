@@ -7,13 +7,17 @@ writers: for tests and benchmarks of everything downstream of `pipeline.extract`
 writes sequences/ (videos with `features`), frames/ (videos with `frames`; both datasets always exist, as in a
 real output) and splits.csv, laid out and encoded exactly as a real extraction writes them: the same example
 encoders (`pipeline.sequences.encode_sequence`, the schema's), the same uint8 quantization over the whole
-dataset, key-ordered shards (`dataformat.shards`), and the same metadata.
+dataset, key-ordered shards (`dataformat.shards`), the same metadata, and summary.json (built by the
+extraction's own `pipeline.summary.summarize`; no failures, no warnings).
+
+`many_classes` makes the videos of a large dataset (hundreds of classes, tiny frames) for scale tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from typing import Optional, Sequence
 
 import numpy as np
@@ -60,14 +64,53 @@ def write_extraction(data_dir: str, videos: Sequence[SyntheticVideo], class_name
              "frames": len(v.features if v.features is not None else v.frames), "status": "ok"}
             for v, p in zip(videos, planned)]
     write_atomically(f"{data_dir}/{schema.SPLITS_CSV}", reports.SPLITS.text(rows))
+    _write_summary(data_dir, spec, len(videos))
     return schema.read_spec(data_dir)
 
 
+def _write_summary(data_dir: str, spec: schema.DatasetSpec, inputs: int) -> None:
+    from pipeline.sources import Listing
+    from pipeline.summary import summarize
+
+    for name in (schema.FAILURES_JSONL, schema.WARNINGS_JSONL):
+        write_atomically(f"{data_dir}/{name}", "")
+    listing = Listing(records=[None] * inputs, problems=[], hidden=[])  # summarize counts the inputs only
+    summary = summarize(data_dir, "video", listing, spec, [], 0.0)
+    write_atomically(f"{data_dir}/{schema.SUMMARY_JSON}", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+SPLIT_CYCLE = ("train", "valid", "test", "train", "train", "train", "train", "train", "valid", "test")
+
+
+def many_classes(classes: int, videos: int, frames: int = 10, side: int = 16, seed: int = 0) -> list[SyntheticVideo]:
+    """`videos` videos spread evenly over `classes` classes ("c000/v0.mp4", ...), each `frames` frames of
+    `side` x `side` pixels, and features (float16 values: half the memory of a big set); a class's videos share
+    its colour pattern (plus noise), and its j-th video goes to SPLIT_CYCLE[j % 10] (every split holds every
+    class with 3 or more videos each). Features are a direction of the class's pair (classes 2k and 2k + 1) plus
+    a weaker one of its own: the pairs are what a model confuses."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.integers(0, 200, (classes, side, side, 3), dtype=np.uint8)
+    pair = rng.standard_normal(((classes + 1) // 2, 2048), np.float32)
+    own = rng.standard_normal((classes, 2048), np.float32)
+    made = []
+    for i in range(videos):
+        label, j = i % classes, i // classes
+        noise = rng.integers(0, 56, (frames, side, side, 3), dtype=np.uint8)
+        made.append(SyntheticVideo(f"c{label:03d}/v{i}.mp4", label, SPLIT_CYCLE[j % len(SPLIT_CYCLE)],
+                                   features=(rng.standard_normal((frames, 2048), np.float32) + 2 * pair[label // 2]
+                                             + 0.6 * own[label]).astype(np.float16),
+                                   frames=patterns[label] + noise))
+    return made
+
+
 def _write_sequences(directory: str, spec: schema.DatasetSpec, videos, planned, num_shards: int) -> None:
-    stacked = [sequences.StackedVideo(v.video_id, p, np.arange(len(v.features), dtype=np.float32),
+    stacked = (sequences.StackedVideo(v.video_id, p, np.arange(len(v.features), dtype=np.float32),
                                       np.asarray(v.features, np.float32))
-               for v, p in zip(videos, planned) if v.features is not None]
-    quantization = sequences.feature_range(stacked) if spec.feature_dtype == "uint8" else None
+               for v, p in zip(videos, planned) if v.features is not None)  # one float32 copy at a time
+    quantization = None
+    if spec.feature_dtype == "uint8":  # the range over the whole dataset, as the extraction takes it
+        stacked = list(stacked)
+        quantization = sequences.feature_range(stacked)
     encode = schema.ExampleEncoder(schema.sequences_features(spec))
     by_split, longest = {}, {}
     for video in stacked:

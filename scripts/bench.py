@@ -30,6 +30,9 @@ Sections:
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
+  report_scaling: tools.report and tools.audit (each its own process: seconds, peak memory) on synthetic
+    extractions of 400 classes and 1k/3k/10k videos of 10 frames, with a real 400-class run; growth ratios
+    against the smallest; the audit's indexed near-duplicate search vs comparing every pair (scripts/bench_report.py).
 
 Machines here are shared and noisy: read the ratios, not the absolute figures.
 """
@@ -49,6 +52,7 @@ from bench_extraction import (bench_extraction, bench_extraction_memory, bench_e
                               bench_extraction_workers)
 from bench_input import bench_frame_input, bench_sequence_input  # noqa: E402
 from bench_real_video import bench_extraction_real_video  # noqa: E402
+from bench_report import bench_report_scaling  # noqa: E402
 from bench_training import bench_storage, bench_training_step  # noqa: E402
 
 
@@ -92,7 +96,8 @@ def main():
                 "extraction_scaling": lambda: bench_extraction_scaling(size),
                 "extraction_real_video": lambda: bench_extraction_real_video(size),
                 "storage": lambda: bench_storage(size),
-                "training_step": lambda: bench_training_step(size)}
+                "training_step": lambda: bench_training_step(size),
+                "report_scaling": lambda: bench_report_scaling(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
     results = {"machine": machine(), "size": size, "ratios": {}}
     for name in chosen:

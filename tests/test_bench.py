@@ -19,13 +19,16 @@ GROUPS = {
     "storage": (("storage",), ("storage_uint8_vs_float32", "storage_float16_vs_float32")),
     "scaling": (("extraction_scaling",), ("extraction_longer_run_memory_ratio",)),
     "real_video": (("extraction_real_video",), ("real_video_vs_full_decode_75px", "real_video_vs_serial_limit_299px")),
+    "report": (("report_scaling",), ("report_time_growth_vs_videos_growth", "report_memory_growth",
+                                     "audit_time_growth_vs_videos_growth", "audit_memory_growth",
+                                     "near_duplicate_search_indexed_vs_every_pair")),
 }
 
 
 # The sections that time and measure whole `pipeline.extract` processes cost minutes even at --tiny
 # (process start-up dominates) and exercise only the bench's own harness beyond what the extraction tests cover:
 # they run with `scripts/test.sh -m bench_processes`, not in every suite run.
-PROCESS_GROUPS = ("extraction", "scaling", "real_video")
+PROCESS_GROUPS = ("extraction", "scaling", "real_video", "report")
 
 
 @pytest.mark.slow
@@ -53,3 +56,6 @@ def test_bench_tiny_runs_and_reports_every_ratio(tmp_path, group):
         assert report["extraction_workers"]["byte_identical"] is True
     if group == "scaling":  # 4 videos, then the same videos twice as long
         assert [r["frames"] for r in report["extraction_scaling"]["runs"]] == [16, 32]
+    if group == "report":
+        assert report["report_scaling"]["search"]["same_result"] is True
+        assert [r["videos"] for r in report["report_scaling"]["runs"]] == [120, 240]

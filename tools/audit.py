@@ -42,21 +42,23 @@ TRAIN = "train"
 
 
 def _read_split(info: schema.SplitInfo, kind: str, keys: list[str]) -> dict[str, np.ndarray]:
+    """The `keys` of every example of a split as arrays; IMAGE as each frame's `dhash`."""
     import tensorflow as tf  # imported when used, so that --help answers at once
 
     parse = schema.batch_parser(kind, info.spec, keys)
 
-    def prepare(serialized):
-        ex = parse(serialized)
-        if schema.IMAGE in ex:  # dHash input: 9 x 8 grayscale, area-averaged
-            ex[schema.IMAGE] = tf.map_fn(
-                lambda jpeg: tf.image.resize(tf.io.decode_jpeg(jpeg, channels=1), (8, 9), method="area")[..., 0],
-                ex[schema.IMAGE], fn_output_signature=tf.TensorSpec((8, 9), tf.float32))
-        return ex
+    def small_gray(example):  # dHash input: 9 x 8 grayscale, area-averaged
+        example[schema.IMAGE] = tf.image.resize(tf.io.decode_jpeg(example[schema.IMAGE], channels=1), (8, 9),
+                                                method="area")[..., 0]
+        return example
 
-    ds = tf.data.TFRecordDataset(list(info.filepaths)).batch(256).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.TFRecordDataset(list(info.filepaths)).batch(256).map(parse)
+    if schema.IMAGE in keys:  # decoded frame by frame in parallel (a map_fn over each batch is slower)
+        ds = ds.unbatch().map(small_gray, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
     parts = collections.defaultdict(list)
     for batch in ds.as_numpy_iterator():
+        if schema.IMAGE in batch:  # kept as its 8-byte hash, not the 288-byte thumbnail
+            batch[schema.IMAGE] = dhash(batch[schema.IMAGE])
         for k, v in batch.items():
             parts[k].append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -69,16 +71,74 @@ def dhash(small_gray: np.ndarray) -> np.ndarray:
 
 
 def nearest(queries: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """For each query hash, the smallest Hamming distance to a pool hash and that pool index."""
+    """For each query hash, the smallest Hamming distance to a pool hash and that pool index (the first of
+    equals): every pair compared, `chunk` x `chunk` at a time. `within` finds the close ones far faster."""
     best = np.full(len(queries), 65, np.int64)
     where = np.zeros(len(queries), np.int64)
-    for start in range(0, len(pool), chunk):
-        distance = np.bitwise_count(queries[:, None] ^ pool[None, start:start + chunk]).astype(np.int64)
-        idx = distance.argmin(axis=1)
-        d = distance[np.arange(len(queries)), idx]
-        better = d < best
-        best[better], where[better] = d[better], idx[better] + start
+    for q in range(0, len(queries), chunk):
+        rows = slice(q, q + chunk)
+        for start in range(0, len(pool), chunk):
+            distance = np.bitwise_count(queries[rows, None] ^ pool[None, start:start + chunk])
+            idx = distance.argmin(axis=1)
+            d = distance[np.arange(len(idx)), idx].astype(np.int64)
+            better = d < best[rows]
+            best[rows][better], where[rows][better] = d[better], idx[better] + start
     return best, where
+
+
+def within(queries: np.ndarray, pool: np.ndarray, max_distance: int,
+           pairs_per_step: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Like `nearest`, for the queries with a pool hash within `max_distance` bits (the others get distance 65,
+    index 0), without comparing every pair: multi-index hashing. Split into max_distance + 1 blocks of bits,
+    two hashes that close agree exactly on at least one block (pigeonhole), so only pool hashes sharing a block
+    with the query are compared, found by binary search in the pool sorted by that block. Distinct hash values
+    are searched once each (the first pool index of a value stands for it), so repeated frames cost nothing.
+    Memory: at most `pairs_per_step` candidate pairs at a time."""
+    best = np.full(len(queries), 65, np.int64)
+    where = np.zeros(len(queries), np.int64)
+    values, first = np.unique(pool, return_index=True)
+    asked, inverse = np.unique(queries, return_inverse=True)
+    if not len(values) or not len(asked):
+        return best, where
+    found = np.full(len(asked), 65, np.int64)
+    found_at = np.zeros(len(asked), np.int64)
+    blocks = max_distance + 1
+    edges = np.linspace(0, 64, blocks + 1).astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = np.uint64((1 << (hi - lo)) - 1)
+        keys = (values >> np.uint64(lo)) & mask
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        wanted = (asked >> np.uint64(lo)) & mask
+        start, stop = np.searchsorted(sorted_keys, wanted, "left"), np.searchsorted(sorted_keys, wanted, "right")
+        _closest(asked, values[order], first[order], start, stop, pairs_per_step, found, found_at)
+    close = found <= max_distance
+    best[close[inverse]] = found[inverse][close[inverse]]
+    where[close[inverse]] = found_at[inverse][close[inverse]]
+    return best, where
+
+
+def _closest(asked, candidates, indices, start, stop, pairs_per_step, found, found_at) -> None:
+    """Compares each asked hash i with candidates[start[i]:stop[i]], keeping in found/found_at the smallest
+    distance and, among equals, the smallest pool index."""
+    counts = stop - start
+    ends = np.cumsum(counts)
+    i = 0
+    while i < len(asked):  # steps of at most pairs_per_step pairs (one asked hash may exceed it alone)
+        j = max(i + 1, int(np.searchsorted(ends, (ends[i - 1] if i else 0) + pairs_per_step, "right")))
+        n = counts[i:j]
+        if n.sum():
+            who = np.repeat(np.arange(i, j), n)  # sorted
+            offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+            pick = start[who] + offsets
+            d = np.bitwise_count(asked[who] ^ candidates[pick]).astype(np.int64)
+            ranked = d * (int(indices.max()) + 1) + indices[pick]  # by distance, then pool index
+            heads = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+            w, best = who[heads], np.minimum.reduceat(ranked, heads)
+            dd, pp = np.divmod(best, int(indices.max()) + 1)
+            better = (dd < found[w]) | ((dd == found[w]) & (pp < found_at[w]))
+            found[w[better]], found_at[w[better]] = dd[better], pp[better]
+        i = j
 
 
 def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
@@ -114,11 +174,11 @@ def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
                                           for g, s in sorted(splits_of_group.items()) if len(s) > 1]
     if TRAIN in frames:
         train = frames[TRAIN]
-        train_hashes = dhash(train[schema.IMAGE])
+        train_hashes = train[schema.IMAGE]
         for split, rows in frames.items():
             if split == TRAIN:
                 continue
-            distance, index = nearest(dhash(rows[schema.IMAGE]), train_hashes)
+            distance, index = within(rows[schema.IMAGE], train_hashes, max_distance)
             close = np.flatnonzero(distance <= max_distance)
             same_video = rows[schema.VIDEO_ID][close] == train[schema.VIDEO_ID][index[close]]
             report["near_duplicates"][split] = {

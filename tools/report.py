@@ -112,6 +112,7 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
 
     from dataformat import files
     from dataformat.files import write_atomically
+    from tools import report_classes as classes
     from tools import report_sections as sections
     from tools import report_story_difficulty as examples
     from tools import report_story_runs as story_runs
@@ -121,16 +122,21 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     summary = sections.read_extraction(data_dir)
     found = find_runs(runs)
     frames = sections.FrameStore(data_dir)
-    # The sections that show particular frames ask for them first; then frames/ is read once.
     in_experiments = [m for e in found["experiments"] for m in files.find(os.path.dirname(e), "metrics.json")]
+    # The sections that show particular frames ask for them first; then frames/ is read once.
+    priority = classes.class_priority(found["metrics"] + in_experiments, summary["class_names"])
+    sheet = classes.thumbnail_plan(summary, thumbnails, priority)
+    for split, label, count in sheet:
+        frames.want_class(split, label, count)
+    confusion_frames = classes.prepare_confusion_frames(found["metrics"][:12], summary, frames, thumbnails)
     leakage = sections.prepare_leakage(data_dir, frames, thumbnails)
     difficulty = examples.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
     wrong = examples.prepare_misclassified(found["metrics"] + in_experiments, data_dir, frames, thumbnails)
     frames.read()
     experiment_roots = [os.path.dirname(e) for e in found["experiments"]] + sorted(found["partial"])
-    parts = [("data", "Data", sections.data_section(data_dir, summary, frames, thumbnails)),
+    parts = [("data", "Data", sections.data_section(data_dir, summary, frames, sheet)),
              ("leakage", "Leakage", sections.leakage_section(leakage, frames)),
-             ("runs", "Runs", sections.runs_section(found["metrics"])),
+             ("runs", "Runs", sections.runs_section(found["metrics"], frames, confusion_frames)),
              ("experiments", "Experiments", sections.experiments_section(found["experiments"], found["partial"])),
              ("experiment-runs", "Experiment runs", story_runs.experiment_runs_section(experiment_roots)),
              ("collapses", "Collapsed runs", story_runs.collapsed_runs_section(found["metrics"] + in_experiments)),

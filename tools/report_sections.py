@@ -18,10 +18,9 @@ from dataformat import files, schema
 from dataformat.schema import DataError
 from tools import charts
 from tools import report_story_runs as story_runs
-from tools.page import esc, heat_table, jpeg_img, section, table
+from tools.page import esc, jpeg_img, section, table
 
 THUMB = 112  # pixels of a thumbnail's side
-PER_CLASS_AND_SPLIT = 4  # frames of each class in each split on the contact sheet
 
 
 def read_extraction(data_dir: str) -> dict:
@@ -39,28 +38,43 @@ def read_extraction(data_dir: str) -> dict:
 
 class FrameStore:
     """Thumbnails of frames by (video_id, frame_index), read from frames/ in one pass over the splits that hold
-    the frames asked for, plus the first frames of each (split, class) for the contact sheet."""
+    the frames asked for, plus the first frames of the (split, class) cells asked for with `want_class`."""
 
     def __init__(self, data_dir: str):
         self._data_dir = data_dir
         self._splits = schema.read_splits(data_dir, schema.FRAMES)
         self._wanted: set = set()
+        self._cells: dict = {}  # (split, label) -> frames wanted
         self._thumbs: dict = {}
         self.samples: dict = {}  # (split, label) -> [(video_id, frame_index)]
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self._splits)
 
     def want(self, video_id: str, frame_index: int) -> None:
         """Asks for a frame's thumbnail; every request must come before `read`."""
         self._wanted.add((video_id, int(frame_index)))
 
+    def want_class(self, split: str, label: int, count: int) -> None:
+        """Asks for the first `count` frames of a class in a split (before `read`)."""
+        self._cells[(split, int(label))] = max(count, self._cells.get((split, int(label)), 0))
+
+    def class_frames(self, split: str, label: int) -> list[tuple[str, int]]:
+        return self.samples.get((split, int(label)), [])
+
     def thumbnail(self, video_id: str, frame_index: int) -> Optional[bytes]:
         return self._thumbs.get((video_id, int(frame_index)))
 
     def read(self) -> None:
-        """Reads the contact sheet's frames and every frame asked for, in one pass that stops as soon as it has
-        them (frames are stored in hashed order, so a split's first frames are a fair sample of it)."""
+        """Reads the frames asked for, in one pass that stops as soon as it has them (frames are stored in hashed
+        order, so a split's first frames are a fair sample of it); a split is skipped once nothing is missing
+        but other splits' cells. Only the frames asked for are decoded and shrunk."""
         missing = set(self._wanted)
         for split, info in self._splits.items():
-            classes = len(info.spec.class_names)
+            cells = {label: count for (s, label), count in self._cells.items() if s == split}
+            if not cells and not missing:
+                continue
             parse = schema.batch_parser(schema.FRAMES, info.spec,
                                         [schema.VIDEO_ID, schema.FRAME_INDEX, schema.LABEL, schema.IMAGE])
             records = tf.data.TFRecordDataset(list(info.filepaths)).batch(256).map(parse)
@@ -69,14 +83,13 @@ class FrameStore:
                                                      batch[schema.LABEL], batch[schema.IMAGE]):
                     key = (video.decode(), int(index))
                     picks = self.samples.setdefault((split, int(label)), [])
-                    if len(picks) < PER_CLASS_AND_SPLIT:
+                    if len(picks) < cells.get(int(label), 0):
                         picks.append(key)
                     elif key not in missing:
                         continue
                     missing.discard(key)
                     self._thumbs[key] = _thumbnail(jpeg)
-                full = all(len(self.samples.get((split, c), [])) >= PER_CLASS_AND_SPLIT for c in range(classes))
-                if full and not missing:
+                if not missing and all(len(self.samples.get((split, c), [])) >= n for c, n in cells.items()):
                     break
 
 
@@ -95,11 +108,12 @@ def _figure(frames: FrameStore, video_id: str, frame_index: int, caption: str) -
 # --- Data ----------------------------------------------------------------------------------------------------
 
 
-def data_section(data_dir: str, summary: dict, frames: FrameStore, limit: int) -> str:
+def data_section(data_dir: str, summary: dict, frames: FrameStore, plan: list) -> str:
+    """`plan`: the contact sheet's [(split, label, frames)] (`report_classes.thumbnail_plan`), asked of `frames`."""
+    from tools.report_classes import counts_html
+
     names = summary["class_names"]
-    rows = [[split, s["videos"], s["frames"], s["groups"]] + [s["classes"].get(c, {}).get("videos", 0) for c in names]
-            for split, s in summary["splits"].items()]
-    body = table(["split", "videos", "frames", "groups"] + [f"{c} (videos)" for c in names], rows)
+    body = counts_html(summary)
     failures = files.read_jsonl(f"{data_dir}/{schema.FAILURES_JSONL}")
     warnings = files.read_jsonl(f"{data_dir}/{schema.WARNINGS_JSONL}")
     body += f"<p>{summary['inputs']} inputs: {summary['extracted']} extracted, {summary['failed']} failed, " \
@@ -110,15 +124,16 @@ def data_section(data_dir: str, summary: dict, frames: FrameStore, limit: int) -
     if warnings:
         body += "<h3>Kept with a warning</h3>" + table(["video", "warning"], [[w["video_id"], w["warning"]]
                                                                              for w in warnings[:50]], (0, 1))
-    picks = [(split, name, key) for split in summary["splits"] for label, name in enumerate(names)
-             for key in frames.samples.get((split, label), [])][:limit]
+    picks = [(split, names[label], key) for split, label, count in plan
+             for key in frames.class_frames(split, label)[:count]]
     sheet = [_figure(frames, video_id, index, f"{esc(split)} · {esc(name)}<br>{esc(video_id)} #{index}")
              for split, name, (video_id, index) in picks]
     if sheet:
         body += "<h3>Frames per split and class</h3><div class=\"thumbs\">" + "".join(sheet) + "</div>"
     what = ("What the extraction wrote: counts per split and class, every input it could not use and why, and real "
-            "frames of each class in each split. Check that the classes look like what you meant, that no split "
-            "lacks a class, and that failures are files you expected to fail.")
+            "frames of every split, of as many classes as --thumbnails allows (the runs' worst classes first). "
+            "Check that the classes look like what you meant, that no split lacks a class, and that failures are "
+            "files you expected to fail.")
     return section("data", "Data", what, body, [f"{data_dir}/{n}" for n in (schema.SUMMARY_JSON, schema.SPLITS_CSV,
                                                                           schema.FAILURES_JSONL, schema.WARNINGS_JSONL,
                                                                           schema.FRAMES)])
@@ -182,9 +197,12 @@ def leakage_section(report: dict, frames: FrameStore) -> str:
 # --- Runs ----------------------------------------------------------------------------------------------------
 
 
-def run_block(metrics_path: str) -> str:
+def run_block(metrics_path: str, frames: Optional[FrameStore] = None, with_frames: int = 0) -> str:
     """One run: its verdict, curves (the learning rate under the loss), confusion matrix, per-class accuracy and
-    settings."""
+    settings (`with_frames` of its most confused pairs with frames, asked of `frames` by
+    `report_classes.prepare_confusion_frames`)."""
+    from tools.report_classes import confusion_html
+
     m = json.loads(files.read_text(metrics_path))
     workdir = os.path.dirname(metrics_path)
     curves = story_runs.run_curves(workdir, m)
@@ -200,19 +218,20 @@ def run_block(metrics_path: str) -> str:
             f"{m.get('epochs_run')} epochs; seed {m.get('seed')}; weights <code>{esc(m.get('weights_sha256', ''))[:16]}"
             f"</code>; data <code>{esc(m.get('data_fingerprint', ''))[:16]}</code></p>{curves}")
     if m.get("confusion_matrix"):
-        body += "<h4>Confusion matrix (test)</h4>" + heat_table(m["confusion_matrix"], m["class_names"])
-        body += table(["class", "accuracy"], [[c, a] for c, a in m.get("per_class_accuracy", {}).items()])
+        body += confusion_html(m, frames, with_frames)
     body += story_runs.settings_table(m.get("config") or {})
     return body
 
 
-def runs_section(metrics_paths: list[str]) -> str:
+def runs_section(metrics_paths: list[str], frames: Optional[FrameStore] = None,
+                 with_frames: Optional[dict] = None) -> str:
     if not metrics_paths:
         return ""
     what = ("Each training run: loss and accuracy per epoch (red: epochs in which the model answered one class; "
             "dashed: the epoch whose model was kept), its test confusion matrix and per-class accuracy, its settings "
             "and the hash of its weights (equal hashes: identical models).")
-    return section("runs", "Runs", what, "".join(run_block(p) for p in metrics_paths[:12]), metrics_paths[:12])
+    return section("runs", "Runs", what, "".join(run_block(p, frames, (with_frames or {}).get(p, 0))
+                                                 for p in metrics_paths[:12]), metrics_paths[:12])
 
 
 # --- Experiments ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.entry_points import extract_here, run_module
-from tools.audit import audit, dhash, nearest
+from tools.audit import audit, dhash, nearest, within
 from tools.samples import SESSION_GROUP_REGEX
 
 
@@ -20,6 +20,30 @@ def test_dhash_and_hamming_distances():
     assert distance[0] <= 1 and index[0] == 0
     assert distance[1] == 0 and index[1] == 1
     assert int(np.bitwise_count(ha[2] ^ hb[2])) == 64
+
+
+def test_the_indexed_search_finds_exactly_what_comparing_every_pair_finds():
+    """`within` (multi-index hashing, what the audit uses) against `nearest` (every pair compared): the same
+    close queries, distances and first pool index, with repeated hashes, an all-zero hash, and steps of
+    candidate pairs small enough to split one query's candidates."""
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        pool = rng.integers(0, 2**63, 2000, dtype=np.uint64) << np.uint64(1) | rng.integers(0, 2, 2000, np.uint64)
+        pool[100:200], pool[300:310] = pool[0], 0  # repeated frames
+        queries = rng.integers(0, 2**63, 600, dtype=np.uint64)
+        for k, source in enumerate(rng.integers(0, len(pool), 400)):  # planted: 0 to 6 bits flipped
+            flipped = pool[source]
+            for bit in rng.choice(64, int(rng.integers(0, 7)), replace=False):
+                flipped ^= np.uint64(1) << np.uint64(bit)
+            queries[k] = flipped
+        queries[500] = 0
+        max_distance = int(rng.integers(0, 9))
+        expected, expected_at = nearest(queries, pool, chunk=512)
+        found, found_at = within(queries, pool, max_distance, pairs_per_step=int(rng.integers(1, 3000)))
+        close = expected <= max_distance
+        assert close.sum() > 50 and np.array_equal(found <= max_distance, close), trial
+        assert np.array_equal(found[close], expected[close]) and np.array_equal(found_at[close], expected_at[close])
+        assert (found[~close] == 65).all()
 
 
 def test_group_split_is_clean(extracted_samples):
