@@ -16,6 +16,7 @@ import os
 from typing import NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import settings
