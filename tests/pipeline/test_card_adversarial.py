@@ -82,3 +82,50 @@ def test_a_weights_file_changed_under_the_same_path_needs_overwrite(tmp_path):
         extract_here(videos, out, **settings)
     after = {p.name: p.read_bytes() for p in (out / "sequences").glob("sequences-*")}
     assert before == after
+
+
+def _previous_output(root, config, recorded_weights=None):
+    """A stand-in complete output at `root`: its summary.json records `config`; sequences/metadata.json records
+    `recorded_weights` in its card (none: an output made before the card)."""
+    import json
+
+    from pipeline.ownership import OutputContents
+
+    (root / "sequences").mkdir(parents=True)
+    (root / "summary.json").write_text(json.dumps({"config": config}))
+    metadata = {} if recorded_weights is None else {"provenance": {"features": {"weights": recorded_weights}}}
+    (root / "sequences" / "metadata.json").write_text(json.dumps(metadata))
+    return OutputContents(str(root), {"summary.json": 1}, [], [], False)
+
+
+def _card_with(weights):
+    from dataformat.card import DatasetCard
+
+    return DatasetCard(name="out", description="", provenance={"features": {"weights": weights}})
+
+
+def test_an_output_that_records_no_weights_hash_is_unknown_not_refused_and_a_recorded_one_is_compared(tmp_path):
+    from pipeline.job import _check_replaceable
+
+    config = ExtractConfig(output_dir=str(tmp_path / "out"), input_dir="/tmp/videos", weights="/w.weights.h5")
+    now = {"source": "file", "file": "/w.weights.h5", "sha256": "a" * 64}
+    recorded = dataclasses.asdict(config)
+    _check_replaceable(config, _previous_output(tmp_path / "old", recorded), _card_with(now))  # unknown: a rerun
+    _check_replaceable(config, _previous_output(tmp_path / "same", recorded, now), _card_with(now))
+    with pytest.raises(ExtractionError, match=r"--weights=/w.weights.h5: the file's content changed \(SHA-256 "
+                                              r"bbbbbbbbbbbbbbbb\.\.\. there, aaaaaaaaaaaaaaaa\.\.\. now\)"):
+        _check_replaceable(config, _previous_output(tmp_path / "other", recorded, dict(now, sha256="b" * 64)),
+                           _card_with(now))
+
+
+def test_an_output_that_recorded_another_spelling_of_the_same_splits_is_a_rerun(tmp_path):
+    """Outputs written before --splits was recorded canonically keep the spelling they were given."""
+    from pipeline.job import _check_replaceable
+
+    config = ExtractConfig(output_dir=str(tmp_path / "out"), input_dir="/tmp/videos", splits="train=1")
+    assert config.splits == "train=1.0"
+    old = _previous_output(tmp_path / "old", dict(dataclasses.asdict(config), splits="train=1"))
+    _check_replaceable(config, old, _card_with({"source": "none", "seed": 0}))
+    other = _previous_output(tmp_path / "other", dict(dataclasses.asdict(config), splits="train=0.5,test=0.5"))
+    with pytest.raises(ExtractionError, match="--splits"):
+        _check_replaceable(config, other, _card_with({"source": "none", "seed": 0}))
