@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import re
+import unicodedata
 from typing import Optional
 
 from dataformat import schema
@@ -65,9 +66,11 @@ def name_problem(name: str) -> Optional[str]:
 
 
 def name_from(text: str) -> str:
-    """A TFDS dataset name made from any text (an output folder's name): lower case, every run of other
-    characters one '_', prefixed with `dataset_` when it does not start with a letter."""
-    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    """A TFDS dataset name made from any text (an output folder's name): accented letters without their accents
+    (`Café` -> `cafe`, Unicode's NFKD decomposition), lower case, every run of other characters one '_', prefixed
+    with `dataset_` when it does not start with a letter (so a name in another script becomes `dataset`)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
     if not name[:1].isalpha():
         name = f"dataset_{name}".rstrip("_")
     return name[:MAX_NAME_LENGTH].rstrip("_")

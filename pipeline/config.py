@@ -68,6 +68,16 @@ def parse_split_fractions(text: str) -> dict[str, float]:
     return fractions
 
 
+def canonical_splits(text: str) -> str:
+    """--splits in one spelling per meaning (`train=0.50,test=.5` -> `train=0.5,test=0.5`): what an extraction
+    records and a rerun compares, so equivalent spellings are the same settings (like --fps=2 and 2.0).
+
+    Raises:
+      SettingError: as `parse_split_fractions`.
+    """
+    return ",".join(f"{name}={fraction!r}" for name, fraction in parse_split_fractions(text).items())
+
+
 def compile_group_regex(pattern: Optional[str]) -> Optional[re.Pattern]:
     """Compiles `--group_regex`, with an error that says what is wrong with it."""
     if not pattern:
@@ -201,9 +211,10 @@ class ExtractConfig:
         check_settings(self)
         if not self.output_dir:
             raise SettingError("--output_dir is required")
+        _check_not_a_root(self.output_dir)
         if bool(self.input_dir) == bool(self.manifest):
             raise SettingError("give exactly one of --input_dir (class-per-folder videos) or --manifest (CSV)")
-        self.split_fractions  # noqa: B018 - parsed (and checked) once per config
+        object.__setattr__(self, "splits", canonical_splits(self.splits))  # checked, and recorded canonically
         if self.dataset_name and card.name_problem(self.dataset_name):
             raise SettingError(f"--dataset_name: {card.name_problem(self.dataset_name)}")
         compile_group_regex(self.group_regex)
@@ -224,6 +235,18 @@ class ExtractConfig:
     def decode_settings(self) -> DecodeSettings:
         return DecodeSettings(fps=self.fps, max_frames=self.max_frames, image_size=self.image_size,
                               mode=self.decode_mode, device=self.decode_device)
+
+
+def _check_not_a_root(output_dir: str) -> None:
+    """The output replaces its folder by renames beside it: a file system's root (or a bucket's) has no beside."""
+    if is_remote(output_dir):
+        root = not output_dir.split("://", 1)[1].strip("/").count("/")
+    else:
+        root = not os.path.basename(os.path.abspath(output_dir))
+    if root:
+        raise SettingError(f"--output_dir={output_dir} is the root folder of its file system (or bucket), which cannot "
+                           "be an output: the new output is written beside the folder and then replaces it. Name a "
+                           "folder, e.g. /data/extracted")
 
 
 def _check_folders(input_dir: str, output_dir: str) -> None:

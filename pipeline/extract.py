@@ -64,7 +64,7 @@ def parse_flags(argv):
 def main(argv):
     logging.getLogger("absl").setLevel(logging.INFO)
     try:
-        config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/"))
+        config = settings.config_from_flags(ExtractConfig, output_dir=FLAGS.output_dir.rstrip("/") or FLAGS.output_dir)
     except settings.SettingError as e:  # answered before the heavy imports below
         print(f"extract: error: {e}", file=sys.stderr)
         return 1

@@ -83,7 +83,8 @@ def load_inception_v3(weights: str, image_size: int, precision: str = "float32")
       precision: the compute dtype (`resolve_precision`): float32, or bfloat16/float16 with float32 variables.
 
     Raises:
-      ValueError: unknown weights value, missing weights file, or image_size below 75.
+      ValueError: unknown weights value, a weights path that is not a weights file (`check_weights_file`), or
+        image_size below 75.
     """
     import keras
 
@@ -94,13 +95,7 @@ def load_inception_v3(weights: str, image_size: int, precision: str = "float32")
     elif weights == "imagenet":
         keras_weights = "imagenet"
     else:
-        import tensorflow as tf
-
-        if not tf.io.gfile.exists(weights):
-            raise ValueError(
-                f"--weights={weights}: no such file. Use 'imagenet', 'none', or the path of an InceptionV3 no-top "
-                "weights file (.h5 or .weights.h5)."
-            )
+        check_weights_file(weights)
         keras_weights = _local_copy(weights)
     _let_gpu_memory_grow()
     previous = keras.mixed_precision.global_policy()
@@ -127,7 +122,7 @@ def weights_provenance(weights: str) -> dict:
     pins its content, so every worker loads the same bytes), or the seed of the random initialisation.
 
     Raises:
-      ValueError: a weights file that does not exist.
+      ValueError: a weights path that is not a weights file (`check_weights_file`).
     """
     if weights == "none":
         return {"source": "none", "init": "random: Keras' initializers of InceptionV3, seeded", "seed": RANDOM_WEIGHTS_SEED}
@@ -138,12 +133,58 @@ def weights_provenance(weights: str) -> dict:
         path = keras.utils.get_file(IMAGENET_NO_TOP_FILE, WEIGHTS_PATH_NO_TOP, cache_subdir="models",
                                     file_hash=_IMAGENET_NO_TOP_MD5)
         return {"source": "imagenet", "file": IMAGENET_NO_TOP_FILE, "sha256": file_sha256(path)}
+    check_weights_file(weights)
+    return {"source": "file", "file": weights, "sha256": file_sha256(weights)}
+
+
+_WEIGHTS_CHOICES = ("Use 'imagenet', 'none', or the path of an InceptionV3 no-top weights file (.h5 or .weights.h5; "
+                    f"the official one is {IMAGENET_NO_TOP_FILE})")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # .h5 and .weights.h5 (Keras writes no user block before it)
+_ZIP_SIGNATURE = b"PK\x03\x04"  # .keras
+
+
+def check_weights_file(weights: str) -> None:
+    """Refuses a --weights path that is not a file of the format its name says, reading 8 bytes of it: missing,
+    a folder, or a file that is neither HDF5 (.h5, .weights.h5) nor, for .keras, a zip archive.
+
+    Raises:
+      ValueError: naming the path and what to give instead.
+    """
     import tensorflow as tf
 
     if not tf.io.gfile.exists(weights):
-        raise ValueError(f"--weights={weights}: no such file. Use 'imagenet', 'none', or the path of an InceptionV3 "
-                         "no-top weights file (.h5 or .weights.h5).")
-    return {"source": "file", "file": weights, "sha256": file_sha256(weights)}
+        raise ValueError(f"--weights={weights}: no such file. {_WEIGHTS_CHOICES}.")
+    if tf.io.gfile.isdir(weights):
+        raise ValueError(f"--weights={weights} is a folder, not a weights file. Give the file itself (e.g. "
+                         f"{weights.rstrip('/')}/{IMAGENET_NO_TOP_FILE}). {_WEIGHTS_CHOICES}.")
+    with tf.io.gfile.GFile(weights, "rb") as f:
+        head = f.read(len(_HDF5_SIGNATURE))
+    kind, signature = ("a .keras archive (zip)", _ZIP_SIGNATURE) if weights.endswith(".keras") else (
+        "an HDF5 file", _HDF5_SIGNATURE)
+    if not head.startswith(signature):
+        raise ValueError(f"--weights={weights} is not a weights file: it is not {kind} (it starts with {head!r}). "
+                         "Download or save it again (a download that failed often leaves an HTML page). "
+                         f"{_WEIGHTS_CHOICES}.")
+
+
+def check_weights_load(weights: str) -> None:
+    """Loads the local weights file `weights` into InceptionV3 (at the smallest input size, in float32), as each
+    worker will: a file of another model, the with-top file or a truncated one is refused before any work, naming
+    the file. A remote file is left to the workers (loading it here would copy it first); `check_weights_file`
+    has checked its format.
+
+    Raises:
+      ValueError: naming the file and why Keras could not load it.
+    """
+    if is_remote(weights):
+        return
+    check_weights_file(weights)
+    try:
+        load_inception_v3(weights, MIN_IMAGE_SIZE)
+    except Exception as e:  # Keras and h5py raise many kinds; any of them means the workers would fail the same way
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        raise ValueError(f"--weights={weights}: Keras cannot load it into InceptionV3 without its classifier "
+                         f"({reason[:300]}). {_WEIGHTS_CHOICES}.") from None
 
 
 def file_sha256(path: str) -> str:

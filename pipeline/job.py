@@ -20,16 +20,16 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from dataformat import files, integrity, schema
-from dataformat.card import DatasetCard
+from dataformat.card import PROVENANCE, DatasetCard
 from dataformat.files import WriteError, make_dirs, temporary_name, write_atomically
 from dataformat.paths import is_remote
 from dataformat.schema import FAILURES_JSONL, SUMMARY_JSON
 from pipeline import chunks
 from pipeline.beam_options import check_beam_args
-from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError
+from pipeline.config import DEFAULT_CHUNK_FRAMES, ExtractConfig, ExtractionError, canonical_splits
 from pipeline.decode import DecodeError, check_decode_device
 from pipeline.card import extraction_card
-from pipeline.features import resolve_precision, weights_provenance
+from pipeline.features import check_weights_load, resolve_precision, weights_provenance
 from pipeline.graph import NON_FINITE_JSONL, build_pipeline
 from pipeline.ownership import OutputContents
 from pipeline.plan import PlannedVideo, plan_videos, write_plan
@@ -86,7 +86,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
     transaction = OutputTransaction(config.output_dir)
     try:
         with transaction as staging:
-            _check_replaceable(config, transaction.previous)
+            _check_replaceable(config, transaction.previous, spec.card)
             staged = dataclasses.replace(config, output_dir=staging)
             counters, distributions = _extract(staged, beam_args, listing, spec, plan, precision[0])
             if before_check is not None:
@@ -119,9 +119,16 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
 
 
 def _dataset_card(config: ExtractConfig, names, precision: str) -> DatasetCard:
-    """The card written into both datasets' TFDS metadata (`pipeline.card`); hashes the weights file first."""
+    """The card written into both datasets' TFDS metadata (`pipeline.card`); hashes the weights file first, and
+    loads a local one into InceptionV3 once (`features.check_weights_load`), so a file the workers could not load
+    stops the job here."""
     try:
         weights = weights_provenance(config.weights)
+        if weights["source"] == "file":
+            started = time.time()
+            check_weights_load(config.weights)
+            logging.info("[extract] %s loads into InceptionV3 (checked in %.1f s)", config.weights,
+                         time.time() - started)
     except ValueError as e:
         raise ExtractionError(str(e)) from None
     card = extraction_card(config, names, precision, weights)
@@ -140,10 +147,11 @@ def list_inputs(config: ExtractConfig) -> Listing:
     return Listing(read_manifest(config.manifest, config.group_regex), [], [])
 
 
-def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
+def _check_replaceable(config: ExtractConfig, previous: OutputContents, card: DatasetCard) -> None:
     """Refuses to replace an extraction made with other settings (unless --overwrite); the same settings again
     replace it (a rerun), as do settings that only describe the data (`integrity.DESCRIPTION_SETTINGS`). The
-    transaction has already refused a folder holding files no extraction wrote."""
+    settings include the content of the weights file (`_weights_change`), and --splits compares as fractions.
+    The transaction has already refused a folder holding files no extraction wrote."""
     out = config.output_dir
     if previous.owned and not previous.complete:
         logging.warning("[extract] replacing %s: an incomplete extraction output (no summary.json)", out)
@@ -155,13 +163,39 @@ def _check_replaceable(config: ExtractConfig, previous: OutputContents) -> None:
     except (ValueError, AttributeError) as e:
         raise ExtractionError(f"{summary_path} is damaged ({e}), so the settings it was made with are unknown: "
                               "move that output away, or choose another --output_dir") from None
+    if isinstance(recorded, dict) and isinstance(recorded.get("splits"), str):  # older outputs kept the spelling
+        with contextlib.suppress(ValueError):
+            recorded = dict(recorded, splits=canonical_splits(recorded["splits"]))
     changed = differences(recorded, dataclasses.asdict(config),
                           integrity.EXECUTION_SETTINGS | integrity.DESCRIPTION_SETTINGS)
+    changed += _weights_change(previous.root, card.provenance["features"]["weights"], config.weights)
     if changed and not config.overwrite:
         raise ExtractionError(f"{out} holds an extraction made with other settings:\n  " + "\n  ".join(changed)
                               + "\nPass --overwrite to replace it, or choose another --output_dir to keep it")
     if changed:
         logging.warning("[extract] --overwrite: replacing %s, made with other settings (%s)", out, "; ".join(changed))
+
+
+def _weights_change(root: str, weights: dict, flag: str) -> list[str]:
+    """The weights file's content as a setting (--weights compares only its path): ['--weights ...'] when the
+    output at `root` records (in its dataset card) another SHA-256 for the same source. An output that records
+    none (made before the card, or its metadata unreadable) is unknown: not refused for it, which is logged."""
+    if "sha256" not in weights:
+        return []  # --weights=none: a seed, which is part of the tool's version
+    path = f"{root}/{schema.SEQUENCES}/{schema.METADATA_FILES[-1]}"
+    try:
+        recorded = json.loads(files.read_text(path))[PROVENANCE]["features"]["weights"]
+        recorded_source, recorded_sha256 = recorded["source"], recorded.get("sha256")
+        if recorded_source == weights["source"] and not isinstance(recorded_sha256, str):
+            raise KeyError("sha256")
+    except (ValueError, KeyError, TypeError, tf.errors.OpError):
+        logging.warning("[extract] %s records no SHA-256 of the weights file it was made with (made before "
+                        "the dataset card?): its content cannot be compared, only the --weights path", root)
+        return []
+    if recorded_source != weights["source"] or recorded_sha256 == weights["sha256"]:
+        return []  # another source shows as --weights itself
+    return [f"--weights={flag}: the file's content changed (SHA-256 {str(recorded_sha256)[:16]}... there, "
+            f"{weights['sha256'][:16]}... now)"]
 
 
 class _Run(NamedTuple):

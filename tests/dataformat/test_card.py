@@ -4,6 +4,7 @@ Outputs here are synthetic (`pipeline.synthetic`); tests/test_tfds_only.py reads
 
 import hashlib
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -25,7 +26,7 @@ def videos(seed=0):
 
 @pytest.mark.parametrize("folder, name", [("ucf101", "ucf101"), ("My Run-2026.12", "my_run_2026_12"),
                                           ("2026-12-03", "dataset_2026_12_03"), ("--", "dataset"),
-                                          ("Übung", "bung"), ("/data/UCF-101/", "ucf_101"),
+                                          ("Übung", "ubung"), ("日本語", "dataset"), ("/data/UCF-101/", "ucf_101"),
                                           ("gs://bucket/out-3/", "out_3")])
 def test_default_names_are_tfds_names_made_from_the_folder(folder, name):
     assert card.name_of_folder(folder) == name
@@ -43,14 +44,15 @@ def test_the_flags_card_is_what_tfds_shows(tmp_path):
     from pipeline.card import extraction_card
 
     weights_file = tmp_path / "inception.weights.h5"
-    weights_file.write_bytes(b"not really weights")
+    with h5py.File(weights_file, "w") as f:  # an HDF5 file (what the card's hashing checks), not really weights
+        f["vars/0"] = np.arange(3.0)
     config = ExtractConfig(output_dir=str(tmp_path / "out"), input_dir=str(tmp_path), weights=str(weights_file),
                            dataset_name="shapes", dataset_description="Shapes drawn by tools.samples.",
                            dataset_homepage="https://example.org/shapes", dataset_citation="@misc{shapes}",
                            fps=2, image_size=75, split_salt="s1")
     weights = weights_provenance(config.weights)
     assert weights == {"source": "file", "file": str(weights_file),
-                       "sha256": hashlib.sha256(b"not really weights").hexdigest()}
+                       "sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest()}
     written = extraction_card(config, ("a", "b"), "float32", weights)
     write_extraction(str(tmp_path / "out"), videos(), ("a", "b"), card=written)
     for kind, keys in (("sequences", ("features", "label")), ("frames", ("image", "label"))):
