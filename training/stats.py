@@ -75,3 +75,29 @@ def seeds_needed(difference: float, std_a: float, std_b: float) -> float:
         return math.inf
     z = scipy_stats.norm.ppf((1 + CONFIDENCE) / 2) + scipy_stats.norm.ppf(POWER)
     return float(math.ceil(z**2 * (std_a**2 + std_b**2) / difference**2))
+
+
+# ---- TEMPORARY stand-in for the sequential verdict of the statistics work, replaced by it at merge. Only its
+# signature and fields are relied on (training.experiment's --seeds=auto loop); its statistics are not tested. ----
+
+@dataclasses.dataclass(frozen=True)
+class SequentialVerdict:
+    settled: bool
+    outcome: str  # "different", "equivalent" or "undecided"
+    reason: str
+
+
+def sequential_verdict(a: Sequence[float], b: Sequence[float], *, max_seeds: int, min_effect: float,
+                       n_test_a=None, n_test_b=None, paired=False) -> SequentialVerdict:
+    """TEMPORARY: Welch's 95% interval of mean(a) - mean(b): excluding 0 is "different", inside
+    (-min_effect, min_effect) is "equivalent", anything else "undecided" (no correction for looking repeatedly)."""
+    if min(len(a), len(b)) < 2:
+        return SequentialVerdict(False, "undecided", "fewer than 2 seeds per configuration")
+    c = compare(a, b)
+    if c.ci_low > 0 or c.ci_high < 0:
+        return SequentialVerdict(True, "different", f"95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}] excludes 0")
+    if -min_effect < c.ci_low and c.ci_high < min_effect:
+        return SequentialVerdict(True, "equivalent", f"95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}] within "
+                                 f"+-{min_effect}")
+    return SequentialVerdict(False, "undecided", f"95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}] after "
+                             f"{min(len(a), len(b))} of at most {max_seeds} seeds")
