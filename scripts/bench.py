@@ -30,6 +30,9 @@ Sections:
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
+  experiment_parallel: training.experiment's grid of 2 configurations x 6 seeds (a small LSTM on synthetic
+    sequences) in its warm worker processes vs the same runs as separate `training.main` commands one after
+    another: wall and CPU seconds, the start-up each command pays, and whether every run's weights are identical.
 
 Machines here are shared and noisy: read the ratios, not the absolute figures.
 """
@@ -45,6 +48,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench_experiment import bench_experiment_parallel  # noqa: E402
 from bench_extraction import (bench_extraction, bench_extraction_memory, bench_extraction_scaling,  # noqa: E402
                               bench_extraction_workers)
 from bench_input import bench_frame_input, bench_sequence_input  # noqa: E402
@@ -92,7 +96,8 @@ def main():
                 "extraction_scaling": lambda: bench_extraction_scaling(size),
                 "extraction_real_video": lambda: bench_extraction_real_video(size),
                 "storage": lambda: bench_storage(size),
-                "training_step": lambda: bench_training_step(size)}
+                "training_step": lambda: bench_training_step(size),
+                "experiment_parallel": lambda: bench_experiment_parallel(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
     results = {"machine": machine(), "size": size, "ratios": {}}
     for name in chosen:
