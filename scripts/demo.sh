@@ -5,8 +5,9 @@
 # (story 000: sampling with replacement vs once per epoch, 3 seeds each), prints their test accuracy, and
 # writes the diagnosis report (demo_out/report/index.html). Each step says how long it took.
 #
-# Steps 3-5 are independent of each other and run at once (each prints its output when it ends): a TensorFlow
-# process spends seconds starting single-threaded, and the LSTM runs are small, so on a few cores they overlap.
+# Steps 3 and 4 are independent and run at once (each prints its output when it ends): a TensorFlow process
+# spends seconds starting single-threaded and the LSTM's epochs are small, so they fill each other's idle cores.
+# The experiment (step 5) runs after them: it trains in parallel itself (one worker process per core).
 #
 # This machine kind cannot download model weights, so the demo uses random InceptionV3 weights by default.
 # On a machine with internet access: WEIGHTS=imagenet scripts/demo.sh
@@ -61,17 +62,17 @@ start lstm "$PY" -m training.main --data_dir="$OUT/extracted" --model=lstm --wor
   --seed=0 --track_difficulty
 start cnn "$PY" -m training.main --data_dir="$OUT/extracted" --model=cnn --workdir="$OUT/runs/cnn" --epochs=10 --seed=0 \
   --augment=flip_h,flip_v,zoom
-start experiment "$PY" -m training.experiment --workdir="$OUT/experiment" --vary=sampling=replacement,epoch --seeds=3 \
-  --data_dir="$OUT/extracted" --model=lstm --epochs=10 --lstm_units=32 --dense_units=16
-
 echo "== 3. read back with TFDS alone"
 finish tfds
 echo "== 4. train the LSTM on sequences/ and the CNN on frames/ (a few epochs each)"
 finish lstm
 finish cnn
+took "steps 3-4 (at once)"
+
 echo "== 5. is sampling with replacement worse than once per epoch, or seed noise? 3 seeds each, in parallel"
-finish experiment
-took "steps 3-5 (at once)"
+"$PY" -m training.experiment --workdir="$OUT/experiment" --vary=sampling=replacement,epoch --seeds=3 \
+  --data_dir="$OUT/extracted" --model=lstm --epochs=10 --lstm_units=32 --dense_units=16
+took "experiment"
 
 echo "== 6. the diagnosis report: data, leakage, runs, the experiment, difficulty and input order on one page"
 "$PY" -m tools.report --data_dir="$OUT/extracted" --runs="$OUT/runs" --runs="$OUT/experiment" --output_dir="$OUT/report"
