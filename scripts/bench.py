@@ -33,6 +33,9 @@ Sections:
   report_scaling: tools.report and tools.audit (each its own process: seconds, peak memory) on synthetic
     extractions of 400 classes and 1k/3k/10k videos of 10 frames, with a real 400-class run; growth ratios
     against the smallest; the audit's indexed near-duplicate search vs comparing every pair (scripts/bench_report.py).
+  experiment_parallel: training.experiment's grid of 2 configurations x 6 seeds (a small LSTM on synthetic
+    sequences) in its warm worker processes vs the same runs as separate `training.main` commands one after
+    another: wall and CPU seconds, the start-up each command pays, and whether every run's weights are identical.
 
 Machines here are shared and noisy: read the ratios, not the absolute figures.
 """
@@ -48,6 +51,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench_experiment import bench_experiment_parallel  # noqa: E402
 from bench_extraction import (bench_extraction, bench_extraction_memory, bench_extraction_scaling,  # noqa: E402
                               bench_extraction_workers)
 from bench_input import bench_frame_input, bench_sequence_input  # noqa: E402
@@ -97,7 +101,8 @@ def main():
                 "extraction_real_video": lambda: bench_extraction_real_video(size),
                 "storage": lambda: bench_storage(size),
                 "training_step": lambda: bench_training_step(size),
-                "report_scaling": lambda: bench_report_scaling(size)}
+                "report_scaling": lambda: bench_report_scaling(size),
+                "experiment_parallel": lambda: bench_experiment_parallel(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
     results = {"machine": machine(), "size": size, "ratios": {}}
     for name in chosen:
