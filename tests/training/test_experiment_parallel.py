@@ -71,17 +71,18 @@ def test_the_progress_line_counts_runs_shows_the_verdict_from_two_seeds_and_the_
 
     out = io.StringIO()
     progress = Progress(["x", "y"], "test_accuracy", verdicts, out)
-    progress.plan(5, {("x", 0): {"test_accuracy": 0.5}})  # one resumed run
+    progress.plan(6, {("x", 0): {"test_accuracy": 0.5}})  # one resumed run
     first = progress.finished("y", 0, {"test_accuracy": 0.75}, None, 3.0)
-    assert first.startswith("[experiment] 2/5 runs; y seed 0: test_accuracy 0.7500 (3 s)")
+    assert first.startswith("[experiment] 2/6 runs; y seed 0: test_accuracy 0.7500 (3 s)")
     assert " vs " not in first and "left" in first and not seen  # 1 seed each: no verdict yet
     progress.finished("x", 1, None, "TrainingError: the loss became nan\nmore", 1.0)
     progress.finished("x", 2, {"test_accuracy": 0.25}, None, 2.0)
     assert not seen  # y has 1 seed
-    last = progress.finished("y", 1, {"test_accuracy": 1.0}, None, 2.0)
+    assert progress.finished("y", 1, {"test_accuracy": 1.0}, None, 2.0) and not seen  # x has no seed 1: no pair
+    last = progress.finished("y", 2, {"test_accuracy": 1.0}, None, 2.0)
     assert "x seed 1 FAILED after 1 s: TrainingError: the loss became nan;" in out.getvalue()
     assert "more" not in out.getvalue()
-    assert last.startswith("[experiment] 5/5 runs") and "left" not in last
+    assert last.startswith("[experiment] 6/6 runs") and "left" not in last
     assert "x vs y: undecided (wide interval)" in last and seen == [{"x": [0.5, 0.25], "y": [0.75, 1.0]}]
 
 
