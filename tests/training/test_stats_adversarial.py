@@ -1,0 +1,100 @@
+"""training.stats against inputs its own tests do not try: equal means that differ by float rounding, values
+that are not finite or not accuracies, metrics on a tiny or offset scale, text that contradicts itself, and
+seeds with a collapsed run scored on test sets of their own (story 001)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from training import significance, stats
+
+
+def test_equal_scores_in_another_order_do_not_crash():
+    """The same three accuracies in another seed order: the means differ by float rounding (1e-16), and
+    seeds_needed's integer search overflowed (TypeError from scipy's t.ppf), killing the experiment's report."""
+    a, b = [0.57, 0.55, 0.52], [0.52, 0.57, 0.55]
+    assert np.mean(a) != np.mean(b)  # the rounding this test is about
+    c = stats.compare(a, b, n_test_a=100, n_test_b=100)
+    assert not c.distinguishable and c.p_value == 1.0
+
+
+def test_a_tiny_genuine_difference_does_not_crash_seeds_needed():
+    assert significance.seeds_needed(1e-12, 1e-4) >= significance.fewest_seeds(False)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_value_that_is_not_finite_is_refused_by_name(bad):
+    """A diverged run (val_loss NaN) reached seeds_needed as 'cannot convert float NaN to integer'."""
+    with pytest.raises(ValueError, match="(?i)finite"):
+        stats.compare([0.9, 0.91, bad, 0.92], [0.5, 0.51, 0.52, 0.5])
+
+
+def test_values_outside_0_1_with_a_test_set_size_are_refused_clearly():
+    """A loss (or an accuracy in percent) with n_test: a negative binomial variance, then NaN, then a ValueError
+    about converting NaN to an integer (compare) or 'math domain error' (summarize)."""
+    with pytest.raises(ValueError, match=r"(?i)accurac|\[0, 1\]|between 0 and 1"):
+        stats.compare([96.9, 97.0, 96.8, 96.9], [96.2, 96.1, 96.3, 96.2], n_test_a=1000, n_test_b=1000)
+    with pytest.raises(ValueError, match=r"(?i)accurac|\[0, 1\]|between 0 and 1"):
+        stats.summarize([2.3, 2.4, 2.2], n_test=100)
+
+
+@pytest.mark.parametrize("scale,offset", [(1e-9, 0.0), (1e-3, 1e6)])
+def test_the_p_value_does_not_depend_on_the_metric_scale_or_offset(scale, offset):
+    """The tie tolerance 1e-9 (1 + max |value|) is absolute: on a 1e-9 scale, or at an offset of 1e6 with
+    differences of 1e-3, every relabeling 'ties' and p = 1 while the interval excludes 0."""
+    base, other = np.array([0.1, 0.4, 0.2, 0.5, 0.3]), np.array([0.6, 0.9, 0.7, 1.0, 0.8])
+    reference = stats.compare(base, other)
+    moved = stats.compare(base * scale + offset, other * scale + offset)
+    assert moved.p_value == pytest.approx(reference.p_value)
+    assert moved.distinguishable == reference.distinguishable
+
+
+def test_a_distinguishable_difference_is_not_called_impossible_to_show():
+    """96.6% vs 96.0% on 10000 test examples, tight seeds: 'Distinguishable', and in the same report 'No number
+    of seeds can show a difference this small on new data'."""
+    a = [0.9660, 0.9661, 0.9659, 0.9660, 0.9660]
+    b = [0.9600, 0.9601, 0.9599, 0.9600, 0.9600]
+    c = stats.compare(a, b, n_test_a=10000, n_test_b=10000)
+    assert c.distinguishable
+    assert "No number of seeds can show" not in c.seeds_advice
+
+
+def test_the_verdict_says_whose_test_set_noise_is_included():
+    """Only a's size known: a's noise is in the interval, yet the verdict says none is."""
+    with_a = stats.compare([0.9, 0.91, 0.92, 0.9], [0.5, 0.51, 0.52, 0.5], n_test_a=10)
+    without = stats.compare([0.9, 0.91, 0.92, 0.9], [0.5, 0.51, 0.52, 0.5])
+    assert with_a.ci_low < without.ci_low  # a's test-set noise widened it
+    assert "its own noise is not included" not in with_a.verdict
+
+
+@pytest.mark.slow
+def test_collapsed_runs_with_separate_test_sets_keep_the_false_positive_rate():
+    """Story 001 under the null: each configuration's 5 seeds collapse to chance (0.1) with probability 0.15,
+    the others score ~0.9, each configuration on its own 100 test examples (the independent binomial noise the
+    interval adds). 'Distinguishable' should be at most ~5%; the quadrature widening lets ~10% through, the
+    collapse's spread standing in for the test set's offset."""
+    rng = np.random.default_rng(11)
+    experiments, seeds, n_test = 3000, 5, 100
+
+    def accuracies():
+        theta = np.clip(0.9 + 0.01 * rng.standard_normal((experiments, seeds)), 0, 1)
+        theta = np.where(rng.random((experiments, seeds)) < 0.15, 0.1, theta)
+        examples = rng.random((experiments, 1, n_test))  # one test set per configuration, shared by its seeds
+        return (examples < theta[..., None]).mean(axis=2)
+
+    result = significance.analyse(accuracies(), accuracies(), n_test_a=n_test, n_test_b=n_test)
+    rate = float(result.distinguishable.mean())
+    assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / experiments), rate
+
+
+def test_an_experiment_whose_configurations_score_alike_gets_its_report():
+    """build_report after all the training: two configurations with the same accuracies on other seeds."""
+    from training.experiment import build_report
+
+    def runs(scores):
+        return [{"seed": s, "test_accuracy": x, "test_examples": 100} for s, x in enumerate(scores)]
+
+    report = build_report({"replacement": runs([0.57, 0.55, 0.52]), "epoch": runs([0.52, 0.57, 0.55])},
+                          "test_accuracy")
+    assert not report["comparisons"][0]["distinguishable"]
