@@ -264,7 +264,7 @@ def _partial_report(runs: list[str]) -> Optional[dict]:
 def experiment_block(report: dict, where: str, partial: Optional[str] = None) -> str:
     """One experiment: every seed's value, each configuration with the test-set size of its accuracy, and each
     comparison's analysis (paired or not, and why), interval, p, verdict and the seeds a study would need."""
-    from training.experiment import examples_label, upgrade_report
+    from training.experiment import better_text, examples_label, upgrade_report
 
     report = upgrade_report(report)
     metric = report["metric"]
@@ -279,18 +279,18 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     body += charts.strip_plot(configurations, metric)
     body += table(["configuration", "seeds", f"mean {metric}", "test examples", "95% interval (seeds and test set)",
                    "min", "max", "collapsed"], rows)
-    body += "".join(_comparison_paragraph(c, metric) for c in report["comparisons"])
+    body += "".join(_comparison_paragraph(c, metric, better_text(c, metric)) for c in report["comparisons"])
     return body
 
 
-def _comparison_paragraph(c: dict, metric: str) -> str:
+def _comparison_paragraph(c: dict, metric: str, better: str) -> str:
     points = 100 if metric.endswith("accuracy") else 1
     unit = " points" if points == 100 else ""
     verdict = (f'<span class="good">{esc(c["verdict"])}</span>' if c["distinguishable"]
                else f'<span class="bad">{esc(c["verdict"])}</span>')
     return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "
             f"interval {points * c['ci_low']:+.2f} to {points * c['ci_high']:+.2f}), p = {c['p_value']:.3g} "
-            f"({esc(c['test'])}). {verdict}</p><ul><li>Analysis: {esc(c['method_reason'])}.</li>"
+            f"({esc(c['test'])}); better: {esc(better)}. {verdict}</p><ul><li>Analysis: {esc(c['method_reason'])}.</li>"
             f"<li>Seeds needed: {esc(c['seeds_advice'])}</li></ul>")
 
 

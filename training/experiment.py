@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) 
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"run {run_dir} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return json.loads(files.read_text(metrics_path))
+    return dict(json.loads(files.read_text(metrics_path)), metrics_path=metrics_path)
 
 
 STATISTICS_VERSION = 2  # experiment.json: comparisons carry method, verdict, test-set sizes (`upgrade_report`)
@@ -139,6 +140,8 @@ def build_report(results: dict[str, list[dict]], metric: str) -> dict:
     results = {name: sorted(runs, key=lambda r: r["seed"]) for name, runs in results.items()}
     values = {name: [r[metric] for r in runs] for name, runs in results.items()}
     examples = {name: _test_examples(runs, metric) for name, runs in results.items()}
+    for name, runs in results.items():
+        _check_runs(name, runs, metric, examples[name] is not None)
     report = {"metric": metric, "statistics_version": STATISTICS_VERSION, "configurations": {}, "comparisons": []}
     for name, runs in results.items():
         summary = stats.summarize(values[name], examples[name])
@@ -149,9 +152,54 @@ def build_report(results: dict[str, list[dict]], metric: str) -> dict:
         if len(values[a]) > 1 and len(values[b]) > 1:
             paired, why = pairing(results[a], results[b])
             comparison = stats.compare(values[a], values[b], n_test_a=examples[a], n_test_b=examples[b],
-                                       paired=paired, pairing_reason=why)
+                                       paired=paired, pairing_reason=why, points=metric.endswith("accuracy"))
             report["comparisons"].append(dict(dataclasses.asdict(comparison), a=a, b=b))
-    return report
+    return json_safe(report)
+
+
+def _check_runs(name: str, runs: list[dict], metric: str, counted: bool) -> None:
+    """A clear error for a run whose value cannot be compared, naming its metrics.json."""
+    for r in runs:
+        x = r[metric]
+        where = f"{name} seed {r.get('seed')} ({r.get('metrics_path', 'its metrics.json')})"
+        if not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise ValueError(f"{where}: {metric} = {x!r} is not a finite number (a diverged run?): rerun it with "
+                             "other settings or remove its run directory")
+        if counted and not 0 <= x <= 1:
+            raise ValueError(f"{where}: {metric} = {x!r} is not an accuracy between 0 and 1")
+
+
+_INFINITE_ENDS = {"ci_low": -math.inf, "ci_high": math.inf, "seeds_needed": math.inf,
+                  "seeds_needed_this_test_set": math.inf}
+
+
+def json_safe(value):
+    """The report with every infinite number as null (JSON has no Infinity); `restore_infinities` reads it."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def restore_infinities(report: dict) -> dict:
+    """An experiment.json as written (nulls for unbounded interval ends and unreachable seed counts) with
+    those numbers infinite again."""
+    def restored(entry: dict) -> dict:
+        return {k: (_INFINITE_ENDS[k] if v is None and k in _INFINITE_ENDS else v) for k, v in entry.items()}
+    return dict(report, configurations={n: restored(c) for n, c in report["configurations"].items()},
+                comparisons=[restored(c) for c in report.get("comparisons", [])])
+
+
+def better_text(c: dict, metric: str) -> str:
+    """Which configuration scored better: higher, or lower for a metric that ends in "loss"."""
+    if c["difference"] == 0:
+        return "neither (equal means)"
+    lower_is_better = metric.endswith("loss")
+    a_better = (c["difference"] < 0) if lower_is_better else (c["difference"] > 0)
+    return f"{c['a'] if a_better else c['b']} ({'lower' if lower_is_better else 'higher'} {metric})"
 
 
 def upgrade_report(report: dict) -> dict:
@@ -160,6 +208,7 @@ def upgrade_report(report: dict) -> dict:
     its size is not in it), and says so in "recomputed"."""
     from training import stats
 
+    report = restore_infinities(report)
     if report.get("statistics_version", 1) >= STATISTICS_VERSION:
         return report
     configurations = {name: dict(c, test_examples=None, test_noise_std=0.0)
@@ -167,7 +216,8 @@ def upgrade_report(report: dict) -> dict:
     comparisons = []
     for old in report.get("comparisons", []):
         a, b = configurations[old["a"]]["values"], configurations[old["b"]]["values"]
-        comparison = stats.compare(a, b, pairing_reason="unpaired: an older experiment.json has no pairing digests")
+        comparison = stats.compare(a, b, pairing_reason="unpaired: an older experiment.json has no pairing digests",
+                                   points=report["metric"].endswith("accuracy"))
         comparisons.append(dict(dataclasses.asdict(comparison), a=old["a"], b=old["b"]))
     return dict(report, configurations=configurations, comparisons=comparisons,
                 statistics_version=STATISTICS_VERSION,
@@ -200,7 +250,8 @@ def render_markdown(report: dict) -> str:
     for cmp in report["comparisons"]:
         lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_difference(cmp['difference'], metric)} (95% "
                   f"interval {_difference(cmp['ci_low'], metric)} to {_difference(cmp['ci_high'], metric)}, "
-                  f"seed noise and the test set's own noise), p = {cmp['p_value']:.3g} ({cmp['test']}).",
+                  f"seed noise and the test set's own noise), p = {cmp['p_value']:.3g} ({cmp['test']}); better: "
+                  f"{better_text(cmp, metric)}.",
                   "", f"- Analysis: {cmp['method_reason']}.", f"- Verdict: {cmp['verdict']}",
                   f"- Seeds needed: {cmp['seeds_advice']}"]
     return "\n".join(lines) + "\n"
@@ -240,7 +291,7 @@ def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[s
         results[config_name(config)] = [run_one(workdir, common, config, seed) for seed in seeds]
     report = build_report(results, metric)
     report["command"] = {"common_flags": common, "vary": vary, "seeds": seeds}
-    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2) + "\n")
+    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2, allow_nan=False) + "\n")
     markdown = render_markdown(report)
     write_atomically(os.path.join(workdir, "report.md"), markdown)
     plot_report(report, os.path.join(workdir, "experiment.png"))

@@ -85,6 +85,7 @@ class Comparison:
     test_examples_needed: Optional[float] = None  # with many seeds; None when N is unknown
     seeds_tied: bool = False  # every seed of each configuration scored the same (seed noise not observed)
     points: bool = False  # the text gives differences in percentage points (accuracies)
+    p_new_data: float = 1.0  # the seeds' residual permutation distribution convolved with the test set's noise
     verdict: str = ""
     seeds_advice: str = ""
 
@@ -123,6 +124,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, n_test_a: TestExamples = 
         _describe_test(result.relabelings, paired), result.relabelings.smallest_p, na, nb, noise,
         math.sqrt(seed_variance), fewest_seeds(paired), here, examples,
         _spread_tied(a_values, b_values) and not (na or nb), points)
+    comparison = dataclasses.replace(comparison, p_new_data=float(result.p_new_data[0]))
     return dataclasses.replace(comparison, verdict=verdict_sentence(comparison),
                                seeds_advice=seeds_sentence(comparison, len(a_values), len(b_values)))
 
@@ -155,7 +157,8 @@ def verdict_sentence(c: Comparison) -> str:
     interval = f"95% interval {_amount(c.ci_low, c)} to {_amount(c.ci_high, c)}"
     if c.distinguishable:
         text = (f"Distinguishable: a difference of {_amount(c.difference, c)} ({interval}; {_noise_included(c)}) "
-                f"with {c.method} permutation p = {c.p_value:.3g}.")
+                f"with {c.method} permutation p = {c.p_value:.3g}"
+                + (f" (on new data, with the test set's noise: p = {c.p_new_data:.3g})." if c.test_noise_std else "."))
         if c.seeds_tied:
             text += (" Every seed of each configuration scored the same, so the runs look deterministic per "
                      "configuration: the difference is exact on this evaluation and the ranks of the seeds are what "
@@ -172,7 +175,8 @@ def verdict_sentence(c: Comparison) -> str:
     if c.p_value > ALPHA:
         return f"Not distinguishable from seed noise: {c.method} permutation p = {c.p_value:.3g} ({interval})."
     return (f"Not distinguishable on new data: the seeds separate the configurations on this test set (p = "
-            f"{c.p_value:.3g}), but with {_noise_included(c)} the interval holds 0 ({interval}).")
+            f"{c.p_value:.3g}), but with {_noise_included(c)} the test on new data gives p = {c.p_new_data:.3g} "
+            f"and the interval holds 0 ({interval}).")
 
 
 def seeds_sentence(c: Comparison, n_a: int, n_b: int) -> str:

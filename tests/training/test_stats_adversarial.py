@@ -114,3 +114,54 @@ def test_the_interval_holds_0_whenever_the_test_keeps_it():
     result = significance.analyse(a, b)
     kept = result.p_value > 0.05
     assert np.all((result.ci_low[kept] <= 0) & (0 <= result.ci_high[kept]))
+
+
+def test_seeds_that_all_tie_are_called_deterministic_not_measured():
+    """Every seed of each configuration scored the same, N unknown: the permutation test is still exact (no
+    variance enters it: 5 vs 5 all apart is 2 of 252 relabelings), so the verdict stands, but the text must not
+    pass the zero-width interval off as a measured seed noise."""
+    c = stats.compare([0.12] * 5, [0.11] * 5)
+    assert c.distinguishable and c.seeds_tied and c.p_value == pytest.approx(2 / 252)
+    assert "deterministic" in c.verdict and "was not observed" in c.verdict
+    spread = stats.compare([0.12, 0.13, 0.12, 0.12, 0.12], [0.11] * 5)
+    assert not spread.seeds_tied and "deterministic" not in spread.verdict
+
+
+def test_accuracy_text_is_in_points_and_says_which_is_better(tmp_path):
+    """Fractions in the verdict beside points in the table; which configuration won; JSON without Infinity."""
+    import json
+
+    from training.experiment import build_report, render_markdown
+
+    def runs(scores, n=100):
+        return [{"seed": s, "test_accuracy": x, "test_examples": n} for s, x in enumerate(scores)]
+
+    report = build_report({"wide": runs([0.9, 0.91, 0.92, 0.9]), "narrow": runs([0.5, 0.51, 0.52, 0.5]),
+                           "tiny": runs([0.1, 0.1, 0.1])}, "test_accuracy")
+    text = json.dumps(report, allow_nan=False)  # Infinity is not JSON: unbounded ends are null
+    comparison = report["comparisons"][0]
+    assert " points" in comparison["verdict"] and "+0.4" not in comparison["verdict"]
+    markdown = render_markdown(json.loads(text))
+    assert "better: wide (higher test_accuracy)" in markdown
+    losses = build_report({"a": [{"seed": s, "val_loss": x} for s, x in enumerate([0.3, 0.31, 0.32, 0.3])],
+                           "b": [{"seed": s, "val_loss": x} for s, x in enumerate([0.9, 0.91, 0.92, 0.9])]},
+                          "val_loss")
+    assert "better: a (lower val_loss)" in render_markdown(losses)
+
+
+@pytest.mark.parametrize("values,n_test,match", [
+    ([0.9, 0.91, 0.92], [100, 100], "2 test-set sizes for 3 runs"),
+    ([0.9, 0.91, 0.92], 100.5, "whole number"),
+])
+def test_test_set_sizes_that_do_not_fit_are_refused(values, n_test, match):
+    with pytest.raises(ValueError, match=match):
+        stats.compare(values, [0.5, 0.5, 0.6], n_test_a=n_test)
+
+
+def test_the_experiment_names_the_run_whose_value_is_not_finite():
+    from training.experiment import build_report
+
+    runs = [{"seed": s, "val_loss": x, "metrics_path": f"/w/a/seed_{s}/metrics.json"}
+            for s, x in enumerate([0.3, math.nan, 0.2])]
+    with pytest.raises(ValueError, match=r"seed_1/metrics.json.*not a finite"):
+        build_report({"a": runs, "b": [dict(r, val_loss=0.5) for r in runs]}, "val_loss")
