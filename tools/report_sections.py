@@ -309,8 +309,9 @@ def experiments_section(paths: list[str], partial: dict) -> str:
             "the mean's 95% interval, which counts the spread between seeds and the test set's own sampling noise (an "
             "accuracy from N examples is no surer than a binomial proportion). Configurations whose runs of one "
             "seed share initial weights and input order are compared seed by seed (paired). A difference is "
-            "distinguishable when an exact permutation test gives p <= 0.05 and the interval excludes 0; otherwise "
-            "run the seeds (or collect the test examples) given before believing it.")
+            "distinguishable when its interval excludes 0, which it does only when an exact permutation test of the "
+            "seeds gives p <= 0.05 and, with the test-set size known, so does the test that adds the test set's "
+            "noise; otherwise run the seeds (or collect the test examples) given before believing it.")
     return section("experiments", "Experiments", what, "".join(blocks), paths + sorted(partial))
 
 

@@ -231,6 +231,16 @@ def _difference(x: float, metric: str) -> str:
     return f"{100 * x:+.2f} points" if metric.endswith("accuracy") else f"{x:+.4f}"
 
 
+def _counted(c: dict) -> str:
+    """What a comparison's interval counts: the test set's own noise only where its size is known."""
+    a, b = c.get("test_examples_a"), c.get("test_examples_b")
+    if a and b:
+        return "seed noise and the test sets' own noise"
+    if a or b:
+        return f"seed noise and {c['a'] if a else c['b']}'s test-set noise; the other's test-set size is unknown"
+    return "seed noise only: the test-set size is unknown"
+
+
 def examples_label(c: dict) -> str:
     """'N = 100' beside an accuracy counted on 100 test examples; 'N unknown' otherwise."""
     return f"N = {c['test_examples']}" if c.get("test_examples") else "N unknown"
@@ -250,7 +260,7 @@ def render_markdown(report: dict) -> str:
     for cmp in report["comparisons"]:
         lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_difference(cmp['difference'], metric)} (95% "
                   f"interval {_difference(cmp['ci_low'], metric)} to {_difference(cmp['ci_high'], metric)}, "
-                  f"seed noise and the test set's own noise), p = {cmp['p_value']:.3g} ({cmp['test']}); better: "
+                  f"{_counted(cmp)}), p = {cmp['p_value']:.3g} ({cmp['test']}); better: "
                   f"{better_text(cmp, metric)}.",
                   "", f"- Analysis: {cmp['method_reason']}.", f"- Verdict: {cmp['verdict']}",
                   f"- Seeds needed: {cmp['seeds_advice']}"]

@@ -245,6 +245,8 @@ def sequential_verdict(a: Sequence[float], b: Sequence[float], *, max_seeds: int
     if max_seeds < 2 or not min_effect > 0:
         raise ValueError(f"max_seeds={max_seeds}, min_effect={min_effect}: expected max_seeds >= 2 and "
                          "min_effect > 0 (the smallest difference that matters, in the metric's units)")
+    a, _ = checked(a, n_test_a, "configuration a")
+    b, _ = checked(b, n_test_b, "configuration b")
     n = min(len(a), len(b))
     if len(a) != len(b):
         raise ValueError(f"{len(a)} and {len(b)} seeds: a sequential experiment adds seeds to both "

@@ -148,6 +148,7 @@ def test_accuracy_text_is_in_points_and_says_which_is_better(tmp_path):
                            "b": [{"seed": s, "val_loss": x} for s, x in enumerate([0.9, 0.91, 0.92, 0.9])]},
                           "val_loss")
     assert "better: a (lower val_loss)" in render_markdown(losses)
+    assert "seed noise only: the test-set size is unknown" in render_markdown(losses)  # no test-set noise counted
 
 
 @pytest.mark.parametrize("values,n_test,match", [
