@@ -14,7 +14,10 @@ the scores and the answer (Bouthillier et al., MLSys 2021, count every source):
   scored on the same N examples. It is invisible between seeds, so it is added to them, not compared.
 
 The interval of a difference is the permutation test inverted (seed noise, exact coverage) widened in
-quadrature by the test set's noise; "distinguishable" needs p <= alpha and an interval that excludes 0.
+quadrature by the test set's noise, and made to hold 0 whenever the seeds' permutation p, or the test on new data
+(the seeds' residual permutation distribution convolved with the test set's noise, `permutation.
+p_values_with_noise`: quadrature alone let collapsed runs through), exceeds alpha; "distinguishable" is an
+interval that excludes 0. Values tied within a tolerance relative to their spread are equal.
 `sequential_verdict` is the stopping rule of an experiment that adds seeds until it can answer.
 """
 
