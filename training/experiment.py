@@ -16,12 +16,10 @@ Report: WORKDIR/experiment.json, WORKDIR/report.md (also printed) and WORKDIR/ex
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
 import sys
-from typing import Optional
 
 if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
     from settings import console
@@ -31,6 +29,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 from absl import app, flags
 
 from training import experiment_progress
+from training.experiment_report import build_report, pairing, plot_report, render_markdown
 
 # TensorFlow (paths), SciPy (statistics) and Matplotlib are imported by the functions that use them, so that
 # --help answers at once.
@@ -101,7 +100,7 @@ def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int):
         if recorded != flags_of_run:
             raise ValueError(f"{run_dir} was run with other flags ({' '.join(recorded)}); use another --workdir")
     if tf.io.gfile.exists(metrics_path):
-        return json.loads(files.read_text(metrics_path)), None
+        return dict(json.loads(files.read_text(metrics_path)), metrics_path=metrics_path), None
     tf.io.gfile.makedirs(run_dir)
     write_atomically(command_path, json.dumps(flags_of_run) + "\n")
     return None, Task((config_name(config), seed), tuple(flags_of_run), run_dir, needs_fresh_process(flags_of_run))
@@ -128,141 +127,12 @@ def run_grid(pool, workdir: str, common: list[str], configs: list[dict[str, str]
         if outcome.error:
             failed.append(f"{name} seed {seed} ({outcome.task.workdir}): {outcome.error}")
         else:
-            finished[outcome.task.key] = outcome.metrics
+            finished[outcome.task.key] = dict(outcome.metrics,
+                                              metrics_path=os.path.join(outcome.task.workdir, "metrics.json"))
     if failed:
         raise ExperimentError(f"{len(failed)} of {len(tasks)} runs failed (each run's output is in its "
                               "train.log; rerun the command to retry them):\n  " + "\n  ".join(failed))
     return {config_name(c): [finished[(config_name(c), s)] for s in seeds] for c in configs}
-
-
-STATISTICS_VERSION = 2  # experiment.json: comparisons carry method, verdict, test-set sizes (`upgrade_report`)
-
-
-def _test_examples(runs: list[dict], metric: str) -> Optional[list[int]]:
-    """The test-set size of each run, when the metric is an accuracy counted on the test split; else None
-    (a loss has no binomial floor, and metrics.json does not record the valid split's size)."""
-    if metric != "test_accuracy" or not all(isinstance(r.get("test_examples"), int) for r in runs):
-        return None
-    return [r["test_examples"] for r in runs]
-
-
-def pairing(runs_a: list[dict], runs_b: list[dict]) -> tuple[bool, str]:
-    """Whether two configurations' runs pair by seed, and why: only when they ran the same seeds and, for every
-    seed, both digests in metrics.json's "pairing" (initial weights, first epoch's input order) are equal."""
-    seeds_a, seeds_b = [r["seed"] for r in runs_a], [r["seed"] for r in runs_b]
-    if sorted(seeds_a) != sorted(seeds_b) or len(set(seeds_a)) != len(seeds_a):
-        return False, "unpaired: the configurations ran different seeds"
-    by_seed = {r["seed"]: r for r in runs_b}
-    for run in runs_a:
-        mine, theirs = run.get("pairing") or {}, by_seed[run["seed"]].get("pairing") or {}
-        for key, what, differ in (("initial_weights_sha256", "initial weights", "differ"),
-                                  ("first_epoch_order_sha256", "first epoch's input order", "differs")):
-            if not mine.get(key) or not theirs.get(key):
-                return False, (f"unpaired: seed {run['seed']} has a run without the digest of its {what} in "
-                               "metrics.json (written by an older version), so sharing cannot be checked")
-            if mine[key] != theirs[key]:
-                return False, (f"unpaired: with seed {run['seed']} the {what} {differ} between the configurations, "
-                               "so a seed's runs do not share their noise")
-    return True, (f"paired: for each of the {len(runs_a)} seeds both configurations started from the same initial "
-                  "weights and read the first epoch in the same order (equal digests in metrics.json), so the "
-                  "noise a seed puts into both cancels in their per-seed difference")
-
-
-def build_report(results: dict[str, list[dict]], metric: str) -> dict:
-    """Per-configuration summaries (with the test-set size of accuracies), pairwise comparisons (paired when
-    the digests say the runs of a seed share their start, `pairing`) and collapse counts."""
-    from training import stats
-
-    for name, runs in results.items():
-        if any(metric not in r for r in runs):
-            raise ValueError(f"the runs of {name} have no {metric!r} (a data set without a test split has no "
-                             "test_* metrics): choose --metric=val_accuracy or val_loss")
-    results = {name: sorted(runs, key=lambda r: r["seed"]) for name, runs in results.items()}
-    values = {name: [r[metric] for r in runs] for name, runs in results.items()}
-    examples = {name: _test_examples(runs, metric) for name, runs in results.items()}
-    report = {"metric": metric, "statistics_version": STATISTICS_VERSION, "configurations": {}, "comparisons": []}
-    for name, runs in results.items():
-        summary = stats.summarize(values[name], examples[name])
-        report["configurations"][name] = dict(
-            dataclasses.asdict(summary), seeds=[r["seed"] for r in runs], values=values[name],
-            collapsed_runs=sum(bool(r.get("collapsed")) for r in runs))
-    for a, b in itertools.combinations(values, 2):
-        if len(values[a]) > 1 and len(values[b]) > 1:
-            paired, why = pairing(results[a], results[b])
-            comparison = stats.compare(values[a], values[b], n_test_a=examples[a], n_test_b=examples[b],
-                                       paired=paired, pairing_reason=why)
-            report["comparisons"].append(dict(dataclasses.asdict(comparison), a=a, b=b))
-    return report
-
-
-def upgrade_report(report: dict) -> dict:
-    """An experiment.json as this version writes it. One written before the statistics had methods and verdicts
-    is compared again from its values (unpaired: its runs' digests are not in it; without the test set's noise:
-    its size is not in it), and says so in "recomputed"."""
-    from training import stats
-
-    if report.get("statistics_version", 1) >= STATISTICS_VERSION:
-        return report
-    configurations = {name: dict(c, test_examples=None, test_noise_std=0.0)
-                      for name, c in report["configurations"].items()}
-    comparisons = []
-    for old in report.get("comparisons", []):
-        a, b = configurations[old["a"]]["values"], configurations[old["b"]]["values"]
-        comparison = stats.compare(a, b, pairing_reason="unpaired: an older experiment.json has no pairing digests")
-        comparisons.append(dict(dataclasses.asdict(comparison), a=old["a"], b=old["b"]))
-    return dict(report, configurations=configurations, comparisons=comparisons,
-                statistics_version=STATISTICS_VERSION,
-                recomputed="written by an older version (Welch's test): compared again from its values, unpaired "
-                           "and without the test set's own noise (neither the runs' digests nor the test-set size "
-                           "are in it); rerun the experiment command to get both")
-
-
-def _difference(x: float, metric: str) -> str:
-    """Accuracies as percentage points, other metrics as they are."""
-    return f"{100 * x:+.2f} points" if metric.endswith("accuracy") else f"{x:+.4f}"
-
-
-def examples_label(c: dict) -> str:
-    """'N = 100' beside an accuracy counted on 100 test examples; 'N unknown' otherwise."""
-    return f"N = {c['test_examples']}" if c.get("test_examples") else "N unknown"
-
-
-def render_markdown(report: dict) -> str:
-    report = upgrade_report(report)
-    metric = report["metric"]
-    lines = [f"| configuration | seeds | mean {metric} | test examples | seed std | test-set sd | 95% CI | min | max "
-             "| collapsed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, c in report["configurations"].items():
-        lines.append(f"| {name} | {c['n']} | {c['mean']:.4f} | {examples_label(c)} | {c['std']:.4f} | "
-                     f"{c['test_noise_std']:.4f} | [{c['ci_low']:.4f}, {c['ci_high']:.4f}] | {c['minimum']:.4f} | "
-                     f"{c['maximum']:.4f} | {c['collapsed_runs']} |")
-    if report.get("recomputed"):
-        lines += ["", f"Note: {report['recomputed']}."]
-    for cmp in report["comparisons"]:
-        lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_difference(cmp['difference'], metric)} (95% "
-                  f"interval {_difference(cmp['ci_low'], metric)} to {_difference(cmp['ci_high'], metric)}, "
-                  f"seed noise and the test set's own noise), p = {cmp['p_value']:.3g} ({cmp['test']}).",
-                  "", f"- Analysis: {cmp['method_reason']}.", f"- Verdict: {cmp['verdict']}",
-                  f"- Seeds needed: {cmp['seeds_advice']}"]
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(report: dict, path: str) -> None:
-    """Box plot of the metric per configuration with every seed as a dot; each label gives the test-set size."""
-    from training import artifacts
-
-    plt = artifacts.pyplot()
-    names = list(report["configurations"])
-    data = [report["configurations"][n]["values"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(4, 2 * len(names)), 4))
-    ax.boxplot(data)
-    ax.set_xticks(range(1, len(names) + 1), [f"{n}\n{examples_label(report['configurations'][n])}"
-                                             for n in names])
-    for i, values in enumerate(data, start=1):
-        jitter = [i + 0.08 * ((k % 5) - 2) for k in range(len(values))]
-        ax.plot(jitter, values, "o", alpha=0.6)
-    ax.set_ylabel(report["metric"])
-    artifacts.save_figure(fig, path)
 
 
 def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int] | None,
@@ -315,7 +185,7 @@ def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[s
     report["command"] = {"common_flags": common, "vary": vary, "seeds": [r["seed"] for r in results[names[0]]],
                          "parallel": workers, "parallel_why": why}
     report["sequential"] = dict(sequential, min_effect=min_effect, max_seeds=budget)
-    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2) + "\n")
+    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2, allow_nan=False) + "\n")
     markdown = render_markdown(report)
     write_atomically(os.path.join(workdir, "report.md"), markdown)
     plot_report(report, os.path.join(workdir, "experiment.png"))

@@ -24,7 +24,7 @@ def pair_verdicts(values: dict[str, list[float]], *, max_seeds: int, min_effect:
                   paired: Optional[dict[tuple[str, str], bool]] = None) -> list[dict]:
     """`sequential_verdict` of every pair of configurations: [{a, b, settled, outcome, reason}, ...]. `values`
     hold the same seeds in the same order for every configuration; `paired[(a, b)]`: the runs of a and b pair
-    by seed (`training.experiment.pairing`; unpaired when not given)."""
+    by seed (`training.experiment_report.pairing`; unpaired when not given)."""
     from training import stats
 
     n_test, paired = n_test or {}, paired or {}
