@@ -286,7 +286,11 @@ def _comparison_paragraph(c: dict, metric: str, better: str) -> str:
 def experiments_section(paths: list[str], partial: dict) -> str:
     blocks = [experiment_block(json.loads(files.read_text(p)), os.path.dirname(p)) for p in paths]
     for root, runs in sorted(partial.items()):
-        report = _partial_report(runs)
+        try:
+            report = _partial_report(runs)
+        except ValueError as e:  # a run's value the statistics refuse (e.g. NaN): this experiment only, named
+            blocks.append(f"<h3>{esc(root)}</h3><p class=\"bad\">PARTIAL, not compared: {esc(str(e))}</p>")
+            continue
         finished = sum(tf.io.gfile.exists(os.path.join(r, "metrics.json")) for r in runs)
         note = (f"{finished} of the {len(runs)} runs started so far have finished; no experiment.json yet (still "
                 "running, or stopped: rerun the same training.experiment command to finish it)")
