@@ -12,7 +12,10 @@ textured background with sensor noise, FFmpeg's `mpeg4` encoder with B-frames; c
 - the job at 75 px (--weights=none): its steady rate (summary.json "timing"), its start-up separately;
 - at 299 px: InceptionV3 alone, batch 32, in the precision the job uses here, on as many images as the job
   featurized, against the job's steady rate;
-- batch fill (summary.json "batch_fill": frames featurized / forward-pass rows computed).
+- batch fill (summary.json "batch_fill": frames featurized / forward-pass rows computed);
+- the CPU limit: the job's decoding alone on one core (a decoder process, fast mode, with the JPEG encoding)
+  and the model alone on every core, added as core-seconds per frame (`cpu_limit`): no job sharing these cores
+  between decoding and the model can beat it, whatever it overlaps.
 """
 
 from __future__ import annotations
@@ -115,6 +118,36 @@ def full_decode(root: str) -> tuple[int, int, float]:
     return frames, sampled, time.perf_counter() - start
 
 
+def decoder_frames_per_s(root: str, image_size: int) -> float:
+    """Sampled frames per second of the job's own decoding alone, on one core: one decoder process (fast mode,
+    one FFmpeg thread) with the JPEG encoding the job does per frame, at `image_size`."""
+    import tensorflow as tf
+
+    from pipeline.config import DecodeSettings
+    from pipeline.isolated_decode import DecoderPool, Failure
+
+    settings = DecodeSettings(fps=1.0, image_size=image_size, threads=1)
+    pool = DecoderPool(1, prepare=lambda frame: tf.io.encode_jpeg(frame.rgb, quality=90).numpy())
+    frames = 0
+    try:
+        list(pool.decode([(0, _paths(root)[0], settings)]))  # the child process starts outside the timing
+        start = time.perf_counter()
+        for _, event in pool.decode([(i, p, settings) for i, p in enumerate(_paths(root))]):
+            if isinstance(event, Failure):
+                raise RuntimeError(event.error)
+            frames += isinstance(event, tuple)
+    finally:
+        pool.close()
+    return frames / (time.perf_counter() - start)
+
+
+def cpu_limit(model: float, decoder: float, cores: int) -> float:
+    """The most frames/s a job can reach when the model (`model` frames/s using every core) and decoding
+    (`decoder` frames/s on one core) share `cores` cores: core-seconds per frame, cores / (cores / model +
+    1 / decoder)."""
+    return cores / (cores / model + 1 / decoder)
+
+
 def model_images_per_s(image_size: int, images: int, batch_size: int = 32) -> float:
     """InceptionV3 alone (random weights), `images` images in batches of `batch_size`, in the job's precision."""
     from pipeline.features import InceptionV3Featurizer, resolve_precision
@@ -172,13 +205,21 @@ def bench_extraction_ucf_clips(size: str) -> dict:
     bare_after = full_again[1] / full_again[2]
     large = _job_row(run_job(root, 299, work))
     model = model_images_per_s(299, large["frames"])
+    model_small = model_images_per_s(75, small["frames"])
+    decoder = {size: decoder_frames_per_s(root, size) for size in (75, 299)}
+    cores = os.cpu_count() or 1
+    limits = {75: cpu_limit(model_small, decoder[75], cores), 299: cpu_limit(model, decoder[299], cores)}
     results.update(job_75px=small, job_299px=large, full_decode_after_sampled_frames_per_s=round(bare_after, 2),
-                   model_only_299px_images_per_s=round(model, 2))
+                   model_only_299px_images_per_s=round(model, 2), model_only_75px_images_per_s=round(model_small, 2),
+                   decoder_one_core_frames_per_s={size: round(r, 2) for size, r in decoder.items()},
+                   cpu_limit_frames_per_s={size: round(r, 2) for size, r in limits.items()}, cores=cores)
     bare_mean = (bare + bare_after) / 2
     results["ratios"] = {
         "ucf_job_vs_full_decode_75px": round(small["steady_frames_per_s"] / bare_mean, 3),
         "ucf_job_vs_model_only_299px": round(large["steady_frames_per_s"] / model, 3),
         "ucf_batch_fill_32": float(large["batch_fill"]),
+        "ucf_cpu_limit_vs_full_decode_75px": round(limits[75] / bare_mean, 3),
+        "ucf_cpu_limit_vs_model_only_299px": round(limits[299] / model, 3),
     }
     results["note"] = ("full decode: one process, every frame, measured before and after the 75 px job (the ratio "
                        "uses their mean); steady rates from the job's own timing; all on the same clips at 1 fps")
