@@ -82,7 +82,7 @@ def test_a_long_video_streams_out_past_the_hold():
     assert batcher.released == 0
 
 
-@pytest.mark.parametrize("isolate", [False, True])
+@pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=pytest.mark.slow)])  # slow: child processes
 def test_pool_hands_a_packs_events_over_in_order_with_bounded_lookahead(sample_videos, tmp_path, isolate):
     """Several decoders at once; events come video by video, each video's frames then its report; a missing
     file fails only itself; decoders of later videos stop when `buffer` of their frames are waiting."""
