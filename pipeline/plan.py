@@ -6,7 +6,6 @@ The plan is what the launcher cuts into packs (`pipeline.packs`: the Beam pipeli
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import NamedTuple, Sequence
 
@@ -23,15 +22,6 @@ class PlannedVideo(NamedTuple):
     label: str
     group: str
     split: str
-
-    def to_json(self) -> str:
-        """One line of plan.jsonl (without its newline)."""
-        return json.dumps(self._asdict(), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, line: str) -> "PlannedVideo":
-        """A line of plan.jsonl (written by `to_json`)."""
-        return cls(**json.loads(line))
 
 
 def plan_videos(listing: Listing, class_names: Sequence[str], fractions: dict[str, float], salt: str,
