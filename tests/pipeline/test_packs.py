@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from pipeline.config import DecodeSettings
-from pipeline.decode import DecodeReport, Frame
+from pipeline.decode import DecodeReport
 from pipeline.isolated_decode import DecoderPool, Failure
 from pipeline.packs import MAX_PACK_VIDEOS, Pack, PackBatcher, pack_rows, plan_packs
 from pipeline.plan import PlannedVideo
