@@ -196,8 +196,9 @@ def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: Sequence
     if not (local or chunk_frames or config.pack_frames):
         return [make_packs(plan, plan_packs([0] * len(plan), 0))]
     estimates = chunks.estimate_frames([video.path for video in plan], config.decode_settings)
-    packs = make_packs(plan, plan_packs(estimates, config.pack_frames))
-    pack_estimates = [sum(estimates[i] for i in r) for r in plan_packs(estimates, config.pack_frames)]
+    ranges = plan_packs(estimates, config.pack_frames)
+    packs = make_packs(plan, ranges)
+    pack_estimates = [sum(estimates[i] for i in r) for r in ranges]
     parts = chunks.plan_chunks(pack_estimates, chunk_frames) if chunk_frames else [range(len(packs))]
     held = max(sum(pack_estimates[i] for i in part) for part in parts)
     problem = chunks.fits_in_memory(held, config.image_size, _available_memory()) if local or chunk_frames else None
