@@ -61,7 +61,10 @@ def summarize(values: Sequence[float], n_test: TestExamples = None) -> Summary:
                           scipy_stats.norm.ppf(1 - ALPHA / 2) * noise)
     else:
         half = math.inf
-    return Summary(n, mean, std, mean - half, mean + half, float(x.min()), float(x.max()), examples, noise)
+    low, high = mean - half, mean + half
+    if examples is not None:  # an accuracy (checked in [0, 1]): its interval too
+        low, high = max(low, 0.0), min(high, 1.0)
+    return Summary(n, mean, std, low, high, float(x.min()), float(x.max()), examples, noise)
 
 
 @dataclasses.dataclass(frozen=True)
