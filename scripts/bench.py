@@ -31,7 +31,8 @@ Sections:
     with B-frames in 25 class folders) at 1 fps: at 75 px against one process decoding every frame, at 299 px
     against InceptionV3 alone at batch 32; batch fill (scripts/bench_ucf_clips.py).
   scale_rehearsal: one small extraction of UCF101-shaped clips at 299 px, projected linearly to UCF101 and
-    Kinetics-400 size: output sizes, packs, shards, CPU-hours, Dataflow hours, report/audit (scripts/scale_rehearsal.py).
+    Kinetics-400 size: output sizes, packs, shards, CPU-hours, Dataflow hours, report/audit
+    (scripts/scale_rehearsal.py).
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.

@@ -10,7 +10,8 @@ Kinetics-400 (240,000 clips x 10 s) at 1 fps: output sizes, packs and shards, ex
 machine's cores and wall time on N Dataflow workers, and the report and audit from BUILD_NOTES' report scaling
 table (not re-measured here).
 
-    .venv/bin/python scripts/scale_rehearsal.py [--quick | --tiny] [--json=PATH] [--workers=10,50] [--worker_cores=8]
+    .venv/bin/python scripts/scale_rehearsal.py [--also_75px] [--quick | --tiny] [--json=PATH] [--workers=10,50]
+        [--worker_cores=8]
     .venv/bin/python scripts/bench.py --only=scale_rehearsal [--quick | --tiny]
 """
 
@@ -42,6 +43,12 @@ CAVEATS = ("linear extrapolation of rates measured on this machine; what could b
            "Dataflow's own provisioning (minutes, not counted), a GPU featurizer moving the bound from the model to "
            "decoding, other load on these cores (uptime), and the report/audit reading 299 px JPEGs rather than the "
            "16 px ones they were measured on")
+
+ASSUMPTIONS = ("per-core rate = steady frames/s measured here / this machine's cores; linear in workers (one SDK "
+               "process per core, --decode_processes=1, each taking whole packs of 256 frames: wall = rounds of packs "
+               "x a pack's core-seconds); plus the measured start-up; the report/audit by a straight line through "
+               "BUILD_NOTES' 1,000- and 10,000-video rows (the audit was flat between them, its fixed costs "
+               "dominating: read its projection as a floor)")
 
 
 def rehearsal_clips(classes: int, per_class: int) -> tuple[str, int, float]:
@@ -127,7 +134,11 @@ def table(result: dict) -> list[str]:
             ("peak memory of the job (MB)", str(job["peak_memory_mb"])),
             ("bytes per frame: frames/ JPEG, sequences/ f16", f"{job['frames_bytes_per_frame']}, "
                                                               f"{job['sequence_bytes_per_frame']['float16']}")]
-    lines = [f"| {a} | {b} |" for a, b in rows]
+    if "job_75px" in result:
+        small = result["job_75px"]
+        rows.append(("at 75 px: steady frames/s, start-up s, peak MB",
+                     f"{small['steady_frames_per_s']}, {small['start_up_seconds']}, {small['peak_memory_mb']}"))
+    lines = ["| measured (one run) | |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
     lines += ["", "| projected (linear) | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     keys = [("clips x s at 1 fps: frames", lambda d: f"{d['frames']:,}"),
             ("frames/ (GB)", lambda d: str(d["frames_gb"])),
@@ -135,32 +146,36 @@ def table(result: dict) -> list[str]:
             ("packs of 256; shards frames/ + sequences/", lambda d: f"{d['packs']:,}; {d['frames_shards']} + "
                                                                       f"{d['sequences_shards_float16']}"),
             ("CPU core-hours (this CPU)", lambda d: str(d["cpu_core_hours"])),
+            *([("CPU core-hours at 75 px", lambda d: str(d["cpu_core_hours_75px"]))] if "job_75px" in result else []),
             (f"hours on this machine ({result['cores']} cores)",
              lambda d: str(d[f"hours_on_this_machine_{result['cores']}_cores"]))]
     for workers in result["dataflow_workers"]:
         key = f"{workers}x{result['worker_cores']}_cores"
         keys.append((f"hours on Dataflow, {workers} workers x {result['worker_cores']} cores",
                      lambda d, k=key: f"{d['dataflow_hours'][k]} ({d['packs_per_sdk_process'][k]} packs/process)"))
-    keys += [("audit s (a floor), peak MB (from BUILD_NOTES)", lambda d: f"{d['audit']['seconds']}, {d['audit']['peak_mb']}"),
-             ("report s, peak MB (from BUILD_NOTES)", lambda d: f"{d['report']['seconds']}, {d['report']['peak_mb']}")]
+    keys += [(f"{tool} s{' (a floor)' if tool == 'audit' else ''}, peak MB (from BUILD_NOTES)",
+              lambda d, t=tool: f"{d[t]['seconds']}, {d[t]['peak_mb']}") for tool in ("audit", "report")]
     lines += [f"| {label} | " + " | ".join(f(p[n]) for n in names) + " |" for label, f in keys]
     return lines
 
 
-def bench_scale_rehearsal(size: str, workers: tuple[int, ...] = (10, 50), worker_cores: int = 8) -> dict:
+def bench_scale_rehearsal(size: str, workers: tuple[int, ...] = (10, 50), worker_cores: int = 8,
+                          also_75px: bool = False) -> dict:
     classes, per_class = pick(size, (3, 2), (8, 4), (10, 4))
     root, clips, seconds = rehearsal_clips(classes, per_class)
-    job = measure(root, 299, tempfile.mkdtemp(prefix="bench-rehearsal-"))
+    work = tempfile.mkdtemp(prefix="bench-rehearsal-")
+    job = measure(root, 299, work)
     cores = os.cpu_count() or 1
     result = {"clips": clips, "video_seconds": seconds, "cores": cores, "load_average": os.getloadavg(),
               "job_299px": job, "dataflow_workers": list(workers), "worker_cores": worker_cores,
               "projections": project(job, cores, workers, worker_cores), "caveats": CAVEATS,
-              "assumptions": "per-core rate = steady frames/s measured here / this machine's cores; linear in "
-                             "workers (one SDK process per core, --decode_processes=1, each taking whole packs of 256 frames: "
-                             "wall = rounds of packs x a pack's core-seconds); plus the measured start-up; the "
-                             "report/audit by a straight line through BUILD_NOTES' 1,000- and 10,000-video rows (the audit was "
-                             "flat between them, its fixed costs dominating: read its projection as a floor)",
+              "assumptions": ASSUMPTIONS,
               "ratios": {"rehearsal_batch_fill_32": float(job["batch_fill"])}}
+    if also_75px:  # the same clips at 75 px: where decoding, not the model, weighs most
+        small = measure(root, 75, work)
+        result["job_75px"] = small
+        for name, p in result["projections"].items():
+            p["cpu_core_hours_75px"] = round(p["frames"] * cores / small["steady_frames_per_s"] / 3600, 1)
     result["table"] = table(result)
     return result
 
@@ -171,10 +186,12 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="6 clips: a smoke test, not a measurement")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--workers", default="10,50", help="Dataflow worker counts to project to")
+    parser.add_argument("--also_75px", action="store_true", help="measure the clips at 75 px as well")
     parser.add_argument("--worker_cores", type=int, default=8, help="cores per Dataflow worker (n2-standard-8: 8)")
     args = parser.parse_args()
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
-    result = bench_scale_rehearsal(size, tuple(int(w) for w in args.workers.split(",")), args.worker_cores)
+    result = bench_scale_rehearsal(size, tuple(int(w) for w in args.workers.split(",")), args.worker_cores,
+                                   args.also_75px)
     print("\n".join(result["table"]))
     print(f"\nload average {result['load_average']}; {result['assumptions']}.\nCaveats: {CAVEATS}.")
     if args.json:
