@@ -30,6 +30,9 @@ Sections:
   extraction_ucf_clips: pipeline.extract on UCF101-shaped clips (hundreds of 5-9 s 320x240 MPEG-4 Part 2 AVIs
     with B-frames in 25 class folders) at 1 fps: at 75 px against one process decoding every frame, at 299 px
     against InceptionV3 alone at batch 32; batch fill (scripts/bench_ucf_clips.py).
+  scale_rehearsal: one small extraction of UCF101-shaped clips at 299 px, projected linearly to UCF101 and
+    Kinetics-400 size: output sizes, packs, shards, CPU-hours, Dataflow hours, report/audit
+    (scripts/scale_rehearsal.py).
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
@@ -61,6 +64,7 @@ from bench_input import bench_frame_input, bench_sequence_input  # noqa: E402
 from bench_real_video import bench_extraction_real_video  # noqa: E402
 from bench_report import bench_report_scaling  # noqa: E402
 from bench_ucf_clips import bench_extraction_ucf_clips  # noqa: E402
+from scale_rehearsal import bench_scale_rehearsal  # noqa: E402
 from bench_training import bench_storage, bench_training_step  # noqa: E402
 
 
@@ -104,6 +108,7 @@ def main():
                 "extraction_scaling": lambda: bench_extraction_scaling(size),
                 "extraction_real_video": lambda: bench_extraction_real_video(size),
                 "extraction_ucf_clips": lambda: bench_extraction_ucf_clips(size),
+                "scale_rehearsal": lambda: bench_scale_rehearsal(size),
                 "storage": lambda: bench_storage(size),
                 "training_step": lambda: bench_training_step(size),
                 "report_scaling": lambda: bench_report_scaling(size),

@@ -27,13 +27,14 @@ GROUPS = {
     "ucf_clips": (("extraction_ucf_clips",), ("ucf_job_vs_full_decode_75px", "ucf_job_vs_model_only_299px",
                                               "ucf_batch_fill_32", "ucf_cpu_limit_vs_full_decode_75px",
                                               "ucf_cpu_limit_vs_model_only_299px")),
+    "scale_rehearsal": (("scale_rehearsal",), ("rehearsal_batch_fill_32",)),
 }
 
 
 # The sections that time and measure whole `pipeline.extract` processes cost minutes even at --tiny
 # (process start-up dominates) and exercise only the bench's own harness beyond what the extraction tests cover:
 # they run with `scripts/test.sh -m bench_processes`, not in every suite run.
-PROCESS_GROUPS = ("extraction", "scaling", "real_video", "report", "experiment", "ucf_clips")
+PROCESS_GROUPS = ("extraction", "scaling", "real_video", "report", "experiment", "ucf_clips", "scale_rehearsal")
 
 
 @pytest.mark.slow
@@ -64,6 +65,10 @@ def test_bench_tiny_runs_and_reports_every_ratio(tmp_path, group):
     if group == "ucf_clips":  # six clips of 5-9 s at 1 fps: one pack, one batch of 32 and a padded one of 8
         assert report["extraction_ucf_clips"]["job_75px"]["frames"] == 41
         assert report["ratios"]["ucf_batch_fill_32"] == round(41 / 48, 4)
+    if group == "scale_rehearsal":  # six clips at 1 fps; UCF101 is 13,320 clips x 7 s, about 365 packs of 256
+        projected = report["scale_rehearsal"]["projections"]["UCF101"]
+        assert report["scale_rehearsal"]["job_299px"]["frames"] == 41 and projected["packs"] == 365
+        assert projected["frames_gb"] > 0 and report["scale_rehearsal"]["job_299px"]["peak_memory_mb"] > 0
     if group == "scaling":  # 4 videos, then the same videos twice as long
         assert [r["frames"] for r in report["extraction_scaling"]["runs"]] == [16, 32]
     if group == "report":
