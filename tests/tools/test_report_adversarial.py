@@ -55,3 +55,23 @@ def test_ambiguous_list_never_repeats_a_hard_example_even_beyond_the_shown_hard_
     ambiguous = {e["video_id"] for e in lists["ambiguous"]}
     assert not ambiguous & oracle_hard, f"hard examples listed as ambiguous: {sorted(ambiguous & oracle_hard)}"
     assert not any(is_hard(e) for e in lists["ambiguous"])
+
+
+def test_a_near_duplicate_share_just_above_25_percent_is_a_leak(tmp_path):
+    """1251 of 5003 test frames (25.005%) are copies of train frames, in other videos and groups: above 25%, so
+    LEAK (the audit must not judge its share rounded to 4 decimals, 0.25, which is not above 25%)."""
+    from pipeline.synthetic import SyntheticVideo, write_extraction
+    from tools.audit import NEAR_DUPLICATE_LEAK, audit, verdict
+
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 255, (1251, 8, 8, 3)).astype(np.uint8)
+    test = np.concatenate([train, rng.integers(0, 255, (3752, 8, 8, 3)).astype(np.uint8)])
+    features = rng.normal(0, 1, (1, 2048)).astype(np.float32)
+    write_extraction(str(tmp_path / "data"), [SyntheticVideo("a/train.mp4", 0, "train", features, train),
+                                              SyntheticVideo("b/train.mp4", 1, "train", features, train[:2]),
+                                              SyntheticVideo("a/test.mp4", 0, "test", features, test)], ("a", "b"))
+    report = audit(str(tmp_path / "data"))
+    test_part = report["near_duplicates"]["test"]
+    assert (test_part["with_near_duplicate_in_train"], test_part["frames"]) == (1251, 5003)
+    assert 1251 / 5003 > NEAR_DUPLICATE_LEAK
+    assert verdict(report)[0] == "leak", verdict(report)[1]
