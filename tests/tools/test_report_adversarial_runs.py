@@ -106,3 +106,24 @@ def test_confused_pair_pictures_do_not_deny_the_predictions_the_run_wrote(runs, 
     assert _rows(runs / "runs" / "mine" / "predictions.csv")
     _, text = _page(runs, tmp_path)
     assert "records no prediction per example" not in text
+
+
+def test_thirteen_runs_each_shown_or_counted_as_not_shown(runs, tmp_path):
+    """13 runs (one real run's files in 13 workdirs, run_1 ... run_13): the Runs section shows each, or says how
+    many it leaves out; none silently missing (run_9 sorts after run_13 and was dropped unsaid)."""
+    import re
+    import shutil
+
+    from tools.report import build_report
+
+    for i in range(1, 14):
+        shutil.copytree(runs / "runs" / "mine", tmp_path / "many" / f"run_{i}",
+                        ignore=shutil.ignore_patterns("*.keras", "tensorboard"))
+    path = build_report(str(runs / "data"), [str(tmp_path / "many")], str(tmp_path / "report"))
+    html = open(path, encoding="utf-8").read()
+    runs_part = html[html.index('<section id="runs"'):]
+    runs_part = runs_part[:runs_part.index("</section>")]
+    shown = set(re.findall(r"<h3>[^<]*/(run_\d+)</h3>", runs_part))
+    missing = {f"run_{i}" for i in range(1, 14)} - shown
+    assert not missing or re.search(rf"\b{len(missing)}\b[^<]*not shown", runs_part), \
+        f"runs missing from the Runs section without a word: {sorted(missing)}"
