@@ -75,3 +75,20 @@ def test_a_near_duplicate_share_just_above_25_percent_is_a_leak(tmp_path):
     assert (test_part["with_near_duplicate_in_train"], test_part["frames"]) == (1251, 5003)
     assert 1251 / 5003 > NEAR_DUPLICATE_LEAK
     assert verdict(report)[0] == "leak", verdict(report)[1]
+
+
+def test_no_green_verdict_when_no_split_is_named_train_and_the_frames_repeat(tmp_path):
+    """--splits=fit=0.8,holdout=0.2 is a valid extraction (split names are free; training takes --train_split=fit).
+    Every holdout frame is a copy of a fit frame, in another video and group: the audit compares nothing (it looks
+    for a split named "train") and calls it clean. Expected: not a green "No leak" over frames never compared."""
+    from pipeline.synthetic import SyntheticVideo, write_extraction
+    from tools.audit import audit, verdict
+
+    rng = np.random.default_rng(0)
+    fit = rng.integers(0, 255, (8, 8, 8, 3)).astype(np.uint8)
+    features = rng.normal(0, 1, (1, 2048)).astype(np.float32)
+    write_extraction(str(tmp_path / "data"), [SyntheticVideo("a/x.mp4", 0, "fit", features, fit),
+                                              SyntheticVideo("b/x.mp4", 1, "fit", features, fit[::-1]),
+                                              SyntheticVideo("a/y.mp4", 0, "holdout", features, fit)], ("a", "b"))
+    level, text = verdict(audit(str(tmp_path / "data")))
+    assert level != "clean", text
