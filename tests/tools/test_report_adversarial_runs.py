@@ -127,3 +127,21 @@ def test_thirteen_runs_each_shown_or_counted_as_not_shown(runs, tmp_path):
     missing = {f"run_{i}" for i in range(1, 14)} - shown
     assert not missing or re.search(rf"\b{len(missing)}\b[^<]*not shown", runs_part), \
         f"runs missing from the Runs section without a word: {sorted(missing)}"
+
+
+def test_a_run_without_history_csv_says_why_it_has_no_curves(runs, tmp_path):
+    """An older run (no history.csv): its block must say its curves are missing for want of history.csv, not
+    just leave them out (the verdict above still speaks of "the red epochs")."""
+    import re
+    import shutil
+
+    from tools.report import build_report
+
+    old = tmp_path / "runs" / "old"
+    shutil.copytree(runs / "runs" / "mine", old, ignore=shutil.ignore_patterns("*.keras", "tensorboard"))
+    (old / "history.csv").unlink()
+    path = build_report(str(runs / "data"), [str(tmp_path / "runs")], str(tmp_path / "report"))
+    html = open(path, encoding="utf-8").read()
+    block = html[html.index(f"<h3>{old}</h3>"):]
+    block = block[:block.index("<h4>")]
+    assert "<svg" in block or "history.csv" in block, re.sub(r"<[^>]+>", " ", block)[:400]
