@@ -145,3 +145,24 @@ def test_a_run_without_history_csv_says_why_it_has_no_curves(runs, tmp_path):
     block = html[html.index(f"<h3>{old}</h3>"):]
     block = block[:block.index("<h4>")]
     assert "<svg" in block or "history.csv" in block, re.sub(r"<[^>]+>", " ", block)[:400]
+
+
+def test_an_experiment_of_one_seed_shows_no_infinite_interval(runs, tmp_path):
+    """training.experiment over one seed per configuration (its interval is -inf..inf in experiment.json): the
+    Experiments table must say there is no interval from one seed, not print "[-inf, inf]"."""
+    import re
+    import shutil
+
+    from tools.report import build_report
+    from training.experiment import build_report as compare
+
+    exp = tmp_path / "exp"
+    shutil.copytree(runs / "runs" / "mine", exp / "sampling=epoch" / "seed_0",
+                    ignore=shutil.ignore_patterns("*.keras", "tensorboard"))
+    metrics = json.loads((exp / "sampling=epoch" / "seed_0" / "metrics.json").read_text())
+    (exp / "experiment.json").write_text(json.dumps(compare({"sampling=epoch": [metrics]}, "test_accuracy")))
+    path = build_report(str(runs / "data"), [str(exp)], str(tmp_path / "report"))
+    html = open(path, encoding="utf-8").read()
+    part = html[html.index('<section id="experiments"'):]
+    text = re.sub(r"<[^>]+>", " ", part[:part.index("</section>")])
+    assert "inf" not in text.replace("infer", ""), text[:600]
