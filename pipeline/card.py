@@ -37,7 +37,7 @@ def provenance(config: ExtractConfig, precision: str, weights: dict) -> dict:
                    "jpeg_quality": int(config.jpeg_quality), "frame_order": config.frame_order},
         "features": {"extractor": config.features, "weights": weights, "precision": precision,
                      "requested_precision": config.precision, "batch_size": int(config.feature_batch_size),
-                     "dtype": config.feature_dtype, "dim": schema.FEATURE_DIM},
+                     "pack_frames": int(config.pack_frames), "dtype": config.feature_dtype, "dim": schema.FEATURE_DIM},
         "splits": {"fractions": config.split_fractions, "split_by": config.split_by, "salt": config.split_salt,
                    "group_regex": config.group_regex},
     }

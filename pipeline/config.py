@@ -142,6 +142,12 @@ class ExtractConfig:
         "'Output format'); float32 for features beyond float16's range (65504).",
         choices=tuple(sorted(schema.FEATURE_DTYPES)))
     feature_batch_size: int = setting(32, "Frames per InceptionV3 forward pass.", bounds=between(1, 4096))
+    pack_frames: int = setting(
+        256, "Videos are featurized in packs: consecutive videos of the plan holding about this many frames (from "
+        "the durations their headers declare), whose frames fill InceptionV3's forward passes across video "
+        "boundaries (summary.json's batch_fill; BUILD_NOTES.md, 'Packs'). A frame's features depend in their last "
+        "bits on its place in its forward pass, so this is part of what an extraction is. 0: one video per pack "
+        "(per-video forward passes).", bounds=at_least(0))
     precision: str = setting(
         "auto", "InceptionV3's compute dtype. auto: bfloat16 on CPUs with bfloat16 instructions (AVX512_BF16, AMX) "
         "and GPUs of compute capability 8.0+, float16 on older tensor-core GPUs, float32 otherwise (logged, and "

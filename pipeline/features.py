@@ -5,9 +5,10 @@ position in the batch: batch 1 and 32 differ in the last bits, and on AVX2 machi
 through a different micro-kernel than the rest (measured on an AMD EPYC: in a batch of 8 or 32, an image in either
 of the last two positions differs from the same image in any other position; an Intel machine showed no position
 effect). Neighbours do not matter. So the featurizer never lets scheduling choose either: the extraction batches
-frames per video, frames [0, B), [B, 2B), ... of one video (B = --feature_batch_size), and a short last batch is
-padded with zeros to the next power of two (at most B). Shape and position of every frame are then functions of
-its video alone, which is what lets runs with any number of workers, on any runner, write byte-identical shards.
+the frames of a pack (consecutive videos of the plan, `pipeline.packs`), frames [0, B), [B, 2B), ... of the pack
+(B = --feature_batch_size), and a short last batch is padded with zeros to the next power of two (at most B).
+Shape and position of every frame are then functions of the plan, which is what lets runs with any number of
+workers, on any runner, in chunks or not, write byte-identical shards.
 """
 
 from __future__ import annotations

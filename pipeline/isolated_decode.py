@@ -11,6 +11,7 @@ runs.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -252,6 +253,36 @@ class DecoderPool:
             for worker in workers:
                 worker.join()
 
+    def decode_in_order(self, jobs: list[tuple[object, str, DecodeSettings]]) -> Iterator[tuple[object, object]]:
+        """Like `decode`, but the events come in job order: every frame of the first video, then its report (or
+        `Failure`), then the second video's, and so on, while `processes` decoders still work at once on the
+        next videos. Frames of videos behind the first unfinished one wait, at most `buffer` of them in all (a
+        decoder that would go beyond waits); the first unfinished video's frames never wait for room, so memory
+        stays bounded whatever the videos' lengths and the consumer always makes progress."""
+        if not jobs:
+            return
+        active = min(self.processes, len(jobs))
+        threads = max(1, (os.cpu_count() or 1) // active)
+        ahead = _InOrder(len(jobs), self._buffer)
+        todo: queue.Queue = queue.Queue()
+        for slot, (_, path, settings) in enumerate(jobs):
+            todo.put((slot, path, settings if settings.threads else dataclasses.replace(settings, threads=threads)))
+        workers = [threading.Thread(target=self._work, args=(decoder, todo, ahead, ahead.stop, self._prepare),
+                                    daemon=True) for decoder in self._decoders[:active]]
+        for worker in workers:
+            worker.start()
+        try:
+            for slot, (key, _, _) in enumerate(jobs):
+                while True:
+                    event = ahead.take(slot)
+                    yield key, event
+                    if isinstance(event, (DecodeReport, Failure)):
+                        break
+        finally:
+            ahead.close()
+            for worker in workers:
+                worker.join()
+
     @staticmethod
     def _work(decoder: Optional["DecoderProcess"], todo: queue.Queue, events: queue.Queue,
               stop: threading.Event, prepare) -> None:
@@ -289,6 +320,48 @@ class DecoderPool:
                     outcome = report
             if not put((key, outcome)):
                 return
+
+
+class _InOrder:
+    """The events of `DecoderPool.decode_in_order`, one list per video, and the room the decoders of later videos
+    may fill: `put` is the workers' side (the queue interface `DecoderPool._work` uses), `take` the consumer's."""
+
+    def __init__(self, videos: int, buffer: int):
+        self._events = [collections.deque() for _ in range(videos)]
+        self._head = 0  # the first unfinished video: the one the consumer reads
+        self._waiting = 0  # frames held for videos after the head
+        self._buffer = buffer
+        self._changed = threading.Condition()
+        self.stop = threading.Event()
+
+    def put(self, item, timeout: float = 0.1) -> None:
+        slot, event = item
+        final = isinstance(event, (DecodeReport, Failure))
+        with self._changed:
+            if not final and slot != self._head and self._waiting >= self._buffer:
+                self._changed.wait(timeout)
+                if slot != self._head and self._waiting >= self._buffer:
+                    raise queue.Full  # `_work` tries again unless the pool is stopping
+            self._events[slot].append(event)
+            self._waiting += slot != self._head and not final
+            self._changed.notify_all()
+
+    def take(self, slot: int):
+        with self._changed:
+            while not self._events[slot]:
+                self._changed.wait()
+            event = self._events[slot].popleft()
+            if isinstance(event, (DecodeReport, Failure)):
+                self._head = slot + 1
+                if self._head < len(self._events):  # the new head's frames no longer take room
+                    self._waiting -= sum(not isinstance(e, (DecodeReport, Failure)) for e in self._events[self._head])
+                self._changed.notify_all()
+            return event
+
+    def close(self) -> None:
+        self.stop.set()
+        with self._changed:
+            self._changed.notify_all()
 
 
 def main() -> None:

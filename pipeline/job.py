@@ -32,12 +32,13 @@ from pipeline.card import extraction_card
 from pipeline.features import check_weights_load, resolve_precision, weights_provenance
 from pipeline.graph import NON_FINITE_JSONL, build_pipeline
 from pipeline.ownership import OutputContents
-from pipeline.plan import PlannedVideo, plan_videos, write_plan
+from pipeline.packs import Pack, make_packs, plan_packs
+from pipeline.plan import PlannedVideo, plan_videos
 from pipeline.progress import ProgressDisplay
 from pipeline.reconcile import reconcile_output
 from pipeline.manifest import read_manifest
 from pipeline.sources import Listing, class_names, list_videos_in_dir
-from pipeline.summary import beam_metrics, merge_distribution, summarize, timing
+from pipeline.summary import batch_fill, beam_metrics, merge_distribution, summarize, timing
 from pipeline.transaction import OutputError, OutputTransaction, differences, leave_out_own_files, own_paths
 from pipeline.transaction import resolve_output_dir
 
@@ -94,7 +95,7 @@ def run_extraction(config: ExtractConfig, beam_args: Sequence[str] = (),
             checked = time.time()
             reconciliation = reconcile_output(staging, plan, listing.problems, config.split_by)
             summary = summarize(staging, config.split_by, listing, spec, warnings, time.time() - start)
-            summary.update(config=dataclasses.asdict(config), counters=counters,
+            summary.update(config=dataclasses.asdict(config), counters=counters, batch_fill=batch_fill(counters),
                            precision={"compute": precision[0], "reason": precision[1]},
                            timing=dict(timing(counters, distributions, start),
                                        reconciliation_seconds=round(time.time() - checked, 3)),
@@ -217,12 +218,12 @@ def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, 
     for d in (f"{out}/{schema.FRAMES}", f"{out}/{schema.SEQUENCES}"):
         make_dirs(d)
     options = PipelineOptions(list(beam_args))
-    parts = _plan_chunks(config, options, plan)
+    parts = _plan_chunks(config, options, plan)  # the packs of each chunk
     # Workers count finished videos in local files that this process shows as one line (`pipeline.progress`).
     progress_dir = f"{out}/.progress" if not is_remote(out) and _is_local(options) else None
     run = _Run(config, options, spec, listing.problems, precision, progress_dir)
     with ProgressDisplay(progress_dir, len(plan)) if progress_dir else contextlib.nullcontext():
-        metrics = _run_chunked(run, plan, parts) if len(parts) > 1 else _run_pipeline(run, plan)
+        metrics = _run_chunked(run, parts) if len(parts) > 1 else _run_pipeline(run, parts[0])
     if progress_dir:
         tf.io.gfile.rmtree(progress_dir)
     if len(parts) == 1:
@@ -233,28 +234,33 @@ def _extract(config: ExtractConfig, beam_args: Sequence[str], listing: Listing, 
     return metrics
 
 
-def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: Sequence[PlannedVideo]) -> list[range]:
-    """The plan's chunks (`pipeline.chunks`): one on distributed runners unless --chunk_frames is given; on local
-    runners as many as keep about --chunk_frames frames in memory. Warns at the start when even that will not
-    fit in this machine's available memory."""
+def _plan_chunks(config: ExtractConfig, options: PipelineOptions, plan: Sequence[PlannedVideo]) -> list[list[Pack]]:
+    """The plan's packs (`pipeline.packs`, made from the whole plan, so they are the same whatever the chunks and
+    the runner), in chunks (`pipeline.chunks`: runs of whole packs): one on distributed runners unless
+    --chunk_frames is given; on local runners as many as keep about --chunk_frames frames in memory. Warns at the
+    start when even that will not fit in this machine's available memory."""
     local = _is_local(options)
     chunk_frames = config.chunk_frames if config.chunk_frames is not None else (
         DEFAULT_CHUNK_FRAMES if local else 0)
-    if not plan or not (local or chunk_frames):
-        return [range(len(plan))]
+    if not plan:
+        return [[]]
+    if not (local or chunk_frames or config.pack_frames):
+        return [make_packs(plan, plan_packs([0] * len(plan), 0))]
     estimates = chunks.estimate_frames([video.path for video in plan], config.decode_settings)
-    total = sum(estimates)
-    parts = chunks.plan_chunks(estimates, chunk_frames) if chunk_frames else [range(len(plan))]
-    held = max(sum(estimates[i] for i in part) for part in parts)
-    problem = chunks.fits_in_memory(held, config.image_size, _available_memory())
+    ranges = plan_packs(estimates, config.pack_frames)
+    packs = make_packs(plan, ranges)
+    pack_estimates = [sum(estimates[i] for i in r) for r in ranges]
+    parts = chunks.plan_chunks(pack_estimates, chunk_frames) if chunk_frames else [range(len(packs))]
+    held = max(sum(pack_estimates[i] for i in part) for part in parts)
+    problem = chunks.fits_in_memory(held, config.image_size, _available_memory()) if local or chunk_frames else None
     if problem:
         logging.warning(
             "[extract] this job will probably run out of memory: %s. Lower --chunk_frames (now %s: frames held at "
             "once) or run it on a distributed runner (docs/running_at_scale.md).", problem, chunk_frames)
-    logging.info("[extract] about %d frames to extract in %s", total,
-                 "one pass" if len(parts) == 1 else f"{len(parts)} chunks of at most about {chunk_frames} frames "
-                 "(--chunk_frames)")
-    return parts
+    logging.info("[extract] about %d frames to extract in %d packs (--pack_frames=%d), %s", sum(estimates),
+                 len(packs), config.pack_frames, "one pass" if len(parts) == 1 else
+                 f"{len(parts)} chunks of at most about {chunk_frames} frames (--chunk_frames)")
+    return [[packs[i] for i in part] for part in parts]
 
 
 def _is_local(options: PipelineOptions) -> bool:
@@ -272,10 +278,10 @@ def _available_memory() -> Optional[int]:
         return None
 
 
-def _run_pipeline(run: _Run, plan: Sequence[PlannedVideo], spill_dir: Optional[str] = None) -> tuple[dict, dict]:
-    """Runs the extraction pipeline over `plan`; returns its counters and distributions (`summary.beam_metrics`)."""
-    plan_path = temporary_name(f"{spill_dir or run.config.output_dir}/plan.jsonl")
-    write_plan(plan_path, plan)
+def _run_pipeline(run: _Run, packs: Sequence[Pack], spill_dir: Optional[str] = None) -> tuple[dict, dict]:
+    """Runs the extraction pipeline over `packs`; returns its counters and distributions (`summary.beam_metrics`)."""
+    plan_path = temporary_name(f"{spill_dir or run.config.output_dir}/packs.jsonl")
+    write_atomically(plan_path, "".join(pack.to_json() + "\n" for pack in packs))
     try:
         p = beam.Pipeline(options=run.options)
         build_pipeline(p, run.config, plan_path, run.spec, () if spill_dir else run.listing_problems, spill_dir,
@@ -287,8 +293,9 @@ def _run_pipeline(run: _Run, plan: Sequence[PlannedVideo], spill_dir: Optional[s
     return beam_metrics(result)
 
 
-def _run_chunked(run: _Run, plan: Sequence[PlannedVideo], parts: list[range]) -> tuple[dict, dict]:
-    """One pipeline per chunk of `plan`, each spilling into its own folder, then the merge (`pipeline.chunks`)."""
+def _run_chunked(run: _Run, parts: list[list[Pack]]) -> tuple[dict, dict]:
+    """One pipeline per chunk (a run of packs), each spilling into its own folder, then the merge
+    (`pipeline.chunks`)."""
     config, spec = run.config, run.spec
     out = config.output_dir
     work = temporary_name(f"{out}/chunks")  # removed by the next run if this one is killed
@@ -296,10 +303,10 @@ def _run_chunked(run: _Run, plan: Sequence[PlannedVideo], parts: list[range]) ->
     counters: dict = {}
     distributions: dict = {}
     for i, (part, spill_dir) in enumerate(zip(parts, spill_dirs)):
-        logging.info("[extract] chunk %d/%d: %d videos", i + 1, len(parts), len(part))
+        logging.info("[extract] chunk %d/%d: %d videos", i + 1, len(parts), sum(len(p.videos) for p in part))
         for name in schema.DATASET_KINDS:
             make_dirs(f"{spill_dir}/{name}")
-        chunk_counters, chunk_distributions = _run_pipeline(run, [plan[j] for j in part], spill_dir)
+        chunk_counters, chunk_distributions = _run_pipeline(run, part, spill_dir)
         for name, value in chunk_counters.items():
             counters[name] = counters.get(name, 0) + value
         for name, value in chunk_distributions.items():

@@ -1,17 +1,14 @@
 """The plan: one `PlannedVideo` per input video, its split assigned, made in the launcher before any Beam work.
 
-The plan is what the Beam pipeline reads (plan.jsonl, one JSON object per line, written by `write_plan` and read
-back by `PlannedVideo.from_json`), what the chunked run cuts into chunks (`pipeline.chunks`) and what the
-written output is checked against before it is published (`pipeline.reconcile`).
+The plan is what the launcher cuts into packs (`pipeline.packs`: the Beam pipeline's input) and chunks
+(`pipeline.chunks`), and what the written output is checked against before it is published (`pipeline.reconcile`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import NamedTuple, Sequence
 
-from dataformat.files import write_atomically
 from pipeline.sources import Listing, VideoRecord, similar_labels, too_few_classes
 from pipeline.splits import assign_splits
 
@@ -25,15 +22,6 @@ class PlannedVideo(NamedTuple):
     label: str
     group: str
     split: str
-
-    def to_json(self) -> str:
-        """One line of plan.jsonl (without its newline)."""
-        return json.dumps(self._asdict(), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, line: str) -> "PlannedVideo":
-        """A line of plan.jsonl (written by `to_json`)."""
-        return cls(**json.loads(line))
 
 
 def plan_videos(listing: Listing, class_names: Sequence[str], fractions: dict[str, float], salt: str,
@@ -57,7 +45,3 @@ def plan_videos(listing: Listing, class_names: Sequence[str], fractions: dict[st
             for r in listing.records]
     return plan, warnings
 
-
-def write_plan(path: str, plan: Sequence[PlannedVideo]) -> None:
-    """plan.jsonl: the pipeline's input, one video per line."""
-    write_atomically(path, "".join(video.to_json() + "\n" for video in plan))

@@ -20,16 +20,18 @@ from settings.console import terminal_stderr
 
 
 class ProgressLog:
-    """A worker's record of the videos it finished: one line ("<sampled frames>") per video."""
+    """A worker's record of the videos it finished: one line ("<sampled frames>") per video, written a pack at a
+    time."""
 
     def __init__(self, directory: str):
         os.makedirs(directory, exist_ok=True)
         self._path = os.path.join(directory, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.log")
 
-    def record(self, frames: int) -> None:
+    def record(self, *frames: int) -> None:
+        """Finished videos, each with its sampled frames: one append for a whole pack."""
         try:
             with open(self._path, "a") as f:
-                f.write(f"{frames}\n")
+                f.write("".join(f"{n}\n" for n in frames))
         except OSError as e:
             raise WriteError.writing(self._path, e) from e
 

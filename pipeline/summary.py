@@ -124,6 +124,14 @@ def timing(counters: dict, distributions: dict, job_started: float) -> dict:
     }
 
 
+def batch_fill(counters: dict) -> Optional[float]:
+    """summary.json's "batch_fill": frames featurized / forward-pass rows computed (the rest is zero padding of a
+    pack's last batch, `pipeline.packs`); None when the runner reports no metrics."""
+    frames = counters.get("frames_featurized", 0)
+    rows = frames + counters.get("model_rows_padded", 0)
+    return round(frames / rows, 4) if rows else None
+
+
 def decode_paths(counters: dict) -> dict:
     """{how a video was decoded: videos} from the `decode_path_*` counters (summary.json's "counters"): "exact",
     fast mode's "skipping" (some packets were never decoded), or "full_<why>" (fast mode decoded everything)."""

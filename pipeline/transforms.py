@@ -10,7 +10,8 @@ The records are named where their stage contract is: `pipeline.plan.PlannedVideo
 `DecodedFrame` here, `sequences.FrameFeatures` and `sequences.StackedVideo`, `shards.KeyedRecord`; the rows of
 failures.jsonl, splits.csv and warnings.jsonl are dicts, as their `dataformat.reports.Report` writes them.
 
-A frame batch holds consecutive frames of one video (see `pipeline.features` for why batches never mix videos).
+A frame batch holds consecutive frames of one pack, videos of the plan featurized together (`pipeline.packs`;
+see `pipeline.features` for why a frame's batch must be a function of the plan, never of scheduling).
 InceptionV3 runs in Beam's RunInference with a custom model handler (`InceptionV3Handler`), which loads the model
 once per process; the TFDS feature encoders are created in `DoFn.setup()`. Bad videos never raise: they leave
 through the `failures` output and a Beam counter.
@@ -34,6 +35,7 @@ from pipeline.decode import DecodeReport
 from pipeline.isolated_decode import DecoderPool, Failure, default_processes
 from pipeline import sequences
 from pipeline.features import padded_batch_size
+from pipeline.packs import Pack, PackBatcher, PackedFrame
 from pipeline.plan import PlannedVideo
 from pipeline.progress import ProgressLog
 from pipeline.sequences import FrameFeatures
@@ -54,10 +56,9 @@ class DecodedFrame(NamedTuple):
 
 
 class FrameBatch(NamedTuple):
-    """Consecutive frames of one video, at most a forward pass's worth: RunInference's example."""
+    """Consecutive frames of a pack (`pipeline.packs`), a forward pass's worth at most: RunInference's example."""
 
-    video: PlannedVideo
-    frames: list[DecodedFrame]
+    frames: list[PackedFrame]  # each with its video and whether it is dropped (its video failed)
 
 
 class _SetUpDoFn(beam.DoFn):
@@ -74,13 +75,14 @@ class _SetUpDoFn(beam.DoFn):
 
 
 class _DecodeFramesFn(_SetUpDoFn):
-    """Decodes a batch of videos at once (`isolated_decode.DecoderPool`) into batches of sampled frames (main
-    output), plus one row per video and failures."""
+    """Decodes a pack's videos, several at once (`isolated_decode.DecoderPool.decode_in_order`), into forward
+    passes of the pack's frames (main output, `packs.PackBatcher`), plus one row per video and failures."""
 
     _SET_UP = ("_pool", "_progress")
 
     def __init__(self, settings: DecodeSettings, jpeg_quality: int, batch_size: int, isolate: bool,
-                 timeout: float, processes: int, progress_dir: Optional[str]):
+                 timeout: float, processes: int, progress_dir: Optional[str], hold: int):
+        self._hold = hold
         self._settings = settings
         self._quality = jpeg_quality
         self._batch_size = batch_size
@@ -90,7 +92,7 @@ class _DecodeFramesFn(_SetUpDoFn):
         self._progress_dir = progress_dir
         self._count = {name: Metrics.counter("extract", name) for name in (
             "videos_decoded", "videos_failed", "videos_partial", "frames_decoded", "fast_packets_read",
-            "fast_packets_decoded")}
+            "fast_packets_decoded", "frames_dropped")}
 
     def setup(self):
         import tensorflow as tf
@@ -105,23 +107,30 @@ class _DecodeFramesFn(_SetUpDoFn):
     def teardown(self):
         self._pool.close()
 
-    def process(self, videos: list[PlannedVideo]):
-        batches = {i: [] for i in range(len(videos))}
-        for i, event in self._pool.decode([(i, v.path, self._settings) for i, v in enumerate(videos)]):
-            video = videos[i]
+    def process(self, pack: Pack):
+        batcher, done = PackBatcher(self._batch_size, self._hold), []
+        jobs = [(video, video.path, self._settings) for video in pack.videos]
+        for video, event in self._pool.decode_in_order(jobs):
             if isinstance(event, tuple):  # a frame and its JPEG
                 frame, jpeg = event
-                batches[i].append(DecodedFrame(frame.index, frame.timestamp, frame.rgb, jpeg))
-                if len(batches[i]) == self._batch_size:
-                    yield FrameBatch(video, batches[i])
-                    batches[i] = []
-                continue
-            if isinstance(event, Failure):
-                yield from self._failed_video(video, event.error)
-                continue
-            if batches[i]:
-                yield FrameBatch(video, batches[i])
-            yield from self._finished_video(video, event)
+                ready = batcher.add(video, DecodedFrame(frame.index, frame.timestamp, frame.rgb, jpeg))
+            else:
+                failed = isinstance(event, Failure)
+                if failed and batcher.released:
+                    logging.error("[extract] %s failed after %d of its frames went out: the output check will "
+                                  "stop the run", video.video_id, batcher.released)
+                ready = batcher.finish(video, failed)
+                yield from (self._failed_video(video, event.error) if failed else self._finished_video(video, event))
+                done.append(0 if failed else event.frames)
+            yield from self._out(ready)
+        yield from self._out(batcher.close())
+        if self._progress:
+            self._progress.record(*done)
+
+    def _out(self, batches):
+        for batch in batches:
+            self._count["frames_dropped"].inc(sum(f.dropped for f in batch))
+            yield FrameBatch(batch)
 
     def _finished_video(self, video: PlannedVideo, report: DecodeReport):
         if report.partial:
@@ -138,16 +147,12 @@ class _DecodeFramesFn(_SetUpDoFn):
                                                     warning=report.warning))
         if report.warning:
             logging.warning("[extract] %s: %s", video.video_id, report.warning)
-        if self._progress:
-            self._progress.record(report.frames)
 
     def _failed_video(self, video: PlannedVideo, error: str):
         self._count["videos_failed"].inc()
         yield beam.pvalue.TaggedOutput(FAILURES, {"path": video.path, "video_id": video.video_id, "error": error})
         yield beam.pvalue.TaggedOutput(VIDEOS, dict(_video_row(video, 0, "failed"), warning=None))
         logging.warning("[extract] %s could not be extracted: %s", video.video_id, error)
-        if self._progress:
-            self._progress.record(0)
 
 
 def _video_row(video: PlannedVideo, frames: int, status: str) -> dict:
@@ -157,35 +162,35 @@ def _video_row(video: PlannedVideo, frames: int, status: str) -> dict:
 
 
 class DecodeFrames(beam.PTransform):
-    """PlannedVideo -> `FrameBatch`es (at most `batch_size` frames each, in order); tagged `failures` (rows of
-    failures.jsonl) and `videos` (rows of splits.csv, with the video's warning).
+    """`packs.Pack` -> `FrameBatch`es (at most `batch_size` frames of the pack each, in pack order); tagged
+    `failures` (rows of failures.jsonl) and `videos` (rows of splits.csv, with the video's warning).
 
-    Videos are taken in small batches and decoded several at once (`processes` decoders; 0: one per core, see
-    `isolated_decode.default_processes`), each ahead of the model by a bounded number of frames. How videos are
-    grouped or interleaved changes nothing downstream: a frame's batch and everything keyed on it are functions
-    of its video alone.
+    A pack's videos are decoded several at once (`processes` decoders; 0: one per core, see
+    `isolated_decode.default_processes`), ahead of the model by a bounded number of frames, and its frames are
+    batched in pack order: a frame's batch and everything keyed on it are functions of its pack (`pipeline.packs`),
+    however packs are spread over workers and bundles.
     """
 
     def __init__(self, settings: DecodeSettings, jpeg_quality: int = 90, batch_size: int = 32, isolate: bool = True,
-                 timeout: float = DEFAULT_DECODE_TIMEOUT, processes: int = 0, progress_dir: Optional[str] = None):
+                 timeout: float = DEFAULT_DECODE_TIMEOUT, processes: int = 0, progress_dir: Optional[str] = None,
+                 hold: int = 512):
         """isolate: decode in child processes (pipeline.isolated_decode), so a native crash or a hang fails one
         video instead of the worker; timeout: seconds without a frame before a hung decoder is stopped;
         batch_size: frames per batch, the featurizer's forward-pass size; progress_dir: a local folder where each
-        finished video is counted (`pipeline.progress`)."""
+        finished video is counted (`pipeline.progress`); hold: frames of a pack that may wait for their videos to
+        finish (`packs.PackBatcher`)."""
         super().__init__()
-        self._fn = _DecodeFramesFn(settings, jpeg_quality, batch_size, isolate, timeout, processes, progress_dir)
-        self._videos_per_call = 2 * max(1, processes or 16)
+        self._fn = _DecodeFramesFn(settings, jpeg_quality, batch_size, isolate, timeout, processes, progress_dir,
+                                   hold)
 
-    def expand(self, videos):
-        return (videos
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._videos_per_call)
-                | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames"))
+    def expand(self, packs):
+        return packs | "Decode" >> beam.ParDo(self._fn).with_outputs(FAILURES, VIDEOS, main="frames")
 
 
 class InceptionV3Handler(ModelHandler):
     """RunInference's model handler for InceptionV3 features.
 
-    An example is one `FrameBatch` (at most `batch_size` frames of one video, made by DecodeFrames), and its
+    An example is one `FrameBatch` (at most `batch_size` frames of one pack, made by DecodeFrames), and its
     prediction is float32 features [n, 2048]. Each example is one forward pass,
     padded inside `run_inference` to a fixed shape (`features.padded_batch_size`). Beam's own batching is set to
     one example per call: it follows bundle boundaries, which vary between runs and runners, and a frame's
@@ -218,7 +223,7 @@ class InceptionV3Handler(ModelHandler):
         for example in batch:
             frames = example.frames
             start = time.time()
-            results.append(PredictionResult(example, model(np.stack([f.rgb for f in frames]))))
+            results.append(PredictionResult(example, model(np.stack([f.frame.rgb for f in frames]))))
             self._model_ms.update(int(1000 * (time.time() - start)))
             self._featurized_at.update(int(1000 * time.time()))
             self._images.inc(len(frames))
@@ -228,7 +233,7 @@ class InceptionV3Handler(ModelHandler):
         return results
 
     def get_num_bytes(self, batch) -> int:
-        return sum(f.rgb.nbytes for example in batch for f in example.frames)
+        return sum(f.frame.rgb.nbytes for example in batch for f in example.frames)
 
     def get_resource_hints(self) -> dict:
         # Runners that do right fitting (Dataflow) run this step on accelerator workers and decoding and writing
@@ -255,8 +260,9 @@ class _EncodeFramesFn(_SetUpDoFn):
         self._labels = {name: i for i, name in enumerate(self._spec.class_names)}
 
     def process(self, result: PredictionResult):
-        video, frames = result.example
-        for frame, vector in zip(frames, result.inference):
+        for (video, frame, dropped), vector in zip(result.example.frames, result.inference):
+            if dropped:  # its video failed: computed with the others, never written
+                continue
             example = self._encode({
                 schema.IMAGE: io.BytesIO(frame.jpeg),
                 schema.LABEL: self._labels[video.label],

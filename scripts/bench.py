@@ -27,12 +27,18 @@ Sections:
   extraction_real_video: pipeline.extract on camera-like H.264 (720p and 1080p, 30 fps, B-frames; long and
     one-second key frame intervals) at 1 fps, against decoding every frame and against the model alone
     (scripts/bench_real_video.py).
+  extraction_ucf_clips: pipeline.extract on UCF101-shaped clips (hundreds of 5-9 s 320x240 MPEG-4 Part 2 AVIs
+    with B-frames in 25 class folders) at 1 fps: at 75 px against one process decoding every frame, at 299 px
+    against InceptionV3 alone at batch 32; batch fill (scripts/bench_ucf_clips.py).
   storage: bytes per frame feature for each --feature_dtype, and the LSTM's test accuracy on sample data with
     float32 and float16 features (the same model evaluated on both, and models retrained on each).
   training_step: steps/s of a small LSTM fed by the project's reader vs by story 000's generator.
   report_scaling: tools.report and tools.audit (each its own process: seconds, peak memory) on synthetic
     extractions of 400 classes and 1k/3k/10k videos of 10 frames, with a real 400-class run; growth ratios
     against the smallest; the audit's indexed near-duplicate search vs comparing every pair (scripts/bench_report.py).
+  experiment_parallel: training.experiment's grid of 2 configurations x 6 seeds (a small LSTM on synthetic
+    sequences) in its warm worker processes vs the same runs as separate `training.main` commands one after
+    another: wall and CPU seconds, the start-up each command pays, and whether every run's weights are identical.
 
 Machines here are shared and noisy: read the ratios, not the absolute figures.
 """
@@ -48,11 +54,13 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench_experiment import bench_experiment_parallel  # noqa: E402
 from bench_extraction import (bench_extraction, bench_extraction_memory, bench_extraction_scaling,  # noqa: E402
                               bench_extraction_workers)
 from bench_input import bench_frame_input, bench_sequence_input  # noqa: E402
 from bench_real_video import bench_extraction_real_video  # noqa: E402
 from bench_report import bench_report_scaling  # noqa: E402
+from bench_ucf_clips import bench_extraction_ucf_clips  # noqa: E402
 from bench_training import bench_storage, bench_training_step  # noqa: E402
 
 
@@ -95,9 +103,11 @@ def main():
                 "extraction_memory": lambda: bench_extraction_memory(size),
                 "extraction_scaling": lambda: bench_extraction_scaling(size),
                 "extraction_real_video": lambda: bench_extraction_real_video(size),
+                "extraction_ucf_clips": lambda: bench_extraction_ucf_clips(size),
                 "storage": lambda: bench_storage(size),
                 "training_step": lambda: bench_training_step(size),
-                "report_scaling": lambda: bench_report_scaling(size)}
+                "report_scaling": lambda: bench_report_scaling(size),
+                "experiment_parallel": lambda: bench_experiment_parallel(size)}
     chosen = [s for s in args.only.split(",") if s] or list(sections)
     results = {"machine": machine(), "size": size, "ratios": {}}
     for name in chosen:

@@ -22,13 +22,18 @@ GROUPS = {
     "report": (("report_scaling",), ("report_time_growth_vs_videos_growth", "report_memory_growth",
                                      "audit_time_growth_vs_videos_growth", "audit_memory_growth",
                                      "near_duplicate_search_indexed_vs_every_pair")),
+    "experiment": (("experiment_parallel",), ("experiment_parallel_vs_sequential_commands",
+                                              "experiment_parallel_cpu_saving")),
+    "ucf_clips": (("extraction_ucf_clips",), ("ucf_job_vs_full_decode_75px", "ucf_job_vs_model_only_299px",
+                                              "ucf_batch_fill_32", "ucf_cpu_limit_vs_full_decode_75px",
+                                              "ucf_cpu_limit_vs_model_only_299px")),
 }
 
 
 # The sections that time and measure whole `pipeline.extract` processes cost minutes even at --tiny
 # (process start-up dominates) and exercise only the bench's own harness beyond what the extraction tests cover:
 # they run with `scripts/test.sh -m bench_processes`, not in every suite run.
-PROCESS_GROUPS = ("extraction", "scaling", "real_video", "report")
+PROCESS_GROUPS = ("extraction", "scaling", "real_video", "report", "experiment", "ucf_clips")
 
 
 @pytest.mark.slow
@@ -54,6 +59,11 @@ def test_bench_tiny_runs_and_reports_every_ratio(tmp_path, group):
         assert report["ratios"]["storage_uint8_vs_float32"] < 0.35  # a quarter of the bytes, plus per-example fields
     if group == "extraction":
         assert report["extraction_workers"]["byte_identical"] is True
+    if group == "experiment":  # the same runs both ways: the same weights
+        assert report["experiment_parallel"]["identical_weights"] is True
+    if group == "ucf_clips":  # six clips of 5-9 s at 1 fps: one pack, one batch of 32 and a padded one of 8
+        assert report["extraction_ucf_clips"]["job_75px"]["frames"] == 41
+        assert report["ratios"]["ucf_batch_fill_32"] == round(41 / 48, 4)
     if group == "scaling":  # 4 videos, then the same videos twice as long
         assert [r["frames"] for r in report["extraction_scaling"]["runs"]] == [16, 32]
     if group == "report":

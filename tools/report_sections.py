@@ -238,7 +238,7 @@ def runs_section(metrics_paths: list[str], frames: Optional[FrameStore] = None,
 
 def _partial_report(runs: list[str]) -> Optional[dict]:
     """An experiment still running (or stopped): its finished runs, compared as training.experiment would."""
-    from training.experiment import build_report
+    from training.experiment_report import build_report
 
     results: dict = {}
     for run in sorted(runs):
@@ -253,7 +253,7 @@ def _partial_report(runs: list[str]) -> Optional[dict]:
 def experiment_block(report: dict, where: str, partial: Optional[str] = None) -> str:
     """One experiment: every seed's value, each configuration with the test-set size of its accuracy, and each
     comparison's analysis (paired or not, and why), interval, p, verdict and the seeds a study would need."""
-    from training.experiment import examples_label, upgrade_report
+    from training.experiment_report import better_text, examples_label, upgrade_report
 
     report = upgrade_report(report)
     metric = report["metric"]
@@ -268,25 +268,29 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     body += charts.strip_plot(configurations, metric)
     body += table(["configuration", "seeds", f"mean {metric}", "test examples", "95% interval (seeds and test set)",
                    "min", "max", "collapsed"], rows)
-    body += "".join(_comparison_paragraph(c, metric) for c in report["comparisons"])
+    body += "".join(_comparison_paragraph(c, metric, better_text(c, metric)) for c in report["comparisons"])
     return body
 
 
-def _comparison_paragraph(c: dict, metric: str) -> str:
+def _comparison_paragraph(c: dict, metric: str, better: str) -> str:
     points = 100 if metric.endswith("accuracy") else 1
     unit = " points" if points == 100 else ""
     verdict = (f'<span class="good">{esc(c["verdict"])}</span>' if c["distinguishable"]
                else f'<span class="bad">{esc(c["verdict"])}</span>')
     return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "
             f"interval {points * c['ci_low']:+.2f} to {points * c['ci_high']:+.2f}), p = {c['p_value']:.3g} "
-            f"({esc(c['test'])}). {verdict}</p><ul><li>Analysis: {esc(c['method_reason'])}.</li>"
+            f"({esc(c['test'])}); better: {esc(better)}. {verdict}</p><ul><li>Analysis: {esc(c['method_reason'])}.</li>"
             f"<li>Seeds needed: {esc(c['seeds_advice'])}</li></ul>")
 
 
 def experiments_section(paths: list[str], partial: dict) -> str:
     blocks = [experiment_block(json.loads(files.read_text(p)), os.path.dirname(p)) for p in paths]
     for root, runs in sorted(partial.items()):
-        report = _partial_report(runs)
+        try:
+            report = _partial_report(runs)
+        except ValueError as e:  # a run's value the statistics refuse (e.g. NaN): this experiment only, named
+            blocks.append(f"<h3>{esc(root)}</h3><p class=\"bad\">PARTIAL, not compared: {esc(str(e))}</p>")
+            continue
         finished = sum(tf.io.gfile.exists(os.path.join(r, "metrics.json")) for r in runs)
         note = (f"{finished} of the {len(runs)} runs started so far have finished; no experiment.json yet (still "
                 "running, or stopped: rerun the same training.experiment command to finish it)")
@@ -298,8 +302,9 @@ def experiments_section(paths: list[str], partial: dict) -> str:
             "the mean's 95% interval, which counts the spread between seeds and the test set's own sampling noise (an "
             "accuracy from N examples is no surer than a binomial proportion). Configurations whose runs of one "
             "seed share initial weights and input order are compared seed by seed (paired). A difference is "
-            "distinguishable when an exact permutation test gives p <= 0.05 and the interval excludes 0; otherwise "
-            "run the seeds (or collect the test examples) given before believing it.")
+            "distinguishable when its interval excludes 0, which it does only when an exact permutation test of the "
+            "seeds gives p <= 0.05 and, with the test-set size known, so does the test that adds the test set's "
+            "noise; otherwise run the seeds (or collect the test examples) given before believing it.")
     return section("experiments", "Experiments", what, "".join(blocks), paths + sorted(partial))
 
 

@@ -6,20 +6,20 @@ Story 000's question, sampling with vs without replacement, in one command:
         --data_dir=/tmp/extracted --model=lstm --epochs=15
 
 Every flag that is not the experiment's own goes to `training.main` for every run; `--vary=FLAG=V1,V2` (any
-training flag, repeatable) spans the grid. Each run lives in WORKDIR/<configuration>/seed_<n>, is a separate
-process, and is skipped when its metrics.json exists, so rerunning the command resumes the experiment.
+training flag, repeatable) spans the grid. Each run lives in WORKDIR/<configuration>/seed_<n> and is skipped
+when its metrics.json exists, so rerunning the command resumes the experiment. Runs train in --parallel warm
+worker processes (`training.experiment_workers`), each bit-identical to the same `python -m training.main`
+alone. `--seeds=auto --max_seeds=N` adds seeds to every configuration in rounds until the verdict of every pair
+is settled or each has N (`training.experiment_progress`). One line per finished run goes to stderr.
 Report: WORKDIR/experiment.json, WORKDIR/report.md (also printed) and WORKDIR/experiment.png.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
-import subprocess
 import sys
-from typing import Optional
 
 if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
     from settings import console
@@ -27,6 +27,9 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
     console.quiet_start_up()
 
 from absl import app, flags
+
+from training import experiment_progress
+from training.experiment_report import build_report, pairing, plot_report, render_markdown
 
 # TensorFlow (paths), SciPy (statistics) and Matplotlib are imported by the functions that use them, so that
 # --help answers at once.
@@ -39,9 +42,16 @@ def define_flags():
     flags.DEFINE_string("workdir", None, "Folder of the experiment; one subfolder per configuration and seed.")
     flags.DEFINE_multi_string("vary", [], "FLAG=V1,V2,...: a training flag and the values to compare (repeatable; "
                               "several --vary span their cartesian product).")
-    flags.DEFINE_integer("seeds", 5, "Seeds per configuration.")
+    flags.DEFINE_string("seeds", "5", "Seeds per configuration, or auto: start with "
+                        f"{experiment_progress.START_SEEDS} and add {experiment_progress.SEED_STEP} to every "
+                        "configuration per round until the verdict of every pair is settled or --max_seeds.")
+    flags.DEFINE_integer("max_seeds", 20, "--seeds=auto: the most seeds per configuration.")
+    flags.DEFINE_float("min_effect", 0.01, "The smallest difference of --metric worth finding (accuracy 0.01 = "
+                       "1 point): smaller ones count as equivalent (--seeds=auto and the running verdict).")
     flags.DEFINE_integer("first_seed", 0, "Seeds are first_seed .. first_seed + seeds - 1.")
     flags.DEFINE_string("metric", "test_accuracy", "The metrics.json value to compare.")
+    flags.DEFINE_integer("parallel", 0, "Runs training at once, each in a warm worker process (0: one per core, "
+                         "as many as the available memory holds at 1 GiB each, at most one per run).")
 
 
 def parse_vary(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -68,12 +78,18 @@ def config_name(config: dict[str, str]) -> str:
     return ",".join(f"{k}={os.path.basename(v.rstrip('/')) if '/' in v else v}" for k, v in config.items()) or "baseline"
 
 
-def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) -> dict:
-    """Trains one configuration with one seed in its own process (or reuses a finished run)."""
+class ExperimentError(ValueError):
+    """Runs of the experiment failed; the message names each with its error."""
+
+
+def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int):
+    """(metrics, None) for a finished run (resuming), else (None, the Task that trains it) with the run's
+    command.json written. A run folder holding another command's run is refused."""
     import tensorflow as tf
 
     from dataformat import files
     from dataformat.files import write_atomically
+    from training.experiment_workers import Task, needs_fresh_process
 
     run_dir = os.path.join(workdir, config_name(config), f"seed_{seed}")
     metrics_path = os.path.join(run_dir, "metrics.json")
@@ -83,168 +99,104 @@ def run_one(workdir: str, common: list[str], config: dict[str, str], seed: int) 
         recorded = json.loads(files.read_text(command_path))
         if recorded != flags_of_run:
             raise ValueError(f"{run_dir} was run with other flags ({' '.join(recorded)}); use another --workdir")
-    if not tf.io.gfile.exists(metrics_path):
-        tf.io.gfile.makedirs(run_dir)
-        write_atomically(command_path, json.dumps(flags_of_run) + "\n")
-        args = [sys.executable, "-m", "training.main", *flags_of_run, f"--workdir={run_dir}"]
-        print(f"[experiment] {config_name(config)} seed {seed}: training", flush=True)
-        result = subprocess.run(args, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"run {run_dir} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return json.loads(files.read_text(metrics_path))
+    if tf.io.gfile.exists(metrics_path):
+        return dict(json.loads(files.read_text(metrics_path)), metrics_path=metrics_path), None
+    tf.io.gfile.makedirs(run_dir)
+    write_atomically(command_path, json.dumps(flags_of_run) + "\n")
+    return None, Task((config_name(config), seed), tuple(flags_of_run), run_dir, needs_fresh_process(flags_of_run))
 
 
-STATISTICS_VERSION = 2  # experiment.json: comparisons carry method, verdict, test-set sizes (`upgrade_report`)
+def run_grid(pool, workdir: str, common: list[str], configs: list[dict[str, str]], seeds: list[int],
+             progress: experiment_progress.Progress) -> dict[str, list[dict]]:
+    """Trains (or resumes) every configuration with every seed on `pool`, seed by seed across configurations;
+    returns each configuration's metrics in seed order. A failed run does not stop the others: they finish,
+    then ExperimentError names every failed run (a rerun trains only those)."""
+    finished, tasks = {}, []
+    for seed in seeds:
+        for config in configs:
+            metrics, task = run_one(workdir, common, config, seed)
+            if task is None:
+                finished[(config_name(config), seed)] = metrics
+            else:
+                tasks.append(task)
+    progress.plan(len(finished) + len(tasks), finished)
+    failed = []
+    for outcome in pool.run(tasks):
+        name, seed = outcome.task.key
+        progress.finished(name, seed, outcome.metrics, outcome.error, outcome.seconds)
+        if outcome.error:
+            failed.append(f"{name} seed {seed} ({outcome.task.workdir}): {outcome.error}")
+        else:
+            finished[outcome.task.key] = dict(outcome.metrics,
+                                              metrics_path=os.path.join(outcome.task.workdir, "metrics.json"))
+    if failed:
+        raise ExperimentError(f"{len(failed)} of {len(tasks)} runs failed (each run's output is in its "
+                              "train.log; rerun the command to retry them):\n  " + "\n  ".join(failed))
+    return {config_name(c): [finished[(config_name(c), s)] for s in seeds] for c in configs}
 
 
-def _test_examples(runs: list[dict], metric: str) -> Optional[list[int]]:
-    """The test-set size of each run, when the metric is an accuracy counted on the test split; else None
-    (a loss has no binomial floor, and metrics.json does not record the valid split's size)."""
-    if metric != "test_accuracy" or not all(isinstance(r.get("test_examples"), int) for r in runs):
-        return None
-    return [r["test_examples"] for r in runs]
-
-
-def pairing(runs_a: list[dict], runs_b: list[dict]) -> tuple[bool, str]:
-    """Whether two configurations' runs pair by seed, and why: only when they ran the same seeds and, for every
-    seed, both digests in metrics.json's "pairing" (initial weights, first epoch's input order) are equal."""
-    seeds_a, seeds_b = [r["seed"] for r in runs_a], [r["seed"] for r in runs_b]
-    if sorted(seeds_a) != sorted(seeds_b) or len(set(seeds_a)) != len(seeds_a):
-        return False, "unpaired: the configurations ran different seeds"
-    by_seed = {r["seed"]: r for r in runs_b}
-    for run in runs_a:
-        mine, theirs = run.get("pairing") or {}, by_seed[run["seed"]].get("pairing") or {}
-        for key, what, differ in (("initial_weights_sha256", "initial weights", "differ"),
-                                  ("first_epoch_order_sha256", "first epoch's input order", "differs")):
-            if not mine.get(key) or not theirs.get(key):
-                return False, (f"unpaired: seed {run['seed']} has a run without the digest of its {what} in "
-                               "metrics.json (written by an older version), so sharing cannot be checked")
-            if mine[key] != theirs[key]:
-                return False, (f"unpaired: with seed {run['seed']} the {what} {differ} between the configurations, "
-                               "so a seed's runs do not share their noise")
-    return True, (f"paired: for each of the {len(runs_a)} seeds both configurations started from the same initial "
-                  "weights and read the first epoch in the same order (equal digests in metrics.json), so the "
-                  "noise a seed puts into both cancels in their per-seed difference")
-
-
-def build_report(results: dict[str, list[dict]], metric: str) -> dict:
-    """Per-configuration summaries (with the test-set size of accuracies), pairwise comparisons (paired when
-    the digests say the runs of a seed share their start, `pairing`) and collapse counts."""
-    from training import stats
-
-    for name, runs in results.items():
-        if any(metric not in r for r in runs):
-            raise ValueError(f"the runs of {name} have no {metric!r} (a data set without a test split has no "
-                             "test_* metrics): choose --metric=val_accuracy or val_loss")
-    results = {name: sorted(runs, key=lambda r: r["seed"]) for name, runs in results.items()}
-    values = {name: [r[metric] for r in runs] for name, runs in results.items()}
-    examples = {name: _test_examples(runs, metric) for name, runs in results.items()}
-    report = {"metric": metric, "statistics_version": STATISTICS_VERSION, "configurations": {}, "comparisons": []}
-    for name, runs in results.items():
-        summary = stats.summarize(values[name], examples[name])
-        report["configurations"][name] = dict(
-            dataclasses.asdict(summary), seeds=[r["seed"] for r in runs], values=values[name],
-            collapsed_runs=sum(bool(r.get("collapsed")) for r in runs))
-    for a, b in itertools.combinations(values, 2):
-        if len(values[a]) > 1 and len(values[b]) > 1:
-            paired, why = pairing(results[a], results[b])
-            comparison = stats.compare(values[a], values[b], n_test_a=examples[a], n_test_b=examples[b],
-                                       paired=paired, pairing_reason=why)
-            report["comparisons"].append(dict(dataclasses.asdict(comparison), a=a, b=b))
-    return report
-
-
-def upgrade_report(report: dict) -> dict:
-    """An experiment.json as this version writes it. One written before the statistics had methods and verdicts
-    is compared again from its values (unpaired: its runs' digests are not in it; without the test set's noise:
-    its size is not in it), and says so in "recomputed"."""
-    from training import stats
-
-    if report.get("statistics_version", 1) >= STATISTICS_VERSION:
-        return report
-    configurations = {name: dict(c, test_examples=None, test_noise_std=0.0)
-                      for name, c in report["configurations"].items()}
-    comparisons = []
-    for old in report.get("comparisons", []):
-        a, b = configurations[old["a"]]["values"], configurations[old["b"]]["values"]
-        comparison = stats.compare(a, b, pairing_reason="unpaired: an older experiment.json has no pairing digests")
-        comparisons.append(dict(dataclasses.asdict(comparison), a=old["a"], b=old["b"]))
-    return dict(report, configurations=configurations, comparisons=comparisons,
-                statistics_version=STATISTICS_VERSION,
-                recomputed="written by an older version (Welch's test): compared again from its values, unpaired "
-                           "and without the test set's own noise (neither the runs' digests nor the test-set size "
-                           "are in it); rerun the experiment command to get both")
-
-
-def _difference(x: float, metric: str) -> str:
-    """Accuracies as percentage points, other metrics as they are."""
-    return f"{100 * x:+.2f} points" if metric.endswith("accuracy") else f"{x:+.4f}"
-
-
-def examples_label(c: dict) -> str:
-    """'N = 100' beside an accuracy counted on 100 test examples; 'N unknown' otherwise."""
-    return f"N = {c['test_examples']}" if c.get("test_examples") else "N unknown"
-
-
-def render_markdown(report: dict) -> str:
-    report = upgrade_report(report)
-    metric = report["metric"]
-    lines = [f"| configuration | seeds | mean {metric} | test examples | seed std | test-set sd | 95% CI | min | max "
-             "| collapsed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, c in report["configurations"].items():
-        lines.append(f"| {name} | {c['n']} | {c['mean']:.4f} | {examples_label(c)} | {c['std']:.4f} | "
-                     f"{c['test_noise_std']:.4f} | [{c['ci_low']:.4f}, {c['ci_high']:.4f}] | {c['minimum']:.4f} | "
-                     f"{c['maximum']:.4f} | {c['collapsed_runs']} |")
-    if report.get("recomputed"):
-        lines += ["", f"Note: {report['recomputed']}."]
-    for cmp in report["comparisons"]:
-        lines += ["", f"**{cmp['a']} vs {cmp['b']}**: difference {_difference(cmp['difference'], metric)} (95% "
-                  f"interval {_difference(cmp['ci_low'], metric)} to {_difference(cmp['ci_high'], metric)}, "
-                  f"seed noise and the test set's own noise), p = {cmp['p_value']:.3g} ({cmp['test']}).",
-                  "", f"- Analysis: {cmp['method_reason']}.", f"- Verdict: {cmp['verdict']}",
-                  f"- Seeds needed: {cmp['seeds_advice']}"]
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(report: dict, path: str) -> None:
-    """Box plot of the metric per configuration with every seed as a dot; each label gives the test-set size."""
-    from training import artifacts
-
-    plt = artifacts.pyplot()
-    names = list(report["configurations"])
-    data = [report["configurations"][n]["values"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(4, 2 * len(names)), 4))
-    ax.boxplot(data)
-    ax.set_xticks(range(1, len(names) + 1), [f"{n}\n{examples_label(report['configurations'][n])}"
-                                             for n in names])
-    for i, values in enumerate(data, start=1):
-        jitter = [i + 0.08 * ((k % 5) - 2) for k in range(len(values))]
-        ax.plot(jitter, values, "o", alpha=0.6)
-    ax.set_ylabel(report["metric"])
-    artifacts.save_figure(fig, path)
-
-
-def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int],
-                   metric: str = "test_accuracy") -> dict:
-    """Runs (or resumes) the grid and writes experiment.json, report.md and experiment.png."""
+def run_experiment(workdir: str, common: list[str], vary: list[tuple[str, list[str]]], seeds: list[int] | None,
+                   metric: str = "test_accuracy", *, parallel: int = 0, first_seed: int = 0, max_seeds: int = 0,
+                   min_effect: float = 0.01, progress_stream=None) -> dict:
+    """Runs (or resumes) the grid and writes experiment.json, report.md and experiment.png. `seeds=None`: seeds
+    are added in rounds from `first_seed` until every pair's verdict is settled or each has `max_seeds`."""
     import tensorflow as tf
 
     from dataformat.files import write_atomically
+    from training.experiment_workers import WorkerPool, default_parallel, worker_memory
 
     tf.io.gfile.makedirs(workdir)
-    names = [config_name(c) for c in configurations(vary)]
+    configs = configurations(vary)
+    names = [config_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(f"--vary values give clashing run names {names}: use paths with different last components")
-    results = {}
-    for config in configurations(vary):
-        results[config_name(config)] = [run_one(workdir, common, config, seed) for seed in seeds]
+    if seeds is None and len(configs) < 2:
+        raise ValueError("--seeds=auto compares configurations: give --vary with at least two values")
+    runs = len(configs) * (len(seeds) if seeds is not None else max(experiment_progress.START_SEEDS,
+                                                                     experiment_progress.SEED_STEP))
+    workers, why = (parallel, "--parallel") if parallel else default_parallel(runs, worker_memory(
+        [[*common, *(f"--{k}={v}" for k, v in c.items())] for c in configs]))
+    budget = len(seeds) if seeds is not None else max_seeds
+
+    def verdicts(values):
+        # Paired only when every run of both configurations is in `values` (a round's end, not mid-round).
+        paired = {(a, b): pairing(results[a], results[b])[0] for a, b in itertools.combinations(names, 2)
+                  if len(results[a]) == len(values[a]) == len(results[b]) == len(values[b])}
+        return experiment_progress.pair_verdicts(values, max_seeds=budget, min_effect=min_effect,
+                                                 n_test=_test_examples_by_configuration(results, metric),
+                                                 paired=paired)
+
+    progress = experiment_progress.Progress(names, metric, verdicts, progress_stream)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    every_seed = list(seeds) if seeds is not None else list(range(first_seed, first_seed + max_seeds))
+    with WorkerPool(workers) as pool:
+        def run_round(n: int) -> dict[str, list[float]]:
+            done = len(results[names[0]])
+            new = run_grid(pool, workdir, common, configs, every_seed[done:n], progress)
+            for name in names:
+                results[name] += new[name]
+            return {name: [r[metric] for r in runs] for name, runs in results.items()}
+
+        if seeds is None:
+            sequential = experiment_progress.grow_seeds(run_round, verdicts, max_seeds=max_seeds)
+        else:
+            sequential = {"rounds": [{"seeds": len(seeds), "verdicts": verdicts(run_round(len(seeds)))}]}
     report = build_report(results, metric)
-    report["command"] = {"common_flags": common, "vary": vary, "seeds": seeds}
-    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2) + "\n")
+    report["command"] = {"common_flags": common, "vary": vary, "seeds": [r["seed"] for r in results[names[0]]],
+                         "parallel": workers, "parallel_why": why}
+    report["sequential"] = dict(sequential, min_effect=min_effect, max_seeds=budget)
+    write_atomically(os.path.join(workdir, "experiment.json"), json.dumps(report, indent=2, allow_nan=False) + "\n")
     markdown = render_markdown(report)
     write_atomically(os.path.join(workdir, "report.md"), markdown)
     plot_report(report, os.path.join(workdir, "experiment.png"))
     return report
+
+
+def _test_examples_by_configuration(results: dict[str, list[dict]], metric: str) -> dict[str, int]:
+    """Each configuration's test examples, for an accuracy on the test split (its binomial noise)."""
+    if metric != "test_accuracy":
+        return {}
+    return {name: runs[0]["test_examples"] for name, runs in results.items() if runs and "test_examples" in runs[0]}
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -300,18 +252,48 @@ def check_seeds(first_seed: int, seeds: int) -> None:
                      f"0..{MAX_SEED - seeds + 1} (every seed of the runs is in 0..{MAX_SEED})")
 
 
+def parse_seeds(value: str, first_seed: int, max_seeds: int) -> list[int] | None:
+    """--seeds: the seeds of every configuration, or None for auto (--max_seeds checked as their budget).
+    Raises SettingError for anything else."""
+    import settings
+
+    if value.strip().lower() == "auto":
+        settings.require(max_seeds >= experiment_progress.START_SEEDS, "max_seeds", max_seeds,
+                         f"at least {experiment_progress.START_SEEDS}, the first round of --seeds=auto")
+        check_seeds(first_seed, max_seeds)
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise settings.SettingError(f"--seeds={value!r}: expected a number of seeds or auto") from None
+    check_seeds(first_seed, count)
+    return list(range(first_seed, first_seed + count))
+
+
 def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
-    seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     try:
-        check_seeds(FLAGS.first_seed, FLAGS.seeds)
-        check_runs(argv[1:], parse_vary(FLAGS.vary))
-        report = run_experiment(FLAGS.workdir, argv[1:], parse_vary(FLAGS.vary), seeds, FLAGS.metric)
+        seeds = parse_seeds(FLAGS.seeds, FLAGS.first_seed, FLAGS.max_seeds)
+        vary = parse_vary(FLAGS.vary)
+        check_runs(argv[1:], vary)
+        if FLAGS.parallel < 0:
+            raise ValueError(f"--parallel={FLAGS.parallel}: expected 0 (as many as the machine holds) or more")
+        report = run_experiment(FLAGS.workdir, argv[1:], vary, seeds, FLAGS.metric,
+                                parallel=FLAGS.parallel, first_seed=FLAGS.first_seed, max_seeds=FLAGS.max_seeds,
+                                min_effect=FLAGS.min_effect)
     except ValueError as e:
         print(f"experiment: error: {e}", file=sys.stderr)
         return 1
     print(render_markdown(report))
+    sequential = report["sequential"]
+    if seeds is None:
+        print(f"--seeds=auto stopped at {sequential['seeds']} seeds per configuration: "
+              + ("every verdict settled." if sequential["stopped"] == "settled"
+                 else f"the budget (--max_seeds={FLAGS.max_seeds}) was spent with verdicts unsettled."))
+    for v in sequential["rounds"][-1]["verdicts"]:
+        print(f"Verdict {v['a']} vs {v['b']} (smallest difference of interest {FLAGS.min_effect}): {v['outcome']}"
+              f" - {v['reason']}")
     data_dir = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--data_dir=")), "DATA_DIR")
     print(f"To see every seed, the data and the hardest examples on one page:\n  python -m tools.report "
           f"--data_dir={data_dir} --runs={FLAGS.workdir} --output_dir={FLAGS.workdir}/report")

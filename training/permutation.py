@@ -21,6 +21,7 @@ import itertools
 import math
 
 import numpy as np
+from scipy import special
 
 EXACT_LIMIT = 20_000
 MONTE_CARLO = 10_000
@@ -37,6 +38,13 @@ class Relabelings:
     weights: np.ndarray  # (values, relabelings)
     slope: np.ndarray  # (relabelings,)
     exact: bool
+
+    @property
+    def contrasts(self) -> bool:
+        """Whether every relabeling's weights sum to 0 (unpaired): then the statistic ignores an offset added to
+        all values, and the values are centred before it is taken, so that rounding stays relative to their
+        spread."""
+        return bool(np.all(np.abs(self.weights.sum(axis=0)) < 1e-12))
 
     @property
     def count(self) -> int:
@@ -91,10 +99,26 @@ def relabelings_for(n_a: int, n_b: int, is_paired: bool) -> Relabelings:
     return paired(n_a) if is_paired else unpaired(n_a, n_b)
 
 
+RELATIVE_TIE = 1e-9  # statistics closer than this fraction of the values' spread are equal
+PRECISION_TIE = 1e-13  # ... or than this fraction of the values' magnitude (their float precision, summed)
+
+
+def prepared(z: np.ndarray, rel: Relabelings) -> tuple[np.ndarray, np.ndarray]:
+    """The batch z ready for the statistic (centred per row when the statistic ignores offsets) and each row's
+    tie tolerance: RELATIVE_TIE of the centred values' largest magnitude plus PRECISION_TIE of the raw values'
+    (what float rounding of the inputs and of sums in another order can move). Relative, so p and the
+    interval do not change when every value is rescaled or offset (the metric's units)."""
+    z = np.atleast_2d(np.asarray(z, np.float64))
+    raw = np.abs(z).max(axis=1, keepdims=True)
+    if rel.contrasts:
+        z = z - z.mean(axis=1, keepdims=True)
+    return z, RELATIVE_TIE * np.abs(z).max(axis=1, keepdims=True) + PRECISION_TIE * raw
+
+
 def p_values(z: np.ndarray, rel: Relabelings, shift=0.0) -> np.ndarray:
     """Two-sided p-values of the batch z (rows of pooled values or paired differences) for the hypothesis that
     the first configuration's values minus `shift` (per row) are exchangeable with the second's."""
-    z = np.atleast_2d(np.asarray(z, np.float64))
+    z, tie = prepared(z, rel)
     shift = np.broadcast_to(np.asarray(shift, np.float64), z.shape[:1])
     out = np.empty(len(z))
     rows = max(1, _CHUNK_ELEMENTS // rel.count)
@@ -103,8 +127,35 @@ def p_values(z: np.ndarray, rel: Relabelings, shift=0.0) -> np.ndarray:
         stats = zs @ rel.weights - d * rel.slope[None]
         observed = np.abs(stats[:, :1])
         # Ties count as extreme; the tolerance absorbs float rounding of equal sums taken in another order.
-        tolerance = 1e-9 * (1 + np.abs(zs).max(axis=1, keepdims=True) + np.abs(d))
+        tolerance = tie[start:start + rows] + RELATIVE_TIE * np.abs(d)
         out[start:start + rows] = np.mean(np.abs(stats) >= observed - tolerance, axis=1)
+    return out
+
+
+def p_values_with_noise(z: np.ndarray, rel: Relabelings, noise_std) -> np.ndarray:
+    """Two-sided p-values of the batch z for "the configurations do not differ on new data" when the observed
+    statistic T also carries an independent normal error E of sd `noise_std` (per row: the test sets' sampling,
+    which the seeds do not show): p = mean_r P(|S_r + E| >= |T|), where S_r is relabeling r's statistic on the
+    values with the observed difference taken out (the first configuration shifted onto the second; paired:
+    the differences centred), the seed noise alone, outliers and collapsed runs included. Rows with noise_std 0
+    get `p_values`."""
+    z, _ = prepared(z, rel)
+    noise = np.broadcast_to(np.asarray(noise_std, np.float64), z.shape[:1])
+    out = p_values(z, rel)
+    rows = max(1, _CHUNK_ELEMENTS // rel.count)
+    for start in range(0, len(z), rows):
+        sd = noise[start:start + rows, None]
+        if not np.any(sd > 0):
+            continue
+        zs = z[start:start + rows]
+        observed = np.abs(zs @ rel.weights[:, :1])
+        residual = zs - (zs @ rel.weights[:, :1]) * (rel.weights[:, 0] > 0)[None]  # shift the first group
+        if not rel.contrasts:
+            residual = zs - zs.mean(axis=1, keepdims=True)
+        seed = residual @ rel.weights
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tail = special.ndtr((seed - observed) / sd) + special.ndtr((-observed - seed) / sd)
+        out[start:start + rows] = np.where(sd[:, 0] > 0, np.mean(tail, axis=1), out[start:start + rows])
     return out
 
 
@@ -116,9 +167,11 @@ def shift_interval(z: np.ndarray, estimate: np.ndarray, rel: Relabelings, alpha:
     Exact, by a sweep: relabeling r counts as extreme at shift d when |T_r - d slope_r| >= |T_obs - d|, a
     quadratic condition with negative leading coefficient (|slope_r| < 1), so it holds on one closed interval
     of d between the roots (T_r - T_obs) / (slope_r - 1) and (T_r + T_obs) / (slope_r + 1). A shift is kept
-    while more than alpha * count relabelings count, those with |slope| = 1 (always counted) included.
+    while more than alpha * count relabelings count, those with |slope| = 1 (always counted) included. Each
+    interval is widened by the tie tolerance `p_values` uses (a tie within it counts), over 1 - |slope_r|, the
+    least rate at which the two sides of the condition part.
     """
-    z = np.atleast_2d(np.asarray(z, np.float64))
+    z, tie = prepared(z, rel)
     if rel.smallest_p > alpha:
         return np.full(len(z), -np.inf), np.full(len(z), np.inf)
     moving = np.abs(rel.slope) < 1 - 1e-12
@@ -130,7 +183,8 @@ def shift_interval(z: np.ndarray, estimate: np.ndarray, rel: Relabelings, alpha:
         stats = z[start:start + rows] @ rel.weights
         observed, stats = stats[:, :1], stats[:, moving]
         roots = np.stack([(stats - observed) / (slope - 1), (stats + observed) / (slope + 1)])
-        ends = np.concatenate([roots.min(axis=0), roots.max(axis=0)], axis=1)  # openings, then closings
+        widen = 2 * tie[start:start + rows] / (1 - np.abs(slope))  # 2: the tolerance grows with |d| too
+        ends = np.concatenate([roots.min(axis=0) - widen, roots.max(axis=0) + widen], axis=1)  # openings, closings
         # By position; at one position openings first (the intervals are closed): a stable sort keeps them so.
         steps = np.where(np.argsort(ends, axis=1, kind="stable") < stats.shape[1], 1, -1)
         ends = np.sort(ends, axis=1)

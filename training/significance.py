@@ -21,14 +21,42 @@ PLANNING_CONFIDENCE = 0.8  # seeds_needed plans with this upper confidence bound
 TestExamples = Union[None, int, Sequence[int]]
 
 
-def _examples(n_test: TestExamples) -> Optional[int]:
-    """The test-set size of a configuration's runs (the smallest, if they differ); None when unknown."""
+MAX_SEEDS = 1_000_000  # seeds_needed beyond this is reported as inf (out of reach)
+
+
+def _count(x) -> int:
+    if isinstance(x, (bool, np.bool_)) or not float(x).is_integer():
+        raise ValueError(f"test examples {x!r}: expected a whole number of examples")
+    return int(x)
+
+
+def _examples(n_test: TestExamples, runs: Optional[int] = None) -> Optional[int]:
+    """The test-set size of a configuration's runs (the smallest, if they differ); None when unknown. A list
+    gives one size per run (`runs` of them, when given)."""
     if n_test is None:
         return None
-    sizes = [int(n_test)] if np.isscalar(n_test) else [int(x) for x in n_test]
+    sizes = [_count(n_test)] if np.isscalar(n_test) else [_count(x) for x in n_test]
     if not sizes or min(sizes) < 1:
         raise ValueError(f"test examples {n_test!r}: expected a positive count per run")
+    if runs is not None and not np.isscalar(n_test) and len(sizes) != runs:
+        raise ValueError(f"{len(sizes)} test-set sizes for {runs} runs: expected one per run")
     return min(sizes)
+
+
+def checked(values, n_test: TestExamples = None, what: str = "values") -> tuple[np.ndarray, Optional[int]]:
+    """The values as an array and the test-set size, or a ValueError saying what is wrong: a value that is not
+    finite (a diverged run), or, with a test-set size, one outside [0, 1] (a loss, or an accuracy in percent:
+    the binomial noise of N examples is for fractions)."""
+    x = np.asarray(values, np.float64)
+    bad = np.flatnonzero(~np.isfinite(x))
+    if len(bad):
+        raise ValueError(f"{what}: value {x.flat[bad[0]]} (run {bad[0]}) is not finite: a diverged run cannot be "
+                         "compared; drop or rerun it")
+    examples = _examples(n_test, len(x) if x.ndim == 1 else None)
+    if examples is not None and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{what}: values from {x.min():g} to {x.max():g} with a test-set size: an accuracy counted "
+                         "on N examples is a fraction between 0 and 1 (pass a loss or percent without n_test)")
+    return x, examples
 
 
 def evaluation_variance(mean, n_test: Optional[int]):
@@ -47,6 +75,7 @@ class Analysis:
 
     difference: np.ndarray
     p_value: np.ndarray  # permutation test: seed noise only (this test set)
+    p_new_data: np.ndarray  # the permutation distribution convolved with the test sets' noise (new data)
     ci_low: np.ndarray  # seed interval widened by the test set's noise
     ci_high: np.ndarray
     test_noise_std: np.ndarray  # sd of the difference from the test sets' sampling
@@ -56,8 +85,8 @@ class Analysis:
 
     @property
     def distinguishable(self) -> np.ndarray:
-        """p <= alpha and an interval that excludes 0."""
-        return (self.p_value <= self.alpha) & ((self.ci_low > 0) | (self.ci_high < 0))
+        """An interval that excludes 0; it holds 0 whenever p or p_new_data exceeds alpha (`analyse`)."""
+        return (self.ci_low > 0) | (self.ci_high < 0)
 
 
 def analyse(a, b, *, n_test_a: Optional[int] = None, n_test_b: Optional[int] = None, paired: bool = False,
@@ -69,15 +98,22 @@ def analyse(a, b, *, n_test_a: Optional[int] = None, n_test_b: Optional[int] = N
                          f"{b.shape[1]} seeds)")
     rel = permutation.relabelings_for(a.shape[1], b.shape[1], paired)
     z = a - b if paired else np.concatenate([a, b], axis=1)
-    difference = a.mean(axis=1) - b.mean(axis=1)
+    centred, tie = permutation.prepared(z, rel)
+    difference = (centred @ rel.weights[:, 0]) if rel.contrasts else a.mean(axis=1) - b.mean(axis=1)
+    difference = np.where(np.abs(difference) <= tie[:, 0], 0.0, difference)  # equal but for rounding
     p = permutation.p_values(z, rel)
     low, high = permutation.shift_interval(z, difference, rel, alpha)
+    # The interval is the shifts the test keeps; shift 0 is kept exactly when p > alpha, whatever the rounding.
     noise = np.sqrt(evaluation_variance(a.mean(axis=1), n_test_a) + evaluation_variance(b.mean(axis=1), n_test_b))
     widen = scipy_stats.norm.ppf(1 - alpha / 2) * noise
     with np.errstate(invalid="ignore"):
         ci_low = difference - np.hypot(difference - low, widen)
         ci_high = difference + np.hypot(high - difference, widen)
-    return Analysis(difference, p, ci_low, ci_high, noise, rel, alpha)
+    p_new = permutation.p_values_with_noise(z, rel, noise)
+    # Consistent by construction: 0 is in the interval whenever a test keeps it.
+    keeps = (p > alpha) | (p_new > alpha)
+    ci_low, ci_high = np.where(keeps, np.minimum(ci_low, 0), ci_low), np.where(keeps, np.maximum(ci_high, 0), ci_high)
+    return Analysis(difference, p, p_new, ci_low, ci_high, noise, rel, alpha)
 
 
 def fewest_seeds(paired: bool, alpha: float = ALPHA) -> int:
@@ -119,17 +155,20 @@ def seeds_needed(difference: float, seed_variance: float, *, test_set_variance: 
     floor = fewest_seeds(paired, alpha)
     z = scipy_stats.norm.ppf(1 - alpha / 2) + scipy_stats.norm.ppf(power)
     room = difference**2 / z**2 - test_set_variance
-    if difference == 0 or room <= 0:
+    if not (math.isfinite(difference) and math.isfinite(seed_variance)):
+        raise ValueError(f"difference {difference}, seed variance {seed_variance}: expected finite numbers")
+    if difference == 0 or room <= 0 or seed_variance / room > MAX_SEEDS:
         return math.inf
     n = max(floor, math.ceil(seed_variance / room))
     if seed_variance == 0:
         return float(n)
-    while True:
+    while n <= MAX_SEEDS:
         df = n - 1 if paired else 2 * n - 2
         t = scipy_stats.t.ppf(1 - alpha / 2, df) + scipy_stats.t.ppf(power, df)
         if t**2 * (seed_variance / n + test_set_variance) <= difference**2:
             return float(n)
         n += 1
+    return math.inf
 
 
 def examples_needed(a_mean: float, b_mean: float, difference: float, alpha: float = ALPHA,

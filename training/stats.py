@@ -14,7 +14,10 @@ the scores and the answer (Bouthillier et al., MLSys 2021, count every source):
   scored on the same N examples. It is invisible between seeds, so it is added to them, not compared.
 
 The interval of a difference is the permutation test inverted (seed noise, exact coverage) widened in
-quadrature by the test set's noise; "distinguishable" needs p <= alpha and an interval that excludes 0.
+quadrature by the test set's noise, and made to hold 0 whenever the seeds' permutation p, or the test on new data
+(the seeds' residual permutation distribution convolved with the test set's noise, `permutation.
+p_values_with_noise`: quadrature alone let collapsed runs through), exceeds alpha; "distinguishable" is an
+interval that excludes 0. Values tied within a tolerance relative to their spread are equal.
 `sequential_verdict` is the stopping rule of an experiment that adds seeds until it can answer.
 """
 
@@ -28,8 +31,8 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from training import permutation
-from training.significance import (ALPHA, TestExamples, analyse, evaluation_variance, examples_needed,
-                                   fewest_seeds, planning_seed_variance, seeds_needed)
+from training.significance import (ALPHA, MAX_SEEDS, TestExamples, analyse, checked, evaluation_variance,
+                                   examples_needed, fewest_seeds, planning_seed_variance, seeds_needed)
 from training.significance import _examples as examples_of
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,8 @@ class Summary:
 
 
 def summarize(values: Sequence[float], n_test: TestExamples = None) -> Summary:
-    x = np.asarray(values, np.float64)
-    n, mean, examples = len(x), float(x.mean()), examples_of(n_test)
+    x, examples = checked(values, n_test)
+    n, mean = len(x), float(x.mean())
     std = float(x.std(ddof=1)) if n > 1 else 0.0
     noise = float(math.sqrt(evaluation_variance(mean, examples)))
     if n > 1:
@@ -83,6 +86,9 @@ class Comparison:
     seeds_floor: int = 0  # fewest seeds per configuration with which the test can reach p <= 0.05
     seeds_needed_this_test_set: float = math.inf  # seed noise only: to separate them on these N examples
     test_examples_needed: Optional[float] = None  # with many seeds; None when N is unknown
+    seeds_tied: bool = False  # every seed of each configuration scored the same (seed noise not observed)
+    points: bool = False  # the text gives differences in percentage points (accuracies)
+    p_new_data: float = 1.0  # the seeds' residual permutation distribution convolved with the test set's noise
     verdict: str = ""
     seeds_advice: str = ""
 
@@ -96,16 +102,17 @@ def _describe_test(rel: permutation.Relabelings, paired: bool) -> str:
 
 
 def compare(a: Sequence[float], b: Sequence[float], *, n_test_a: TestExamples = None,
-            n_test_b: TestExamples = None, paired: bool = False, pairing_reason: str = "") -> Comparison:
+            n_test_b: TestExamples = None, paired: bool = False, pairing_reason: str = "",
+            points: bool = False) -> Comparison:
     """Compares configuration a with b over their seeds' values; accuracies pass the test-set sizes of their
     runs (n_test_*), which puts the test set's sampling noise into the interval and the seeds needed. `paired`
     only when the runs of one seed share initial weights and input order (the caller has checked); a and b are
-    then in seed order."""
-    a_values, b_values = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    then in seed order. `points`: the sentences give differences in percentage points (accuracies)."""
+    a_values, na = checked(a, n_test_a, "configuration a")
+    b_values, nb = checked(b, n_test_b, "configuration b")
     if len(a_values) < 2 or len(b_values) < 2:
         raise ValueError(f"comparing needs at least 2 seeds per configuration ({len(a_values)} and "
                          f"{len(b_values)}): seed noise is measured between seeds")
-    na, nb = examples_of(n_test_a), examples_of(n_test_b)
     result = analyse(a_values, b_values, n_test_a=na, n_test_b=nb, paired=paired)
     difference, noise = float(result.difference[0]), float(result.test_noise_std[0])
     seed_variance = planning_seed_variance(a_values, b_values, paired=paired, n_test=min(na or 0, nb or 0) or None)
@@ -118,27 +125,52 @@ def compare(a: Sequence[float], b: Sequence[float], *, n_test_a: TestExamples = 
         pairing_reason or ("paired: the caller says the runs of one seed share their randomness" if paired else
                            "unpaired: nothing shows that the runs of one seed share their randomness"),
         _describe_test(result.relabelings, paired), result.relabelings.smallest_p, na, nb, noise,
-        math.sqrt(seed_variance), fewest_seeds(paired), here, examples)
+        math.sqrt(seed_variance), fewest_seeds(paired), here, examples,
+        _spread_tied(a_values, b_values) and not (na or nb), points)
+    comparison = dataclasses.replace(comparison, p_new_data=float(result.p_new_data[0]))
     return dataclasses.replace(comparison, verdict=verdict_sentence(comparison),
                                seeds_advice=seeds_sentence(comparison, len(a_values), len(b_values)))
 
 
-def _examples_text(a: Optional[int], b: Optional[int]) -> str:
-    return f"{a} and {b} test examples" if a and b else "test-set size unknown"
+def _spread_tied(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether every seed of each configuration scored the same, within the tests' tie tolerance."""
+    z, tie = permutation.prepared(np.concatenate([a - a.mean(), b - b.mean()]), permutation.unpaired(1, 1))
+    return bool(np.abs(z).max() <= tie[0, 0] + permutation.PRECISION_TIE * max(abs(a.mean()), abs(b.mean())))
+
+
+def _amount(x: float, c: Comparison, sign: str = "+") -> str:
+    return f"{100 * x:{sign}.2f} points" if c.points else f"{x:{sign}.4g}"
+
+
+def _noise_included(c: Comparison) -> str:
+    """Which configurations' test-set noise the interval includes."""
+    a, b = c.test_examples_a, c.test_examples_b
+    if a and b:
+        return (f"the test set's own sampling noise included ({a} and {b} test examples: sd "
+                f"{_amount(c.test_noise_std, c, '')} of the difference)")
+    if a or b:
+        known, unknown = ("a", "b") if a else ("b", "a")
+        return (f"the test set's own sampling noise of {known} included ({a or b} test examples); {unknown}'s "
+                "test-set size is unknown, so its noise is not")
+    return "seed noise only: the test-set size is unknown, so the test set's own noise is not included"
 
 
 def verdict_sentence(c: Comparison) -> str:
-    """Why the difference is or is not distinguishable, in one sentence."""
-    interval = f"95% interval {c.ci_low:+.4g} to {c.ci_high:+.4g}"
-    test_noise = (f"the test set's own sampling noise ({_examples_text(c.test_examples_a, c.test_examples_b)}: "
-                  f"sd {c.test_noise_std:.3g} of the difference)")
+    """Why the difference is or is not distinguishable, in one sentence (or two, when the seeds all tied)."""
+    interval = f"95% interval {_amount(c.ci_low, c)} to {_amount(c.ci_high, c)}"
     if c.distinguishable:
-        if c.test_examples_a and c.test_examples_b:
-            included = f"{test_noise} included"
-        else:
-            included = "seed noise only: the test set's size is unknown, so its own noise is not included"
-        return (f"Distinguishable: a difference of {c.difference:+.4g} ({interval}; {included}) with "
-                f"{c.method} permutation p = {c.p_value:.3g}.")
+        text = (f"Distinguishable: a difference of {_amount(c.difference, c)} ({interval}; {_noise_included(c)}) "
+                f"with {c.method} permutation p = {c.p_value:.3g}"
+                + (f" (on new data, with the test set's noise: p = {c.p_new_data:.3g})." if c.test_noise_std else "."))
+        if c.seeds_tied:
+            text += (" Every seed of each configuration scored the same, so the runs look deterministic per "
+                     "configuration: the difference is exact on this evaluation and the ranks of the seeds are what "
+                     "the test counts, but the spread seeds would add was not observed (the interval's width is "
+                     "not a measurement of it), and with the test-set size unknown its own noise is not included.")
+        return text
+    if c.difference == 0:
+        return (f"Not distinguishable: the means are equal (to float precision), {c.method} permutation p = "
+                f"{c.p_value:.3g}.")
     if c.smallest_p > ALPHA:
         return (f"Not distinguishable: with these seeds the permutation test cannot give p below "
                 f"{c.smallest_p:.3g} whatever the scores (p = {c.p_value:.3g}); at least {c.seeds_floor} seeds per "
@@ -146,23 +178,30 @@ def verdict_sentence(c: Comparison) -> str:
     if c.p_value > ALPHA:
         return f"Not distinguishable from seed noise: {c.method} permutation p = {c.p_value:.3g} ({interval})."
     return (f"Not distinguishable on new data: the seeds separate the configurations on this test set (p = "
-            f"{c.p_value:.3g}), but {test_noise} is as large as the difference ({interval}).")
+            f"{c.p_value:.3g}), but with {_noise_included(c)} the test on new data gives p = {c.p_new_data:.3g} "
+            f"and the interval holds 0 ({interval}).")
 
 
 def seeds_sentence(c: Comparison, n_a: int, n_b: int) -> str:
-    """How many seeds (or test examples) a study would need, with the floor the test sets."""
+    """How many seeds (or test examples) a study would need for 80% power, with the floor the test sets."""
     floor = (f"never fewer than {c.seeds_floor}: {c.method} permutation tests with fewer seeds cannot reach "
              f"p < {ALPHA}")
     if c.difference == 0:
-        return "The means are equal: no number of seeds would show a difference."
+        return "The means are equal (to float precision): there is no difference for more seeds to find."
     if math.isfinite(c.seeds_needed):
         return (f"Finding a difference of this size with 80% power would take about {c.seeds_needed:.0f} seeds "
-                f"per configuration ({floor}; seed sd {c.seed_noise_std:.3g} planned from {n_a} + {n_b} seeds).")
+                f"per configuration ({floor}; seed sd {_amount(c.seed_noise_std, c, '')} planned from {n_a} + "
+                f"{n_b} seeds).")
+    found = (" (This experiment found it all the same: below 80% power is not zero power.)" if c.distinguishable
+             else "")
+    if c.test_examples_needed is None or c.test_noise_std == 0:
+        return (f"A difference this small would need more than {MAX_SEEDS:,} seeds per configuration for 80% power "
+                f"against the seed noise (sd {_amount(c.seed_noise_std, c, '')}).{found}")
     here = (f" On this test set alone (seed noise only) about {c.seeds_needed_this_test_set:.0f} seeds per "
             "configuration would separate them." if math.isfinite(c.seeds_needed_this_test_set) else "")
-    return (f"No number of seeds can show a difference this small on new data: the test set's own noise (sd "
-            f"{c.test_noise_std:.3g}) hides it; about {c.test_examples_needed:.0f} test examples would be needed."
-            + here)
+    return (f"80% power on new data is out of reach with these test sets at any number of seeds: their own noise "
+            f"(sd {_amount(c.test_noise_std, c, '')}) is too large beside the difference; about "
+            f"{c.test_examples_needed:.0f} test examples would be needed.{found}" + here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +248,8 @@ def sequential_verdict(a: Sequence[float], b: Sequence[float], *, max_seeds: int
     if max_seeds < 2 or not min_effect > 0:
         raise ValueError(f"max_seeds={max_seeds}, min_effect={min_effect}: expected max_seeds >= 2 and "
                          "min_effect > 0 (the smallest difference that matters, in the metric's units)")
+    a, _ = checked(a, n_test_a, "configuration a")
+    b, _ = checked(b, n_test_b, "configuration b")
     n = min(len(a), len(b))
     if len(a) != len(b):
         raise ValueError(f"{len(a)} and {len(b)} seeds: a sequential experiment adds seeds to both "

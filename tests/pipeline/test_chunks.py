@@ -73,13 +73,14 @@ def test_a_job_that_will_not_fit_says_so_with_the_estimate_and_the_setting(sampl
     plan = [PlannedVideo(str(p.relative_to(sample_videos)), str(p), p.parent.name, p.name, "train")
             for p in sorted(sample_videos.glob("*/*.mp4"))]  # 18 videos of 4 frames
     config = job.ExtractConfig(output_dir="unused_out", input_dir="unused_in", fps=2, image_size=75,
-                                      chunk_frames=8)
+                                      chunk_frames=8, pack_frames=8)
     options = job.PipelineOptions([])
     monkeypatch.setattr(job, "_available_memory", lambda: 10 * 2**30)
     with caplog.at_level(logging.INFO):
         parts = job._plan_chunks(config, options, plan)
-    assert len(parts) == 9 and all(len(p) == 2 for p in parts)
-    assert "about 72 frames to extract in 9 chunks" in caplog.text
+    assert len(parts) == 9 and all(len(part) == 1 and len(part[0].videos) == 2 for part in parts)
+    assert [pack.index for part in parts for pack in part] == list(range(9))  # numbered over the whole plan
+    assert "about 72 frames to extract in 9 packs (--pack_frames=8), 9 chunks" in caplog.text
     assert "out of memory" not in caplog.text
 
     monkeypatch.setattr(job, "_available_memory", lambda: 2**20)  # 1 MiB free
@@ -87,6 +88,10 @@ def test_a_job_that_will_not_fit_says_so_with_the_estimate_and_the_setting(sampl
     with caplog.at_level(logging.WARNING):
         job._plan_chunks(config, options, plan)
     assert "about 8 frames at once need about" in caplog.text and "--chunk_frames" in caplog.text
-    # Distributed runners keep one pass unless asked, and need no estimate.
+    # Distributed runners keep one pass unless asked, with the same packs; with --pack_frames=0 they need no
+    # estimate (one video per pack).
     dataflow = job.PipelineOptions(["--runner=DataflowRunner"])
-    assert job._plan_chunks(dataclasses.replace(config, chunk_frames=None), dataflow, plan) == [range(18)]
+    (one_pass,) = job._plan_chunks(dataclasses.replace(config, chunk_frames=None), dataflow, plan)
+    assert one_pass == [pack for part in parts for pack in part]
+    (per_video,) = job._plan_chunks(dataclasses.replace(config, chunk_frames=None, pack_frames=0), dataflow, plan)
+    assert [pack.videos for pack in per_video] == [(video,) for video in plan]

@@ -23,8 +23,13 @@ pytestmark = pytest.mark.slow
 
 # Outputs in different folders are compared byte for byte: one dataset name for all (its default is the folder's).
 NAME = "tiny_samples"
-COMMON = [f"--{name}={value}" for name, value in TINY_EXTRACTION.items()] + [f"--group_regex={SESSION_GROUP_REGEX}",
-                                                                            f"--dataset_name={NAME}"]
+# Packs of three videos (about 12 expected frames, `pipeline.packs`) cut into forward passes of 3 frames: the
+# corrupt circle/s01_c09.mp4 sits between circle/s01_c01.mp4 and circle/s02_c01.mp4 in the first pack, and
+# forward passes span video boundaries ([v0 0-2] [v0 3, v2 0-1] [v2 2-3]), so every comparison of outputs below
+# (workers, chunks, runners, a killed run) covers packs.
+PACKS = dict(pack_frames=12, feature_batch_size=3)
+COMMON = ([f"--{name}={value}" for name, value in dict(TINY_EXTRACTION, **PACKS).items()]
+          + [f"--group_regex={SESSION_GROUP_REGEX}", f"--dataset_name={NAME}"])
 
 
 def extract(*args, **options):
@@ -32,7 +37,8 @@ def extract(*args, **options):
 
 
 # `run_extraction` in this process with COMMON's settings; its summary.
-extract_here = functools.partial(entry_points.extract_here, group_regex=SESSION_GROUP_REGEX, dataset_name=NAME)
+extract_here = functools.partial(entry_points.extract_here, group_regex=SESSION_GROUP_REGEX, dataset_name=NAME,
+                                 **PACKS)
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +129,29 @@ def test_chunked_run_writes_the_one_pass_bytes(run, inputs, tmp_path, caplog):
     changes nothing in the output."""
     caplog.set_level("INFO")
     summary = extract_here(inputs, tmp_path, chunk_frames=16)
-    assert "in 5 chunks of at most about 16 frames" in caplog.text
+    assert "in 7 packs (--pack_frames=12), 7 chunks of at most about 16 frames" in caplog.text  # whole packs
     assert_same_output(run[0], tmp_path)
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]  # the chunks' spills are gone
     assert summary["counters"] == json.loads((run[0] / "summary.json").read_text())["counters"]
+
+
+def test_packs_fill_forward_passes_across_videos_and_summary_reports_the_fill(run, inputs):
+    """Seven packs of three videos (the last of two), one forward pass after another across video boundaries: the
+    model's batches, its padding and summary.json's batch_fill are those of the packs, not of the videos."""
+    from pipeline.packs import pack_rows
+
+    out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    frames = {r["video_id"]: int(r["frames"]) for r in read_csv(str(out / "splits.csv"))}
+    ids = sorted(frames)  # the plan's order: the listing's, sorted by path
+    assert ids[:3] == ["circle/s01_c01.mp4", "circle/s01_c09.mp4", "circle/s02_c01.mp4"] and frames[ids[1]] == 0
+    packs = [sum(frames[v] for v in ids[i:i + 3]) for i in range(0, len(ids), 3)]
+    rows = sum(pack_rows(n, 3) for n in packs)
+    counters = summary["counters"]
+    assert counters["frames_featurized"] == sum(packs) == 72
+    assert counters["model_batches"] == sum(-(-n // 3) for n in packs)  # 22; per-video batches would make 36
+    assert counters["model_rows_padded"] == rows - 72
+    assert summary["batch_fill"] == round(72 / rows, 4) and summary["batch_fill"] > 0.9
 
 
 def assert_same_output(out, other):

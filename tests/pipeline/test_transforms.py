@@ -11,6 +11,7 @@ from dataformat import schema
 from dataformat.shards import KeyedRecord
 from pipeline import sequences, transforms, writers
 from pipeline.decode import DecodeSettings
+from pipeline.packs import Pack
 from pipeline.plan import PlannedVideo
 from pipeline.sequences import FrameFeatures
 
@@ -21,28 +22,32 @@ def plan_record(path, video_id, label="circle", split="train"):
     return PlannedVideo(video_id, str(path), label, group=video_id, split=split)
 
 
-def test_decode_frames_routes_bad_files_to_failures(sample_videos, tmp_path):
+def test_decode_frames_batches_a_pack_across_videos_and_routes_bad_files_to_failures(sample_videos, tmp_path):
     good = sample_videos / "circle" / "s01_c01.mp4"
+    other = sample_videos / "square" / "s02_c01.mp4"
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     noise = tmp_path / "noise.avi"
     noise.write_bytes(np.random.default_rng(1).bytes(4096))
     records = [plan_record(good, "circle/s01_c01.mp4"), plan_record(empty, "circle/empty.mp4"),
-               plan_record(noise, "circle/noise.avi")]
+               plan_record(other, "square/s02_c01.mp4", "square"), plan_record(noise, "circle/noise.avi")]
     with TestPipeline() as p:
-        out = (p | beam.Create(records)
+        out = (p | beam.Create([Pack(0, tuple(records[:3])), Pack(1, tuple(records[3:]))])
                | transforms.DecodeFrames(DecodeSettings(fps=2, image_size=32), batch_size=3, processes=2))
-        # Batches of consecutive frames of one video, the last one short: what makes features deterministic.
+        # The pack's frames in pack order, three to a forward pass across the failed video and the boundary of
+        # the good ones, the last one short: what makes features deterministic.
         assert_that(out.frames | "Idx" >> beam.Map(
-            lambda b: (b.video.video_id, tuple((f.index, f.rgb.shape) for f in b.frames))),
-                    equal_to([("circle/s01_c01.mp4", tuple((i, (32, 32, 3)) for i in range(3))),
-                              ("circle/s01_c01.mp4", ((3, (32, 32, 3)),))]), label="frames")
+            lambda b: tuple((f.video.video_id[:6], f.frame.index, f.frame.rgb.shape, f.dropped) for f in b.frames)),
+                    equal_to([tuple(("circle", i, (32, 32, 3), False) for i in range(3)),
+                              (("circle", 3, (32, 32, 3), False),) + tuple(
+                                  ("square", i, (32, 32, 3), False) for i in range(2)),
+                              tuple(("square", i, (32, 32, 3), False) for i in range(2, 4))]), label="frames")
         assert_that(out[transforms.FAILURES] | "Fail" >> beam.Map(lambda f: (f["video_id"], f["error"].split(":")[0])),
                     equal_to([("circle/empty.mp4", "empty file (0 bytes)"),
                               ("circle/noise.avi", "cannot open as a video")]), label="failures")
         assert_that(out[transforms.VIDEOS] | "Rows" >> beam.Map(lambda r: (r["video_id"], r["frames"], r["status"])),
                     equal_to([("circle/s01_c01.mp4", 4, "ok"), ("circle/empty.mp4", 0, "failed"),
-                              ("circle/noise.avi", 0, "failed")]), label="videos")
+                              ("square/s02_c01.mp4", 4, "ok"), ("circle/noise.avi", 0, "failed")]), label="videos")
 
 
 def test_build_sequences_orders_frames_and_encodes_with_the_schema():
@@ -142,7 +147,7 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
 
     video = plan_record(sample_videos / "circle" / "s01_c01.mp4", "circle/s01_c01.mp4")
     decode = transforms._DecodeFramesFn(DecodeSettings(fps=2, image_size=75), 90, 4, isolate=True, timeout=60,
-                                        processes=2, progress_dir=None)
+                                        processes=2, progress_dir=None, hold=8)
     handler = transforms.InceptionV3Handler("none", 75, 4)
     featurize = transforms._EncodeFramesFn(SPEC)
     encode = transforms._EncodeSequenceFn(SPEC)
@@ -154,7 +159,7 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
         return [out for out in featurize.process(result) if not isinstance(out, beam.pvalue.TaggedOutput)]
 
     try:
-        (batch,) = [out for out in decode.process([video]) if isinstance(out, transforms.FrameBatch)]
+        (batch,) = [out for out in decode.process(Pack(0, (video,))) if isinstance(out, transforms.FrameBatch)]
         features = features_of(batch, handler, featurize)
         copies = [pickler.loads(pickler.dumps(fn)) for fn in (decode, featurize, encode, handler)]
     finally:
@@ -162,7 +167,7 @@ def test_dofns_can_be_pickled_again_after_setup(sample_videos):
     for fn in copies[:3]:
         fn.setup()
     try:
-        (batch_again,) = [out for out in copies[0].process([video]) if isinstance(out, transforms.FrameBatch)]
+        (batch_again,) = [out for out in copies[0].process(Pack(0, (video,))) if isinstance(out, transforms.FrameBatch)]
     finally:
         copies[0].teardown()
     again = features_of(batch_again, copies[3], copies[1])

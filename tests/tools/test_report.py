@@ -92,6 +92,20 @@ def test_an_experiment_still_running_is_shown_partial(leaky, tmp_path):
     assert "batch_size=8" in page and "batch_size=16" in page
 
 
+def test_a_running_experiment_with_a_value_the_statistics_refuse_is_named_and_the_page_still_made(leaky, tmp_path):
+    """One run's metric is NaN (hand-edited or an older version): that experiment is marked, the page is made."""
+    running = tmp_path / "running"
+    shutil.copytree(leaky / "experiment", running)
+    (running / "experiment.json").unlink()
+    for run in running.glob("*/seed_*"):
+        (run / "command.json").write_text("[]")
+    metrics = running / "batch_size=8" / "seed_0" / "metrics.json"
+    record = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps(dict(record, test_accuracy=float("nan"), val_accuracy=float("nan"))))
+    page = open(build_report(str(leaky / "data"), [str(running)], str(tmp_path / "r")), encoding="utf-8").read()
+    assert "PARTIAL, not compared:" in page and "metrics.json" in page
+
+
 def chromium():
     for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if os.path.exists(path):
