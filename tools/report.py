@@ -129,7 +129,7 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     for split, label, count in sheet:
         frames.want_class(split, label, count)
     confusion_frames = classes.prepare_confusion_frames(found["metrics"][:12], summary, frames, thumbnails)
-    leakage = sections.prepare_leakage(data_dir, frames, thumbnails)
+    leakage = sections.prepare_leakage(data_dir, frames, thumbnails, found["metrics"] + in_experiments)
     difficulty = examples.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
     wrong = examples.prepare_misclassified(found["metrics"] + in_experiments, data_dir, frames, thumbnails)
     frames.read()

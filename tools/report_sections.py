@@ -154,11 +154,28 @@ def leakage_verdict(report: dict) -> tuple[str, str]:
     return {"leak": "bad", "suspect": "warn", "clean": "good"}[level], text
 
 
-def prepare_leakage(data_dir: str, frames: FrameStore, limit: int) -> dict:
-    """tools.audit's report, its example pairs' frames asked for."""
+def train_split_of_runs(metrics_paths: list[str], data_dir: str) -> str:
+    """The split the runs on `data_dir` trained on (their --train_split, the most common one), else "train"."""
+    import collections
+
+    from tools.audit import TRAIN
+    from tools.report_story_difficulty import same_data
+
+    named = collections.Counter()
+    for path in metrics_paths:
+        config = json.loads(files.read_text(path))
+        if same_data(config, data_dir) and (config.get("config") or {}).get("train_split"):
+            named[config["config"]["train_split"]] += 1
+    return named.most_common(1)[0][0] if named else TRAIN
+
+
+def prepare_leakage(data_dir: str, frames: FrameStore, limit: int, metrics_paths: list[str] = ()) -> dict:
+    """tools.audit's report, the other splits compared with the split the runs trained on; its example pairs'
+    frames asked for."""
     from tools.audit import audit
 
-    report = audit(data_dir, examples=max(1, limit // 4))
+    report = audit(data_dir, examples=max(1, limit // 4), train_split=train_split_of_runs(list(metrics_paths),
+                                                                                          data_dir))
     for duplicates in report["near_duplicates"].values():
         for example in duplicates["examples"]:
             for frame in (example["frame"], example["train_frame"]):
@@ -175,20 +192,20 @@ def leakage_section(report: dict, frames: FrameStore) -> str:
                       + [[g["group"], ", ".join(g["splits"])] for g in groups[:20]], (0, 1))
     for split, d in sorted(report["near_duplicates"].items()):
         body += (f"<h3>{esc(split)}: {d['with_near_duplicate_in_train']} of {d['frames']} frames ({d['share']:.0%}) "
-                 f"have a near-duplicate in train, {d['of_which_same_video']} of them from the same video</h3>")
+                 f"have a near-duplicate in {esc(report['train_split'])}, {d['of_which_same_video']} of them from the same video</h3>")
         pairs = []
         for e in d["examples"]:
             (video, index), (train_video, train_index) = _frame_id(e["frame"]), _frame_id(e["train_frame"])
             images = "".join(jpeg_img(frames.thumbnail(v, i), f"{v} frame {i}", THUMB)
                              for v, i in ((video, index), (train_video, train_index)) if frames.thumbnail(v, i))
             pairs.append(f'<figure style="width: {2 * THUMB + 8}px"><div class="pair">{images}</div><figcaption>'
-                         f"{esc(split)}: {esc(e['frame'])}<br>train: {esc(e['train_frame'])}<br>dHash distance "
+                         f"{esc(split)}: {esc(e['frame'])}<br>{esc(report['train_split'])}: {esc(e['train_frame'])}<br>dHash distance "
                          f"{e['distance']} of 64</figcaption></figure>")
         if pairs:
             body += '<div class="thumbs">' + "".join(pairs) + "</div>"
     what = ("Whether validation and test really hold unseen recordings: videos or groups on both sides of a split, "
             "and frames of valid/test whose near-duplicate (64-bit difference hash within "
-            f"{report['max_distance']} bits) is in train, shown side by side. Near-duplicates from other videos of "
+            f"{report['max_distance']} bits) is in the training split ({esc(str(report['train_split']))}), shown side by side. Near-duplicates from other videos of "
             "one group mean the --group_regex is too fine; from the same video, a frame-level split (story 002).")
     return section("leakage", "Leakage", what, body, [f"{report['data_dir']}/frames (python -m tools.audit)"])
 
