@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import sys
 
 if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
@@ -78,7 +79,7 @@ def find_runs(roots: list[str]) -> dict:
     for root in roots:
         if not tf.io.gfile.exists(root):
             raise ReportError(f"--runs={root} does not exist")
-        metrics = files.find(root, "metrics.json")
+        metrics = sorted(files.find(root, "metrics.json"), key=_natural)  # run_9 before run_10
         experiments = files.find(root, "experiment.json")
         difficulty = files.find(root, "difficulty_records.csv")
         commands = files.find(root, "command.json")  # one per run an experiment started
@@ -94,6 +95,11 @@ def find_runs(roots: list[str]) -> dict:
         found["experiments"] += experiments
         found["difficulty"] += difficulty
     return found
+
+
+def _natural(path: str) -> list:
+    """A sort key that orders the numbers in a path by value."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
 
 
 def _in_experiment(metrics_path: str, experiments: list[str]) -> bool:
@@ -128,7 +134,9 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     sheet = classes.thumbnail_plan(summary, thumbnails, priority)
     for split, label, count in sheet:
         frames.want_class(split, label, count)
-    confusion_frames = classes.prepare_confusion_frames(found["metrics"][:12], summary, frames, thumbnails)
+    confusion_frames = classes.prepare_confusion_frames(found["metrics"][:sections.RUNS_SHOWN], summary, frames,
+                                                         thumbnails,
+                                                         data_dir)
     leakage = sections.prepare_leakage(data_dir, frames, thumbnails, found["metrics"] + in_experiments)
     difficulty = examples.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
     wrong = examples.prepare_misclassified(found["metrics"] + in_experiments, data_dir, frames, thumbnails)

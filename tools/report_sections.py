@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from typing import Optional
 
@@ -159,12 +160,11 @@ def train_split_of_runs(metrics_paths: list[str], data_dir: str) -> str:
     import collections
 
     from tools.audit import TRAIN
-    from tools.report_story_difficulty import same_data
 
     named = collections.Counter()
     for path in metrics_paths:
         config = json.loads(files.read_text(path))
-        if same_data(config, data_dir) and (config.get("config") or {}).get("train_split"):
+        if story_runs.same_data(config, data_dir) and (config.get("config") or {}).get("train_split"):
             named[config["config"]["train_split"]] += 1
     return named.most_common(1)[0][0] if named else TRAIN
 
@@ -212,11 +212,12 @@ def leakage_section(report: dict, frames: FrameStore) -> str:
 
 # --- Runs ----------------------------------------------------------------------------------------------------
 
+RUNS_SHOWN = 12  # run blocks on the page; the others are named
 
-def run_block(metrics_path: str, frames: Optional[FrameStore] = None, with_frames: int = 0) -> str:
+
+def run_block(metrics_path: str, frames: Optional[FrameStore] = None, pictured: Optional[dict] = None) -> str:
     """One run: its verdict, curves (the learning rate under the loss), confusion matrix, per-class accuracy and
-    settings (`with_frames` of its most confused pairs with frames, asked of `frames` by
-    `report_classes.prepare_confusion_frames`)."""
+    settings (its most confused pairs pictured as `report_classes.prepare_confusion_frames` asked of `frames`)."""
     from tools.report_classes import confusion_html
 
     m = json.loads(files.read_text(metrics_path))
@@ -234,7 +235,7 @@ def run_block(metrics_path: str, frames: Optional[FrameStore] = None, with_frame
             f"{m.get('epochs_run')} epochs; seed {m.get('seed')}; weights <code>{esc(m.get('weights_sha256', ''))[:16]}"
             f"</code>; data <code>{esc(m.get('data_fingerprint', ''))[:16]}</code></p>{curves}")
     if m.get("confusion_matrix"):
-        body += confusion_html(m, frames, with_frames)
+        body += confusion_html(m, frames, pictured)
     body += story_runs.settings_table(m.get("config") or {})
     return body
 
@@ -246,8 +247,13 @@ def runs_section(metrics_paths: list[str], frames: Optional[FrameStore] = None,
     what = ("Each training run: loss and accuracy per epoch (red: epochs in which the model answered one class; "
             "dashed: the epoch whose model was kept), its test confusion matrix and per-class accuracy, its settings "
             "and the hash of its weights (equal hashes: identical models).")
-    return section("runs", "Runs", what, "".join(run_block(p, frames, (with_frames or {}).get(p, 0))
-                                                 for p in metrics_paths[:12]), metrics_paths[:12])
+    shown, rest = metrics_paths[:RUNS_SHOWN], metrics_paths[RUNS_SHOWN:]
+    body = "".join(run_block(p, frames, (with_frames or {}).get(p)) for p in shown)
+    if rest:
+        body += (f'<p class="warn">{len(rest)} more run(s) not shown (the page shows the first {RUNS_SHOWN}): '
+                 + ", ".join(f"<code>{esc(os.path.dirname(p))}</code>" for p in rest)
+                 + ". Give --runs their folders to see them.</p>")
+    return section("runs", "Runs", what, body, shown)
 
 
 # --- Experiments ---------------------------------------------------------------------------------------------
@@ -275,7 +281,7 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     report = upgrade_report(report)
     metric = report["metric"]
     configurations = report["configurations"]
-    rows = [[name, c["n"], c["mean"], examples_label(c), f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]", c["minimum"],
+    rows = [[name, c["n"], c["mean"], examples_label(c), _interval(c), c["minimum"],
              c["maximum"], c["collapsed_runs"]] for name, c in configurations.items()]
     body = f"<h3>{esc(where)}</h3>"
     if partial:
@@ -289,9 +295,20 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     return body
 
 
+def _interval(c: dict) -> str:
+    """A configuration's 95% interval, or why it has none (one seed has no spread to measure)."""
+    low, high = c.get("ci_low"), c.get("ci_high")
+    if c.get("n", 0) < 2 or low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "none: needs 2+ seeds"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
 def _comparison_paragraph(c: dict, metric: str, better: str) -> str:
     points = 100 if metric.endswith("accuracy") else 1
     unit = " points" if points == 100 else ""
+    if not (math.isfinite(c["ci_low"]) and math.isfinite(c["ci_high"])):
+        return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit}; no interval "
+                "and no verdict: each configuration needs 2+ seeds.</p>")
     verdict = (f'<span class="good">{esc(c["verdict"])}</span>' if c["distinguishable"]
                else f'<span class="bad">{esc(c["verdict"])}</span>')
     return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "

@@ -21,6 +21,7 @@ from dataformat import files, schema
 from tools import charts
 from tools.page import esc, jpeg_img, section, table
 from tools.report_sections import THUMB, FrameStore
+from tools.report_story_runs import same_data
 
 HARD_CORRECTNESS = 0.5
 HARD_CONFIDENCE = 0.5
@@ -45,12 +46,6 @@ def _splits_csv(data_dir: str) -> tuple[dict, dict]:
 def _want(frames: FrameStore, video_id: str, frame_index: int, frame_count: dict) -> None:
     for index in [frame_index] if frame_index >= 0 else range(min(STRIP, frame_count.get(video_id, 0))):
         frames.want(video_id, index)
-
-
-def same_data(metrics: dict, data_dir: str) -> bool:
-    """Whether a run (its metrics.json) trained on `data_dir`."""
-    return os.path.abspath(str((metrics.get("config") or {}).get("data_dir", "")).rstrip("/")) == \
-        os.path.abspath(data_dir)
 
 
 def _runs_on(paths: list[str], data_dir: str) -> tuple[list[str], list[str]]:
