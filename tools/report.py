@@ -9,15 +9,15 @@ bucket download or an e-mail attachment). It reads artifacts only, and never tra
   and split (extraction: summary.json, splits.csv, failures.jsonl, warnings.jsonl, frames/);
 - Leakage: one verdict (tools.audit) on videos and groups in several splits and near-duplicate frames across
   splits, the pairs side by side;
-- Runs: every metrics.json below --runs: curves with collapsed epochs shaded and the selected epoch marked, the
-  learning rate under the loss, the confusion matrix, per-class accuracy, settings (non-defaults marked) and
-  weights hash;
+- Runs: the first 12 metrics.json below --runs (the others named): curves with collapsed epochs shaded and the
+  selected epoch marked, the learning rate under the loss, the confusion matrix, the most confused pairs with
+  their mistaken examples (predictions.csv), per-class accuracy, settings (non-defaults marked) and weights hash;
 - Experiments: every experiment.json (and experiments still running: marked partial): each seed as a point,
   mean and 95% interval, each difference with its interval and p-value, the seeds a study would need, a verdict;
 - Experiment runs: every run of each experiment epoch by epoch, coloured by configuration, and what each
   configuration's sampling feeds the model (coverage and repeats per epoch, training.inspect_order) (story 000);
 - Collapsed runs: the runs that ended answering one class, with their loss and learning rate (story 001);
-- Difficulty: the data map of every difficulty_records.csv and the hard and ambiguous examples as pictures, frames
+- Difficulty: the data map of every difficulty_records.csv of runs on --data_dir and the hard and ambiguous examples as pictures, frames
   and videos, train and valid apart (story 002); Misclassified: the test examples runs got wrong, with the class
   they answered (predictions.csv);
 - Input order: what the first run's input pipeline feeds the model, batch by batch (training.inspect_order).
