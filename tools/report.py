@@ -17,9 +17,9 @@ bucket download or an e-mail attachment). It reads artifacts only, and never tra
 - Experiment runs: every run of each experiment epoch by epoch, coloured by configuration, and what each
   configuration's sampling feeds the model (coverage and repeats per epoch, training.inspect_order) (story 000);
 - Collapsed runs: the runs that ended answering one class, with their loss and learning rate (story 001);
-- Difficulty: the data map of every difficulty_records.csv of runs on --data_dir and the hard and ambiguous examples as pictures, frames
-  and videos, train and valid apart (story 002); Misclassified: the test examples runs got wrong, with the class
-  they answered (predictions.csv);
+- Difficulty: the data map of every difficulty_records.csv of runs on --data_dir and the hard and ambiguous
+  examples as pictures, frames and videos, train and valid apart (story 002); Misclassified: the test examples
+  runs got wrong, with the class they answered (predictions.csv);
 - Input order: what the first run's input pipeline feeds the model, batch by batch (training.inspect_order).
 
 Sections whose inputs are missing are left out, and the page says so. Thumbnails are capped per section
