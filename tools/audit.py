@@ -210,8 +210,8 @@ def verdict(report: dict) -> tuple[str, str]:
     in several splits, or a valid/test split whose share of frames with a near-duplicate in train is above
     NEAR_DUPLICATE_LEAK, is a leak; a share above NEAR_DUPLICATE_SUSPECT alone is suspect."""
     videos, groups = report["videos_in_several_splits"], report["groups_in_several_splits"]
-    shares = {split: d["with_near_duplicate_in_train"] / max(1, d["frames"])  # exact, not the rounded "share"
-              for split, d in report["near_duplicates"].items()}
+    shares = {split: d["with_near_duplicate_in_train"] / max(1, d["frames"]) if "frames" in d else d["share"]
+              for split, d in report["near_duplicates"].items()}  # exact counts, not the rounded "share"
     worst = max(shares, key=shares.get) if shares else None
     train = report.get("train_split", TRAIN)
     duplicates = (f"{shares[worst]:.0%} of {worst} frames have a near-duplicate in {train}" if worst
