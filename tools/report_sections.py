@@ -291,7 +291,9 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     body += charts.strip_plot(configurations, metric)
     body += table(["configuration", "seeds", f"mean {metric}", "test examples", "95% interval (seeds and test set)",
                    "min", "max", "collapsed"], rows)
-    body += "".join(_comparison_paragraph(c, metric, better_text(c, metric)) for c in report["comparisons"])
+    body += "".join(_comparison_paragraph(c, metric, better_text(c, metric), min(
+        configurations.get(c["a"], {}).get("n", 2), configurations.get(c["b"], {}).get("n", 2)))
+        for c in report["comparisons"])
     return body
 
 
@@ -303,10 +305,11 @@ def _interval(c: dict) -> str:
     return f"[{low:.3f}, {high:.3f}]"
 
 
-def _comparison_paragraph(c: dict, metric: str, better: str) -> str:
+def _comparison_paragraph(c: dict, metric: str, better: str, seeds: int) -> str:
+    """A comparison; `seeds`: the fewer seeds of its two configurations (one seed: no interval, no verdict)."""
     points = 100 if metric.endswith("accuracy") else 1
     unit = " points" if points == 100 else ""
-    if not (math.isfinite(c["ci_low"]) and math.isfinite(c["ci_high"])):
+    if seeds < 2:
         return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit}; no interval "
                 "and no verdict: each configuration needs 2+ seeds.</p>")
     verdict = (f'<span class="good">{esc(c["verdict"])}</span>' if c["distinguishable"]
