@@ -36,6 +36,8 @@ def define_flags():
     flags.DEFINE_integer("max_distance", 4, "Hamming distance (of 64 bits) at or below which two frames are "
                          "near-duplicates.")
     flags.DEFINE_integer("examples", 5, "Examples of near-duplicates shown per split.")
+    flags.DEFINE_string("train_split", TRAIN, "The split training takes (training's --train_split): the other "
+                        "splits' frames are compared with its frames.")
 
 
 TRAIN = "train"
@@ -141,8 +143,9 @@ def _closest(asked, candidates, indices, start, stop, pairs_per_step, found, fou
         i = j
 
 
-def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
-    """The audit report as a dict (see the module docstring).
+def audit(data_dir: str, max_distance: int = 4, examples: int = 5, train_split: str = TRAIN) -> dict:
+    """The audit report as a dict (see the module docstring); the other splits' frames are compared with
+    `train_split`'s (report["train_split"]; None when the data has no such split, and nothing is compared).
 
     Raises:
       ValueError: `data_dir` is not an extraction output (the message says what is missing).
@@ -172,11 +175,13 @@ def audit(data_dir: str, max_distance: int = 4, examples: int = 5) -> dict:
                                           for v, s in sorted(splits_of_video.items()) if len(s) > 1]
     report["groups_in_several_splits"] = [{"group": g, "splits": sorted(s)}
                                           for g, s in sorted(splits_of_group.items()) if len(s) > 1]
-    if TRAIN in frames:
-        train = frames[TRAIN]
+    report["train_split"] = train_split if train_split in frames else None
+    report["splits_named"] = sorted(frames)
+    if train_split in frames:
+        train = frames[train_split]
         train_hashes = train[schema.IMAGE]
         for split, rows in frames.items():
-            if split == TRAIN:
+            if split == train_split:
                 continue
             distance, index = within(rows[schema.IMAGE], train_hashes, max_distance)
             close = np.flatnonzero(distance <= max_distance)
@@ -205,9 +210,11 @@ def verdict(report: dict) -> tuple[str, str]:
     in several splits, or a valid/test split whose share of frames with a near-duplicate in train is above
     NEAR_DUPLICATE_LEAK, is a leak; a share above NEAR_DUPLICATE_SUSPECT alone is suspect."""
     videos, groups = report["videos_in_several_splits"], report["groups_in_several_splits"]
-    shares = {split: d["share"] for split, d in report["near_duplicates"].items()}
+    shares = {split: d["with_near_duplicate_in_train"] / max(1, d["frames"]) if "frames" in d else d["share"]
+              for split, d in report["near_duplicates"].items()}  # exact counts, not the rounded "share"
     worst = max(shares, key=shares.get) if shares else None
-    duplicates = (f"{shares[worst]:.0%} of {worst} frames have a near-duplicate in train" if worst
+    train = report.get("train_split", TRAIN)
+    duplicates = (f"{shares[worst]:.0%} of {worst} frames have a near-duplicate in {train}" if worst
                   else "no valid/test frames were compared with train")
     overlap = f"{len(videos)} video(s) and {len(groups)} recording group(s) are in several splits"
     if videos or groups or (worst and shares[worst] > NEAR_DUPLICATE_LEAK):
@@ -216,6 +223,11 @@ def verdict(report: dict) -> tuple[str, str]:
                  "too fine) or recordings repeat: widen --group_regex")
         return "leak", (f"LEAK: {overlap}, and {duplicates} (a leak above {NEAR_DUPLICATE_LEAK:.0%}). Validation and "
                         f"test accuracy measure memory of these recordings, not generalisation: {cause}.")
+    if train is None and len(report.get("splits_named", [])) > 1:
+        return "suspect", (f"CANNOT TELL: no video or group is in two splits, but no split is the training split "
+                           f"(splits: {', '.join(report['splits_named'])}), so no frames were compared for "
+                           "near-duplicates: name the split training takes (tools.audit --train_split; the page "
+                           "takes it from the runs' --train_split).")
     if worst and shares[worst] > NEAR_DUPLICATE_SUSPECT:
         return "suspect", (f"SUSPECT: no video or group is in two splits, but {duplicates} (above "
                            f"{NEAR_DUPLICATE_SUSPECT:.0%}): look at the pairs; near-copies from other videos of one "
@@ -236,7 +248,7 @@ def format_report(report: dict) -> str:
     lines.append(f"groups in several splits: {len(g)}" + (f"  e.g. {g[0]['group']} in {g[0]['splits']}" if g else ""))
     for split, nd in sorted(report["near_duplicates"].items()):
         lines.append(f"{split}: {nd['with_near_duplicate_in_train']} of {nd['frames']} frames ({nd['share']:.0%}) have "
-                     f"a near-duplicate in train (dHash distance <= {report['max_distance']}), "
+                     f"a near-duplicate in {report['train_split']} (dHash distance <= {report['max_distance']}), "
                      f"{nd['of_which_same_video']} of them from the same video")
         lines += [f"    {e['frame']} ~ train {e['train_frame']} (distance {e['distance']})" for e in nd["examples"]]
     lines.append("")
@@ -249,7 +261,7 @@ def main(argv):
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
     try:
-        report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples)
+        report = audit(FLAGS.data_dir.rstrip("/"), FLAGS.max_distance, FLAGS.examples, FLAGS.train_split)
     except ValueError as e:
         print(f"audit: error: {e}", file=sys.stderr)
         return 2

@@ -26,8 +26,10 @@ figure img { display: block; image-rendering: auto; } .pair { display: flex; gap
 nav a { margin-right: 12px; } details summary { cursor: pointer; color: #1f77b4; }
 .warn { color: #9a6700; font-weight: 600; } .charts { display: flex; flex-wrap: wrap; gap: 8px; }
 .charts > div { display: flex; flex-direction: column; } h3, code { overflow-wrap: anywhere; }
-td.text { overflow-wrap: break-word; } svg { max-width: 100%; height: auto; }
+svg { max-width: 100%; height: auto; }
+body, td, th { overflow-wrap: anywhere; } th abbr { text-decoration: none; }
 """
+HEADER_CHARS = 12  # a confusion table's column header: a class name cut to this many characters (in full on hover)
 
 
 # Unicode's bidirectional controls: text after U+202E (RIGHT-TO-LEFT OVERRIDE) is drawn backwards, so the file
@@ -83,14 +85,24 @@ def section(anchor: str, title: str, what: str, body: str, sources: Sequence[str
 
 
 def heat_table(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> str:
-    """A confusion matrix as a table shaded by each row's share (true class rows, predicted class columns)."""
-    head = "<tr><th class=\"text\">true \\ predicted</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>"
+    """A confusion matrix as a table shaded by each row's share (true class rows, predicted class columns; the
+    column headers cut short, in full in their title)."""
+    head = "<tr><th class=\"text\">true \\ predicted</th>" + "".join(f"<th>{_header(n)}</th>" for n in names) + "</tr>"
     rows = []
     for name, row in zip(names, matrix):
         total = sum(row) or 1
         cells = "".join(f'<td style="background: rgba(31,119,180,{v / total:.2f})">{v}</td>' for v in row)
         rows.append(f'<tr><th class="text">{esc(name)}</th>{cells}</tr>')
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _header(name) -> str:
+    """A class name as a column header: cut to HEADER_CHARS characters (the full name in its title), so a table
+    of long names stays within the page."""
+    text = str(name)
+    if len(text) <= HEADER_CHARS:
+        return esc(text)
+    return f'<abbr title="{esc(text)}">{esc(text[:HEADER_CHARS - 1])}…</abbr>'
 
 
 def document(title: str, nav: Sequence[tuple[str, str]], body: str, generated: str) -> str:

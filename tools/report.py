@@ -9,17 +9,17 @@ bucket download or an e-mail attachment). It reads artifacts only, and never tra
   and split (extraction: summary.json, splits.csv, failures.jsonl, warnings.jsonl, frames/);
 - Leakage: one verdict (tools.audit) on videos and groups in several splits and near-duplicate frames across
   splits, the pairs side by side;
-- Runs: every metrics.json below --runs: curves with collapsed epochs shaded and the selected epoch marked, the
-  learning rate under the loss, the confusion matrix, per-class accuracy, settings (non-defaults marked) and
-  weights hash;
+- Runs: the first 12 metrics.json below --runs (the others named): curves with collapsed epochs shaded and the
+  selected epoch marked, the learning rate under the loss, the confusion matrix, the most confused pairs with
+  their mistaken examples (predictions.csv), per-class accuracy, settings (non-defaults marked) and weights hash;
 - Experiments: every experiment.json (and experiments still running: marked partial): each seed as a point,
   mean and 95% interval, each difference with its interval and p-value, the seeds a study would need, a verdict;
 - Experiment runs: every run of each experiment epoch by epoch, coloured by configuration, and what each
   configuration's sampling feeds the model (coverage and repeats per epoch, training.inspect_order) (story 000);
 - Collapsed runs: the runs that ended answering one class, with their loss and learning rate (story 001);
-- Difficulty: the data map of every difficulty_records.csv and the hard and ambiguous examples as pictures, frames
-  and videos, train and valid apart (story 002); Misclassified: the test examples runs got wrong, with the class
-  they answered (predictions.csv);
+- Difficulty: the data map of every difficulty_records.csv of runs on --data_dir and the hard and ambiguous
+  examples as pictures, frames and videos, train and valid apart (story 002); Misclassified: the test examples
+  runs got wrong, with the class they answered (predictions.csv);
 - Input order: what the first run's input pipeline feeds the model, batch by batch (training.inspect_order).
 
 Sections whose inputs are missing are left out, and the page says so. Thumbnails are capped per section
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import sys
 
 if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter is filtered (settings.console)
@@ -78,7 +79,7 @@ def find_runs(roots: list[str]) -> dict:
     for root in roots:
         if not tf.io.gfile.exists(root):
             raise ReportError(f"--runs={root} does not exist")
-        metrics = files.find(root, "metrics.json")
+        metrics = sorted(files.find(root, "metrics.json"), key=_natural)  # run_9 before run_10
         experiments = files.find(root, "experiment.json")
         difficulty = files.find(root, "difficulty_records.csv")
         commands = files.find(root, "command.json")  # one per run an experiment started
@@ -94,6 +95,11 @@ def find_runs(roots: list[str]) -> dict:
         found["experiments"] += experiments
         found["difficulty"] += difficulty
     return found
+
+
+def _natural(path: str) -> list:
+    """A sort key that orders the numbers in a path by value."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
 
 
 def _in_experiment(metrics_path: str, experiments: list[str]) -> bool:
@@ -128,8 +134,10 @@ def build_report(data_dir: str, runs: list[str], output_dir: str, thumbnails: in
     sheet = classes.thumbnail_plan(summary, thumbnails, priority)
     for split, label, count in sheet:
         frames.want_class(split, label, count)
-    confusion_frames = classes.prepare_confusion_frames(found["metrics"][:12], summary, frames, thumbnails)
-    leakage = sections.prepare_leakage(data_dir, frames, thumbnails)
+    confusion_frames = classes.prepare_confusion_frames(found["metrics"][:sections.RUNS_SHOWN], summary, frames,
+                                                         thumbnails,
+                                                         data_dir)
+    leakage = sections.prepare_leakage(data_dir, frames, thumbnails, found["metrics"] + in_experiments)
     difficulty = examples.prepare_difficulty(found["difficulty"], data_dir, frames, thumbnails)
     wrong = examples.prepare_misclassified(found["metrics"] + in_experiments, data_dir, frames, thumbnails)
     frames.read()

@@ -9,10 +9,12 @@ Nothing here is wider than a few columns, whatever the number of classes.
 from __future__ import annotations
 
 import base64
+import collections
 import io
 import json
+import os
 import statistics
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -24,6 +26,7 @@ TABLE_CLASSES = 20  # up to this many classes, counts and confusion are tables w
 NAMED = 8  # classes named at each end of a distribution
 WORST = 30  # rows of the per-class accuracy list
 PAIRS = 10  # most confused pairs listed per run
+MISTAKES = 2  # mistaken examples pictured per confused pair (from the run's predictions.csv)
 THUMB = 112
 
 
@@ -182,10 +185,38 @@ def _splits_by_preference(splits: Sequence[str]) -> list[str]:
     return sorted(splits, key=lambda s: ({"test": 0, "valid": 1, "train": 2}.get(s, 3), s))
 
 
-def prepare_confusion_frames(metrics_paths: Sequence[str], summary: dict, frames, limit: int) -> dict:
-    """Asks `frames` (before it reads) for one frame of each class of the most confused pairs (from the first
-    split of test, valid, train that holds the class), run by run until `limit` pictures are asked for; returns
-    {metrics path: how many of its pairs are shown with frames}."""
+def _confusion_split(m: dict) -> str:
+    """The split metrics.json's confusion_matrix counts (training.artifacts.metrics_record): test, else the first."""
+    final = m.get("final_evaluation") or {}
+    return "test" if "test" in final or not final else next(iter(final))
+
+
+def pair_mistakes(metrics_path: str, m: dict, pairs: Sequence[tuple]) -> Optional[dict]:
+    """From the run's predictions.csv: per confused pair (true, predicted), its examples of the confusion's split
+    that the run predicted so, most confident first (at most MISTAKES); None when the run wrote none."""
+    import tensorflow as tf
+
+    from training.artifacts import PREDICTIONS_CSV
+
+    path = os.path.join(os.path.dirname(metrics_path), PREDICTIONS_CSV)
+    if not tf.io.gfile.exists(path):
+        return None
+    split, wanted, found = _confusion_split(m), {(t, p) for t, p, _, _ in pairs}, collections.defaultdict(list)
+    for r in files.read_csv(path):
+        key = (int(r["label"]), int(r["predicted"]))
+        if r["split"] == split and key in wanted:
+            found[key].append((r["video_id"], int(r["frame_index"]), float(r["confidence"])))
+    return {key: sorted(v, key=lambda e: (-e[2], e[0], e[1]))[:MISTAKES] for key, v in found.items()}
+
+
+def prepare_confusion_frames(metrics_paths: Sequence[str], summary: dict, frames, limit: int, data_dir: str
+                             ) -> dict:
+    """Asks `frames` (before it reads), for each of the most confused pairs, for its mistaken examples (runs on
+    `data_dir` with predictions.csv) or else one frame of each class (from the first split of test, valid, train
+    that holds the class), run by run until `limit` pictures are asked for; returns {metrics path: {"pairs": how
+    many of its pairs are pictured, "mistakes": pair_mistakes or None}}."""
+    from tools.report_story_runs import same_data
+
     budget, shown = limit, {}
     names = summary["class_names"]
     for path in metrics_paths:
@@ -193,20 +224,24 @@ def prepare_confusion_frames(metrics_paths: Sequence[str], summary: dict, frames
         if not m.get("confusion_matrix") or m.get("class_names") != names:
             continue
         pairs = confused_pairs(np.asarray(m["confusion_matrix"]), min(PAIRS, budget // 2))
-        for label in {c for t, p, _, _ in pairs for c in (t, p)}:
+        mistakes = pair_mistakes(path, m, pairs) if same_data(m, data_dir) else None
+        if mistakes is not None:
+            for video_id, frame_index, _ in (e for v in mistakes.values() for e in v):
+                frames.want(video_id, max(0, frame_index))
+        for label in {c for t, p, _, _ in pairs for c in (t, p)} if mistakes is None else ():
             split = next((s for s in _splits_by_preference(summary["splits"])
                           if _classes_of(summary, s).get(names[label], {}).get("videos")), None)
             if split is not None:
                 frames.want_class(split, label, 1)
         budget -= 2 * len(pairs)
-        shown[path] = len(pairs)
+        shown[path] = {"pairs": len(pairs), "mistakes": mistakes}
     return shown
 
 
-def confusion_html(m: dict, frames, with_frames: int) -> str:
+def confusion_html(m: dict, frames, pictured: Optional[dict] = None) -> str:
     """A run's test confusion (a table up to TABLE_CLASSES classes, else a heatmap picture in an order that puts
-    confused classes together), its most confused pairs (the first `with_frames` with a frame of each class),
-    and per-class accuracy worst first."""
+    confused classes together), its most confused pairs (the first pictured["pairs"] with their mistaken
+    examples, or for a run without predictions.csv a frame of each class), and per-class accuracy worst first."""
     confusion, names = np.asarray(m["confusion_matrix"]), m["class_names"]
     if len(names) <= TABLE_CLASSES:
         body = "<h4>Confusion matrix (test)</h4>" + heat_table(confusion.tolist(), names)
@@ -224,7 +259,12 @@ def confusion_html(m: dict, frames, with_frames: int) -> str:
         rows = [[names[t], names[p], n, f"{share:.0%}"] for t, p, n, share in pairs]
         body += "<h4>Most confused pairs (test)</h4>" + table(["true class", "predicted as", "examples",
                                                                "share of the true class"], rows, (0, 1))
-        figures = [_pair_figure(frames, names, pair) for pair in pairs[:with_frames]] if frames else []
+        pictured = pictured or {"pairs": 0, "mistakes": None}
+        mistakes = pictured["mistakes"]
+        if mistakes is not None and frames and pictured["pairs"]:
+            body += _mistake_figures(frames, names, pairs[:pictured["pairs"]], mistakes, _confusion_split(m))
+            return body + per_class_html(m)
+        figures = [_pair_figure(frames, names, pair) for pair in pairs[:pictured["pairs"]]] if frames else []
         if any(figures):
             body += ('<p class="note">A frame of each class (from test, else valid, else train): the run records '
                      "no prediction per example, so these show the two classes, not the mistakes."
@@ -242,6 +282,22 @@ def _pair_figure(frames, names, pair) -> str:
                      for k, c in zip(keys, (t, p)) if frames.thumbnail(*k))
     return (f'<figure style="width: {2 * THUMB + 8}px"><div class="pair">{images}</div><figcaption>'
             f"{esc(names[t])} → {esc(names[p])}: {n} ({share:.0%})</figcaption></figure>")
+
+
+def _mistake_figures(frames, names, pairs, mistakes: dict, split: str) -> str:
+    """Each confused pair's mistaken examples (predictions.csv), most confident first."""
+    figures = []
+    for t, p, n, share in pairs:
+        for video_id, frame_index, confidence in mistakes.get((t, p), []):
+            data = frames.thumbnail(video_id, max(0, frame_index))
+            image = jpeg_img(data, f"{video_id} frame {max(0, frame_index)}", THUMB) if data else \
+                '<p class="note">(no frame)</p>'
+            where = f"#{frame_index}" if frame_index >= 0 else " (first frame of the video)"
+            figures.append(f"<figure>{image}<figcaption>true <b>{esc(names[t])}</b>, predicted <b class=\"bad\">"
+                           f"{esc(names[p])}</b> ({confidence:.2f})<br>{esc(video_id)}{where}</figcaption></figure>")
+    return (f'<p class="note">Mistakes of the most confused pairs: {esc(split)} examples of the true class the run '
+            f"predicted as the other (its predictions.csv), at most {MISTAKES} per pair, most confident first.</p>"
+            '<div class="thumbs">' + "".join(figures) + "</div>")
 
 
 def per_class_html(m: dict) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from typing import Optional
 
@@ -154,11 +155,27 @@ def leakage_verdict(report: dict) -> tuple[str, str]:
     return {"leak": "bad", "suspect": "warn", "clean": "good"}[level], text
 
 
-def prepare_leakage(data_dir: str, frames: FrameStore, limit: int) -> dict:
-    """tools.audit's report, its example pairs' frames asked for."""
+def train_split_of_runs(metrics_paths: list[str], data_dir: str) -> str:
+    """The split the runs on `data_dir` trained on (their --train_split, the most common one), else "train"."""
+    import collections
+
+    from tools.audit import TRAIN
+
+    named = collections.Counter()
+    for path in metrics_paths:
+        config = json.loads(files.read_text(path))
+        if story_runs.same_data(config, data_dir) and (config.get("config") or {}).get("train_split"):
+            named[config["config"]["train_split"]] += 1
+    return named.most_common(1)[0][0] if named else TRAIN
+
+
+def prepare_leakage(data_dir: str, frames: FrameStore, limit: int, metrics_paths: list[str] = ()) -> dict:
+    """tools.audit's report, the other splits compared with the split the runs trained on; its example pairs'
+    frames asked for."""
     from tools.audit import audit
 
-    report = audit(data_dir, examples=max(1, limit // 4))
+    report = audit(data_dir, examples=max(1, limit // 4), train_split=train_split_of_runs(list(metrics_paths),
+                                                                                          data_dir))
     for duplicates in report["near_duplicates"].values():
         for example in duplicates["examples"]:
             for frame in (example["frame"], example["train_frame"]):
@@ -175,31 +192,32 @@ def leakage_section(report: dict, frames: FrameStore) -> str:
                       + [[g["group"], ", ".join(g["splits"])] for g in groups[:20]], (0, 1))
     for split, d in sorted(report["near_duplicates"].items()):
         body += (f"<h3>{esc(split)}: {d['with_near_duplicate_in_train']} of {d['frames']} frames ({d['share']:.0%}) "
-                 f"have a near-duplicate in train, {d['of_which_same_video']} of them from the same video</h3>")
+                 f"have a near-duplicate in {esc(report['train_split'])}, {d['of_which_same_video']} of them from the same video</h3>")
         pairs = []
         for e in d["examples"]:
             (video, index), (train_video, train_index) = _frame_id(e["frame"]), _frame_id(e["train_frame"])
             images = "".join(jpeg_img(frames.thumbnail(v, i), f"{v} frame {i}", THUMB)
                              for v, i in ((video, index), (train_video, train_index)) if frames.thumbnail(v, i))
             pairs.append(f'<figure style="width: {2 * THUMB + 8}px"><div class="pair">{images}</div><figcaption>'
-                         f"{esc(split)}: {esc(e['frame'])}<br>train: {esc(e['train_frame'])}<br>dHash distance "
+                         f"{esc(split)}: {esc(e['frame'])}<br>{esc(report['train_split'])}: {esc(e['train_frame'])}<br>dHash distance "
                          f"{e['distance']} of 64</figcaption></figure>")
         if pairs:
             body += '<div class="thumbs">' + "".join(pairs) + "</div>"
     what = ("Whether validation and test really hold unseen recordings: videos or groups on both sides of a split, "
             "and frames of valid/test whose near-duplicate (64-bit difference hash within "
-            f"{report['max_distance']} bits) is in train, shown side by side. Near-duplicates from other videos of "
+            f"{report['max_distance']} bits) is in the training split ({esc(str(report['train_split']))}), shown side by side. Near-duplicates from other videos of "
             "one group mean the --group_regex is too fine; from the same video, a frame-level split (story 002).")
     return section("leakage", "Leakage", what, body, [f"{report['data_dir']}/frames (python -m tools.audit)"])
 
 
 # --- Runs ----------------------------------------------------------------------------------------------------
 
+RUNS_SHOWN = 12  # run blocks on the page; the others are named
 
-def run_block(metrics_path: str, frames: Optional[FrameStore] = None, with_frames: int = 0) -> str:
+
+def run_block(metrics_path: str, frames: Optional[FrameStore] = None, pictured: Optional[dict] = None) -> str:
     """One run: its verdict, curves (the learning rate under the loss), confusion matrix, per-class accuracy and
-    settings (`with_frames` of its most confused pairs with frames, asked of `frames` by
-    `report_classes.prepare_confusion_frames`)."""
+    settings (its most confused pairs pictured as `report_classes.prepare_confusion_frames` asked of `frames`)."""
     from tools.report_classes import confusion_html
 
     m = json.loads(files.read_text(metrics_path))
@@ -217,7 +235,7 @@ def run_block(metrics_path: str, frames: Optional[FrameStore] = None, with_frame
             f"{m.get('epochs_run')} epochs; seed {m.get('seed')}; weights <code>{esc(m.get('weights_sha256', ''))[:16]}"
             f"</code>; data <code>{esc(m.get('data_fingerprint', ''))[:16]}</code></p>{curves}")
     if m.get("confusion_matrix"):
-        body += confusion_html(m, frames, with_frames)
+        body += confusion_html(m, frames, pictured)
     body += story_runs.settings_table(m.get("config") or {})
     return body
 
@@ -229,8 +247,13 @@ def runs_section(metrics_paths: list[str], frames: Optional[FrameStore] = None,
     what = ("Each training run: loss and accuracy per epoch (red: epochs in which the model answered one class; "
             "dashed: the epoch whose model was kept), its test confusion matrix and per-class accuracy, its settings "
             "and the hash of its weights (equal hashes: identical models).")
-    return section("runs", "Runs", what, "".join(run_block(p, frames, (with_frames or {}).get(p, 0))
-                                                 for p in metrics_paths[:12]), metrics_paths[:12])
+    shown, rest = metrics_paths[:RUNS_SHOWN], metrics_paths[RUNS_SHOWN:]
+    body = "".join(run_block(p, frames, (with_frames or {}).get(p)) for p in shown)
+    if rest:
+        body += (f'<p class="warn">{len(rest)} more run(s) not shown (the page shows the first {RUNS_SHOWN}): '
+                 + ", ".join(f"<code>{esc(os.path.dirname(p))}</code>" for p in rest)
+                 + ". Give --runs their folders to see them.</p>")
+    return section("runs", "Runs", what, body, shown)
 
 
 # --- Experiments ---------------------------------------------------------------------------------------------
@@ -258,7 +281,7 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     report = upgrade_report(report)
     metric = report["metric"]
     configurations = report["configurations"]
-    rows = [[name, c["n"], c["mean"], examples_label(c), f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]", c["minimum"],
+    rows = [[name, c["n"], c["mean"], examples_label(c), _interval(c), c["minimum"],
              c["maximum"], c["collapsed_runs"]] for name, c in configurations.items()]
     body = f"<h3>{esc(where)}</h3>"
     if partial:
@@ -268,13 +291,27 @@ def experiment_block(report: dict, where: str, partial: Optional[str] = None) ->
     body += charts.strip_plot(configurations, metric)
     body += table(["configuration", "seeds", f"mean {metric}", "test examples", "95% interval (seeds and test set)",
                    "min", "max", "collapsed"], rows)
-    body += "".join(_comparison_paragraph(c, metric, better_text(c, metric)) for c in report["comparisons"])
+    body += "".join(_comparison_paragraph(c, metric, better_text(c, metric), min(
+        configurations.get(c["a"], {}).get("n", 2), configurations.get(c["b"], {}).get("n", 2)))
+        for c in report["comparisons"])
     return body
 
 
-def _comparison_paragraph(c: dict, metric: str, better: str) -> str:
+def _interval(c: dict) -> str:
+    """A configuration's 95% interval, or why it has none (one seed has no spread to measure)."""
+    low, high = c.get("ci_low"), c.get("ci_high")
+    if c.get("n", 0) < 2 or low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "none: needs 2+ seeds"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _comparison_paragraph(c: dict, metric: str, better: str, seeds: int) -> str:
+    """A comparison; `seeds`: the fewer seeds of its two configurations (one seed: no interval, no verdict)."""
     points = 100 if metric.endswith("accuracy") else 1
     unit = " points" if points == 100 else ""
+    if seeds < 2:
+        return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit}; no interval "
+                "and no verdict: each configuration needs 2+ seeds.</p>")
     verdict = (f'<span class="good">{esc(c["verdict"])}</span>' if c["distinguishable"]
                else f'<span class="bad">{esc(c["verdict"])}</span>')
     return (f"<p><b>{esc(c['a'])}</b> vs <b>{esc(c['b'])}</b>: {points * c['difference']:+.2f}{unit} (95% "

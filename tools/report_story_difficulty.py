@@ -21,6 +21,7 @@ from dataformat import files, schema
 from tools import charts
 from tools.page import esc, jpeg_img, section, table
 from tools.report_sections import THUMB, FrameStore
+from tools.report_story_runs import same_data
 
 HARD_CORRECTNESS = 0.5
 HARD_CONFIDENCE = 0.5
@@ -47,15 +48,42 @@ def _want(frames: FrameStore, video_id: str, frame_index: int, frame_count: dict
         frames.want(video_id, index)
 
 
+def _runs_on(paths: list[str], data_dir: str) -> tuple[list[str], list[str]]:
+    """The difficulty_records.csv files of runs on `data_dir` (or whose data is unknown: no metrics.json yet, as
+    in a run still training), and why each other one is left out."""
+    kept, left_out = [], []
+    for path in paths:
+        metrics_path = os.path.join(os.path.dirname(path), "metrics.json")
+        if not tf.io.gfile.exists(metrics_path):
+            kept.append(path)
+            continue
+        metrics = json.loads(files.read_text(metrics_path))
+        if same_data(metrics, data_dir):
+            kept.append(path)
+        else:
+            left_out.append(f"{os.path.dirname(path)}: trained on "
+                            f"{(metrics.get('config') or {}).get('data_dir', '?')}, not {data_dir}")
+    return kept, left_out
+
+
 def prepare_difficulty(paths: list[str], data_dir: str, frames: FrameStore, limit: int) -> Optional[dict]:
     """Per kind (frames, videos) and split: the examples, the hard ones (hardest first) and the ambiguous ones
-    not among them (most variable first), the pictures they need asked for."""
-    from training.difficulty import load_records, summarize_by, summarize_examples
+    not among them (most variable first), the pictures they need asked for. Only runs on `data_dir` count (the
+    others' video ids may name other videos); the ones left out are listed with why."""
+    from training.difficulty import summarize_by, summarize_examples
 
     if not paths:
         return None
+    paths, left_out = _runs_on(paths, data_dir)
+    if not paths:
+        return {"lists": {}, "paths": [], "left_out": left_out, "frame_count": {}, "groups": {}}
     group_of, frame_count = _splits_csv(data_dir)
-    examples = summarize_examples(load_records(sorted({os.path.dirname(p) for p in paths})), group_of)
+    records = []
+    for path in paths:
+        for row in files.read_csv(path):
+            row["run"] = os.path.dirname(path)
+            records.append(row)
+    examples = summarize_examples(records, group_of)
     parts = collections.defaultdict(list)
     for e in examples:  # hardest first (summarize_examples' order)
         parts[_kind(e["frame_index"]), e["split"]].append(e)
@@ -63,13 +91,12 @@ def prepare_difficulty(paths: list[str], data_dir: str, frames: FrameStore, limi
     lists = {}
     for key, members in sorted(parts.items()):
         hard = [e for e in members if is_hard(e)]
-        shown = {id(e) for e in hard[:count]}
-        ambiguous = sorted((e for e in members if id(e) not in shown and e["variability"] >= AMBIGUOUS_VARIABILITY),
+        ambiguous = sorted((e for e in members if not is_hard(e) and e["variability"] >= AMBIGUOUS_VARIABILITY),
                            key=lambda e: -e["variability"])
         lists[key] = {"examples": members, "hard": hard, "ambiguous": ambiguous, "count": count}
         for e in hard[:count] + ambiguous[:count]:
             _want(frames, e["video_id"], e["frame_index"], frame_count)
-    return {"lists": lists, "paths": paths, "frame_count": frame_count,
+    return {"lists": lists, "paths": paths, "left_out": left_out, "frame_count": frame_count,
             "groups": {kind: summarize_by([e for e in examples if _kind(e["frame_index"]) == kind], "group")[:10]
                        for kind in {k for k, _ in parts}}}
 
@@ -131,6 +158,10 @@ def difficulty_section(prepared: Optional[dict], frames: FrameStore) -> str:
         return ""
     kinds = sorted({k for k, _ in prepared["lists"]})
     body = "".join(_kind_block(kind, prepared, frames) for kind in kinds)
+    if prepared["left_out"]:
+        body = (f'<p class="warn">{len(prepared["left_out"])} run(s) with difficulty records left out, not trained '
+                "on this --data_dir (their video ids may name other videos):</p><ul>"
+                + "".join(f"<li>{esc(why)}</li>" for why in prepared["left_out"]) + "</ul>" + body)
     what = ("Which examples the model finds hard, over every epoch and run that recorded them (--track_difficulty; "
             "dataset cartography, Swayamdipta et al. 2020; story 002), for the CNN's frames and the LSTM's videos "
             f"apart, train and valid apart. <b>Hard</b>: classified correctly in at most {HARD_CORRECTNESS:.0%} of "
@@ -154,9 +185,7 @@ def prepare_misclassified(metrics_paths: list[str], data_dir: str, frames: Frame
     for path in metrics_paths:
         m = json.loads(files.read_text(path))
         predictions = os.path.join(os.path.dirname(path), PREDICTIONS_CSV)
-        same_data = os.path.abspath(str((m.get("config") or {}).get("data_dir", "")).rstrip("/")) == \
-            os.path.abspath(data_dir)
-        if same_data and tf.io.gfile.exists(predictions):
+        if same_data(m, data_dir) and tf.io.gfile.exists(predictions):
             runs.append((FRAMES if (m.get("config") or {}).get("model") == "cnn" else VIDEOS,
                          (m["class_names"], files.read_csv(predictions))))
     if not runs:

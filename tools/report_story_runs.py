@@ -22,6 +22,12 @@ from tools.report_story_charts import colour, learning_rate_chart, runs_chart
 COVERAGE_EPOCHS = 3  # epochs of each configuration's input order shown in the sampling table
 
 
+def same_data(metrics: dict, data_dir: str) -> bool:
+    """Whether a run (its metrics.json) trained on `data_dir`."""
+    return os.path.abspath(str((metrics.get("config") or {}).get("data_dir", "")).rstrip("/")) == \
+        os.path.abspath(data_dir)
+
+
 def _history(workdir: str) -> tuple[list[int], callable]:
     """(epochs from 1, column(name) -> values per epoch, None where missing) of a run's history.csv."""
     from training.artifacts import read_history
@@ -49,6 +55,12 @@ def run_curves(workdir: str, metrics: dict) -> str:
     """A run's loss per epoch with its learning rate under it (the same epochs), then its accuracy; collapsed
     epochs shaded red on all three, the selected epoch (lowest valid loss) dashed."""
     epochs, column = _history(workdir)
+    if not epochs:
+        from training.artifacts import HISTORY_CSV
+
+        return (f'<p class="warn">No curves: this run has no {HISTORY_CSV} (or an empty one) in its workdir (runs '
+                "before it was written, or a run stopped before its first epoch ended); the per-epoch losses, "
+                "accuracies and collapsed epochs are only in that file.</p>")
     collapsed = collapsed_spans(metrics)
     finite = [(v, e) for v, e in zip(column("val_loss"), epochs) if v is not None and math.isfinite(v)]
     selected = min(finite)[1] if finite else None
