@@ -47,10 +47,11 @@ def grow_seeds(run_round: Callable[[int], dict[str, list[float]]], verdicts: Cal
         values = run_round(seeds)
         found = verdicts(values)
         rounds.append({"seeds": seeds, "verdicts": found})
-        if all(v["settled"] for v in found):
+        if all(v["settled"] and v["outcome"] != "undecided" for v in found):
             stopped = "settled"
             break
-        if seeds >= max_seeds:
+        # The rule settles an undecided pair at its last look (max_seeds): that is the budget, not an answer.
+        if seeds >= max_seeds or all(v["settled"] for v in found):
             stopped = "budget"
             break
         seeds = min(seeds + step, max_seeds)
