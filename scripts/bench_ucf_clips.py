@@ -80,7 +80,12 @@ def write_clip(path: str, seconds: float, seed: int) -> None:
 def ucf_clips(size: str) -> tuple[str, int, float]:
     """A folder of this size's clips in class folders (made once, then cached): (folder, clips, seconds)."""
     classes, per_class = pick(size, (3, 2), (20, 5), (25, 12))
-    root = os.path.join(CACHE, size)
+    return class_folders_of_clips(os.path.join(CACHE, size), classes, per_class)
+
+
+def class_folders_of_clips(root: str, classes: int, per_class: int) -> tuple[str, int, float]:
+    """`classes` x `per_class` UCF-shaped clips of 5-9 s (7.2 s on average, as UCF101) in class folders under
+    `root`, each made once (then cached): (root, clips, seconds)."""
     seconds = 0.0
     for c in range(classes):
         for k in range(per_class):

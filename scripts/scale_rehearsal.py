@@ -26,7 +26,7 @@ import tempfile
 
 from bench_data import pick
 from bench_extraction import _run_measured
-from bench_ucf_clips import CACHE, ROOT, batch_fill, write_clip
+from bench_ucf_clips import CACHE, ROOT, batch_fill, class_folders_of_clips
 
 FPS = 1
 FEATURES = 2048  # InceptionV3's pooled features per frame
@@ -53,17 +53,7 @@ ASSUMPTIONS = ("per-core rate = steady frames/s measured here / this machine's c
 
 def rehearsal_clips(classes: int, per_class: int) -> tuple[str, int, float]:
     """(folder, clips, seconds): UCF-shaped clips in class folders, made once and cached."""
-    root = os.path.join(CACHE, f"rehearsal-{classes}x{per_class}")
-    seconds = 0.0
-    for c in range(classes):
-        for k in range(per_class):
-            clip_seconds = 5 + (c * 7 + k * 3) % 5  # 5-9 s, as UCF101 (7.2 s on average)
-            path = os.path.join(root, f"Class{c:03d}", f"v_Class{c:03d}_g{k // 2:02d}_c{k % 2 + 1:02d}.avi")
-            if not os.path.exists(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                write_clip(path, clip_seconds, seed=c * 1000 + k)
-            seconds += clip_seconds
-    return root, classes * per_class, seconds
+    return class_folders_of_clips(os.path.join(CACHE, f"rehearsal-{classes}x{per_class}"), classes, per_class)
 
 
 def _folder_bytes(path: str) -> int:
